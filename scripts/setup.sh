@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything dingskill needs on a fresh machine: the Python package with its dev
+# extras, and the system packages the tests use (redis-server, chromium) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ "${DINGSKILL_SKIP_BROWSER:-0}" != 1 ]; then
+  command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! $PY -c "import dingskill, pytest, nbval" >/dev/null 2>&1 || [ "${DINGSKILL_REINSTALL:-0}" = 1 ]; then
+  echo "setup: installing the dingskill package with its dev extras"
+  $PY -m pip install -q -e ".[dev]"
+else
+  # keep the editable install in step with pyproject.toml (fast when nothing changed)
+  $PY -m pip install -q -e ".[dev]" >/dev/null
+fi

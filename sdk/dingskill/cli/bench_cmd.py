@@ -1,0 +1,58 @@
+"""``dingskill bench``: the CLINC150 NLU benchmark and the runtime benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="run a benchmark")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+
+    clinc = bench_sub.add_parser("clinc150", help="intent accuracy and speed on CLINC150")
+    clinc.add_argument("--data-home", default=None, help="folder holding data_full.json")
+    clinc.add_argument("--variant", default="full", choices=["full", "small", "imbalanced", "oos_plus"])
+    clinc.add_argument("--json", action="store_true", help="print one JSON object last")
+    clinc.set_defaults(func=_clinc150)
+
+    rt = bench_sub.add_parser("runtime", help="throughput and latency of the Stream runtime")
+    rt.add_argument("--replicas", type=int, default=1)
+    rt.add_argument("--messages", type=int, default=10_000)
+    rt.add_argument("--users", type=int, default=200)
+    rt.add_argument("--rate", type=float, default=200.0, help="offered msg/s in the latency phase")
+    rt.add_argument("--duration", type=float, default=10.0, help="seconds of the latency phase")
+    rt.add_argument("--json", action="store_true", help="print one JSON object last")
+    rt.set_defaults(func=_runtime)
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+
+
+def _clinc150(args: argparse.Namespace) -> int:
+    from ..evaluation.benchmark import clinc150_benchmark
+
+    result = clinc150_benchmark(data_home=args.data_home, variant=args.variant, progress=not args.json)
+    _print(result, args.json)
+    return 0
+
+
+def _runtime(args: argparse.Namespace) -> int:
+    from ..runtime.benchmark import run_benchmark
+
+    result = run_benchmark(
+        replicas=args.replicas,
+        messages=args.messages,
+        users=args.users,
+        rate=args.rate,
+        duration=args.duration,
+        progress=not args.json,
+    )
+    _print(result, args.json)
+    return 0

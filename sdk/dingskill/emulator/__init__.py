@@ -1,0 +1,1 @@
+"""dingskill.emulator."""
