@@ -32,8 +32,8 @@ class Spec:
 
 
 SPECS = [
-    Spec("office-zh", chinese=True, min_intents=16, min_train_per_intent=40, min_train_oos=80),
-    Spec("office-en", chinese=False, min_intents=16, min_train_per_intent=40, min_train_oos=80),
+    Spec("office-zh", chinese=True, min_intents=17, min_train_per_intent=40, min_train_oos=80),
+    Spec("office-en", chinese=False, min_intents=17, min_train_per_intent=40, min_train_oos=80),
     Spec("it-helpdesk-zh", chinese=True, min_intents=6, min_train_per_intent=30, min_train_oos=40),
     Spec("smalltalk-en", chinese=False, min_intents=9, min_train_per_intent=30, min_train_oos=40),
 ]
