@@ -1,1 +1,23 @@
-"""dingskill.nlu."""
+"""dingskill.nlu: normalisation, features, rules and the intent classifier."""
+
+from __future__ import annotations
+
+from .persistence import UnsafeModelError
+
+__all__ = ["Decision", "IntentClassifier", "RuleSet", "UnsafeModelError", "normalize_text"]
+
+
+def __getattr__(name: str):
+    if name in ("IntentClassifier", "Decision"):
+        from . import classifier
+
+        return getattr(classifier, name)
+    if name == "RuleSet":
+        from .rules import RuleSet
+
+        return RuleSet
+    if name == "normalize_text":
+        from .normalize import normalize_text
+
+        return normalize_text
+    raise AttributeError(f"module 'dingskill.nlu' has no attribute {name!r}")

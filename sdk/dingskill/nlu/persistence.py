@@ -1,0 +1,176 @@
+"""Pickle-free, byte-reproducible model files.
+
+Format: a zip (fixed member order and timestamps, deflate) holding
+
+* ``dingskill-model.json`` — format name/version, estimator parameters, classes, feature
+  strings, threshold, temperature (JSON only: strings, numbers, lists, dicts, null);
+* ``coef.npy``, ``intercept.npy``, ``idf.npy`` — numeric arrays, read with
+  ``allow_pickle=False`` and checked for dtype and shape.
+
+Nothing in a file can name a Python object to import or call. Anything else — a pickle, a
+skops file, extra members, object arrays — is refused with :class:`UnsafeModelError`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+
+__all__ = ["FORMAT", "UnsafeModelError", "dumps", "loads"]
+
+FORMAT = "dingskill.IntentClassifier"
+VERSION = 1
+_META = "dingskill-model.json"
+_ARRAYS = {"coef.npy": "<f4", "intercept.npy": "<f8", "idf.npy": "<f8"}
+_MEMBERS = {_META, *_ARRAYS}
+_DATE = (1980, 1, 1, 0, 0, 0)
+_PARAMS = {"oos_threshold", "rules", "C", "char_ngram", "cjk_ngram", "min_df", "cv", "random_state"}
+
+
+class UnsafeModelError(ValueError):
+    """The data is not a dingskill model, or names types/objects that are not allowed."""
+
+
+def _entry(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    info.create_system = 3
+    zf.writestr(info, data, compresslevel=6)
+
+
+def _npy(arr: np.ndarray, dtype: str) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr, dtype=dtype), allow_pickle=False)
+    return buf.getvalue()
+
+
+def dumps(clf) -> bytes:
+    """Serialise a fitted :class:`IntentClassifier`."""
+    clf._check_fitted()
+    params = clf.get_params(deep=False)
+    params["char_ngram"] = list(params["char_ngram"])
+    params["cjk_ngram"] = list(params["cjk_ngram"])
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "params": params,
+        "classes": [str(c) for c in clf.classes_],
+        "threshold": clf.threshold_,
+        "temperature": clf.temperature_,
+        "features": clf.featurizer_.feature_names,
+    }
+    body = json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        _entry(zf, _META, body.encode("utf-8"))
+        _entry(zf, "coef.npy", _npy(clf.coef_, "<f4"))
+        _entry(zf, "idf.npy", _npy(clf.featurizer_.idf_, "<f8"))
+        _entry(zf, "intercept.npy", _npy(clf.intercept_, "<f8"))
+    return buf.getvalue()
+
+
+def _skops_types(zf: zipfile.ZipFile) -> list[str]:
+    """Types a skops ``schema.json`` refers to (for the error message); never imports them."""
+    try:
+        schema = json.loads(zf.read("schema.json"))
+    except Exception:  # noqa: BLE001 - any failure: just report no types
+        return []
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            mod, cls = node.get("__module__"), node.get("__class__")
+            if isinstance(mod, str) and isinstance(cls, str):
+                found.append(f"{mod}.{cls}")
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    return found
+
+
+def loads(data: bytes):
+    """Rebuild an :class:`IntentClassifier` from :func:`dumps` output, refusing anything else."""
+    from .classifier import IntentClassifier
+    from .features import TextFeaturizer
+    from .rules import RuleSet
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UnsafeModelError(f"model data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if data[:1] == b"\x80" or data[:2] in (b"(d", b"(l", b"cc"):
+        raise UnsafeModelError("refusing pickle data: models are never unpickled")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise UnsafeModelError("not a dingskill model file (not a zip archive)") from None
+    with zf:
+        names = zf.namelist()
+        if "schema.json" in names and _META not in names:
+            types = _skops_types(zf)
+            bad = [t for t in types if not t.startswith(("builtins.", "numpy."))]
+            shown = ", ".join(sorted(set(bad or types))[:5]) or "unknown"
+            raise UnsafeModelError(f"refusing a skops file with untrusted type(s): {shown}")
+        extra = sorted(set(names) - _MEMBERS)
+        missing = sorted(_MEMBERS - set(names))
+        if extra or missing or len(names) != len(set(names)):
+            raise UnsafeModelError(f"unexpected model members: extra={extra} missing={missing}")
+        try:
+            meta = json.loads(zf.read(_META).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UnsafeModelError(f"{_META}: invalid JSON ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise UnsafeModelError(f"{_META}: format is not {FORMAT!r}")
+        if meta.get("version") != VERSION:
+            raise UnsafeModelError(f"{_META}: unsupported version {meta.get('version')!r}")
+        arrays = {}
+        for name, dtype in _ARRAYS.items():
+            try:
+                arr = np.load(io.BytesIO(zf.read(name)), allow_pickle=False)
+            except ValueError as exc:
+                raise UnsafeModelError(f"{name}: refused ({exc})") from None
+            if arr.dtype != np.dtype(dtype):
+                raise UnsafeModelError(
+                    f"{name}: dtype {arr.dtype} is not allowed (expected {dtype})"
+                )
+            arrays[name] = arr
+    params = meta.get("params")
+    if not isinstance(params, dict) or set(params) - _PARAMS:
+        raise UnsafeModelError(f"{_META}: unknown parameters {sorted(set(params or {}) - _PARAMS)}")
+    classes, feats = meta.get("classes"), meta.get("features")
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise UnsafeModelError(f"{_META}: 'classes' must be a list of strings")
+    if not (isinstance(feats, list) and all(isinstance(f, str) for f in feats)):
+        raise UnsafeModelError(f"{_META}: 'features' must be a list of strings")
+    coef, icpt, idf = arrays["coef.npy"], arrays["intercept.npy"], arrays["idf.npy"]
+    if (
+        coef.shape != (len(feats), len(classes))
+        or icpt.shape != (len(classes),)
+        or idf.shape != (len(feats),)
+    ):
+        raise UnsafeModelError("array shapes do not match the classes and features")
+    params = dict(params)
+    params["char_ngram"] = tuple(params["char_ngram"])
+    params["cjk_ngram"] = tuple(params["cjk_ngram"])
+    clf = IntentClassifier(**params)
+    clf._validate_params()
+    clf.classes_ = np.array(classes, dtype=str)
+    clf.n_features_in_ = 1
+    clf._ruleset = RuleSet(clf.rules)
+    oos = [i for i, c in enumerate(classes) if c == "oos"]
+    clf._oos_index = oos[0] if oos else -1
+    clf.featurizer_ = TextFeaturizer(params["char_ngram"], params["cjk_ngram"], params["min_df"])
+    clf.featurizer_.set_state(feats, idf)
+    clf.coef_ = coef
+    clf.intercept_ = icpt
+    clf.temperature_ = float(meta["temperature"])
+    thr = meta.get("threshold")
+    clf.threshold_ = None if thr is None else float(thr)
+    return clf
