@@ -98,9 +98,6 @@ def _skops_types(zf: zipfile.ZipFile) -> list[str]:
 
 def loads(data: bytes):
     """Rebuild an :class:`IntentClassifier` from :func:`dumps` output, refusing anything else."""
-    from .classifier import IntentClassifier
-    from .features import TextFeaturizer
-    from .rules import RuleSet
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise UnsafeModelError(f"model data must be bytes, got {type(data).__name__}")
@@ -111,7 +108,19 @@ def loads(data: bytes):
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise UnsafeModelError("not a dingskill model file (not a zip archive)") from None
-    with zf:
+    try:
+        with zf:
+            return _read(zf)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise UnsafeModelError(f"corrupt model archive: {exc}") from None
+
+
+def _read(zf: zipfile.ZipFile):
+    from .classifier import IntentClassifier
+    from .features import TextFeaturizer
+    from .rules import RuleSet
+
+    if True:
         names = zf.namelist()
         if "schema.json" in names and _META not in names:
             types = _skops_types(zf)

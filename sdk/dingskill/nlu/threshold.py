@@ -2,7 +2,10 @@
 
 Objective when out-of-scope examples exist: maximise the mean of in-scope accuracy (an
 in-scope query counts as right only if it is accepted *and* labelled correctly) and
-out-of-scope recall. Without out-of-scope examples: the highest threshold whose in-scope
+out-of-scope recall, among the thresholds that cost at most ``max_inscope_loss`` (1 point by
+default) of in-scope accuracy compared with no threshold. Without the budget the plain mean
+favours out-of-scope recall far too much when in-scope queries dominate, as they do in real
+traffic (on CLINC150 it gave 85% in-scope accuracy for 90% oos recall). Without out-of-scope examples: the highest threshold whose in-scope
 false-rejection rate stays at or below ``target_reject`` (5% by default).
 """
 
@@ -19,6 +22,7 @@ def select_threshold(
     is_oos: np.ndarray,
     predicted_oos: np.ndarray | None = None,
     target_reject: float = 0.05,
+    max_inscope_loss: float = 0.01,
 ) -> float:
     """Return the threshold; a query is out of scope when its confidence is below it.
 
@@ -48,6 +52,7 @@ def select_threshold(
     acc = (len(order_in) - np.searchsorted(order_in, candidates, side="left")) / n_in
     rec = (pre_rejected + np.searchsorted(oos_conf, candidates, side="left")) / n_oos
     score = 0.5 * (acc + rec)
+    score[acc < acc[0] - max_inscope_loss - 1e-12] = -1.0  # candidates[0] == 0: no threshold
     best = np.flatnonzero(score >= score.max() - 1e-12)
     # among ties take the middle candidate for stability
     return float(candidates[best[len(best) // 2]])

@@ -1,0 +1,47 @@
+"""The CLINC150 benchmark function end to end on a small slice written to a temp folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dingskill.evaluation import benchmark
+from dingskill.evaluation.benchmark import BenchmarkDataError, clinc150_benchmark
+
+KEYS = {
+    "in_scope_accuracy",
+    "oos_recall",
+    "train_seconds",
+    "predict_p50_ms",
+    "predict_p99_ms",
+    "batch_utterances_per_s",
+}
+
+
+@pytest.fixture
+def tiny_clinc(tmp_path, clinc_home, monkeypatch):
+    src = json.loads((clinc_home / "data_small.json").read_text())
+    keep = sorted({lab for _, lab in src["train"]})[:15]
+    tiny = {k: [r for r in v if r[1] in keep or k.startswith("oos")] for k, v in src.items()}
+    raw = json.dumps(tiny).encode()
+    (tmp_path / "data_small.json").write_bytes(raw)
+    import hashlib
+
+    monkeypatch.setitem(benchmark.SHA256, "small", hashlib.sha256(raw).hexdigest())
+    return tmp_path
+
+
+def test_benchmark_runs_end_to_end(tiny_clinc):
+    result = clinc150_benchmark(data_home=tiny_clinc, variant="small", progress=False)
+    assert set(result) == KEYS
+    assert result["in_scope_accuracy"] >= 70.0
+    assert 0.0 <= result["oos_recall"] <= 100.0
+    assert result["predict_p99_ms"] >= result["predict_p50_ms"] > 0
+
+
+def test_benchmark_checks_the_checksum(tmp_path):
+    (tmp_path / "data_full.json").write_text("{}")
+    with pytest.raises(BenchmarkDataError, match="sha256"):
+        clinc150_benchmark(data_home=tmp_path, progress=False)
+    with pytest.raises(BenchmarkDataError, match="not found"):
+        clinc150_benchmark(data_home=tmp_path / "nope", progress=False)
