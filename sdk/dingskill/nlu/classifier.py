@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import numbers
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +84,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         confidence (an "oos" class still can).
     rules : list of {"intent", "words", "patterns"} dicts applied before the model.
     C : regularisation of the linear SVM (larger = less regularisation).
-    char_ngram, cjk_ngram : n-gram ranges for Latin words and CJK runs.
+    char_ngram, cjk_ngram : character n-gram ranges for Latin text and CJK runs.
+    min_df : features seen in fewer training texts are dropped (smaller, faster model).
     cv : number of internal folds for calibration and the threshold.
     random_state : seed for the internal folds.
+    n_jobs : threads for fitting (results do not depend on it).
     """
 
     def __init__(
@@ -93,11 +96,12 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         oos_threshold="auto",
         rules=None,
         C: float = 1.0,
-        char_ngram=(2, 5),
+        char_ngram=(3, 5),
         cjk_ngram=(1, 3),
-        min_df: int = 1,
+        min_df: int = 2,
         cv: int = 2,
         random_state=0,
+        n_jobs: int | None = 2,
     ) -> None:
         self.oos_threshold = oos_threshold
         self.rules = rules
@@ -107,6 +111,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.min_df = min_df
         self.cv = cv
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ fitting
     def _validate_params(self) -> None:  # noqa: D401 - sklearn naming
@@ -126,14 +131,49 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     def _featurizer(self) -> TextFeaturizer:
         return TextFeaturizer(tuple(self.char_ngram), tuple(self.cjk_ngram), self.min_df)
 
-    def _fit_linear(self, X, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _fit_group(self, X, y_idx: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One-vs-rest SVMs for the classes in ``group`` (indices); others become "rest"."""
+        labels = np.where(np.isin(y_idx, group), y_idx, -1)
         model = LinearSVC(C=float(self.C), tol=1e-3, max_iter=2000, random_state=0)
-        model.fit(X, y_idx)
+        model.fit(X, labels)
         coef, icpt = model.coef_, model.intercept_
-        if coef.shape[0] == 1:  # binary: sklearn keeps one row for class 1
+        if coef.shape[0] == 1:  # binary problem: sklearn keeps one row for the larger label
             coef = np.vstack([-coef, coef]) / 2.0
             icpt = np.array([-icpt[0], icpt[0]]) / 2.0
-        return np.ascontiguousarray(coef.T), icpt.astype(np.float64)
+        keep = np.searchsorted(model.classes_, group)
+        return coef[keep], icpt[keep]
+
+    def _fit_many(self, X, y_idx: np.ndarray, jobs: list[np.ndarray]) -> list[tuple]:
+        """Fit a linear model on each row subset in ``jobs``; coef (n_features x k), intercept.
+
+        Each job's classes are split into fixed groups whose one-vs-rest problems are
+        independent, so all pieces run on ``n_jobs`` threads (liblinear releases the GIL)
+        and the result does not depend on ``n_jobs``.
+        """
+        tasks = []
+        for j, rows in enumerate(jobs):
+            present = np.unique(y_idx[rows])
+            n_groups = 2 if len(present) > 8 else 1
+            for g in np.array_split(present, n_groups):
+                tasks.append((j, rows, g))
+        workers = max(1, int(self.n_jobs or 1))
+        run = lambda t: self._fit_group(X[t[1]], y_idx[t[1]], t[2])  # noqa: E731
+        if workers > 1 and len(tasks) > 1:
+            with ThreadPoolExecutor(max_workers=workers) as ex:
+                parts = list(ex.map(run, tasks))
+        else:
+            parts = [run(t) for t in tasks]
+        out = []
+        k = len(self.classes_)
+        for j in range(len(jobs)):
+            W = np.zeros((X.shape[1], k), dtype=np.float32)
+            b = np.full(k, -1e3)  # classes absent from a fold never win
+            for (jj, _, g), (coef, icpt) in zip(tasks, parts, strict=True):
+                if jj == j:
+                    W[:, g] = coef.T
+                    b[g] = icpt
+            out.append((W, b))
+        return out
 
     def fit(self, X, y) -> IntentClassifier:
         """Fit on texts ``X`` and intent labels ``y`` ("oos" rows train the oos class)."""
@@ -163,22 +203,21 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         Xm = feat.transform(texts)
         oos_pos = np.flatnonzero(classes == OUT_OF_SCOPE)
         self._oos_index = int(oos_pos[0]) if len(oos_pos) else -1
-        # held-out decision scores: calibration temperature and the auto threshold
+        # held-out decision scores (calibration temperature, auto threshold) and the final
+        # model: all fits are independent and run together
         temperature, threshold = 1.0, None
         counts = np.bincount(y_idx)
         n_splits = int(min(self.cv, counts.min()))
+        all_rows = np.arange(len(y_idx))
+        folds = []
         if n_splits >= 2:
             skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+            folds = list(skf.split(np.zeros(len(y_idx)), y_idx))
+        fits = self._fit_many(Xm, y_idx, [tr for tr, _ in folds] + [all_rows])
+        if folds:
             scores = np.zeros((len(texts), len(classes)))
-            for tr, te in skf.split(np.zeros(len(y_idx)), y_idx):
-                sub = np.unique(y_idx[tr])
-                W, b = self._fit_linear(Xm[tr], y_idx[tr])
-                s = np.full((len(te), len(classes)), -1e3)
-                if len(sub) == len(classes):
-                    s[:] = Xm[te] @ W + b
-                else:  # a class missing in this fold
-                    s[:, sub] = Xm[te] @ W + b
-                scores[te] = s
+            for (_, te), (W, b) in zip(folds, fits[:-1], strict=True):
+                scores[te] = Xm[te] @ W + b
             temperature = fit_temperature(scores, y_idx)
             if self.oos_threshold == "auto":
                 proba = softmax(scores, temperature)
@@ -187,7 +226,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             threshold = 0.0  # too few rows per class for held-out folds
         elif self.oos_threshold != "auto":
             threshold = None if self.oos_threshold is None else float(self.oos_threshold)
-        W, b = self._fit_linear(Xm, y_idx)
+        W, b = fits[-1]
         self.featurizer_ = feat
         self.coef_ = W.astype(np.float32)  # (n_features, n_classes); float32 as saved
         self.intercept_ = b
@@ -236,7 +275,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         """Raw linear scores (n_texts x n_classes)."""
         self._check_fitted()
         texts = _check_texts(X)
-        return self.featurizer_.transform(texts) @ self.coef_ + self.intercept_
+        X = self.featurizer_.transform(texts).astype(self.coef_.dtype)
+        return np.asarray(X @ self.coef_, dtype=np.float64) + self.intercept_
 
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated class probabilities (temperature-scaled softmax), columns = classes_."""

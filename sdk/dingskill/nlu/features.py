@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.preprocessing import normalize
 
 from .normalize import normalize_text
 
@@ -41,34 +43,41 @@ def analyze(
     cjk_ngram: tuple[int, int] = (1, 3),
     normalized: bool = False,
 ) -> list[str]:
-    """Return the feature strings of one text (normalised first unless ``normalized``)."""
+    """Return the feature strings of one text (normalised first unless ``normalized``).
+
+    Character n-grams of Latin text run over each stretch of words between CJK runs (joined
+    by single spaces and padded with a space), so they also span word boundaries.
+    """
     if not normalized:
         text = normalize_text(text)
     feats: list[str] = []
-    append = feats.append
+    extend = feats.extend
     cmin, cmax = char_ngram
     zmin, zmax = cjk_ngram
-    prev_word = None
-    for m in _TOKEN_RE.finditer(text):
-        run, word = m.group(1), m.group(2)
-        if run is not None:
-            n_run = len(run)
-            padded = "<" + run + ">"
-            for n in range(zmin, zmax + 1):
-                src = run if n == 1 else padded
-                feats.extend(["z:" + src[i : i + n] for i in range(len(src) - n + 1)])
-            if n_run == 1 and zmin > 1:
-                append("z:" + run)
-            prev_word = None
-            continue
-        append("w:" + word)
-        if prev_word is not None:
-            append("b:" + prev_word + " " + word)
-        prev_word = word
-        padded = " " + word + " "
+    words: list[str] = []
+
+    def flush() -> None:
+        extend(["w:" + w for w in words])
+        extend(["b:" + a + " " + b for a, b in zip(words, words[1:], strict=False)])
+        padded = " " + " ".join(words) + " "
         lp = len(padded)
         for n in range(cmin, min(cmax, lp) + 1):
-            feats.extend(["c:" + padded[i : i + n] for i in range(lp - n + 1)])
+            extend(["c:" + padded[i : i + n] for i in range(lp - n + 1)])
+        words.clear()
+
+    for m in _TOKEN_RE.finditer(text):
+        run, word = m.group(1), m.group(2)
+        if word is not None:
+            words.append(word)
+            continue
+        if words:
+            flush()
+        padded = "<" + run + ">"
+        for n in range(zmin, zmax + 1):
+            src = run if n == 1 else padded
+            extend(["z:" + src[i : i + n] for i in range(len(src) - n + 1)])
+    if words:
+        flush()
     return feats
 
 
@@ -118,17 +127,13 @@ class TextFeaturizer:
 
     def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Column indices and values of one text's normalised TF-IDF row."""
-        vocab = self.vocabulary_
-        counts: dict[int, int] = {}
-        get = vocab.get
-        for f in self._analyze(text):
-            j = get(f)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        if not counts:
+        get = self.vocabulary_.get
+        pairs = [(get(f), c) for f, c in Counter(self._analyze(text)).items()]
+        pairs = [(j, c) for j, c in pairs if j is not None]
+        if not pairs:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        idx = np.fromiter((j for j, _ in pairs), dtype=np.int64, count=len(pairs))
+        tf = np.fromiter((c for _, c in pairs), dtype=np.float64, count=len(pairs))
         vals = (np.log(tf) + 1.0) * self.idf_[idx]
         norm = math.sqrt(float(vals @ vals))
         if norm > 0:
@@ -137,25 +142,17 @@ class TextFeaturizer:
 
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
         """Sparse matrix (n_texts x n_features) of normalised TF-IDF rows."""
-        indptr = [0]
-        indices: list[np.ndarray] = []
-        data: list[np.ndarray] = []
-        total = 0
+        get = self.vocabulary_.get
+        lengths: list[int] = []
+        flat: list[int] = []
         for text in texts:
-            idx, vals = self.transform_one(text)
-            indices.append(idx)
-            data.append(vals)
-            total += len(idx)
-            indptr.append(total)
-        n_feat = len(self.vocabulary_)
-        if total:
-            ind = np.concatenate(indices)
-            dat = np.concatenate(data)
-        else:
-            ind = np.zeros(0, dtype=np.int64)
-            dat = np.zeros(0)
-        X = sp.csr_matrix(
-            (dat, ind, np.asarray(indptr, dtype=np.int64)), shape=(len(indptr) - 1, n_feat)
-        )
-        X.sort_indices()
-        return X
+            cols = [j for j in map(get, self._analyze(text)) if j is not None]
+            lengths.append(len(cols))
+            flat.extend(cols)
+        n_rows, n_feat = len(lengths), len(self.vocabulary_)
+        cols = np.asarray(flat, dtype=np.int64)
+        rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
+        X = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(n_rows, n_feat))
+        X.sum_duplicates()
+        X.data = (np.log(X.data) + 1.0) * self.idf_[X.indices]
+        return normalize(X, norm="l2", copy=False)

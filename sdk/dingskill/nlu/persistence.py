@@ -27,7 +27,17 @@ _META = "dingskill-model.json"
 _ARRAYS = {"coef.npy": "<f4", "intercept.npy": "<f8", "idf.npy": "<f8"}
 _MEMBERS = {_META, *_ARRAYS}
 _DATE = (1980, 1, 1, 0, 0, 0)
-_PARAMS = {"oos_threshold", "rules", "C", "char_ngram", "cjk_ngram", "min_df", "cv", "random_state"}
+_PARAMS = {
+    "oos_threshold",
+    "rules",
+    "C",
+    "char_ngram",
+    "cjk_ngram",
+    "min_df",
+    "cv",
+    "random_state",
+    "n_jobs",
+}
 
 
 class UnsafeModelError(ValueError):
