@@ -12,7 +12,6 @@ Example::
 from __future__ import annotations
 
 import numbers
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,21 @@ from .rules import RuleSet, validate_rules
 from .threshold import select_threshold
 
 __all__ = ["Decision", "IntentClassifier", "InputError"]
+
+
+_PARALLEL_MIN_NNZ = 300_000  # below this, worker start-up costs more than it saves
+
+
+def _fit_ovr_group(X, labels: np.ndarray, group: np.ndarray, C: float) -> tuple:
+    """One-vs-rest linear SVMs for the class indices in ``group`` (other rows are -1)."""
+    model = LinearSVC(C=C, tol=1e-3, max_iter=2000, random_state=0)
+    model.fit(X, labels)
+    coef, icpt = model.coef_, model.intercept_
+    if coef.shape[0] == 1:  # binary problem: sklearn keeps one row for the larger label
+        coef = np.vstack([-coef, coef]) / 2.0
+        icpt = np.array([-icpt[0], icpt[0]]) / 2.0
+    keep = np.searchsorted(model.classes_, group)
+    return coef[keep].astype(np.float32), icpt[keep]
 
 
 class InputError(ValueError):
@@ -131,24 +145,13 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     def _featurizer(self) -> TextFeaturizer:
         return TextFeaturizer(tuple(self.char_ngram), tuple(self.cjk_ngram), self.min_df)
 
-    def _fit_group(self, X, y_idx: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One-vs-rest SVMs for the classes in ``group`` (indices); others become "rest"."""
-        labels = np.where(np.isin(y_idx, group), y_idx, -1)
-        model = LinearSVC(C=float(self.C), tol=1e-3, max_iter=2000, random_state=0)
-        model.fit(X, labels)
-        coef, icpt = model.coef_, model.intercept_
-        if coef.shape[0] == 1:  # binary problem: sklearn keeps one row for the larger label
-            coef = np.vstack([-coef, coef]) / 2.0
-            icpt = np.array([-icpt[0], icpt[0]]) / 2.0
-        keep = np.searchsorted(model.classes_, group)
-        return coef[keep], icpt[keep]
-
     def _fit_many(self, X, y_idx: np.ndarray, jobs: list[np.ndarray]) -> list[tuple]:
         """Fit a linear model on each row subset in ``jobs``; coef (n_features x k), intercept.
 
         Each job's classes are split into fixed groups whose one-vs-rest problems are
-        independent, so all pieces run on ``n_jobs`` threads (liblinear releases the GIL)
-        and the result does not depend on ``n_jobs``.
+        independent, so on large data the pieces run in ``n_jobs`` worker processes (not
+        threads: liblinear's solver draws from the process-global C ``rand()``, which it
+        seeds at every fit); the result does not depend on ``n_jobs``.
         """
         tasks = []
         for j, rows in enumerate(jobs):
@@ -157,12 +160,18 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             for g in np.array_split(present, n_groups):
                 tasks.append((j, rows, g))
         workers = max(1, int(self.n_jobs or 1))
-        run = lambda t: self._fit_group(X[t[1]], y_idx[t[1]], t[2])  # noqa: E731
-        if workers > 1 and len(tasks) > 1:
-            with ThreadPoolExecutor(max_workers=workers) as ex:
-                parts = list(ex.map(run, tasks))
+        pieces = [
+            (X[rows], np.where(np.isin(y_idx[rows], g), y_idx[rows], -1), g, float(self.C))
+            for _, rows, g in tasks
+        ]
+        if workers > 1 and len(tasks) > 1 and X.nnz >= _PARALLEL_MIN_NNZ:
+            from joblib import Parallel, delayed
+
+            parts = Parallel(n_jobs=workers, backend="loky")(
+                delayed(_fit_ovr_group)(*p) for p in pieces
+            )
         else:
-            parts = [run(t) for t in tasks]
+            parts = [_fit_ovr_group(*p) for p in pieces]
         out = []
         k = len(self.classes_)
         for j in range(len(jobs)):
