@@ -13,7 +13,6 @@ import argparse
 import json
 
 import numpy as np
-
 from dingskill.evaluation.benchmark import clinc150_benchmark, load_clinc150
 
 
