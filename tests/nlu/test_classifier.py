@@ -201,3 +201,10 @@ def test_worker_processes_do_not_change_the_model(mixed_data, monkeypatch):
     b = IntentClassifier(n_jobs=2).fit(texts, labels)
     np.testing.assert_array_equal(a.coef_, b.coef_)
     assert a.threshold_ == b.threshold_ and a.temperature_ == b.temperature_
+
+
+def test_empty_text_is_out_of_scope(en_data):
+    clf = IntentClassifier(oos_threshold=None).fit(*en_data)
+    d = clf.decide(" \u200b ")
+    assert (d.intent, d.confidence, d.alternatives) == (OUT_OF_SCOPE, 0.0, [])
+    assert list(clf.predict(["", "book a meeting room"])) == [OUT_OF_SCOPE, "book_room"]

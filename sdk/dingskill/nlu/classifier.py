@@ -303,13 +303,19 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         return out
 
     def predict(self, X) -> np.ndarray:
-        """Intent per text; "oos" when the oos class wins or confidence < ``threshold_``.
+        """Intent per text; "oos" when the oos class wins, confidence < ``threshold_`` or
+        the text is empty after normalisation.
 
         Rules are applied first (a matching rule decides the label).
         """
         self._check_fitted()
         texts = _check_texts(X)
-        out = self._labels(self.predict_proba(texts))
+        X = self.featurizer_.transform(texts).astype(self.coef_.dtype)
+        scores = np.asarray(X @ self.coef_, dtype=np.float64) + self.intercept_
+        out = self._labels(softmax(scores, self.temperature_))
+        for i in np.flatnonzero(np.diff(X.indptr) == 0):  # no known feature: maybe empty
+            if not normalize_text(texts[i]):
+                out[i] = OUT_OF_SCOPE  # empty after normalisation: nothing to understand
         if len(self._ruleset):
             for i, t in enumerate(texts):
                 m = self._ruleset.match(t)
@@ -332,6 +338,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
         norm = normalize_text(text)
+        if not norm:  # nothing to understand: never claim an intent
+            return Decision(OUT_OF_SCOPE, 0.0, [], "model", None)
         alts = self.top_k(norm, 3)
         m = self._ruleset.match(norm, normalized=True) if len(self._ruleset) else None
         if m is not None:
