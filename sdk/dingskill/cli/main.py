@@ -18,6 +18,9 @@ COMMAND_MODULES = [
     "dingskill.cli.plugins_cmd",
     "dingskill.cli.runtime_cmd",
     "dingskill.cli.emulator_cmd",
+    "dingskill.cli.conversations_cmd",
+    "dingskill.cli.access_cmd",
+    "dingskill.cli.audit_cmd",
     "dingskill.cli.demo_cmd",
 ]
 
