@@ -1,0 +1,185 @@
+"""Dataset validation: findings with file and line, errors fail, warnings do not."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import pandas as pd
+
+__all__ = ["ValidationReport", "validate_frame"]
+
+_CONTROL = re.compile(
+    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\ufeff\ufffd]"
+)
+_NEAR = re.compile(r"[\W_]+", re.UNICODE)
+
+COLUMNS = ["severity", "code", "file", "line", "intent", "text", "message"]
+
+
+@dataclass
+class ValidationReport:
+    """``findings``: one row per finding; ``ok`` is False when any is an error."""
+
+    findings: pd.DataFrame
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        return self.findings[self.findings["severity"] == "error"]
+
+    @property
+    def warnings(self) -> pd.DataFrame:
+        return self.findings[self.findings["severity"] == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return self.errors.empty
+
+    def lines(self) -> list[str]:
+        """``file:line: severity code: message`` for each finding."""
+        out = []
+        for r in self.findings.itertuples():
+            where = r.file or "<data>"
+            if r.line is not None and not pd.isna(r.line):
+                where += f":{int(r.line)}"
+            out.append(f"{where}: {r.severity} {r.code}: {r.message}")
+        return out
+
+    def __str__(self) -> str:
+        head = f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"
+        return "\n".join([head, *self.lines()])
+
+    def _repr_html_(self) -> str:
+        head = f"<b>{len(self.errors)} error(s), {len(self.warnings)} warning(s)</b>"
+        return head + (self.findings.to_html() if len(self.findings) else "<p>clean</p>")
+
+
+def _near_key(text: str) -> str:
+    return _NEAR.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    min_examples: int = 10,
+    max_length: int = 512,
+    imbalance_ratio: float = 10.0,
+    skipped: list | None = None,
+) -> ValidationReport:
+    """Check a dataset frame (``text``, ``intent``; ``source`` / ``line`` when loaded)."""
+    rows: list[dict] = []
+
+    def add(sev, code, r, message, intent=None, text=None):
+        rows.append(
+            {
+                "severity": sev,
+                "code": code,
+                "file": None if r is None else r.get("source"),
+                "line": None if r is None else r.get("line"),
+                "intent": intent
+                if intent is not None
+                else (None if r is None else r.get("intent")),
+                "text": text if text is not None else (None if r is None else r.get("text")),
+                "message": message,
+            }
+        )
+
+    for col in ("text", "intent"):
+        if col not in df.columns:
+            add("error", "missing-column", None, f"missing column {col!r}")
+    if rows:
+        return ValidationReport(pd.DataFrame(rows, columns=COLUMNS))
+    for file, line, reason in skipped or []:
+        rows.append(
+            {
+                "severity": "error",
+                "code": "skipped-row",
+                "file": file,
+                "line": line,
+                "intent": None,
+                "text": None,
+                "message": f"row not loaded: {reason}",
+            }
+        )
+    records = df.to_dict("records")
+    seen: dict[str, dict] = {}
+    near: dict[str, dict] = {}
+    for r in records:
+        text, intent = str(r["text"]), str(r["intent"])
+        if not text.strip():
+            add("error", "empty-text", r, "empty or whitespace-only text")
+            continue
+        if not intent.strip() or intent == "nan":
+            add("error", "empty-intent", r, "missing intent label")
+        if _CONTROL.search(text):
+            ch = _CONTROL.search(text).group()
+            add("error", "control-char", r, f"control or invalid character U+{ord(ch):04X}")
+        if len(text) > max_length:
+            add("error", "too-long", r, f"text has {len(text)} characters, limit {max_length}")
+        key = text.strip()
+        if key in seen:
+            first = seen[key]
+            where = f"{first.get('source') or ''}:{first.get('line')}"
+            if first["intent"] == intent:
+                add(
+                    "warning",
+                    "duplicate",
+                    r,
+                    f"exact duplicate of line {first.get('line')} ({where})",
+                )
+            else:
+                add(
+                    "error",
+                    "conflict",
+                    r,
+                    f"same text labelled {first['intent']!r} at line {first.get('line')} and {intent!r} here",
+                )
+            continue
+        seen[key] = r
+        nk = _near_key(text)
+        if nk and nk in near:
+            first = near[nk]
+            if first["intent"] == intent:
+                add(
+                    "warning",
+                    "near-duplicate",
+                    r,
+                    f"differs from line {first.get('line')} only in case, width, spaces or punctuation",
+                )
+            else:
+                add(
+                    "error",
+                    "conflict",
+                    r,
+                    f"near-identical text labelled {first['intent']!r} at line {first.get('line')} and {intent!r} here",
+                )
+        else:
+            near[nk] = r
+    counts = df["intent"].astype(str).value_counts()
+    in_scope = counts.drop(labels=["oos"], errors="ignore")
+    for intent, n in in_scope.items():
+        if n < min_examples:
+            add(
+                "warning",
+                "few-examples",
+                None,
+                f"intent {intent!r} has {n} example(s), fewer than {min_examples}",
+                intent=intent,
+            )
+    if (
+        len(in_scope) >= 2
+        and in_scope.min() > 0
+        and in_scope.max() / in_scope.min() > imbalance_ratio
+    ):
+        add(
+            "warning",
+            "imbalance",
+            None,
+            f"largest intent {in_scope.idxmax()!r} ({in_scope.max()}) has more than {imbalance_ratio:g}x the smallest {in_scope.idxmin()!r} ({in_scope.min()})",
+        )
+    return ValidationReport(pd.DataFrame(rows, columns=COLUMNS))
+
+
+def render_html(report: ValidationReport) -> str:  # pragma: no cover - convenience
+    return html.escape(str(report))
