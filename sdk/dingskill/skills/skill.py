@@ -1,0 +1,181 @@
+"""``Skill``: a manifest, its trained intent model and its responses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..datasets import load as load_dataset
+from ..nlu import IntentClassifier
+from ..nlu.normalize import normalize_text
+from .conversation import Message, Reply
+from .engine import Engine
+from .errors import SkillError
+from .handlers import load_handlers
+from .manifest import Manifest, load_manifest
+
+__all__ = ["Skill", "MODEL_FILE"]
+
+MODEL_FILE = "model.dsm"
+SOURCE_MEMBERS = ("skill.yaml", "CHANGELOG.md", "README.md", "handlers.py")
+
+
+class Skill:
+    """A skill from a source folder (``skill.yaml`` + data; trained on demand) or from an
+    unpacked package (holds ``model.dsm``; loaded, never retrained)."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        model: IntentClassifier | None = None,
+        trusted: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self._model = model
+        self.trusted = trusted
+        self._handlers: dict | None = None
+        self._evaluation = None
+
+    @classmethod
+    def load(cls, path, trust: bool | None = None) -> Skill:
+        """Load a skill folder. ``trust`` (whether ``handlers.py`` may run) defaults to True
+        for a source folder (its author is developing it) and False for a package folder."""
+        path = Path(path)
+        manifest = load_manifest(path)
+        model = None
+        is_package = (path / MODEL_FILE).exists()
+        if is_package:
+            model = IntentClassifier.from_bytes((path / MODEL_FILE).read_bytes())
+        return cls(path, manifest, model, trusted=(not is_package) if trust is None else trust)
+
+    def __repr__(self) -> str:
+        return f"Skill({self.manifest.id!r}, version={self.manifest.version!r}, path={str(self.path)!r})"
+
+    @property
+    def is_package(self) -> bool:
+        return (self.path / MODEL_FILE).exists()
+
+    # -- data and model -----------------------------------------------------------------------
+    def _data(self, key: str):
+        ds = self.manifest.dataset
+        if key not in ds:
+            return None
+        p = (self.path / ds[key]).resolve()
+        return load_dataset(
+            p, text_col=ds.get("text_col", "text"), intent_col=ds.get("intent_col", "intent")
+        )
+
+    def rules(self) -> list[dict]:
+        return [
+            {"intent": t["intent"], "words": t.get("words", []), "patterns": t.get("patterns", [])}
+            for t in self.manifest.triggers
+        ]
+
+    def train(self, **params) -> IntentClassifier:
+        """Train the skill's intent model on its dataset (trigger words become rules)."""
+        if self.is_package:
+            raise SkillError(
+                f"{self.path}: a packaged skill is not retrained; edit its source folder"
+            )
+        data = self._data("train")
+        report = data.validate()
+        if not report.ok:
+            raise SkillError("training data has errors:\n" + "\n".join(report.lines()))
+        kw = {"random_state": 0, **self.manifest.classifier, **params}
+        self._model = IntentClassifier(rules=self.rules() or None, **kw).fit(
+            data.texts, data.intents
+        )
+        unknown = sorted(set(self._model.classes_) - set(self.manifest.intents) - {"oos"})
+        if unknown:
+            raise SkillError(
+                f"{self.path}/skill.yaml: intents {unknown} are in the data but have no response"
+            )
+        self._evaluation = None
+        return self._model
+
+    @property
+    def model(self) -> IntentClassifier:
+        if self._model is None:
+            self.train()
+        return self._model
+
+    def decide(self, text: str):
+        return self.model.decide(text)
+
+    def handlers(self) -> dict:
+        if self._handlers is None:
+            self._handlers = load_handlers(self.path, self.manifest.handlers, self.trusted)
+        return self._handlers
+
+    def evaluate(self, **kw):
+        """Evaluate on the manifest's test set (or a stratified 20 % split of the training data)."""
+        from ..evaluation import evaluate
+
+        test = self._data("test")
+        if test is None:
+            split = self._data("train").split(test_size=0.2, seed=0)
+            model = IntentClassifier(rules=self.rules() or None, random_state=0).fit(
+                split.subset("train").texts, split.subset("train").intents
+            )
+            return evaluate(model, split.subset("test"), name=self.manifest.id, **kw)
+        return evaluate(self.model, test, name=self.manifest.id, **kw)
+
+    # -- talking ---------------------------------------------------------------------------------
+    def respond(self, text: str, context: dict | None = None, **message_fields) -> Reply:
+        """Answer one message as the runtime would (``context`` carries multi-turn state)."""
+        context = {} if context is None else context
+        return Engine([self]).handle_sync(Message(text=text, **message_fields), context)
+
+    # -- packaging ------------------------------------------------------------------------------
+    def fingerprint(self) -> dict:
+        data = self._data("train")
+        rows = sorted(
+            f"{normalize_text(t)}\t{i}" for t, i in zip(data.texts, data.intents, strict=True)
+        )
+        return {
+            "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
+            "utterances": len(rows),
+            "intents": len(set(data.intents) - {"oos"}),
+        }
+
+    def package_files(self) -> dict[str, bytes]:
+        """Every member of the package but RECORD and SIGNATURE, as deterministic bytes."""
+        if self.is_package:
+            raise SkillError(f"{self.path} is already a package; export from the source folder")
+        files: dict[str, bytes] = {}
+        for name in SOURCE_MEMBERS:
+            p = self.path / name
+            if p.exists():
+                files[name] = p.read_bytes()
+        if "CHANGELOG.md" not in files:
+            raise SkillError(f"{self.path}: CHANGELOG.md is required in a package")
+        resp_dir = self.path / "responses"
+        if resp_dir.is_dir():
+            for p in sorted(resp_dir.rglob("*")):
+                if p.is_file():
+                    files[p.relative_to(self.path).as_posix()] = p.read_bytes()
+        files[MODEL_FILE] = self.model.to_bytes()
+        ev = self.evaluate()
+        summary = {
+            "summary": ev.summary,
+            "threshold": ev.threshold,
+            "per_intent": json.loads(
+                ev.per_intent.round(4).reset_index().to_json(orient="records", force_ascii=False)
+            ),
+        }
+        files["evaluation.json"] = json.dumps(
+            summary, ensure_ascii=False, indent=2, sort_keys=True
+        ).encode()
+        files["fingerprint.json"] = json.dumps(
+            self.fingerprint(), indent=2, sort_keys=True
+        ).encode()
+        return files
+
+    def export(self, dist, key=None) -> Path:
+        """Write ``dist/<id>-<version>.skill`` (signed with ``key`` if given)."""
+        from .packaging.export import export_skill
+
+        return export_skill(self, dist, key=key)
