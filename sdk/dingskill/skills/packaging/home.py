@@ -1,0 +1,358 @@
+"""``SkillHome``: installed skill packages under ``DINGSKILL_HOME`` (default ``~/.dingskill``).
+
+Layout::
+
+    skills/<id>/<version>/    an unpacked, verified package (with its RECORD)
+    skills/<id>/current       the active version (written atomically)
+    skills/<id>/history.json  install / rollback events, oldest first
+    state.json                {"generation": n}, bumped on every change
+    config.json               {"require_signature": false, "trusted_keys": {key_id: base64}}
+    lock                      held while changing anything
+
+Installs verify everything first, unpack into a temporary folder inside the home, then rename
+it into place; a refused package leaves the installed set untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .archive import RECORD, SIGNATURE, parse_record, record_digest
+from .errors import PackageError
+from .signing import key_id
+from .verify import Limits, VerifiedPackage, read_archive, verify_members
+
+__all__ = ["SkillHome", "InstalledSkill", "default_home"]
+
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("DINGSKILL_HOME") or Path.home() / ".dingskill")
+
+
+@dataclass
+class InstalledSkill:
+    id: str
+    version: str
+    path: Path
+    installed_at: str
+    signature: str
+    trusted: bool
+    previous: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "version": self.version,
+            "path": str(self.path),
+            "installed_at": self.installed_at,
+            "signature": self.signature,
+            "trusted": self.trusted,
+            "previous": self.previous,
+        }
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class SkillHome:
+    """Install, upgrade, roll back, remove and verify skill packages."""
+
+    def __init__(self, home=None, limits: Limits | None = None) -> None:
+        self.home = Path(home) if home else default_home()
+        self.limits = limits or Limits()
+
+    # -- files ------------------------------------------------------------------------------
+    @property
+    def skills_dir(self) -> Path:
+        return self.home / "skills"
+
+    def config(self) -> dict:
+        try:
+            cfg = json.loads((self.home / "config.json").read_text())
+        except FileNotFoundError:
+            cfg = {}
+        except ValueError as exc:
+            raise PackageError(f"{self.home / 'config.json'}: not valid JSON ({exc})") from exc
+        return {
+            "require_signature": bool(cfg.get("require_signature", False)),
+            "trusted_keys": dict(cfg.get("trusted_keys", {})),
+        }
+
+    def set_config(self, **changes) -> dict:
+        with self._lock():
+            cfg = self.config()
+            cfg.update(changes)
+            self.home.mkdir(parents=True, exist_ok=True)
+            _write_atomic(
+                self.home / "config.json", json.dumps(cfg, indent=2, sort_keys=True).encode()
+            )
+        return cfg
+
+    def trust_key(self, public_b64: str) -> str:
+        import base64
+
+        try:
+            raw = base64.b64decode(public_b64.strip(), validate=True)
+        except ValueError as exc:
+            raise PackageError("public key: not base64") from exc
+        if len(raw) != 32:
+            raise PackageError(f"public key: ed25519 keys are 32 bytes, got {len(raw)}")
+        kid = key_id(raw)
+        keys = self.config()["trusted_keys"]
+        keys[kid] = public_b64.strip()
+        self.set_config(trusted_keys=keys)
+        return kid
+
+    @contextlib.contextmanager
+    def _lock(self):
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / "lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def generation(self) -> int:
+        try:
+            return int(json.loads((self.home / "state.json").read_text())["generation"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return 0
+
+    def _bump(self) -> int:
+        gen = self.generation() + 1
+        _write_atomic(self.home / "state.json", json.dumps({"generation": gen}).encode())
+        return gen
+
+    def _history(self, skill_id: str) -> list[dict]:
+        try:
+            return json.loads((self.skills_dir / skill_id / "history.json").read_text())
+        except FileNotFoundError:
+            return []
+
+    def _current(self, skill_id: str) -> str | None:
+        try:
+            return (self.skills_dir / skill_id / "current").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    # -- reading the source ----------------------------------------------------------------------
+    def _fetch(self, source) -> bytes:
+        src = str(source)
+        if src.startswith(("http://", "https://")):
+            import httpx
+
+            limit = self.limits.max_package_bytes
+            try:
+                with httpx.stream(
+                    "GET", src, timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True
+                ) as resp:
+                    if resp.status_code != 200:
+                        raise PackageError(f"{src}: download answered HTTP {resp.status_code}")
+                    declared = int(resp.headers.get("content-length") or 0)
+                    if declared > limit:
+                        raise PackageError(f"{src}: {declared} bytes, limit {limit}")
+                    buf = bytearray()
+                    for chunk in resp.iter_bytes():
+                        buf += chunk
+                        if len(buf) > limit:
+                            raise PackageError(
+                                f"{src}: download larger than the limit of {limit} bytes"
+                            )
+                    return bytes(buf)
+            except httpx.HTTPError as exc:
+                raise PackageError(f"{src}: download failed ({type(exc).__name__})") from exc
+        path = Path(src)
+        if not path.is_file():
+            raise PackageError(f"{path}: no such package file")
+        if path.stat().st_size > self.limits.max_package_bytes:
+            raise PackageError(
+                f"{path}: {path.stat().st_size} bytes, limit {self.limits.max_package_bytes}"
+            )
+        return path.read_bytes()
+
+    def check(self, source, version: str | None = None, trust: bool = False) -> VerifiedPackage:
+        """Everything ``install`` verifies, without changing the home."""
+        cfg = self.config()
+        members = read_archive(self._fetch(source), self.limits)
+        pkg = verify_members(members, cfg["trusted_keys"], cfg["require_signature"], trust)
+        pkg.files = members  # keep RECORD and SIGNATURE in the installed copy
+        if version is not None and version != pkg.manifest.version:
+            raise PackageError(
+                f"--version {version} does not match the package's version {pkg.manifest.version}"
+            )
+        return pkg
+
+    # -- changes -----------------------------------------------------------------------------------
+    def install(
+        self, source, version: str | None = None, trust: bool = False, actor: str = "cli"
+    ) -> InstalledSkill:
+        """Verify and install (or upgrade to) a package; the new version becomes current."""
+        pkg = self.check(source, version, trust)
+        sid, ver = pkg.manifest.id, pkg.manifest.version
+        with self._lock():
+            skill_dir = self.skills_dir / sid
+            target = skill_dir / ver
+            if target.exists():
+                same = (target / RECORD).exists() and (target / RECORD).read_bytes() == pkg.files[
+                    RECORD
+                ]
+                if not same:
+                    raise PackageError(
+                        f"{sid} {ver} is already installed with different content; bump the version"
+                    )
+            else:
+                skill_dir.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=".install-", dir=skill_dir))
+                try:
+                    for name, data in pkg.files.items():
+                        dest = tmp / name
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        dest.write_bytes(data)
+                    os.rename(tmp, target)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+            history = self._history(sid)
+            history.append(
+                {
+                    "version": ver,
+                    "action": "install",
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "signature": pkg.signature,
+                    "trusted": trust or pkg.signature.startswith("trusted"),
+                    "actor": actor,
+                }
+            )
+            _write_atomic(skill_dir / "history.json", json.dumps(history, indent=2).encode())
+            _write_atomic(skill_dir / "current", ver.encode())
+            self._bump()
+        return self._info(sid)
+
+    def rollback(self, skill_id: str, actor: str = "cli") -> InstalledSkill:
+        """Make the version installed before the current one active again."""
+        with self._lock():
+            cur = self._current(skill_id)
+            if cur is None:
+                raise PackageError(f"{skill_id} is not installed")
+            order = self._versions(skill_id)
+            i = order.index(cur) if cur in order else len(order)
+            if i == 0:
+                raise PackageError(f"{skill_id}: no version before {cur} to roll back to")
+            prev = order[i - 1]
+            history = self._history(skill_id)
+            history.append(
+                {
+                    "version": prev,
+                    "action": "rollback",
+                    "from": cur,
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "actor": actor,
+                }
+            )
+            skill_dir = self.skills_dir / skill_id
+            _write_atomic(skill_dir / "history.json", json.dumps(history, indent=2).encode())
+            _write_atomic(skill_dir / "current", prev.encode())
+            self._bump()
+        return self._info(skill_id)
+
+    def remove(self, skill_id: str) -> None:
+        """Remove a skill with all its versions."""
+        with self._lock():
+            skill_dir = self.skills_dir / skill_id
+            if not skill_dir.exists():
+                raise PackageError(f"{skill_id} is not installed")
+            trash = self.skills_dir / f".remove-{skill_id}-{os.getpid()}"
+            os.rename(skill_dir, trash)
+            shutil.rmtree(trash)
+            self._bump()
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _versions(self, skill_id: str) -> list[str]:
+        seen: list[str] = []
+        for ev in self._history(skill_id):
+            if (
+                ev["action"] == "install"
+                and ev["version"] not in seen
+                and (self.skills_dir / skill_id / ev["version"]).is_dir()
+            ):
+                seen.append(ev["version"])
+        return seen
+
+    def _info(self, skill_id: str) -> InstalledSkill:
+        cur = self._current(skill_id)
+        history = self._history(skill_id)
+        inst = next(
+            (e for e in reversed(history) if e["action"] == "install" and e["version"] == cur), {}
+        )
+        order = self._versions(skill_id)
+        return InstalledSkill(
+            skill_id,
+            cur,
+            self.skills_dir / skill_id / cur,
+            inst.get("at", ""),
+            inst.get("signature", "unknown"),
+            bool(inst.get("trusted")),
+            [v for v in order if v != cur],
+        )
+
+    def installed(self) -> list[InstalledSkill]:
+        if not self.skills_dir.is_dir():
+            return []
+        return [
+            self._info(p.name)
+            for p in sorted(self.skills_dir.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and self._current(p.name)
+        ]
+
+    def active_paths(self) -> list[Path]:
+        return [s.path for s in self.installed()]
+
+    def load_skills(self) -> list:
+        """The active skills, loaded (handlers allowed where install approved them)."""
+        from ..skill import Skill
+
+        return [Skill.load(s.path, trust=s.trusted) for s in self.installed()]
+
+    def verify(self) -> list[str]:
+        """Re-check every installed version against its RECORD; returns the problems found."""
+        problems = []
+        if not self.skills_dir.is_dir():
+            return problems
+        for skill_dir in sorted(
+            p for p in self.skills_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ):
+            for vdir in sorted(
+                p for p in skill_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+            ):
+                where = f"{skill_dir.name} {vdir.name}"
+                try:
+                    record = parse_record((vdir / RECORD).read_bytes())
+                except (OSError, ValueError) as exc:
+                    problems.append(f"{where}: RECORD unreadable ({exc})")
+                    continue
+                present = {
+                    p.relative_to(vdir).as_posix() for p in vdir.rglob("*") if p.is_file()
+                } - {RECORD, SIGNATURE}
+                for name in sorted(present - set(record)):
+                    problems.append(f"{where}: {name} is not in RECORD (added)")
+                for name, (digest, _size) in sorted(record.items()):
+                    f = vdir / name
+                    if not f.is_file():
+                        problems.append(f"{where}: {name} is missing")
+                    elif record_digest(f.read_bytes()) != digest:
+                        problems.append(f"{where}: {name} was altered")
+        return problems
