@@ -1,0 +1,193 @@
+"""``dingskill export``, ``dingskill keys`` and ``dingskill plugins``: packages for operators."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("export", help="train a skill folder and write DIST/<id>-<version>.skill")
+    e.add_argument("skill")
+    e.add_argument("-o", "--output", default="dist")
+    e.add_argument("--sign", default=None, metavar="KEYFILE", help="ed25519 private key (PEM)")
+    e.set_defaults(func=_export)
+
+    k = sub.add_parser("keys", help="signing keys and at-rest encryption keys")
+    ks = k.add_subparsers(dest="keys", metavar="ACTION", required=True)
+    g = ks.add_parser("generate", help="create an ed25519 signing key pair")
+    g.add_argument("-o", "--output", default=".")
+    g.add_argument("--name", default="dingskill")
+    g.set_defaults(func=_keys_generate)
+    t = ks.add_parser("trust", help="trust a public key for signed packages")
+    t.add_argument("pubkey", help="a .pub file or the base64 key")
+    t.add_argument("--home", default=None)
+    t.add_argument("--require", action="store_true", help="also require signatures from now on")
+    t.set_defaults(func=_keys_trust)
+    r = ks.add_parser("rotate", help="add a new at-rest data key and re-encrypt stored data")
+    r.add_argument("--key-file", required=True, help="JSON key file (created if missing)")
+    r.add_argument("--config", default=None, help="runtime config naming the storage to re-encrypt")
+    r.add_argument("--home", default=None)
+    r.set_defaults(func=_keys_rotate)
+
+    p = sub.add_parser("plugins", help="install, list, roll back and remove skill packages")
+    p.add_argument("--home", default=None, help="DINGSKILL_HOME (default ~/.dingskill)")
+    ps = p.add_subparsers(dest="plugins", metavar="ACTION", required=True)
+    i = ps.add_parser("install", help="install or upgrade a package (path or http(s) URL)")
+    i.add_argument("--source", required=True)
+    i.add_argument("--version", default=None)
+    i.add_argument(
+        "--trust", action="store_true", help="allow the package's Python handlers to run"
+    )
+    i.set_defaults(func=_install)
+    ls = ps.add_parser("list", help="installed skills")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
+    rm = ps.add_parser("remove", help="remove a skill and all its versions")
+    rm.add_argument("id")
+    rm.set_defaults(func=_remove)
+    rb = ps.add_parser("rollback", help="back to the previous version")
+    rb.add_argument("id")
+    rb.set_defaults(func=_rollback)
+    v = ps.add_parser("verify", help="re-check every installed file against its RECORD")
+    v.set_defaults(func=_verify)
+
+
+def _home(args):
+    from ..skills.packaging import SkillHome
+
+    return SkillHome(getattr(args, "home", None))
+
+
+def _export(args) -> int:
+    from ..skills import Skill, SkillError
+    from ..skills.packaging import PackageError
+
+    try:
+        skill = Skill.load(args.skill)
+        out = skill.export(args.output, key=args.sign)
+    except (SkillError, PackageError) as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"wrote {out} ({out.stat().st_size} bytes{', signed' if args.sign else ''})")
+    return 0
+
+
+def _keys_generate(args) -> int:
+    from ..skills.packaging import generate_keys
+
+    key, pub, kid = generate_keys(args.output, args.name)
+    print(f"private key {key} (keep it secret), public key {pub}, key id {kid}")
+    return 0
+
+
+def _keys_trust(args) -> int:
+    from ..skills.packaging import PackageError
+
+    value = Path(args.pubkey).read_text().strip() if Path(args.pubkey).is_file() else args.pubkey
+    home = _home(args)
+    try:
+        kid = home.trust_key(value)
+        if args.require:
+            home.set_config(require_signature=True)
+    except PackageError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"trusted key {kid}" + (" (signatures now required)" if args.require else ""))
+    return 0
+
+
+def _keys_rotate(args) -> int:
+    from ..security.crypto import CryptoError, Keyring
+
+    path = Path(args.key_file)
+    try:
+        ring = Keyring.from_file(path) if path.exists() else None
+    except CryptoError as exc:
+        print(f"error: {exc}")
+        return 1
+    if ring is None:
+        import os
+
+        ring = Keyring({"k1": os.urandom(32)}, "k1")
+        ring.to_file(path)
+        print(f"created {path} with key k1")
+        return 0
+    new = ring.rotated()
+    count = 0
+    try:
+        from ..runtime.rotate import reencrypt_all
+
+        count = reencrypt_all(args.config, new, home=args.home)
+    except ModuleNotFoundError:
+        pass
+    new.to_file(path)
+    print(
+        f"active key is now {new.active}; re-encrypted {count} stored value(s); old keys kept for reading"
+    )
+    return 0
+
+
+def _install(args) -> int:
+    from ..skills.packaging import PackageError
+
+    try:
+        info = _home(args).install(args.source, version=args.version, trust=args.trust)
+    except PackageError as exc:
+        print(f"error: refused {args.source}: {exc}")
+        return 1
+    print(
+        f"installed {info.id} {info.version} ({info.signature})"
+        + (f"; previous: {', '.join(info.previous)}" if info.previous else "")
+    )
+    return 0
+
+
+def _list(args) -> int:
+    rows = [s.to_dict() for s in _home(args).installed()]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no skills installed")
+    for r in rows:
+        prev = ", ".join(r["previous"]) or "-"
+        print(
+            f"{r['id']:<36} {r['version']:<10} {r['installed_at']:<26} {r['signature']:<28} previous: {prev}"
+        )
+    return 0
+
+
+def _remove(args) -> int:
+    from ..skills.packaging import PackageError
+
+    try:
+        _home(args).remove(args.id)
+    except PackageError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"removed {args.id}")
+    return 0
+
+
+def _rollback(args) -> int:
+    from ..skills.packaging import PackageError
+
+    try:
+        info = _home(args).rollback(args.id)
+    except PackageError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"{info.id} is back at {info.version}")
+    return 0
+
+
+def _verify(args) -> int:
+    problems = _home(args).verify()
+    for p in problems:
+        print(p)
+    print(
+        "all installed files match their RECORD" if not problems else f"{len(problems)} problem(s)"
+    )
+    return 1 if problems else 0

@@ -1,0 +1,102 @@
+"""``dingskill schema skill``, ``dingskill skills validate|train`` and ``dingskill chat``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("schema", help="print a published JSON Schema")
+    s.add_argument("which", choices=["skill"])
+    s.set_defaults(func=_schema)
+    sk = sub.add_parser("skills", help="check and train skill source folders")
+    ss = sk.add_subparsers(dest="skills", metavar="ACTION", required=True)
+    v = ss.add_parser("validate", help="validate skill.yaml (errors name file, line and field)")
+    v.add_argument("path")
+    v.set_defaults(func=_validate)
+    t = ss.add_parser("train", help="train a skill and print its evaluation")
+    t.add_argument("path")
+    t.set_defaults(func=_train)
+    c = sub.add_parser("chat", help="talk to skills in the terminal (reads lines from stdin)")
+    c.add_argument("paths", nargs="*", help="skill folders (default: the installed skills)")
+    c.add_argument("--sender", default="terminal-user")
+    c.add_argument("--group", action="store_true", help="behave as a group chat")
+    c.set_defaults(func=_chat)
+
+
+def _schema(args) -> int:
+    from ..skills import schema
+
+    print(json.dumps(schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _validate(args) -> int:
+    from ..skills import ManifestError, load_manifest
+
+    try:
+        m = load_manifest(args.path)
+    except ManifestError as exc:
+        for p in exc.problems:
+            print(p)
+        return 1
+    print(f"{m.id} {m.version}: {len(m.intents)} intents, valid")
+    return 0
+
+
+def _train(args) -> int:
+    from ..skills import Skill, SkillError
+
+    try:
+        skill = Skill.load(args.path)
+        skill.train()
+        ev = skill.evaluate()
+    except SkillError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"{skill.manifest.id} {skill.manifest.version}")
+    for k, v in ev.summary.items():
+        print(f"  {k:<18} {v:.3f}" if isinstance(v, float) else f"  {k:<18} {v}")
+    return 0
+
+
+def _chat(args) -> int:
+    from ..skills import Engine, Message, Skill, SkillError
+    from ..skills.packaging import SkillHome
+
+    try:
+        skills = [Skill.load(p) for p in args.paths] if args.paths else SkillHome().load_skills()
+    except SkillError as exc:
+        print(f"error: {exc}")
+        return 1
+    if not skills:
+        print("no skills: pass skill folders or install packages (dingskill plugins install)")
+        return 1
+    engine = Engine(skills)
+    context: dict = {}
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("chatting with " + ", ".join(s.manifest.id for s in skills) + " (Ctrl-D to quit)")
+    for i, line in enumerate(sys.stdin):
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        msg = Message(
+            text=text,
+            sender_id=args.sender,
+            conversation_type="group" if args.group else "single",
+            channel="terminal",
+            msg_id=f"terminal-{i}",
+        )
+        reply = engine.handle_sync(msg, context)
+        if not interactive:
+            print(f"> {text}")
+        print(reply.text)
+        alts = ", ".join(f"{a} {p:.2f}" for a, p in reply.alternatives)
+        print(
+            f"  [{reply.intent} {reply.confidence:.2f} {reply.source}{' ' + reply.rule if reply.rule else ''}"
+            f"{' | ' + alts if alts else ''} | {reply.latency_ms:.1f} ms]"
+        )
+    return 0
