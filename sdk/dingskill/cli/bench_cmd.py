@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     clinc = bench_sub.add_parser("clinc150", help="intent accuracy and speed on CLINC150")
     clinc.add_argument("--data-home", default=None, help="folder holding data_full.json")
-    clinc.add_argument("--variant", default="full", choices=["full", "small", "imbalanced", "oos_plus"])
+    clinc.add_argument(
+        "--variant", default="full", choices=["full", "small", "imbalanced", "oos_plus"]
+    )
     clinc.add_argument("--json", action="store_true", help="print one JSON object last")
     clinc.set_defaults(func=_clinc150)
 
@@ -38,7 +40,9 @@ def _print(result: dict, as_json: bool) -> None:
 def _clinc150(args: argparse.Namespace) -> int:
     from ..evaluation.benchmark import clinc150_benchmark
 
-    result = clinc150_benchmark(data_home=args.data_home, variant=args.variant, progress=not args.json)
+    result = clinc150_benchmark(
+        data_home=args.data_home, variant=args.variant, progress=not args.json
+    )
     _print(result, args.json)
     return 0
 

@@ -61,7 +61,11 @@ class Engine:
     def _fallback(self, text: str) -> str:
         if isinstance(self.fallback_text, str):
             return self.fallback_text
-        if self.fallback_text is None and len(self.skills) == 1 and self.skills[0].manifest.fallback:
+        if (
+            self.fallback_text is None
+            and len(self.skills) == 1
+            and self.skills[0].manifest.fallback
+        ):
             return self.skills[0].manifest.fallback
         table = {**FALLBACK, **(self.fallback_text or {})}
         return table[_lang(text)]
