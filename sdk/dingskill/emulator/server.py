@@ -263,9 +263,10 @@ class Emulator:
         if m is None:
             self.counters["pings"] += 1  # an ACK of a SYSTEM frame
             return
-        if not m.acked:
+        code = int(frame.get("code", 0) or 0)
+        m.ack_code = code
+        if code == 200 and not m.acked:  # any other code asks for a redelivery
             m.acked = True
-            m.ack_code = int(frame.get("code", 0) or 0)
             self.counters["acked"] += 1
 
     # ------------------------------------------------------------------ pushing

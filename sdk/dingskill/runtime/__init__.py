@@ -1,1 +1,23 @@
-"""dingskill.runtime."""
+"""The bundled runtime: serve installed skills on DingTalk Stream mode (or webhook mode)."""
+
+from .config import ConfigError, RuntimeConfig, load_config
+from .pipeline import Pipeline
+from .stores import MemoryStore, RedisStore, SqliteStore
+
+__all__ = [
+    "ConfigError",
+    "MemoryStore",
+    "Pipeline",
+    "RedisStore",
+    "RuntimeConfig",
+    "SqliteStore",
+    "load_config",
+]
+
+
+def __getattr__(name):
+    if name == "Runtime":
+        from .app import Runtime
+
+        return Runtime
+    raise AttributeError(name)

@@ -92,25 +92,48 @@ class AuditChain:
 
     def append(self, record: dict) -> dict:
         """Append one record (adds ``ts_ms`` if missing); returns the stored entry."""
-        record = dict(record)
-        record.setdefault("ts_ms", int(time.time() * 1000))
+        return self.append_many([record])[0]
+
+    def append_many(self, records: list[dict]) -> list[dict]:
+        """Append records in one locked write and one fsync; returns the stored entries."""
+        if not records:
+            return []
+        entries = []
         with open(self.path, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                seq, prev = self._last()
-                entry: dict = {"seq": seq + 1, "prev": prev, "hash": _link(prev, record)}
-                if self.keyring is not None:
-                    entry["sealed"] = self.keyring.encrypt_text(
-                        _canonical(record).decode(), aad=f"audit:{seq + 1}"
-                    )
-                else:
-                    entry["record"] = record
-                fh.write(_canonical(entry) + b"\n")
+                seq, prev = self._last_cached(fh)
+                out = []
+                for record in records:
+                    record = dict(record)
+                    record.setdefault("ts_ms", int(time.time() * 1000))
+                    seq += 1
+                    entry: dict = {"seq": seq, "prev": prev, "hash": _link(prev, record)}
+                    if self.keyring is not None:
+                        entry["sealed"] = self.keyring.encrypt_text(
+                            _canonical(record).decode(), aad=f"audit:{seq}"
+                        )
+                    else:
+                        entry["record"] = record
+                    prev = entry["hash"]
+                    out.append(_canonical(entry) + b"\n")
+                    entries.append(entry)
+                fh.write(b"".join(out))
                 fh.flush()
                 os.fsync(fh.fileno())
+                self._tail = (fh.tell(), seq, prev)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-        return entry
+        return entries
+
+    def _last_cached(self, fh) -> tuple[int, str]:
+        """(seq, hash) of the last entry; cheap when this object wrote the file's tail."""
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        tail = getattr(self, "_tail", None)
+        if tail is not None and tail[0] == size:
+            return tail[1], tail[2]
+        return self._last()
 
     def _open(self, entry: dict) -> dict:
         if "sealed" in entry:

@@ -1,0 +1,169 @@
+"""``Runtime``: wires configuration, storage, skills, pipeline, channel, server, metrics and
+audit together, and shuts down gracefully (SIGTERM / SIGINT: stop taking messages, finish the
+ones in flight, flush the audit log)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from ..security.crypto import Keyring
+from ..security.rbac import AccessControl
+from ..security.redact import Redactor
+from ..skills.packaging import SkillHome
+from .admin import AdminAPI
+from .audit import AuditLog
+from .config import ConfigError, RuntimeConfig
+from .metrics import Metrics
+from .pipeline import Pipeline
+from .replies import ReplySender
+from .server import build_app, make_server
+from .skills_loader import SkillSet
+from .stores import make_store
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("dingskill.runtime")
+
+
+class Runtime:
+    def __init__(self, config: RuntimeConfig, keyring: Keyring | None = None) -> None:
+        self.config = config
+        enc = config.get("security.encrypt")
+        self.keyring = (
+            keyring if keyring is not None else (Keyring.from_env() if enc is not False else None)
+        )
+        if enc is True and self.keyring is None:
+            raise ConfigError(
+                "security.encrypt is true but no data key is set (DINGSKILL_DATA_KEYS or DINGSKILL_KEY_FILE)"
+            )
+        self.redactor = Redactor([config.app_secret or ""])
+        self.metrics = Metrics()
+        self.store = make_store(config, self.keyring)
+        self.audit = AuditLog(
+            config.get("audit.path"),
+            self.store if config.get("audit.store") else None,
+            self.keyring,
+            config.get("audit.retention_days"),
+            self.redactor,
+        )
+        self.home = SkillHome(config.get("skills.home"))
+        limits = config["limits"]
+        self.skills = SkillSet(self.home, limits["handler_timeout_s"], self.metrics, self.audit)
+        self.access = AccessControl(
+            Path(config.get("skills.home")) / "access.json", audit=self.audit.admin_sink
+        )
+        self.admin = AdminAPI(
+            self.home, self.access, self.skills, self.audit, self.store, self.metrics
+        )
+        self.pipeline = Pipeline(
+            self.skills.current,
+            self.store,
+            self.metrics,
+            self.audit,
+            dict(limits),
+            admin=self.admin.chat_command,
+        )
+        self.sender = ReplySender(
+            limits["reply_timeout_s"],
+            int(limits["reply_retries"]),
+            limits["reply_backoff_s"],
+            self.metrics,
+        )
+        ch = config["channels"]["enterprise_chat"]
+        self.stream = self.webhook = None
+        if ch["enabled"] and ch["mode"] == "stream":
+            from .channels.stream import StreamChannel
+
+            self.stream = StreamChannel(
+                self.pipeline,
+                self.sender,
+                config.app_key,
+                config.app_secret,
+                ch["endpoint"],
+                self.skills,
+                self.audit,
+            )
+        elif ch["enabled"]:
+            from .channels.webhook import WebhookChannel
+
+            self.webhook = WebhookChannel(
+                self.pipeline, config.app_secret, ch["webhook"]["timeout"], self.audit, self.sender
+            )
+        self.server = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def readiness(self) -> dict:
+        channel = self.stream or self.webhook
+        return {
+            "storage": await self.store.ping(),
+            "channel": bool(channel.connected) if channel else True,
+            "skills": self.skills.last_error is None,
+        }
+
+    async def start(self) -> None:
+        if (
+            self.config.get("skills.require_signature")
+            and not self.home.config()["require_signature"]
+        ):
+            self.home.set_config(require_signature=True)
+        await self.store.connect()
+        await self.audit.start()
+        await asyncio.to_thread(self.skills.reload)
+        self.server = make_server(build_app(self), self.config)
+        self._tasks.append(asyncio.create_task(self.server.serve()))
+        self._tasks.append(
+            asyncio.create_task(self.skills.watch(self.config.get("skills.reload_interval_s")))
+        )
+        while not self.server.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()  # raises the bind error
+            await asyncio.sleep(0.01)
+        channel = self.stream or self.webhook
+        if channel is not None:
+            await channel.start()
+        self.audit.admin("system", "runtime", "runtime.start", "ok", skills=len(self.skills.skills))
+        log.info(
+            "runtime started",
+            extra={
+                "port": self.server.config.port,
+                "channel": channel.describe() if channel else None,
+                "storage": self.store.kind,
+                "skills": [s.manifest.id for s in self.skills.skills],
+            },
+        )
+
+    @property
+    def port(self) -> int:
+        servers = getattr(self.server, "servers", [])
+        for s in servers:
+            for sock in s.sockets:
+                return sock.getsockname()[1]
+        return self.config.get("server.port")
+
+    async def stop(self) -> None:
+        channel = self.stream or self.webhook
+        if channel is not None:
+            await channel.stop()
+        self.audit.admin("system", "runtime", "runtime.stop", "ok")
+        if self.server is not None:
+            self.server.should_exit = True
+        for t in self._tasks[1:]:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.audit.stop()
+        await self.sender.close()
+        await self.store.close()
+        log.info("runtime stopped")
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM / SIGINT, stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()

@@ -1,0 +1,127 @@
+"""The runtime's audit trail: one record per handled message and per admin action.
+
+Records go to a hash-chained JSON Lines file (``audit.path``; sealed when a data key is
+configured) and/or the storage backend (``audit.store``), written by a background task in
+batches so the message path never waits on a disk flush; :meth:`flush` drains the queue
+(on shutdown too). Retention is enforced at start and every hour."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from ..security.audit_chain import AuditChain
+from ..security.crypto import Keyring
+from ..security.redact import Redactor
+
+__all__ = ["AuditLog"]
+
+
+class AuditLog:
+    def __init__(
+        self,
+        path: str | None,
+        store=None,
+        keyring: Keyring | None = None,
+        retention_days: float = 180,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.chain = (
+            AuditChain(path, keyring=keyring, retention_days=retention_days) if path else None
+        )
+        self.admin_chain = (
+            AuditChain(
+                Path(path).with_name("admin.jsonl"), keyring=keyring, retention_days=retention_days
+            )
+            if path
+            else None
+        )
+        self.store = store
+        self.redactor = redactor or Redactor()
+        self._queue: list[dict] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.written = 0
+
+    def record(
+        self, actor: str, obj: str, operation: str, result: str, client_ip: str = "", **extra
+    ) -> dict:
+        """Queue one record (millisecond timestamp, actor, object, operation, result, client IP)."""
+        rec = {
+            "ts_ms": int(time.time() * 1000),
+            "actor": actor,
+            "object": obj,
+            "operation": operation,
+            "result": result,
+            "client_ip": client_ip,
+        }
+        rec.update({k: v for k, v in extra.items() if v is not None})
+        rec = self.redactor.data(rec)
+        self._queue.append(rec)
+        self._wake.set()
+        return rec
+
+    def admin(
+        self, actor: str, obj: str, operation: str, result: str, client_ip: str = "", **extra
+    ) -> dict:
+        """An admin action: written at once to ``admin.jsonl`` (and queued for the store)."""
+        rec = self.record(actor, obj, operation, result, client_ip, kind="admin", **extra)
+        if self.admin_chain is not None:
+            self.admin_chain.append(rec)
+        return rec
+
+    def admin_sink(self, rec: dict) -> None:
+        """For :class:`~dingskill.security.rbac.AccessControl`: its records become admin records."""
+        rec = dict(rec)
+        self.admin(
+            rec.pop("actor", "system"),
+            rec.pop("object", ""),
+            rec.pop("operation", ""),
+            rec.pop("result", ""),
+            rec.pop("client_ip", ""),
+            **{k: v for k, v in rec.items() if k != "ts_ms"},
+        )
+
+    async def start(self) -> None:
+        if self.chain is not None:
+            self.chain.enforce_retention()
+            self.admin_chain.enforce_retention()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        last_retention = time.monotonic()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0.05)  # batch
+            await self.flush()
+            if time.monotonic() - last_retention > 3600 and self.chain is not None:
+                self.chain.enforce_retention()
+                self.admin_chain.enforce_retention()
+                last_retention = time.monotonic()
+
+    async def flush(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        if self.chain is not None:
+            await asyncio.to_thread(
+                self.chain.append_many, [r for r in batch if r.get("kind") != "admin"]
+            )
+        if self.store is not None:
+            for r in batch:
+                try:
+                    await self.store.add_audit(r)
+                except Exception:  # noqa: BLE001 - the file keeps it; the store may be down
+                    pass
+        self.written += len(batch)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.flush()

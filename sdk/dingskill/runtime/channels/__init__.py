@@ -1,0 +1,1 @@
+"""Channels that bring messages into the Pipeline: DingTalk Stream mode and HTTP webhook."""

@@ -1,0 +1,223 @@
+"""Runtime configuration: JSON or YAML in the shape the platform's guides use, validated with
+errors that name the field; secrets from the environment; printed redacted."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+__all__ = ["ConfigError", "RuntimeConfig", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A configuration field is missing, of the wrong type or out of range."""
+
+
+DEFAULTS: dict = {
+    "server": {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "ssl": {"enabled": False, "cert_path": None, "key_path": None},
+    },
+    "storage": {
+        "type": "sqlite",
+        "connection_string": "redis://localhost:6379/0",
+        "path": None,
+        "context_ttl_s": 7 * 86400,
+    },
+    "channels": {
+        "enterprise_chat": {
+            "enabled": True,
+            "mode": "stream",
+            "endpoint": None,
+            "auth": {"app_key": None, "app_secret": None},
+            "webhook": {"path": "/api/v1/webhook", "timeout": 5000},
+        }
+    },
+    "skills": {"home": None, "require_signature": False, "reload_interval_s": 1.0},
+    "limits": {
+        "user_per_minute": 30,
+        "conversation_per_minute": 60,
+        "global_per_second": 2000,
+        "max_text_chars": 4000,
+        "handler_timeout_s": 5.0,
+        "reply_timeout_s": 5.0,
+        "reply_retries": 3,
+        "reply_backoff_s": 0.2,
+        "max_inflight": 1000,
+        "dedup_ttl_s": 86400,
+    },
+    "audit": {"path": None, "store": True, "retention_days": 180},
+    "security": {"encrypt": "auto", "admins": {}, "metrics_public": True},
+    "logging": {"level": "INFO", "path": None},
+}
+
+_TYPES = {
+    "server.host": str,
+    "server.port": int,
+    "server.ssl.enabled": bool,
+    "storage.type": str,
+    "storage.connection_string": str,
+    "storage.context_ttl_s": (int, float),
+    "channels.enterprise_chat.enabled": bool,
+    "channels.enterprise_chat.mode": str,
+    "channels.enterprise_chat.webhook.path": str,
+    "channels.enterprise_chat.webhook.timeout": (int, float),
+    "skills.require_signature": bool,
+    "security.metrics_public": bool,
+    "skills.reload_interval_s": (int, float),
+    "audit.store": bool,
+    "audit.retention_days": (int, float),
+    "logging.level": str,
+}
+
+
+def _merge(base: dict, over: dict, path: str = "") -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        where = f"{path}.{k}" if path else k
+        if k not in base:
+            raise ConfigError(f"{where}: unknown field (known: {', '.join(sorted(base))})")
+        if isinstance(base[k], dict) and base[k] and k not in ("admins",):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{where}: must be an object")
+            out[k] = _merge(base[k], v, where)
+        else:
+            out[k] = v
+    return out
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+@dataclass
+class RuntimeConfig:
+    data: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULTS)))
+    source: str = "<defaults>"
+
+    def __getitem__(self, key: str):
+        return self.data[key]
+
+    def get(self, dotted: str):
+        return _get(self.data, dotted)
+
+    @property
+    def app_key(self) -> str | None:
+        return self.data["channels"]["enterprise_chat"]["auth"]["app_key"]
+
+    @property
+    def app_secret(self) -> str | None:
+        return self.data["channels"]["enterprise_chat"]["auth"]["app_secret"]
+
+    def redacted(self) -> dict:
+        d = json.loads(json.dumps(self.data))
+        auth = d["channels"]["enterprise_chat"]["auth"]
+        if auth.get("app_secret"):
+            auth["app_secret"] = "***"
+        d["storage"]["connection_string"] = _redact_url(d["storage"]["connection_string"])
+        return d
+
+    def __repr__(self) -> str:
+        return f"RuntimeConfig({self.source}, {json.dumps(self.redacted(), ensure_ascii=False)})"
+
+
+def _redact_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _validate(d: dict) -> None:
+    for dotted, typ in _TYPES.items():
+        v = _get(d, dotted)
+        if v is not None and (not isinstance(v, typ) or (typ is int and isinstance(v, bool))):
+            want = typ.__name__ if isinstance(typ, type) else "number"
+            raise ConfigError(f"{dotted}: expected {want}, got {type(v).__name__} {v!r}")
+    port = d["server"]["port"]
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"server.port: {port} is not a port (0-65535)")
+    if d["storage"]["type"] not in ("sqlite", "memory", "redis"):
+        raise ConfigError(
+            f"storage.type: {d['storage']['type']!r} is not one of sqlite, memory, redis"
+        )
+    if d["storage"]["type"] == "redis" and not d["storage"]["connection_string"].startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError("storage.connection_string: expected redis://host:port/db")
+    ch = d["channels"]["enterprise_chat"]
+    if ch["mode"] not in ("stream", "webhook"):
+        raise ConfigError(
+            f"channels.enterprise_chat.mode: {ch['mode']!r} is not one of stream, webhook"
+        )
+    if not str(ch["webhook"]["path"]).startswith("/"):
+        raise ConfigError("channels.enterprise_chat.webhook.path: must start with '/'")
+    ssl = d["server"]["ssl"]
+    if ssl["enabled"]:
+        for k in ("cert_path", "key_path"):
+            if not ssl.get(k):
+                raise ConfigError(f"server.ssl.{k}: required when server.ssl.enabled is true")
+            if not Path(ssl[k]).is_file():
+                raise ConfigError(f"server.ssl.{k}: file {ssl[k]} not found")
+    for k, v in d["limits"].items():
+        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
+            raise ConfigError(f"limits.{k}: expected a number >= 0, got {v!r}")
+    if d["audit"]["retention_days"] <= 0:
+        raise ConfigError("audit.retention_days: must be > 0")
+    if d["security"]["encrypt"] not in (True, False, "auto"):
+        raise ConfigError("security.encrypt: true, false or auto")
+    if d["logging"]["level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"logging.level: {d['logging']['level']!r} is not a log level")
+
+
+def load_config(
+    path=None, environ: dict | None = None, overrides: dict | None = None
+) -> RuntimeConfig:
+    """Read ``path`` (JSON or YAML; None = embedded defaults), apply the environment
+    (``DINGSKILL_APP_KEY``, ``DINGSKILL_APP_SECRET``, ``DINGSKILL_HOME``) and validate."""
+    env = os.environ if environ is None else environ
+    data: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read ({exc.strerror})") from exc
+        try:
+            data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(
+                f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"
+            ) from exc
+        data = data or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the configuration must be an object")
+    try:
+        merged = _merge(json.loads(json.dumps(DEFAULTS)), data)
+        if overrides:
+            merged = _merge(merged, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    auth = merged["channels"]["enterprise_chat"]["auth"]
+    auth["app_key"] = env.get("DINGSKILL_APP_KEY") or auth["app_key"]
+    auth["app_secret"] = env.get("DINGSKILL_APP_SECRET") or auth["app_secret"]
+    home = merged["skills"]["home"] or env.get("DINGSKILL_HOME") or str(Path.home() / ".dingskill")
+    merged["skills"]["home"] = home
+    merged["storage"]["path"] = merged["storage"]["path"] or str(Path(home) / "runtime.db")
+    merged["audit"]["path"] = merged["audit"]["path"] or str(
+        Path(home) / "audit" / "messages.jsonl"
+    )
+    try:
+        _validate(merged)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return RuntimeConfig(merged, source)

@@ -1,0 +1,80 @@
+"""Prometheus metrics of the runtime (its own registry, plus process CPU and memory)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+__all__ = ["Metrics", "METRIC_NAMES"]
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+METRIC_NAMES = (
+    "dingskill_message_latency_seconds",
+    "dingskill_messages_total",
+    "dingskill_skill_calls_total",
+    "dingskill_skill_failures_total",
+    "dingskill_skill_latency_seconds",
+    "dingskill_rate_limited_total",
+    "dingskill_reply_retries_total",
+    "dingskill_reply_failures_total",
+    "dingskill_inflight_messages",
+    "dingskill_skills_loaded",
+    "dingskill_duplicates_total",
+    "dingskill_access_denied_total",
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)
+        self.latency = Histogram(
+            "dingskill_message_latency_seconds",
+            "Message latency from receipt to reply sent",
+            ["channel"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.messages = Counter(
+            "dingskill_messages_total", "Messages handled", ["channel", "outcome"], registry=r
+        )
+        self.skill_calls = Counter(
+            "dingskill_skill_calls_total", "Responses executed per skill", ["skill"], registry=r
+        )
+        self.skill_failures = Counter(
+            "dingskill_skill_failures_total", "Failed responses per skill", ["skill"], registry=r
+        )
+        self.skill_latency = Histogram(
+            "dingskill_skill_latency_seconds",
+            "Skill response time",
+            ["skill"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "dingskill_rate_limited_total", "Messages over a rate limit", ["scope"], registry=r
+        )
+        self.reply_retries = Counter(
+            "dingskill_reply_retries_total", "Reply attempts retried", registry=r
+        )
+        self.reply_failures = Counter(
+            "dingskill_reply_failures_total", "Replies that failed after retries", registry=r
+        )
+        self.inflight = Gauge("dingskill_inflight_messages", "Messages being processed", registry=r)
+        self.skills_loaded = Gauge("dingskill_skills_loaded", "Skills loaded", registry=r)
+        self.duplicates = Counter(
+            "dingskill_duplicates_total", "Redelivered messages ignored", registry=r
+        )
+        self.denied = Counter(
+            "dingskill_access_denied_total", "Refused operator actions", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,191 @@
+"""``Pipeline``: the one path every message takes, whatever channel it came from.
+
+validate -> dedup -> rate limits -> preprocess -> load context -> engine (route, execute)
+-> reply (through the channel's sink, retried) -> save context -> metrics and audit.
+It never raises to the channel: failures become fallback replies, counted and audited."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from ..datasets.language import detect_language
+from ..skills.conversation import Message, Reply, context_key
+from .preprocess import PreprocessError, preprocess
+from .ratelimit import POLITE, RateLimiter
+
+__all__ = ["Pipeline", "ReplySink", "InProgressElsewhere"]
+
+ReplySink = Callable[[Reply], Awaitable[bool]]
+TOO_LONG = {
+    "zh": "消息太长了，请精简到 {limit} 字以内再发。",
+    "en": "That message is too long; please keep it under {limit} characters.",
+}
+EMPTY = {
+    "zh": "您好像没有输入内容，请问需要什么帮助？",
+    "en": "It looks like your message was empty. How can I help?",
+}
+
+
+class InProgressElsewhere(RuntimeError):
+    """A redelivered message another handler (maybe on a dead replica) has claimed and not
+    finished: do not ACK it, so the platform redelivers it after the claim expires."""
+
+
+def _lang(text: str) -> str:
+    return "en" if detect_language(text) == "en" else "zh"
+
+
+class Pipeline:
+    """Processes messages for one runtime (or one notebook widget)."""
+
+    def __init__(
+        self,
+        engine_provider: Callable[[], object],
+        store,
+        metrics=None,
+        audit=None,
+        limits: dict | None = None,
+        admin=None,
+    ) -> None:
+        self.engine_provider = engine_provider
+        self.store = store
+        self.metrics = metrics
+        self.audit = audit
+        self.limits = {
+            "user_per_minute": 30,
+            "conversation_per_minute": 60,
+            "global_per_second": 2000,
+            "max_text_chars": 4000,
+            "dedup_ttl_s": 86400,
+            **(limits or {}),
+        }
+        self.ratelimiter = RateLimiter(
+            store,
+            self.limits["user_per_minute"],
+            self.limits["conversation_per_minute"],
+            self.limits["global_per_second"],
+        )
+        self.admin = admin  # optional: handles "/skills", "/reload" chat commands
+        self.inflight = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def _release(self, msg_id: str) -> None:
+        try:
+            await self.store.release(msg_id)
+        except Exception:  # noqa: BLE001 - the claim expires by itself
+            pass
+
+    def _count(self, channel: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.messages.labels(channel, outcome).inc()
+
+    async def process(self, message: Message, reply_sink: ReplySink | None = None) -> Reply | None:
+        """Handle one message; returns the reply, or None for a redelivered duplicate that was
+        already answered. Raises :class:`InProgressElsewhere` for one still being handled."""
+        t0 = time.perf_counter()
+        if message.msg_id:
+            state = await self.store.claim(message.msg_id, self.limits.get("claim_ttl_s", 15))
+            if state != "new":
+                if self.metrics is not None:
+                    self.metrics.duplicates.inc()
+                self._count(message.channel, "duplicate")
+                if state == "processing":
+                    raise InProgressElsewhere(message.msg_id)
+                return None
+        self.inflight += 1
+        if self.metrics is not None:
+            self.metrics.inflight.inc()
+        try:
+            try:
+                reply, outcome = await self._process(message)
+            except Exception as exc:  # noqa: BLE001 - storage down, say: let it be redelivered
+                if message.msg_id:
+                    await self._release(message.msg_id)
+                raise RuntimeError(
+                    f"message {message.msg_id} not handled: {type(exc).__name__}: {exc}"
+                ) from exc
+            sent = True
+            if reply_sink is not None:
+                sent = await reply_sink(reply)
+                if not sent:
+                    outcome = "reply_failed"
+                    if self.metrics is not None:
+                        self.metrics.reply_failures.inc()
+            if message.msg_id:
+                await self.store.finish(message.msg_id, self.limits["dedup_ttl_s"])
+            self._count(message.channel, outcome)
+            if self.metrics is not None:
+                self.metrics.latency.labels(message.channel).observe(time.perf_counter() - t0)
+            if self.audit is not None:
+                self.audit.record(
+                    message.sender_id,
+                    reply.skill_id or "-",
+                    "message",
+                    outcome,
+                    client_ip=getattr(message, "client_ip", ""),
+                    intent=reply.intent,
+                    msg_id=message.msg_id,
+                    channel=message.channel,
+                    conversation=message.conversation_id,
+                    source=reply.source,
+                    latency_ms=round((time.perf_counter() - t0) * 1000, 2),
+                    error=reply.error,
+                )
+            return reply
+        finally:
+            self.inflight -= 1
+            if self.metrics is not None:
+                self.metrics.inflight.dec()
+
+    async def _process(self, message: Message) -> tuple[Reply, str]:
+        lang = _lang(message.text or "")
+        if len(message.text) > self.limits["max_text_chars"]:
+            return Reply(
+                text=TOO_LONG[lang].format(limit=self.limits["max_text_chars"]),
+                source="fallback",
+                error="text too long",
+            ), "rejected"
+        scope = await self.ratelimiter.check(message)
+        if scope is not None:
+            if self.metrics is not None:
+                self.metrics.rate_limited.labels(scope).inc()
+            return Reply(
+                text=POLITE[lang], source="ratelimit", error=f"rate limit: {scope}"
+            ), "rate_limited"
+        try:
+            text = preprocess(message.text, self.limits["max_text_chars"])
+        except PreprocessError as exc:
+            return Reply(
+                text=TOO_LONG[lang].format(limit=self.limits["max_text_chars"]),
+                source="fallback",
+                error=str(exc),
+            ), "rejected"
+        if not text:
+            return Reply(text=EMPTY[lang], source="fallback", error="empty text"), "empty"
+        if self.admin is not None and text.startswith("/"):
+            handled = await self.admin(message, text)
+            if handled is not None:
+                return handled, "admin"
+        key = context_key(message)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # turns of one conversation run in order within a replica
+            context = await self.store.get_context(key)
+            engine = self.engine_provider()
+            clean = (
+                Message(**{**message.__dict__, "text": text}) if text != message.text else message
+            )
+            t1 = time.perf_counter()
+            reply = await engine.handle(clean, context)
+            if self.metrics is not None and reply.skill_id:
+                self.metrics.skill_calls.labels(reply.skill_id).inc()
+                self.metrics.skill_latency.labels(reply.skill_id).observe(time.perf_counter() - t1)
+                if reply.error:
+                    self.metrics.skill_failures.labels(reply.skill_id).inc()
+            await self.store.set_context(key, context)
+        if not lock.locked() and len(self._locks) > 10000:
+            self._locks.pop(key, None)
+        return reply, (
+            "error" if reply.error else ("fallback" if reply.source == "fallback" else "ok")
+        )

@@ -1,0 +1,71 @@
+"""The runtime's HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, the webhook channel and
+the admin API; TLS 1.2 or newer when ``server.ssl.enabled``."""
+
+from __future__ import annotations
+
+import ssl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+__all__ = ["build_app", "make_server"]
+
+
+def build_app(runtime) -> Starlette:
+    async def metrics(request: Request):
+        if not runtime.config.get("security.metrics_public"):
+            _, refused = runtime.admin._check(request, "metrics.read")
+            if refused:
+                return refused
+        return Response(
+            runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    async def healthz(request: Request):
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request):
+        checks = await runtime.readiness()
+        return JSONResponse(
+            {"ready": all(checks.values()), "checks": checks},
+            status_code=200 if all(checks.values()) else 503,
+        )
+
+    routes = [Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)]
+    if runtime.webhook is not None:
+        routes.append(
+            Route(
+                runtime.config.get("channels.enterprise_chat.webhook.path"),
+                runtime.webhook.endpoint,
+                methods=["POST"],
+            )
+        )
+    routes += runtime.admin.routes()
+    return Starlette(routes=routes)
+
+
+def make_server(app, config):
+    """A uvicorn server for ``app`` on ``server.host:server.port`` (TLS >= 1.2 if enabled)."""
+    import uvicorn
+
+    srv = config["server"]
+    kw = {}
+    if srv["ssl"]["enabled"]:
+        kw = {"ssl_certfile": srv["ssl"]["cert_path"], "ssl_keyfile": srv["ssl"]["key_path"]}
+    uc = uvicorn.Config(
+        app,
+        host=srv["host"],
+        port=srv["port"],
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        **kw,
+    )
+    uc.load()
+    if uc.ssl is not None:
+        uc.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    server = uvicorn.Server(uc)
+    server.install_signal_handlers = lambda: None  # the runtime handles SIGTERM / SIGINT
+    return server

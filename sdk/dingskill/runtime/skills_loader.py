@@ -1,0 +1,77 @@
+"""The installed skills as an Engine, reloaded without a restart when the home changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..skills import Engine
+from ..skills.packaging import SkillHome
+
+__all__ = ["SkillSet"]
+
+log = logging.getLogger("dingskill.runtime")
+
+
+class SkillSet:
+    """Holds the current Engine; :meth:`watch` swaps in a new one when ``generation()`` moves."""
+
+    def __init__(
+        self, home: SkillHome, handler_timeout: float = 5.0, metrics=None, audit=None
+    ) -> None:
+        self.home = home
+        self.handler_timeout = handler_timeout
+        self.metrics, self.audit = metrics, audit
+        self.generation = -1
+        self.engine = Engine([], handler_timeout=handler_timeout)
+        self.skills: list = []
+        self.last_error: str | None = None
+
+    def reload(self) -> bool:
+        """Load the active skills if the home changed; a broken skill keeps the old set."""
+        gen = self.home.generation()
+        if gen == self.generation:
+            return False
+        try:
+            skills = self.home.load_skills()
+            engine = Engine(skills, handler_timeout=self.handler_timeout)
+        except Exception as exc:  # noqa: BLE001 - keep serving the previous set
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "skill reload failed; keeping the previous skills", extra={"error": self.last_error}
+            )
+            if self.audit is not None:
+                self.audit.admin(
+                    "system", "skills", "skills.reload", "failed", error=self.last_error
+                )
+            self.generation = gen
+            return False
+        self.engine, self.skills, self.generation, self.last_error = engine, skills, gen, None
+        if self.metrics is not None:
+            self.metrics.skills_loaded.set(len(skills))
+        if self.audit is not None:
+            self.audit.admin(
+                "system",
+                ",".join(f"{s.manifest.id}@{s.manifest.version}" for s in skills) or "-",
+                "skills.reload",
+                "ok",
+                generation=gen,
+            )
+        log.info(
+            "skills loaded", extra={"generation": gen, "skills": [s.manifest.id for s in skills]}
+        )
+        return True
+
+    def current(self) -> Engine:
+        return self.engine
+
+    def permissions(self, skill_id: str | None) -> list[str]:
+        for s in self.skills:
+            if s.manifest.id == skill_id:
+                return s.manifest.permissions
+        return []
+
+    async def watch(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(self.reload)

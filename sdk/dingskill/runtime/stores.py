@@ -1,0 +1,422 @@
+"""Conversation context, message-id dedup, token buckets and stored audit records in one of
+three backends: memory (one process), SQLite (embedded default) or Redis (several replicas).
+
+With a :class:`~dingskill.security.crypto.Keyring`, contexts and audit records are sealed
+with AES-256-GCM before they are written: plaintext never reaches SQLite or Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ..security.crypto import Keyring
+
+__all__ = ["Store", "MemoryStore", "SqliteStore", "RedisStore", "make_store", "StoreUnavailable"]
+
+
+class StoreUnavailable(RuntimeError):
+    """The storage backend cannot be reached."""
+
+
+class Store:
+    """Interface of the storage backends (all methods async)."""
+
+    kind = "abstract"
+
+    def __init__(self, keyring: Keyring | None = None, context_ttl_s: float = 7 * 86400) -> None:
+        self.keyring = keyring
+        self.context_ttl_s = context_ttl_s
+
+    # sealing ---------------------------------------------------------------------------------
+    def _seal(self, key: str, value: dict) -> bytes:
+        raw = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        return self.keyring.encrypt(raw, key.encode()) if self.keyring else raw
+
+    def _open(self, key: str, blob: bytes | None) -> dict | None:
+        if blob is None:
+            return None
+        if Keyring.is_sealed(blob):
+            if self.keyring is None:
+                raise StoreUnavailable(
+                    f"stored value {key} is encrypted and no data key is configured"
+                )
+            blob = self.keyring.decrypt(blob, key.encode())
+        return json.loads(blob)
+
+    # interface ---------------------------------------------------------------------------------
+    async def connect(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool:
+        raise NotImplementedError
+
+    async def get_raw(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    async def set_raw(self, key: str, blob: bytes, ttl_s: float) -> None:
+        raise NotImplementedError
+
+    async def claim(self, msg_id: str, ttl_s: float) -> str:
+        """ "new" (now ours, for ``ttl_s``), "processing" (claimed by a live handler) or "done"."""
+        raise NotImplementedError
+
+    async def finish(self, msg_id: str, ttl_s: float) -> None:
+        """Mark a claimed message answered (kept ``ttl_s`` to ignore redeliveries)."""
+        raise NotImplementedError
+
+    async def release(self, msg_id: str) -> None:
+        raise NotImplementedError
+
+    async def take(self, bucket: str, rate: float, capacity: float) -> bool:
+        raise NotImplementedError
+
+    async def append_audit(self, blob: bytes) -> None:
+        raise NotImplementedError
+
+    async def audit_records(self) -> list[bytes]:
+        raise NotImplementedError
+
+    async def keys(self, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    async def get_context(self, key: str) -> dict:
+        return self._open(f"ctx:{key}", await self.get_raw(f"ctx:{key}")) or {}
+
+    async def set_context(self, key: str, context: dict) -> None:
+        await self.set_raw(f"ctx:{key}", self._seal(f"ctx:{key}", context), self.context_ttl_s)
+
+    async def add_audit(self, record: dict) -> None:
+        await self.append_audit(self._seal("audit", record))
+
+    async def read_audit(self) -> list[dict]:
+        return [self._open("audit", b) for b in await self.audit_records()]
+
+    async def reencrypt(self, new: Keyring) -> int:
+        """Re-seal every stored context and audit record with ``new``'s active key."""
+        n = 0
+        for k in await self.keys("ctx:"):
+            blob = await self.get_raw(k)
+            if blob is None:
+                continue
+            value = self._open(k, blob)
+            self.keyring, old = new, self.keyring
+            await self.set_raw(k, self._seal(k, value), self.context_ttl_s)
+            self.keyring = old
+            n += 1
+        records = await self.read_audit()
+        self.keyring = new
+        await self._replace_audit([self._seal("audit", r) for r in records])
+        return n + len(records)
+
+    async def _replace_audit(self, blobs: list[bytes]) -> None:
+        raise NotImplementedError
+
+
+def _bucket_take(
+    state: tuple[float, float] | None, now: float, rate: float, capacity: float
+) -> tuple[bool, tuple[float, float]]:
+    tokens, last = state if state else (capacity, now)
+    tokens = min(capacity, tokens + (now - last) * rate)
+    if tokens >= 1:
+        return True, (tokens - 1, now)
+    return False, (tokens, now)
+
+
+class MemoryStore(Store):
+    """In-process store (tests, notebooks, a single replica without persistence)."""
+
+    kind = "memory"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._kv: dict[str, tuple[bytes, float]] = {}
+        self._claims: dict[str, tuple[float, str]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._audit: list[bytes] = []
+
+    async def ping(self) -> bool:
+        return True
+
+    async def get_raw(self, key):
+        entry = self._kv.get(key)
+        if entry is None or entry[1] < time.time():
+            return None
+        return entry[0]
+
+    async def set_raw(self, key, blob, ttl_s):
+        self._kv[key] = (blob, time.time() + ttl_s)
+
+    async def claim(self, msg_id, ttl_s):
+        now = time.time()
+        entry = self._claims.get(msg_id)
+        if entry and entry[0] > now:
+            return entry[1]
+        self._claims[msg_id] = (now + ttl_s, "processing")
+        return "new"
+
+    async def finish(self, msg_id, ttl_s):
+        self._claims[msg_id] = (time.time() + ttl_s, "done")
+
+    async def release(self, msg_id):
+        self._claims.pop(msg_id, None)
+
+    async def take(self, bucket, rate, capacity):
+        ok, self._buckets[bucket] = _bucket_take(
+            self._buckets.get(bucket), time.monotonic(), rate, capacity
+        )
+        return ok
+
+    async def append_audit(self, blob):
+        self._audit.append(blob)
+
+    async def audit_records(self):
+        return list(self._audit)
+
+    async def _replace_audit(self, blobs):
+        self._audit = list(blobs)
+
+    async def keys(self, prefix):
+        return [k for k in self._kv if k.startswith(prefix)]
+
+
+class SqliteStore(Store):
+    """The embedded default: one SQLite file (WAL), safe for several processes on one host."""
+
+    kind = "sqlite"
+
+    def __init__(self, path, **kw) -> None:
+        super().__init__(**kw)
+        self.path = Path(path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript("""
+                CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB, exp REAL);
+                CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, exp REAL, state TEXT);
+                CREATE TABLE IF NOT EXISTS buckets (k TEXT PRIMARY KEY, tokens REAL, last REAL);
+                CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, v BLOB);
+            """)
+            self._local.db = db
+        return db
+
+    def _run(self, fn):
+        with self._lock:
+            return fn(self._db())
+
+    async def connect(self):
+        self._run(lambda db: db.execute("SELECT 1"))
+
+    async def close(self):
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    async def ping(self):
+        try:
+            self._run(lambda db: db.execute("SELECT 1").fetchone())
+            return True
+        except sqlite3.Error:
+            return False
+
+    async def get_raw(self, key):
+        row = self._run(lambda db: db.execute("SELECT v, exp FROM kv WHERE k=?", (key,)).fetchone())
+        if row is None or row[1] < time.time():
+            return None
+        return bytes(row[0])
+
+    async def set_raw(self, key, blob, ttl_s):
+        self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO kv VALUES (?,?,?)", (key, blob, time.time() + ttl_s)
+            )
+        )
+
+    async def claim(self, msg_id, ttl_s):
+        now = time.time()
+
+        def op(db):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT exp, state FROM claims WHERE id=?", (msg_id,)).fetchone()
+                if row and row[0] > now:
+                    return row[1]
+                db.execute(
+                    "INSERT OR REPLACE INTO claims VALUES (?,?,?)",
+                    (msg_id, now + ttl_s, "processing"),
+                )
+                return "new"
+            finally:
+                db.execute("COMMIT")
+
+        return self._run(op)
+
+    async def finish(self, msg_id, ttl_s):
+        self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO claims VALUES (?,?,?)",
+                (msg_id, time.time() + ttl_s, "done"),
+            )
+        )
+
+    async def release(self, msg_id):
+        self._run(lambda db: db.execute("DELETE FROM claims WHERE id=?", (msg_id,)))
+
+    async def take(self, bucket, rate, capacity):
+        now = time.time()
+
+        def op(db):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT tokens, last FROM buckets WHERE k=?", (bucket,)).fetchone()
+                ok, state = _bucket_take(tuple(row) if row else None, now, rate, capacity)
+                db.execute("INSERT OR REPLACE INTO buckets VALUES (?,?,?)", (bucket, *state))
+                return ok
+            finally:
+                db.execute("COMMIT")
+
+        return self._run(op)
+
+    async def append_audit(self, blob):
+        self._run(lambda db: db.execute("INSERT INTO audit (v) VALUES (?)", (blob,)))
+
+    async def audit_records(self):
+        return [
+            bytes(r[0])
+            for r in self._run(lambda db: db.execute("SELECT v FROM audit ORDER BY seq").fetchall())
+        ]
+
+    async def _replace_audit(self, blobs):
+        def op(db):
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM audit")
+            db.executemany("INSERT INTO audit (v) VALUES (?)", [(b,) for b in blobs])
+            db.execute("COMMIT")
+
+        self._run(op)
+
+    async def keys(self, prefix):
+        rows = self._run(
+            lambda db: db.execute("SELECT k FROM kv WHERE k LIKE ?", (prefix + "%",)).fetchall()
+        )
+        return [r[0] for r in rows]
+
+
+_TAKE_LUA = """
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'last')
+local rate, cap, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tokens, last = tonumber(s[1]), tonumber(s[2])
+if tokens == nil then tokens = cap; last = now end
+tokens = math.min(cap, tokens + (now - last) * rate)
+local ok = 0
+if tokens >= 1 then tokens = tokens - 1; ok = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'last', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(cap / math.max(rate, 0.001) * 1000) + 1000)
+return ok
+"""
+
+
+class RedisStore(Store):
+    """Shared by several replicas: context, dedup claims (SET NX) and buckets (a Lua script)."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str = "dingskill:", **kw) -> None:
+        super().__init__(**kw)
+        self.url, self.prefix = url, prefix
+        self._r = None
+        self._take = None
+
+    async def connect(self):
+        import redis.asyncio as aioredis
+
+        self._r = aioredis.from_url(
+            self.url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            health_check_interval=5,
+            max_connections=64,
+        )
+        self._take = self._r.register_script(_TAKE_LUA)
+
+    async def close(self):
+        if self._r is not None:
+            await self._r.aclose()
+
+    def _k(self, key):
+        return self.prefix + key
+
+    async def ping(self):
+        try:
+            return bool(await asyncio.wait_for(self._r.ping(), 2))
+        except Exception:  # noqa: BLE001 - any failure means not reachable
+            return False
+
+    async def get_raw(self, key):
+        return await self._r.get(self._k(key))
+
+    async def set_raw(self, key, blob, ttl_s):
+        await self._r.set(self._k(key), blob, px=int(ttl_s * 1000))
+
+    async def claim(self, msg_id, ttl_s):
+        key = self._k(f"msg:{msg_id}")
+        if await self._r.set(key, b"processing", nx=True, px=int(ttl_s * 1000)):
+            return "new"
+        state = await self._r.get(key)
+        return state.decode() if state else "processing"
+
+    async def finish(self, msg_id, ttl_s):
+        await self._r.set(self._k(f"msg:{msg_id}"), b"done", px=int(ttl_s * 1000))
+
+    async def release(self, msg_id):
+        await self._r.delete(self._k(f"msg:{msg_id}"))
+
+    async def take(self, bucket, rate, capacity):
+        # the Redis server's clock keeps replicas consistent
+        sec, usec = await self._r.time()
+        return bool(
+            await self._take(
+                keys=[self._k(f"bucket:{bucket}")], args=[rate, capacity, sec + usec / 1e6]
+            )
+        )
+
+    async def append_audit(self, blob):
+        await self._r.rpush(self._k("audit"), blob)
+
+    async def audit_records(self):
+        return await self._r.lrange(self._k("audit"), 0, -1)
+
+    async def _replace_audit(self, blobs):
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(self._k("audit"))
+        if blobs:
+            pipe.rpush(self._k("audit"), *blobs)
+        await pipe.execute()
+
+    async def keys(self, prefix):
+        out = []
+        async for k in self._r.scan_iter(match=self._k(prefix) + "*", count=500):
+            out.append(k.decode()[len(self.prefix) :])
+        return out
+
+
+def make_store(config, keyring: Keyring | None = None) -> Store:
+    s = config["storage"]
+    kw = {"keyring": keyring, "context_ttl_s": s["context_ttl_s"]}
+    if s["type"] == "memory":
+        return MemoryStore(**kw)
+    if s["type"] == "redis":
+        return RedisStore(s["connection_string"], **kw)
+    return SqliteStore(s["path"], **kw)
