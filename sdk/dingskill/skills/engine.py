@@ -212,7 +212,8 @@ class Engine:
         if missing:
             flow["pending"] = missing[0]["name"]
             ask = choose_variant(missing[0]["ask"], f"{message.msg_id}{flow['asks']}")
-            variables = self._variables(message, slots, context, flow["intent"], 1.0)
+            declared_all = {name: None for name in declared}
+            variables = self._variables(message, {**declared_all, **slots}, context, flow["intent"], 1.0)
             return Reply(
                 text=render(ask, variables),
                 skill_id=skill.manifest.id,
@@ -283,7 +284,8 @@ class Engine:
         )
         api, error = None, None
         fallback = resp.get("fallback") or skill.manifest.fallback or self._fallback(message.text)
-        variables = self._variables(message, slots, context, intent, confidence)
+        declared = {name: None for name in skill.manifest.slots}
+        variables = self._variables(message, {**declared, **slots}, context, intent, confidence)
         try:
             if "http" in resp:
                 action = HttpAction.from_spec(resp["http"])
