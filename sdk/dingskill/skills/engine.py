@@ -31,6 +31,9 @@ EXPIRED = {
     "en": "(Your previous request timed out and was cancelled.)",
 }
 HISTORY = 6
+# handlers run here, not in the loop's default executor, so a hanging handler never blocks
+# a caller's loop shutdown (asyncio.run waits for the default executor)
+_HANDLERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dingskill-handler")
 
 
 def _lang(text: str) -> str:
@@ -213,7 +216,9 @@ class Engine:
             flow["pending"] = missing[0]["name"]
             ask = choose_variant(missing[0]["ask"], f"{message.msg_id}{flow['asks']}")
             declared_all = {name: None for name in declared}
-            variables = self._variables(message, {**declared_all, **slots}, context, flow["intent"], 1.0)
+            variables = self._variables(
+                message, {**declared_all, **slots}, context, flow["intent"], 1.0
+            )
             return Reply(
                 text=render(ask, variables),
                 skill_id=skill.manifest.id,
@@ -299,7 +304,7 @@ class Engine:
                 loop = asyncio.get_running_loop()
                 out = await asyncio.wait_for(
                     loop.run_in_executor(
-                        None, fn, variables["message"], dict(slots), variables["context"]
+                        _HANDLERS, fn, variables["message"], dict(slots), variables["context"]
                     ),
                     timeout=self.handler_timeout,
                 )

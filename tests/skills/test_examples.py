@@ -1,0 +1,120 @@
+"""The example skills train and hold their sample conversations, in Chinese and English."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from dingskill.skills import Engine, Message
+
+TODAY = dt.date(2026, 11, 24)  # a Tuesday
+
+
+def _engine(*skills, clock=None):
+    import time
+
+    return Engine(list(skills), clock=clock or time.time, today=TODAY)
+
+
+def _say(engine, text, ctx, **fields):
+    return engine.handle_sync(Message(text=text, **fields), ctx)
+
+
+@pytest.mark.parametrize("fixture,floor", [("hr", 0.85), ("faq", 0.75), ("helpdesk_skill", 0.8)])
+def test_each_example_trains_above_a_floor(fixture, floor, request):
+    skill = request.getfixturevalue(fixture)
+    assert skill.evaluate().summary["accuracy"] >= floor
+
+
+def test_multi_turn_leave_request(hr):
+    e, ctx = _engine(hr), {}
+    r = _say(e, "我想请假", ctx, sender_nick="小王")
+    assert r.intent == "ask_leave" and "哪种假" in r.text and ctx["flow"]["pending"] == "leave_type"
+    r = _say(e, "病假", ctx)
+    assert r.source == "dialogue" and r.slots == {"leave_type": "病假"} and "哪天" in r.text
+    r = _say(e, "下周三", ctx)
+    assert r.slots["start_date"] == "2026-12-02" and "几天" in r.text
+    r = _say(e, "一天半", ctx, sender_nick="小王")
+    assert r.text.startswith("已为小王提交病假申请：2026-12-02 起，共 1.5 天")
+    assert "flow" not in ctx and r.state == {}
+
+
+def test_slots_given_up_front_skip_questions(hr):
+    e, ctx = _engine(hr), {}
+    r = _say(e, "我要请年假，明天开始，请3天", ctx)
+    assert r.text.startswith("已为") and "年假申请：2026-11-25 起，共 3 天" in r.text
+
+
+@pytest.mark.parametrize("word", ["算了", "取消", "cancel", "never mind"])
+def test_cancel_ends_the_flow(hr, word):
+    e, ctx = _engine(hr), {}
+    _say(e, "我想请假", ctx)
+    r = _say(e, word, ctx)
+    assert "已取消" in r.text and "flow" not in ctx and r.source == "dialogue"
+
+
+def test_flow_times_out_with_an_injected_clock(hr):
+    now = [1_800_000_000.0]
+    e, ctx = _engine(hr, clock=lambda: now[0]), {}
+    _say(e, "我想请假", ctx)
+    now[0] += 301  # five minutes and a second later
+    r = _say(e, "年假", ctx)
+    assert "超时" in r.text and r.intent != "ask_leave" or "flow" not in ctx
+
+
+def test_changing_topic_leaves_the_flow(hr):
+    e, ctx = _engine(hr), {}
+    _say(e, "我想请假", ctx)
+    r = _say(e, "我想看这个月的工资条", ctx)
+    assert r.intent == "payslip" and "flow" not in ctx
+
+
+def test_english_faq_and_card(faq):
+    e, ctx = _engine(faq), {}
+    assert _say(e, "hi there", ctx, sender_nick="Ann").text.endswith(
+        ("How can I help?", "what can I do for you?")
+    )
+    card = _say(e, "help", ctx)
+    assert (
+        card.format == "card"
+        and card.card["buttons"][0]["title"] == "Office hours"
+        and card.source == "rule"
+    )
+    oos = _say(e, "what's the capital of Peru?", ctx)
+    assert oos.intent == "oos" and oos.source == "fallback"
+
+
+def test_engine_routes_across_skills_by_language(hr, faq):
+    e, ctx = _engine(hr, faq), {}
+    assert _say(e, "我想看工资条", ctx).skill_id == "com.dingskill.hr-assistant"
+    assert _say(e, "what are the office hours?", ctx).skill_id == "com.dingskill.faq-en"
+    zh = _say(e, "明天北京会下雨吗", ctx)
+    assert zh.intent == "oos" and "抱歉" in zh.text
+    en = _say(e, "recommend a good pizza place", ctx)
+    assert en.intent == "oos" and en.text.startswith("Sorry")
+
+
+def test_history_is_bounded_and_json(hr):
+    import json
+
+    e, ctx = _engine(hr), {}
+    for i in range(10):
+        _say(e, f"我想看工资条 {i}", ctx)
+    assert len(ctx["history"]) == 6
+    json.dumps(ctx)
+
+
+def test_package_files_are_deterministic(hr):
+    a, b = hr.package_files(), hr.package_files()
+    assert a == b
+    assert {
+        "skill.yaml",
+        "CHANGELOG.md",
+        "model.dsm",
+        "evaluation.json",
+        "fingerprint.json",
+    } <= set(a)
+    import json
+
+    fp = json.loads(a["fingerprint.json"])
+    assert fp["utterances"] == 766 and fp["intents"] == 17 and len(fp["sha256"]) == 64
