@@ -99,10 +99,13 @@ class Engine:
     def route(self, text: str):
         """(skill, Decision) of the winning skill, or (None, best Decision or None)."""
         best, best_skill = None, None
+        lang = detect_language(text)
         for skill in self.skills:
             d = skill.decide(text)
             if d.source == "rule":
                 return skill, d
+            if lang != "mixed" and lang not in skill.manifest.languages and len(self.skills) > 1:
+                continue  # a Chinese-only model does not judge English text, and vice versa
             if d.intent != "oos" and (
                 best is None or best.intent == "oos" or d.confidence > best.confidence
             ):
