@@ -27,13 +27,13 @@ class RateLimiter:
                 "conversation",
                 lambda m: f"conv:{m.conversation_id}",
                 conversation_per_minute / 60,
-                max(conversation_per_minute / 6, 1),
+                max(conversation_per_minute / 2, 1),
             ),
             (
                 "user",
                 lambda m: f"user:{m.sender_id}",
                 user_per_minute / 60,
-                max(user_per_minute / 6, 1),
+                max(user_per_minute / 2, 1),
             ),
         ]
 

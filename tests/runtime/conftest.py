@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from dingskill.emulator import Emulator
+from dingskill.skills import Skill
+from dingskill.skills.packaging import SkillHome
+
+from .harness import RedisServer, RuntimeProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ("dingtestapp", "test-app-secret")
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory) -> dict[str, Path]:
+    dist = tmp_path_factory.mktemp("dist")
+    return {
+        name: Skill.load(ROOT / "skills" / name).export(dist)
+        for name in ("hr-assistant", "faq-en", "it-helpdesk")
+    }
+
+
+@pytest.fixture
+def home(tmp_path, packages) -> Path:
+    h = SkillHome(tmp_path / "home")
+    h.install(packages["hr-assistant"])
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def emulator():
+    emu = Emulator({APP[0]: APP[1]}, ack_timeout=2.0, max_attempts=20)
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def runtimes():
+    started: list[RuntimeProcess] = []
+    yield started
+    for r in started:
+        r.stop("kill")
+
+
+@pytest.fixture
+def start_runtime(tmp_path, emulator, runtimes):
+    def start(home: Path, **kw) -> RuntimeProcess:
+        rt = RuntimeProcess(tmp_path / f"rt{len(runtimes)}", home, emulator.url, APP, **kw).start()
+        runtimes.append(rt)
+        return rt
+
+    return start
+
+
+__all__ = ["shutil"]

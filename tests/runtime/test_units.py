@@ -1,0 +1,193 @@
+"""Configuration, preprocessing, the three stores (encrypted at rest), rate limits, webhook
+signatures: the runtime's parts, with real SQLite and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sqlite3
+
+import pytest
+from dingskill.runtime.channels.webhook import WebhookChannel, sign
+from dingskill.runtime.config import ConfigError, load_config
+from dingskill.runtime.preprocess import PreprocessError, preprocess
+from dingskill.runtime.ratelimit import RateLimiter
+from dingskill.runtime.stores import MemoryStore, RedisStore, SqliteStore
+from dingskill.security.crypto import Keyring
+from dingskill.skills.conversation import Message
+
+
+def test_defaults_are_embedded_sqlite(tmp_path):
+    cfg = load_config(None, environ={"DINGSKILL_HOME": str(tmp_path)})
+    assert cfg.get("storage.type") == "sqlite" and cfg.get("storage.path") == str(
+        tmp_path / "runtime.db"
+    )
+    assert cfg.get("server.port") == 8080 and cfg.get("audit.retention_days") == 180
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"server": {"port": "80"}}, "server.port: expected int, got str"),
+        ({"server": {"port": 70000}}, "server.port: 70000 is not a port"),
+        (
+            {"storage": {"type": "mongo"}},
+            "storage.type: 'mongo' is not one of sqlite, memory, redis",
+        ),
+        (
+            {"channels": {"enterprise_chat": {"mode": "poll"}}},
+            "channels.enterprise_chat.mode: 'poll'",
+        ),
+        ({"server": {"ssl": {"enabled": True}}}, "server.ssl.cert_path: required"),
+        ({"limits": {"user_per_minute": -1}}, "limits.user_per_minute: expected a number >= 0"),
+        ({"storage": {"tyep": "redis"}}, "storage.tyep: unknown field"),
+        ({"audit": {"retention_days": 0}}, "audit.retention_days: must be > 0"),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path, body, message):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(body))
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(p, environ={})
+
+
+def test_yaml_config_secrets_from_env_and_redacted(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("storage: {type: redis, connection_string: 'redis://:pw123@db:6379/0'}\n")
+    cfg = load_config(
+        p, environ={"DINGSKILL_APP_KEY": "key1", "DINGSKILL_APP_SECRET": "very-secret-value"}
+    )
+    assert cfg.app_secret == "very-secret-value"
+    shown = repr(cfg)
+    assert "very-secret-value" not in shown and "pw123" not in shown and "key1" in shown
+    bad = tmp_path / "b.yaml"
+    bad.write_text("server: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad, environ={})
+
+
+@pytest.mark.parametrize(
+    "raw,clean",
+    [
+        ("@办公助手 我想请假", "我想请假"),
+        ("＠HR小助手　帮我订会议室", "帮我订会议室"),
+        ("ＶＰＮ连不上了！", "VPN连不上了!"),
+        ("book a room\u200b for 2026年12月3日", "book a room for 2026-12-03"),
+        ("leave from 2026/1/5 please", "leave from 2026-01-05 please"),
+        ("mail a@b.com", "mail a@b.com"),
+        ("  \x07  ", ""),
+    ],
+)
+def test_preprocess(raw, clean):
+    assert preprocess(raw) == clean
+
+
+def test_preprocess_limit():
+    with pytest.raises(PreprocessError, match="limit 10"):
+        preprocess("x" * 11, max_chars=10)
+
+
+def _keyring():
+    return Keyring({"k1": os.urandom(32)}, "k1")
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request, tmp_path):
+    ring = _keyring()
+    if request.param == "memory":
+        return lambda: MemoryStore(keyring=ring)
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "rt.db", keyring=ring)
+    srv = request.getfixturevalue("redis_server")
+    return lambda: RedisStore(srv.url, keyring=ring)
+
+
+def test_store_contract(store):
+    async def go():
+        store_ = store()
+        await store_.connect()
+        await check(store_)
+        await store_.close()
+
+    async def check(store):
+        assert await store.ping()
+        ctx = {"flow": {"pending": "days"}, "history": [{"user": "我想请年假"}]}
+        await store.set_context("conv-1", ctx)
+        assert await store.get_context("conv-1") == ctx
+        assert await store.get_context("nope") == {}
+        assert await store.claim("m1", 10) == "new"
+        assert await store.claim("m1", 10) == "processing"
+        await store.finish("m1", 60)
+        assert await store.claim("m1", 10) == "done"
+        results = [await store.take("bucket-a", 0.001, 3) for _ in range(5)]
+        assert results == [True, True, True, False, False]
+        await store.add_audit({"actor": "staff-1", "operation": "message", "text": "请假"})
+        assert (await store.read_audit())[0]["actor"] == "staff-1"
+
+    asyncio.run(go())
+
+
+def test_sqlite_and_redis_hold_no_plaintext_and_survive_rotation(tmp_path, redis_server):
+    import redis
+
+    async def go():
+        ring = _keyring()
+        sq = SqliteStore(tmp_path / "rt.db", keyring=ring)
+        rd = RedisStore(redis_server.url, keyring=ring)
+        for s in (sq, rd):
+            await s.connect()
+            await s.set_context("conv-9", {"slots": {"leave_type": "年假"}, "note": "工资条保密"})
+            await s.add_audit({"actor": "staff-9", "text": "工资条保密"})
+        raw_sqlite = b"".join(
+            bytes(r[0])
+            for r in sqlite3.connect(tmp_path / "rt.db").execute(
+                "SELECT v FROM kv UNION ALL SELECT v FROM audit"
+            )
+        )
+        raw_redis = redis.Redis(port=redis_server.port).get("dingskill:ctx:conv-9") + b"".join(
+            redis.Redis(port=redis_server.port).lrange("dingskill:audit", 0, -1)
+        )
+        for raw in (raw_sqlite, raw_redis):
+            assert (
+                "工资条".encode() not in raw
+                and "年假".encode() not in raw
+                and b"staff-9" not in raw
+            )
+            assert raw.count(b"DSE1") >= 2
+        new = ring.rotated("k2")
+        for s in (sq, rd):
+            assert await s.reencrypt(new) == 2
+            only_new = Keyring({"k2": new._keys["k2"]}, "k2")
+            s.keyring = only_new
+            assert (await s.get_context("conv-9"))["note"] == "工资条保密"
+            assert (await s.read_audit())[0]["actor"] == "staff-9"
+            await s.close()
+
+    asyncio.run(go())
+
+
+def test_rate_limiter_scopes():
+    async def go():
+        rl = RateLimiter(
+            MemoryStore(), user_per_minute=4, conversation_per_minute=100, global_per_second=1000
+        )
+        m = Message(text="hi", sender_id="u1", conversation_id="c1")
+        results = [await rl.check(m) for _ in range(4)]
+        assert results == [None, None, "user", "user"]  # burst of half a minute: 2
+        assert await rl.check(Message(text="hi", sender_id="u2", conversation_id="c1")) is None
+
+    asyncio.run(go())
+
+
+def test_webhook_signature_checks():
+    ch = WebhookChannel(pipeline=None, app_secret="SEC123456")
+    now = 1_800_000_000_000
+    ts = str(now)
+    assert ch.verify(ts, sign(ts, "SEC123456"), now) is None
+    assert ch.verify(ts, sign(ts, "other"), now) == "signature does not match"
+    old = str(now - 2 * 3600 * 1000)
+    assert "stale" in ch.verify(old, sign(old, "SEC123456"), now)
+    assert ch.verify(None, None, now) == "missing timestamp or sign header"
+    assert base64.b64decode(sign(ts, "x"))
