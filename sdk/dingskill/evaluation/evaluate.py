@@ -9,45 +9,73 @@ from sklearn.model_selection import StratifiedKFold
 
 from .metrics import OOS, confused_pairs, confusion, per_intent, summary_metrics
 
-__all__ = ["evaluate", "as_texts_intents"]
+__all__ = ["as_texts_intents", "evaluate", "threshold_sweep"]
+
+LEARNING_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 
 
 def as_texts_intents(data, intents=None) -> tuple[list[str], list[str]]:
-    """Accept a Dataset, a DataFrame with text/intent columns, or (texts, intents)."""
+    """Texts and intents of a Dataset, a DataFrame with text/intent columns, a
+    ``(texts, intents)`` pair, or ``data`` texts with ``intents`` given separately."""
     if intents is not None:
         texts, labels = list(data), list(intents)
     elif hasattr(data, "texts") and hasattr(data, "intents"):
         texts, labels = list(data.texts), list(data.intents)
     elif isinstance(data, pd.DataFrame):
+        missing = [c for c in ("text", "intent") if c not in data.columns]
+        if missing:
+            raise ValueError(
+                f"DataFrame is missing column(s) {missing}; columns: {list(data.columns)}"
+            )
         texts, labels = data["text"].astype(str).tolist(), data["intent"].astype(str).tolist()
+    elif isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], str):
+        texts, labels = list(data[0]), list(data[1])
     else:
         raise TypeError(
-            "data must be a Dataset, a DataFrame with text/intent columns, or texts with intents="
+            "data must be a Dataset, a DataFrame with text/intent columns, a (texts, intents) "
+            f"pair, or texts with intents=...; got {type(data).__name__}"
         )
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} intents")
     if not texts:
         raise ValueError("nothing to evaluate: no utterances")
+    for i, (t, lab) in enumerate(zip(texts, labels, strict=True)):
+        if not isinstance(t, str):
+            raise ValueError(f"text {i} must be str, got {type(t).__name__} ({t!r})")
+        if not isinstance(lab, str):
+            raise ValueError(f"intent {i} must be str, got {type(lab).__name__} ({lab!r})")
     return texts, labels
 
 
-def _sweep(model, proba: np.ndarray, labels: list[str]) -> pd.DataFrame:
-    classes = np.asarray(model.classes_, dtype=object)
+def threshold_sweep(
+    classes, proba: np.ndarray, labels: list[str], steps: int = 101
+) -> pd.DataFrame:
+    """Out-of-scope precision / recall / F1, in-scope accuracy and accuracy for thresholds
+    ``0 .. 1``: an utterance is "oos" when its top class is "oos" or its top probability is
+    below the threshold (the rule of ``IntentClassifier.predict``, rules left aside)."""
+    classes = np.asarray(classes, dtype=object)
     top = proba.argmax(axis=1)
     conf = proba[np.arange(len(top)), top]
     pred = classes[top]
     t = np.asarray(labels, dtype=object)
     rows = []
-    for th in np.round(np.linspace(0, 1, 51), 2):
+    for th in np.round(np.linspace(0.0, 1.0, steps), 4):
         p = np.where(conf < th, OOS, pred)
         m = summary_metrics(t, p)
+        prec, rec = m["oos_precision"], m["oos_recall"]
+        if np.isnan(prec) or np.isnan(rec):
+            f1 = float("nan")
+        else:
+            f1 = 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
         rows.append(
             {
                 "threshold": float(th),
+                "oos_precision": prec,
+                "oos_recall": rec,
+                "oos_f1": f1,
                 "in_scope_accuracy": m["in_scope_accuracy"],
-                "oos_recall": m["oos_recall"],
-                "oos_precision": m["oos_precision"],
                 "accuracy": m["accuracy"],
+                "rejected": float((p == OOS).mean()),
             }
         )
     return pd.DataFrame(rows)
@@ -58,7 +86,54 @@ def _progress(it, enabled: bool, desc: str, total: int):
         return it
     from tqdm.auto import tqdm
 
-    return tqdm(it, desc=desc, total=total)
+    return tqdm(it, desc=desc, total=total, unit="step")
+
+
+def _stratified_subsample(labels: list[str], frac: float, seed: int = 0) -> np.ndarray:
+    """Row indices of a ``frac`` share of each intent (at least 2 rows each where possible),
+    so that every fraction of a learning curve sees every intent."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(labels, dtype=object)
+    keep = []
+    for lab in sorted(set(labels)):
+        rows = rng.permutation(np.flatnonzero(y == lab))
+        n = min(len(rows), max(2, int(round(len(rows) * frac))))
+        keep.append(rows[:n])
+    return np.sort(np.concatenate(keep))
+
+
+def _cross_validate(model, texts, labels, cv: int, progress: bool) -> pd.DataFrame:
+    counts = pd.Series(labels).value_counts()
+    if counts.min() < cv:
+        few = counts[counts < cv]
+        raise ValueError(
+            f"cv={cv} needs at least {cv} utterances per intent; too few: "
+            + ", ".join(f"{k} ({v})" for k, v in few.items())
+        )
+    skf = StratifiedKFold(n_splits=cv, shuffle=True, random_state=0)
+    rows = []
+    folds = skf.split(np.zeros(len(labels)), labels)
+    for k, (tr, te) in enumerate(_progress(folds, progress, "cross-validation", cv)):
+        m = clone(model).fit([texts[i] for i in tr], [labels[i] for i in tr])
+        p = [str(x) for x in m.predict([texts[i] for i in te])]
+        rows.append(
+            {
+                "fold": k + 1,
+                "train_size": len(tr),
+                **summary_metrics([labels[i] for i in te], p),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _learning_curve(model, tx, ty, texts, labels, progress: bool) -> pd.DataFrame:
+    rows = []
+    for f in _progress(LEARNING_FRACTIONS, progress, "learning curve", len(LEARNING_FRACTIONS)):
+        idx = _stratified_subsample(ty, f)
+        m = clone(model).fit([tx[i] for i in idx], [ty[i] for i in idx])
+        pred = [str(x) for x in m.predict(texts)]
+        rows.append({"fraction": f, "train_size": len(idx), **summary_metrics(labels, pred)})
+    return pd.DataFrame(rows)
 
 
 def evaluate(
@@ -73,16 +148,22 @@ def evaluate(
     progress: bool = False,
     name: str = "",
 ):
-    """Evaluate a fitted intent ``model`` on held-out ``data``.
+    """Evaluate a fitted intent ``model`` on held-out ``data`` -> :class:`EvaluationReport`.
 
-    ``cv`` > 1 cross-validates a clone on ``train`` (or on ``data``); ``learning_curve``
-    trains clones on growing fractions of ``train`` and scores them on ``data``."""
+    ``data``: a Dataset, a DataFrame with ``text``/``intent`` columns, a ``(texts, intents)``
+    pair, or texts with ``intents=``. ``cv`` > 0 cross-validates (stratified k-fold, ``cv``
+    folds) an unfitted clone of ``model`` on ``train`` (or on ``data``); ``sweep`` adds the
+    out-of-scope threshold sweep from ``predict_proba``; ``learning_curve`` trains clones on
+    growing stratified fractions of ``train`` and scores them on ``data``. ``progress`` shows
+    tqdm bars for the long steps.
+    """
     from .report import EvaluationReport
 
+    if not isinstance(cv, int) or cv < 0 or cv == 1:
+        raise ValueError(f"cv must be 0 (off) or an integer >= 2, got {cv!r}")
     texts, labels = as_texts_intents(data, intents)
     pred = [str(p) for p in model.predict(texts)]
     proba = model.predict_proba(texts) if hasattr(model, "predict_proba") else None
-    summary = summary_metrics(labels, pred)
     cm = confusion(labels, pred)
     conf = proba.max(axis=1) if proba is not None else np.full(len(texts), np.nan)
     wrong = [i for i, (t, p) in enumerate(zip(labels, pred, strict=True)) if t != p]
@@ -95,45 +176,24 @@ def evaluate(
         },
         columns=["text", "expected", "predicted", "confidence"],
     )
-    errors = errors.sort_values("confidence", ascending=False).reset_index(drop=True)
+    errors = errors.sort_values("confidence", ascending=False, kind="stable")
     report = EvaluationReport(
-        summary=summary,
+        summary=summary_metrics(labels, pred),
         per_intent=per_intent(labels, pred),
         confusion=cm,
         confused_pairs=confused_pairs(cm),
-        errors=errors,
+        errors=errors.reset_index(drop=True),
         threshold=getattr(model, "threshold_", None),
         meta={"name": name},
     )
     if sweep and proba is not None:
-        report.threshold_sweep = _sweep(model, proba, labels)
-    if cv and cv > 1:
+        report.threshold_sweep = threshold_sweep(model.classes_, proba, labels)
+    if cv:
         tx, ty = as_texts_intents(train) if train is not None else (texts, labels)
-        skf = StratifiedKFold(n_splits=cv, shuffle=True, random_state=0)
-        rows = []
-        for k, (tr, te) in enumerate(
-            _progress(skf.split(tx, ty), progress, "cross-validation", cv)
-        ):
-            m = clone(model).fit([tx[i] for i in tr], [ty[i] for i in tr])
-            p = m.predict([tx[i] for i in te])
-            rows.append({"fold": k + 1, **summary_metrics([ty[i] for i in te], list(p))})
-        report.cross_validation = pd.DataFrame(rows)
+        report.cross_validation = _cross_validate(model, tx, ty, cv, progress)
     if learning_curve:
         if train is None:
             raise ValueError("learning_curve=True needs train= (the data to grow the model on)")
         tx, ty = as_texts_intents(train)
-        rng = np.random.default_rng(0)
-        order = rng.permutation(len(tx))
-        n_labels = len(set(ty))
-        rows = []
-        fracs = [0.1, 0.25, 0.5, 0.75, 1.0]
-        for f in _progress(fracs, progress, "learning curve", len(fracs)):
-            n = max(int(len(tx) * f), 2 * n_labels)
-            idx = order[:n]
-            sub_y = [ty[i] for i in idx]
-            if len(set(sub_y)) < 2:
-                continue
-            m = clone(model).fit([tx[i] for i in idx], sub_y)
-            rows.append({"train_size": n, **summary_metrics(labels, list(m.predict(texts)))})
-        report.learning_curve = pd.DataFrame(rows)
+        report.learning_curve = _learning_curve(model, tx, ty, texts, labels, progress)
     return report

@@ -33,36 +33,49 @@ def cjk_font() -> str | None:
 
 
 def _axes(ax, size=(6, 5)):
-    import matplotlib
-
     if ax is None:
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=size)
-    font = cjk_font()
-    if font:
-        matplotlib.rcParams["font.sans-serif"] = [font, *matplotlib.rcParams["font.sans-serif"]]
+        _fig, ax = plt.subplots(figsize=size)
     return ax
 
 
+def _font_kw() -> dict:
+    """Text properties that draw Chinese when a CJK font is installed (per text, so the
+    global matplotlib settings are left alone)."""
+    font = cjk_font()
+    if not font:
+        return {}
+    from matplotlib.font_manager import FontProperties
+
+    return {"fontproperties": FontProperties(family=[font, "DejaVu Sans"])}
+
+
 def _label(text: str) -> str:
-    """Chinese labels render as boxes without a CJK font: keep them readable as escapes."""
+    """Without a CJK font Chinese labels would be drawn as boxes, with a "Glyph missing"
+    warning per character: keep them readable as ``\\uXXXX`` escapes instead."""
+    text = str(text)
     if cjk_font() or text.isascii():
         return text
     return text.encode("unicode_escape").decode()
 
 
 def plot_confusion(cm: pd.DataFrame, ax=None, normalize: bool = True):
+    """Heatmap of the confusion matrix (rows: true intent, columns: predicted), labelled
+    with the intent names; returns the figure."""
     import numpy as np
 
-    size = max(4.0, 0.35 * len(cm) + 2)
+    n = len(cm)
+    size = min(14.0, max(4.0, 0.35 * n + 2))  # 150 intents must not give a 50-inch figure
     ax = _axes(ax, (size + 1, size))
     m = cm.to_numpy().astype(float)
     if normalize:
         m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    ax.set_xticks(range(len(cm.columns)), [_label(c) for c in cm.columns], rotation=90, fontsize=7)
-    ax.set_yticks(range(len(cm.index)), [_label(c) for c in cm.index], fontsize=7)
+    fontsize = 7 if n <= 40 else max(2.0, 7 * 40 / n)
+    kw = {"fontsize": fontsize, **_font_kw()}
+    ax.set_xticks(range(len(cm.columns)), [_label(c) for c in cm.columns], rotation=90, **kw)
+    ax.set_yticks(range(len(cm.index)), [_label(c) for c in cm.index], **kw)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
@@ -72,8 +85,10 @@ def plot_confusion(cm: pd.DataFrame, ax=None, normalize: bool = True):
 
 
 def plot_threshold_sweep(sweep: pd.DataFrame, threshold: float | None = None, ax=None):
+    """Out-of-scope precision / recall / F1 and in-scope accuracy against the threshold, the
+    model's threshold marked; returns the figure."""
     ax = _axes(ax, (6, 4))
-    for col in ("in_scope_accuracy", "oos_recall", "oos_precision"):
+    for col in ("in_scope_accuracy", "oos_recall", "oos_precision", "oos_f1"):
         if col in sweep:
             ax.plot(sweep["threshold"], sweep[col], label=col.replace("_", " "))
     if threshold is not None:
@@ -89,6 +104,7 @@ def plot_threshold_sweep(sweep: pd.DataFrame, threshold: float | None = None, ax
 
 
 def plot_learning_curve(curve: pd.DataFrame, ax=None):
+    """Accuracy, macro-F1 and in-scope accuracy against the number of training utterances."""
     ax = _axes(ax, (6, 4))
     for col in ("accuracy", "macro_f1", "in_scope_accuracy"):
         if col in curve:

@@ -35,6 +35,16 @@ def _clean(v):
 
 @dataclass
 class EvaluationReport:
+    """What a model got right and wrong on held-out data.
+
+    ``summary``: accuracy, macro_f1, in_scope_accuracy, oos_recall, oos_precision, n,
+    n_intents. ``per_intent`` (index intent; precision, recall, f1, support; weakest first),
+    ``confusion`` (rows true, columns predicted), ``confused_pairs`` (true, predicted, count;
+    most frequent first), ``errors`` (text, expected, predicted, confidence), and optionally
+    ``threshold_sweep``, ``cross_validation`` and ``learning_curve``. Renders as HTML in
+    Jupyter; ``to_json`` / ``from_json`` for scripts.
+    """
+
     summary: dict
     per_intent: pd.DataFrame
     confusion: pd.DataFrame
@@ -64,6 +74,7 @@ class EvaluationReport:
 
     # -- serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict:
+        """JSON-compatible content (NaN becomes null)."""
         cm = self.confusion
         return {
             "summary": {k: _clean(v) for k, v in self.summary.items()},
@@ -87,10 +98,12 @@ class EvaluationReport:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
+        """The report as JSON (UTF-8 text, Chinese kept readable)."""
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> EvaluationReport:
+        """Inverse of :meth:`to_json`."""
         d = json.loads(text)
         labels = d["confusion"]["labels"]
         cm = pd.DataFrame(
@@ -130,37 +143,59 @@ class EvaluationReport:
 
     @staticmethod
     def _png(fig) -> str:
+        import warnings
+
         import matplotlib.pyplot as plt
 
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
+        with warnings.catch_warnings():  # no font for a glyph: one box, not a warning each
+            warnings.filterwarnings("ignore", message="Glyph .* missing from")
+            fig.savefig(buf, format="png", dpi=80)
         plt.close(fig)
-        return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
+        data = base64.b64encode(buf.getvalue()).decode()
+        return f'<img alt="plot" src="data:image/png;base64,{data}"/>'
+
+    def _summary_table(self) -> str:
+        rows = []
+        for k, v in self.summary.items():
+            if isinstance(v, float):
+                shown = "–" if math.isnan(v) else f"{v:.3f}"
+            else:
+                shown = str(v)
+            rows.append(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(shown)}</td></tr>")
+        if self.threshold is not None:
+            rows.append(f"<tr><th>threshold</th><td>{self.threshold:.3f}</td></tr>")
+        return "<table class='dingskill-summary'>" + "".join(rows) + "</table>"
 
     def _repr_html_(self) -> str:
-        s = pd.DataFrame([{k: v for k, v in self.summary.items()}]).T.rename(columns={0: "value"})
+        fmt = {"float_format": lambda x: f"{x:.3f}"}
+        name = self.meta.get("name") or ""
         parts = [
-            "<h4>Evaluation</h4>",
-            s.to_html(float_format=lambda x: f"{x:.3f}"),
-            "<h4>Weakest intents</h4>",
-            self.per_intent.head(15).to_html(float_format=lambda x: f"{x:.3f}"),
+            f"<h4>Evaluation {html.escape(str(name))}</h4>",
+            self._summary_table(),
+            "<h4>Per-intent precision / recall / F1 (weakest first)</h4>",
+            self.per_intent.head(200).to_html(**fmt),
             "<h4>Most confused pairs</h4>",
-            self.confused_pairs.head(10).to_html(index=False),
-            "<h4>Misclassified examples</h4>",
-            self.errors.head(15).to_html(index=False),
+            self.confused_pairs.head(10).to_html(index=False)
+            if len(self.confused_pairs)
+            else "<p>none</p>",
+            "<h4>Misclassified examples (most confident first)</h4>",
+            self.errors.head(20).to_html(index=False, **fmt) if len(self.errors) else "<p>none</p>",
         ]
         if self.cross_validation is not None:
             parts += [
                 "<h4>Cross-validation</h4>",
-                self.cross_validation.to_html(index=False, float_format=lambda x: f"{x:.3f}"),
+                self.cross_validation.to_html(index=False, **fmt),
             ]
+        if self.learning_curve is not None:
+            parts += ["<h4>Learning curve</h4>", self.learning_curve.to_html(index=False, **fmt)]
         figs = [self.plot_confusion()]
         if self.threshold_sweep is not None:
             figs.append(self.plot_threshold_sweep())
         if self.learning_curve is not None:
             figs.append(self.plot_learning_curve())
         parts += [self._png(f) for f in figs]
-        return "\n".join(parts)
+        return "<div class='dingskill-evaluation'>" + "\n".join(parts) + "</div>"
 
     def to_html(self) -> str:
         """A stand-alone HTML page of the report."""
