@@ -1,37 +1,56 @@
-"""``dingskill train``, ``dingskill evaluate`` and ``dingskill predict``: the NLU from the shell."""
+"""``dingskill train``, ``dingskill evaluate`` and ``dingskill predict``: the NLU from the shell.
+
+::
+
+    dingskill train datasets/office-zh/utterances.csv -o models/office-zh
+    dingskill evaluate models/office-zh datasets/office-zh/test.csv --html report.html
+    dingskill predict models/office-zh "明天想请一天假" "book a meeting room"
+"""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from .._version import __version__
 
+SUMMARY_KEYS = ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train an intent classifier on a dataset")
-    t.add_argument("data")
+    t.add_argument("data", help="csv / tsv / jsonl / CLINC json / Rasa yaml")
     t.add_argument("-o", "--output", required=True, help="model folder to write")
     t.add_argument("--text-col", default="text")
     t.add_argument("--intent-col", default="intent")
     t.add_argument("--threshold", default="auto", help="auto | none | a number in [0, 1]")
+    t.add_argument("--rules", default=None, help="YAML list of {intent, words, patterns}")
     t.add_argument("--test", default=None, help="held-out file (default: a stratified split)")
     t.add_argument("--test-size", type=float, default=0.2)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_train)
     e = sub.add_parser("evaluate", help="evaluate a trained model folder on a dataset")
-    e.add_argument("model")
+    e.add_argument("model", help="model folder (with model.dsm) or a .dsm file")
     e.add_argument("data")
-    e.add_argument("--cv", type=int, default=0)
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--text-col", default="text")
+    e.add_argument("--intent-col", default="intent")
+    e.add_argument("--cv", type=int, default=0, help="also cross-validate on DATA with K folds")
+    e.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     e.add_argument("--html", default=None, help="also write an HTML report here")
     e.set_defaults(func=_evaluate)
     p = sub.add_parser("predict", help="classify utterances with a trained model folder")
-    p.add_argument("model")
+    p.add_argument("model", help="model folder (with model.dsm) or a .dsm file")
     p.add_argument("texts", nargs="+")
+    p.add_argument("--json", action="store_true", help="one JSON object per utterance")
     p.set_defaults(func=_predict)
+
+
+def _err(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def _threshold(value: str):
@@ -39,15 +58,93 @@ def _threshold(value: str):
         return "auto"
     if value.lower() == "none":
         return None
-    x = float(value)
+    try:
+        x = float(value)
+    except ValueError:
+        x = -1.0
     if not 0 <= x <= 1:
-        raise ValueError(f"--threshold must be auto, none or in [0, 1], got {value}")
+        raise ValueError(f"--threshold must be auto, none or a number in [0, 1], got {value!r}")
     return x
+
+
+def _load_rules(path: str | None) -> list | None:
+    """Rules from a YAML file: a list of {intent, words, patterns} or {"rules": [...]}."""
+    if path is None:
+        return None
+    import yaml
+
+    from ..nlu.rules import RuleError, validate_rules
+
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read rules: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise ValueError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if isinstance(doc, dict) and set(doc) == {"rules"}:
+        doc = doc["rules"]
+    try:
+        return list(validate_rules(doc)) or None
+    except RuleError as exc:
+        raise ValueError(f"{p}: {exc}") from None
+
+
+def _refuse_invalid(ds, path) -> bool:
+    """Print validation findings; True when there are errors (training must not go on)."""
+    report = ds.validate()
+    if report.ok:
+        return False
+    for line in report.lines():
+        if " error " in line:
+            print(line, file=sys.stderr)
+    print(
+        f"error: {path} has {len(report.errors)} error(s); fix them before training "
+        f"(dingskill datasets validate {path} lists warnings too)",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _model_file(folder: str) -> Path:
     p = Path(folder)
-    return p / "model.dsm" if p.is_dir() else p
+    f = p / "model.dsm" if p.is_dir() else p
+    if not f.is_file():
+        raise ValueError(f"{f}: no model here (train one with: dingskill train DATA -o {folder})")
+    return f
+
+
+def _fingerprint(texts, intents) -> str:
+    from ..nlu.normalize import normalize_text
+
+    rows = sorted(f"{normalize_text(t)}\t{i}" for t, i in zip(texts, intents, strict=True))
+    return hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()
+
+
+def _split(ds, args):
+    """(train, test): a --test file, the data's own split column, or a stratified split."""
+    from ..datasets import load
+
+    if args.test:
+        test = load(args.test, text_col=args.text_col, intent_col=args.intent_col)
+        return ds, test, "file"
+    if "split" in ds.df.columns:
+        splits = set(ds.df["split"].astype(str))
+        if "train" in splits and "test" in splits:
+            return ds.subset("train"), ds.subset("test"), "column"
+    split = ds.split(test_size=args.test_size, seed=args.seed)
+    return split.subset("train"), split.subset("test"), "stratified"
+
+
+def _print_summary(summary: dict, out=None) -> None:
+    out = out or sys.stdout
+    for k in (*SUMMARY_KEYS, "n", "n_intents"):
+        v = summary.get(k)
+        shown = "-" if v is None or (isinstance(v, float) and v != v) else v
+        shown = f"{shown:.3f}" if isinstance(shown, float) else shown
+        print(f"  {k:<18} {shown}", file=out)
 
 
 def _train(args) -> int:
@@ -57,96 +154,123 @@ def _train(args) -> int:
     from ..evaluation import evaluate
     from ..nlu import IntentClassifier
 
-    steps = tqdm(total=4, desc="train", unit="step")
+    out = Path(args.output)
     try:
+        threshold = _threshold(args.threshold)
+        rules = _load_rules(args.rules)
         ds = load(args.data, text_col=args.text_col, intent_col=args.intent_col)
-        report = ds.validate()
-        if not report.ok:
-            for line in report.lines():
-                print(line)
-            print(f"error: {args.data} has {len(report.errors)} error(s); fix them before training")
+    except (DatasetError, ValueError) as exc:
+        return _err(str(exc))
+    if _refuse_invalid(ds, args.data):
+        return 1
+    steps = tqdm(total=3, desc="train", unit="step", file=sys.stderr)
+    try:
+        train, test, how = _split(ds, args)
+        if args.test and _refuse_invalid(test, args.test):
             return 1
-        steps.update(1)
-        if args.test:
-            train, test = ds, load(args.test, text_col=args.text_col, intent_col=args.intent_col)
-        else:
-            split = ds.split(test_size=args.test_size, seed=args.seed)
-            train, test = split.subset("train"), split.subset("test")
-        model = IntentClassifier(oos_threshold=_threshold(args.threshold), random_state=args.seed)
+        steps.set_postfix_str(f"fit {len(train)} utterances")
+        model = IntentClassifier(oos_threshold=threshold, rules=rules, random_state=args.seed)
         model.fit(train.texts, train.intents)
         steps.update(1)
+        steps.set_postfix_str(f"evaluate on {len(test)}")
         ev = evaluate(model, test, name=str(args.data))
         steps.update(1)
     except (DatasetError, ValueError) as exc:
-        print(f"error: {exc}")
-        return 1
-    out = Path(args.output)
+        steps.close()
+        return _err(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.dsm")
     (out / "evaluation.json").write_text(ev.to_json(), encoding="utf-8")
-    rows = sorted(f"{t}\t{i}" for t, i in zip(train.texts, train.intents, strict=True))
+    counts = {str(k): int(v) for k, v in sorted(train.df["intent"].value_counts().items())}
     meta = {
         "dingskill": __version__,
         "data": str(args.data),
+        "data_sha256": hashlib.sha256(Path(args.data).read_bytes()).hexdigest()
+        if Path(args.data).is_file()
+        else None,
+        "test_data": str(args.test) if args.test else None,
+        "split": how,
+        "seed": args.seed,
+        "sha256": _fingerprint(train.texts, train.intents),
         "train_utterances": len(train),
         "test_utterances": len(test),
-        "intents": sorted(set(train.intents)),
-        "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
+        "intents": len(set(train.intents) - {"oos"}),
+        "intent_counts": counts,
         "threshold": model.threshold_,
+        "rules": len(rules or []),
     }
-    (out / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out / "meta.json").write_text(
+        json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8"
+    )
     steps.update(1)
     steps.close()
-    s = ev.summary
-    print(f"trained on {len(train)} utterances, {len(meta['intents'])} intents -> {out}")
-    for k in ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision"):
-        print(f"  {k:<18} {s[k]:.3f}")
+    th = "none" if model.threshold_ is None else f"{model.threshold_:.3f}"
+    print(
+        f"trained on {len(train)} utterances, {meta['intents']} intents (threshold {th}); "
+        f"evaluated on {len(test)} ({how} split) -> {out}"
+    )
+    _print_summary(ev.summary)
     return 0
 
 
 def _evaluate(args) -> int:
     from ..datasets import DatasetError, load
     from ..evaluation import evaluate
-    from ..nlu import IntentClassifier
+    from ..nlu import IntentClassifier, UnsafeModelError
 
     try:
         model = IntentClassifier.load(_model_file(args.model))
-        ds = load(args.data)
+        ds = load(args.data, text_col=args.text_col, intent_col=args.intent_col)
         ev = evaluate(
             model,
             ds,
             cv=args.cv,
             train=ds if args.cv else None,
             progress=args.cv > 1,
-            name=args.data,
+            name=str(args.data),
         )
-    except (DatasetError, ValueError, OSError) as exc:
-        print(f"error: {exc}")
-        return 1
+    except (DatasetError, UnsafeModelError, ValueError, OSError) as exc:
+        return _err(str(exc))
     if args.html:
         Path(args.html).write_text(ev.to_html(), encoding="utf-8")
     if args.json:
-        print(json.dumps({k: v for k, v in ev.summary.items()}))
-    else:
-        for k, v in ev.summary.items():
-            print(f"{k:<18} {v:.3f}" if isinstance(v, float) else f"{k:<18} {v}")
-        print("\nweakest intents:\n" + ev.per_intent.head(5).to_string())
+        print(json.dumps(ev.to_dict()["summary"], ensure_ascii=False, sort_keys=True))
+        return 0
+    print(f"{args.data} with {args.model}:")
+    _print_summary(ev.summary)
+    if ev.cross_validation is not None:
+        cv = ev.cross_validation[list(SUMMARY_KEYS)].mean()
+        print(f"\n{args.cv}-fold cross-validation (mean):")
+        _print_summary(cv.to_dict())
+    print("\nweakest intents:\n" + ev.per_intent.head(5).round(3).to_string())
+    if len(ev.confused_pairs):
         print("\nmost confused:\n" + ev.confused_pairs.head(5).to_string(index=False))
+    if args.html:
+        print(f"\nHTML report: {args.html}")
     return 0
 
 
 def _predict(args) -> int:
-    from ..nlu import IntentClassifier
+    from ..nlu import IntentClassifier, UnsafeModelError
 
     try:
         model = IntentClassifier.load(_model_file(args.model))
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}")
-        return 1
+    except (UnsafeModelError, ValueError, OSError) as exc:
+        return _err(str(exc))
     for text in args.texts:
         d = model.decide(text)
+        if args.json:
+            row = {
+                "text": text,
+                "intent": d.intent,
+                "confidence": round(d.confidence, 4),
+                "top": [[i, round(p, 4)] for i, p in d.alternatives],
+                "source": d.source,
+                "rule": d.rule,
+            }
+            print(json.dumps(row, ensure_ascii=False))
+            continue
         alts = ", ".join(f"{i} {p:.2f}" for i, p in d.alternatives)
-        print(
-            f"{text}\t{d.intent}\t{d.confidence:.2f}\t[{alts}]\t{d.source}{':' + d.rule if d.rule else ''}"
-        )
+        why = f"rule {d.rule}" if d.rule else d.source
+        print(f"{text}\t{d.intent}\t{d.confidence:.2f}\ttop3: {alts}\t{why}")
     return 0

@@ -22,6 +22,13 @@ def _frame_to_json(df: pd.DataFrame | None):
     return json.loads(df.reset_index().to_json(orient="split", force_ascii=False))
 
 
+def _plain_to_json(df: pd.DataFrame | None):
+    """A table whose index carries no meaning: its columns only, in order."""
+    if df is None or len(df) == 0:
+        return None
+    return json.loads(df.to_json(orient="split", index=False, force_ascii=False))
+
+
 def _frame_from_json(obj, index: str | None):
     if obj is None:
         return None
@@ -81,19 +88,11 @@ class EvaluationReport:
             "threshold": self.threshold,
             "per_intent": _frame_to_json(self.per_intent),
             "confusion": {"labels": list(cm.index), "matrix": cm.to_numpy().tolist()},
-            "confused_pairs": _frame_to_json(self.confused_pairs.set_index("true"))
-            if len(self.confused_pairs)
-            else None,
-            "errors": _frame_to_json(self.errors.set_index("text")) if len(self.errors) else None,
-            "threshold_sweep": _frame_to_json(self.threshold_sweep.set_index("threshold"))
-            if self.threshold_sweep is not None
-            else None,
-            "cross_validation": _frame_to_json(self.cross_validation.set_index("fold"))
-            if self.cross_validation is not None
-            else None,
-            "learning_curve": _frame_to_json(self.learning_curve.set_index("train_size"))
-            if self.learning_curve is not None
-            else None,
+            "confused_pairs": _plain_to_json(self.confused_pairs),
+            "errors": _plain_to_json(self.errors),
+            "threshold_sweep": _plain_to_json(self.threshold_sweep),
+            "cross_validation": _plain_to_json(self.cross_validation),
+            "learning_curve": _plain_to_json(self.learning_curve),
             "meta": self.meta,
         }
 
