@@ -138,9 +138,9 @@ def _split(ds, args):
     return split.subset("train"), split.subset("test"), "stratified"
 
 
-def _print_summary(summary: dict, out=None) -> None:
+def _print_summary(summary: dict, keys=(*SUMMARY_KEYS, "n", "n_intents"), out=None) -> None:
     out = out or sys.stdout
-    for k in (*SUMMARY_KEYS, "n", "n_intents"):
+    for k in keys:
         v = summary.get(k)
         shown = "-" if v is None or (isinstance(v, float) and v != v) else v
         shown = f"{shown:.3f}" if isinstance(shown, float) else shown
@@ -240,8 +240,8 @@ def _evaluate(args) -> int:
     _print_summary(ev.summary)
     if ev.cross_validation is not None:
         cv = ev.cross_validation[list(SUMMARY_KEYS)].mean()
-        print(f"\n{args.cv}-fold cross-validation (mean):")
-        _print_summary(cv.to_dict())
+        print(f"\n{args.cv}-fold cross-validation on {args.data} (mean over folds):")
+        _print_summary(cv.to_dict(), SUMMARY_KEYS)
     print("\nweakest intents:\n" + ev.per_intent.head(5).round(3).to_string())
     if len(ev.confused_pairs):
         print("\nmost confused:\n" + ev.confused_pairs.head(5).to_string(index=False))
