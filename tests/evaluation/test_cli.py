@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -18,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOORS = {"office-zh": 0.86, "office-en": 0.78}
 
 
+def _rows(path: Path) -> int:
+    """Data rows of a one-line-per-row CSV (header excluded)."""
+    return len(path.read_text(encoding="utf-8").splitlines()) - 1
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Train once per sample dataset with the CLI: {name: (model dir, train stdout)}."""
@@ -25,9 +32,6 @@ def trained(tmp_path_factory):
     for name in FLOORS:
         data = ROOT / "datasets" / name
         model = tmp_path_factory.mktemp(name) / "model"
-        import contextlib
-        import io
-
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             code = main(
@@ -52,7 +56,7 @@ def test_train_writes_model_evaluation_and_meta(name, trained):
     assert {p.name for p in model.iterdir()} == {"model.dsm", "evaluation.json", "meta.json"}
     meta = json.loads((model / "meta.json").read_text(encoding="utf-8"))
     assert meta["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
-    n_rows = sum(1 for _ in data.open(encoding="utf-8")) - 1
+    n_rows = _rows(data)
     assert meta["train_utterances"] == n_rows == sum(meta["intent_counts"].values())
     assert meta["intents"] == len(meta["intent_counts"]) - ("oos" in meta["intent_counts"])
     assert meta["split"] == "file" and len(meta["sha256"]) == 64
@@ -71,7 +75,7 @@ def test_evaluate_json_and_html(name, trained, tmp_path, capsys):
     assert main(["evaluate", str(model), str(test), "--json", "--html", str(html)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["in_scope_accuracy"] >= FLOORS[name]
-    assert summary["n"] == sum(1 for _ in test.open(encoding="utf-8")) - 1
+    assert summary["n"] == _rows(test)
     saved = json.loads((model / "evaluation.json").read_text(encoding="utf-8"))["summary"]
     assert summary == pytest.approx(saved)  # the same model on the same data
     page = html.read_text(encoding="utf-8")
@@ -107,7 +111,7 @@ def test_train_with_rules_split_column_and_fixed_threshold(tmp_path, capsys):
     assert main(argv) == 0
     meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
     assert meta["split"] == "stratified" and meta["rules"] == 1 and meta["threshold"] == 0.3
-    n = sum(1 for _ in data.open(encoding="utf-8")) - 1
+    n = _rows(data)
     assert meta["train_utterances"] + meta["test_utterances"] == n
     capsys.readouterr()
     assert main(["predict", str(out), "随便说说工资条"]) == 0

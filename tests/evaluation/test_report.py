@@ -237,3 +237,16 @@ def test_cross_validation_refuses_too_few_examples():
     texts = ["请假", "休假", "订会议室", "订房间"]
     with pytest.raises(ValueError, match="cv=3 needs at least 3 utterances per intent"):
         evaluate(Fixed(PRED, CONF), texts, ["a", "a", "b", "b"], cv=3)
+
+
+def test_sweep_agrees_with_predict_at_the_model_threshold(office_zh):
+    train, test = office_zh
+    rules = [{"intent": "ask_leave", "words": ["歇一天"]}]
+    model = IntentClassifier(oos_threshold=0.3, rules=rules).fit(train.texts, train.intents)
+    r = evaluate(model, test)
+    row = r.threshold_sweep.set_index("threshold").loc[0.3]
+    for key in ("in_scope_accuracy", "oos_recall", "oos_precision", "accuracy"):
+        assert row[key] == pytest.approx(r.summary[key]), key
+    # a rule-decided text stays in scope at every threshold
+    sw = evaluate(model, ["老板，我明儿想歇一天"], ["ask_leave"]).threshold_sweep
+    assert (sw["in_scope_accuracy"] == 1.0).all()

@@ -9,7 +9,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from .metrics import OOS, confused_pairs, confusion, per_intent, summary_metrics
 
-__all__ = ["as_texts_intents", "evaluate", "threshold_sweep"]
+__all__ = ["as_texts_intents", "evaluate", "forced_labels", "threshold_sweep"]
 
 LEARNING_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 
@@ -47,35 +47,70 @@ def as_texts_intents(data, intents=None) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+def forced_labels(model, texts: list[str]) -> list[str | None]:
+    """The label ``predict`` gives each text whatever the threshold (None: the model's).
+
+    Texts empty after normalisation are "oos"; a trigger rule (plain data in
+    ``model.rules``, see :mod:`dingskill.nlu.rules`) wins over both, so the sweep agrees
+    with ``predict`` at the model's own threshold."""
+    from ..nlu import RuleSet, normalize_text
+
+    rules = getattr(model, "rules", None)
+    ruleset = RuleSet(rules) if rules else None
+    out: list[str | None] = []
+    for t in texts:
+        label = None if normalize_text(t) else OOS
+        m = ruleset.match(t) if ruleset is not None else None
+        out.append(m.intent if m is not None else label)
+    return out
+
+
 def threshold_sweep(
-    classes, proba: np.ndarray, labels: list[str], steps: int = 101
+    classes,
+    proba: np.ndarray,
+    labels: list[str],
+    steps: int = 101,
+    forced: list[str | None] | None = None,
 ) -> pd.DataFrame:
-    """Out-of-scope precision / recall / F1, in-scope accuracy and accuracy for thresholds
-    ``0 .. 1``: an utterance is "oos" when its top class is "oos" or its top probability is
-    below the threshold (the rule of ``IntentClassifier.predict``, rules left aside)."""
+    """Out-of-scope precision / recall / F1, in-scope accuracy, accuracy and the share
+    rejected for thresholds ``0 .. 1`` (``steps`` points).
+
+    An utterance is "oos" when its top class is "oos" or its top probability is below the
+    threshold, as in ``IntentClassifier.predict``; ``forced`` labels (from rules) are kept
+    whatever the threshold."""
     classes = np.asarray(classes, dtype=object)
     top = proba.argmax(axis=1)
     conf = proba[np.arange(len(top)), top]
     pred = classes[top]
     t = np.asarray(labels, dtype=object)
+    fixed = np.zeros(len(t), dtype=bool)
+    if forced is not None:
+        fixed = np.array([f is not None for f in forced], dtype=bool)
+        pred = np.where(fixed, np.asarray(forced, dtype=object), pred)
+    is_oos = t == OOS
+    n_oos, n_in = int(is_oos.sum()), int((~is_oos).sum())
+    nan = float("nan")
     rows = []
     for th in np.round(np.linspace(0.0, 1.0, steps), 4):
-        p = np.where(conf < th, OOS, pred)
-        m = summary_metrics(t, p)
-        prec, rec = m["oos_precision"], m["oos_recall"]
+        p = np.where((conf < th) & ~fixed, OOS, pred)
+        said_oos = p == OOS
+        hit = int((said_oos & is_oos).sum())
+        prec = hit / int(said_oos.sum()) if said_oos.any() else nan
+        rec = hit / n_oos if n_oos else nan
         if np.isnan(prec) or np.isnan(rec):
-            f1 = float("nan")
+            f1 = nan
         else:
             f1 = 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
+        right = p == t
         rows.append(
             {
                 "threshold": float(th),
                 "oos_precision": prec,
                 "oos_recall": rec,
                 "oos_f1": f1,
-                "in_scope_accuracy": m["in_scope_accuracy"],
-                "accuracy": m["accuracy"],
-                "rejected": float((p == OOS).mean()),
+                "in_scope_accuracy": float(right[~is_oos].mean()) if n_in else nan,
+                "accuracy": float(right.mean()),
+                "rejected": float(said_oos.mean()),
             }
         )
     return pd.DataFrame(rows)
@@ -187,7 +222,9 @@ def evaluate(
         meta={"name": name},
     )
     if sweep and proba is not None:
-        report.threshold_sweep = threshold_sweep(model.classes_, proba, labels)
+        report.threshold_sweep = threshold_sweep(
+            model.classes_, proba, labels, forced=forced_labels(model, texts)
+        )
     if cv:
         tx, ty = as_texts_intents(train) if train is not None else (texts, labels)
         report.cross_validation = _cross_validate(model, tx, ty, cv, progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 OOS = "oos"
 
@@ -31,6 +31,7 @@ def summary_metrics(y_true, y_pred) -> dict:
 
 
 def per_intent(y_true, y_pred) -> pd.DataFrame:
+    """precision, recall, f1, support per label (index ``intent``), weakest F1 first."""
     labels = sorted(set(y_true) | set(y_pred))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     df = pd.DataFrame(
@@ -40,14 +41,19 @@ def per_intent(y_true, y_pred) -> pd.DataFrame:
 
 
 def confusion(y_true, y_pred) -> pd.DataFrame:
+    """Counts: rows true label, columns predicted label (every label on both axes)."""
     labels = sorted(set(y_true) | set(y_pred))
-    m = confusion_matrix(y_true, y_pred, labels=labels)
+    index = {lab: i for i, lab in enumerate(labels)}
+    m = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        m[index[t], index[p]] += 1
     return pd.DataFrame(
         m, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted")
     )
 
 
 def confused_pairs(cm: pd.DataFrame, top: int = 20) -> pd.DataFrame:
+    """The ``top`` off-diagonal cells of ``cm`` as (true, predicted, count), most first."""
     rows = [
         {"true": t, "predicted": p, "count": int(cm.loc[t, p])}
         for t in cm.index
