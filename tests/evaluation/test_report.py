@@ -250,3 +250,16 @@ def test_sweep_agrees_with_predict_at_the_model_threshold(office_zh):
     # a rule-decided text stays in scope at every threshold
     sw = evaluate(model, ["老板，我明儿想歇一天"], ["ask_leave"]).threshold_sweep
     assert (sw["in_scope_accuracy"] == 1.0).all()
+
+
+def test_compare_reports_by_hand():
+    a = fixed_report()  # F1: a 0.8, b 0.5, oos 2/3
+    b = evaluate(Fixed(TRUE, [0.9] * 6), TEXTS, TRUE)  # all right: F1 1.0 each
+    diff = compare_reports(b, a, names=("perfect", "fixed"))
+    assert diff.index.name == "intent"
+    assert diff["delta"].to_dict() == pytest.approx({"b": -0.5, "oos": -1 / 3, "a": -0.2})
+    assert list(diff.index) == ["b", "oos", "a"]
+    with pytest.raises(ValueError, match="two different labels"):
+        compare_reports(a, b, names=("x", "x"))
+    with pytest.raises(TypeError, match="expected an EvaluationReport"):
+        compare_reports(a, {"f1": 1})
