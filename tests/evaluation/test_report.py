@@ -263,3 +263,23 @@ def test_compare_reports_by_hand():
         compare_reports(a, b, names=("x", "x"))
     with pytest.raises(TypeError, match="expected an EvaluationReport"):
         compare_reports(a, {"f1": 1})
+
+
+def test_chinese_labels_with_and_without_a_cjk_font(monkeypatch):
+    import matplotlib.pyplot as plt
+    from dingskill.evaluation import plots
+
+    cm = pd.DataFrame([[2, 1], [0, 3]], index=["请假", "oos"], columns=["请假", "oos"])
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
+    fig = plots.plot_confusion(cm)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["\\u8bf7\\u5047", "oos"]
+    monkeypatch.setattr(plots, "cjk_font", lambda: "DejaVu Sans")  # stands in for a CJK font
+    before = list(matplotlib.rcParams["font.sans-serif"])
+    with warnings.catch_warnings():  # DejaVu has no CJK glyphs: a real CJK font would
+        warnings.filterwarnings("ignore", "Glyph")
+        fig = plots.plot_confusion(cm)
+    ticks = fig.axes[0].get_yticklabels()
+    assert [t.get_text() for t in ticks] == ["请假", "oos"]
+    assert ticks[0].get_fontfamily()[0] == "DejaVu Sans"
+    assert matplotlib.rcParams["font.sans-serif"] == before  # global settings untouched
+    plt.close("all")
