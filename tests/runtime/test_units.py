@@ -118,9 +118,17 @@ def test_store_contract(store):
         assert await store.get_context("conv-1") == ctx
         assert await store.get_context("nope") == {}
         assert await store.claim("m1", 10) == "new"
-        assert await store.claim("m1", 10) == "processing"
+        assert await store.claim("m1", 10) == "processing:"
         await store.finish("m1", 60)
         assert await store.claim("m1", 10) == "done"
+        assert await store.claim("m2", 10, "replica-x") == "new"
+        assert await store.claim("m2", 10, "replica-y") == "processing:replica-x"
+        assert await store.takeover("m2", "processing:replica-x", "replica-y", 10)
+        assert not await store.takeover("m2", "processing:replica-x", "replica-z", 10)
+        await store.replying("m2", "replica-y", 10)
+        assert await store.claim("m2", 10, "replica-z") == "replying:replica-y"
+        await store.heartbeat("replica-y", 5)
+        assert await store.alive("replica-y") and not await store.alive("replica-x")
         results = [await store.take("bucket-a", 0.001, 3) for _ in range(5)]
         assert results == [True, True, True, False, False]
         await store.add_audit({"actor": "staff-1", "operation": "message", "text": "请假"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def _run(args) -> int:
     try:
         config = load_config(args.config, overrides=overrides or None)
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.print_config:
         print(json.dumps(config.redacted(), indent=2, ensure_ascii=False))
@@ -44,7 +45,7 @@ def _run(args) -> int:
     try:
         runtime = Runtime(config)
     except (ConfigError, ValueError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.get("logging.level"), runtime.redactor, config.get("logging.path"))
     asyncio.run(runtime.run())

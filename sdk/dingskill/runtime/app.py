@@ -117,6 +117,8 @@ class Runtime:
         self._tasks.append(
             asyncio.create_task(self.skills.watch(self.config.get("skills.reload_interval_s")))
         )
+        await self.store.heartbeat(self.pipeline.replica_id, 10.0)
+        self._tasks.append(asyncio.create_task(self.pipeline.heartbeat(1.0)))
         while not self.server.started:
             if self._tasks[0].done():
                 self._tasks[0].result()  # raises the bind error

@@ -50,6 +50,7 @@ DEFAULTS: dict = {
         "reply_backoff_s": 0.2,
         "max_inflight": 1000,
         "dedup_ttl_s": 86400,
+        "claim_ttl_s": 120,
     },
     "audit": {"path": None, "store": True, "retention_days": 180},
     "security": {"encrypt": "auto", "admins": {}, "metrics_public": True},

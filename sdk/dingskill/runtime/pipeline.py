@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 from ..datasets.language import detect_language
@@ -69,7 +70,17 @@ class Pipeline:
         )
         self.admin = admin  # optional: handles "/skills", "/reload" chat commands
         self.inflight = 0
+        self.replica_id = uuid.uuid4().hex[:12]
         self._locks: dict[str, asyncio.Lock] = {}
+
+    async def heartbeat(self, interval_s: float = 1.0) -> None:
+        """Tell other replicas this one is alive (its claims must not be taken over)."""
+        while True:
+            try:
+                await self.store.heartbeat(self.replica_id, interval_s * 10)
+            except Exception:  # noqa: BLE001 - storage down: readiness reports it
+                pass
+            await asyncio.sleep(interval_s)
 
     async def _release(self, msg_id: str) -> None:
         try:
@@ -86,13 +97,24 @@ class Pipeline:
         already answered. Raises :class:`InProgressElsewhere` for one still being handled."""
         t0 = time.perf_counter()
         if message.msg_id:
-            state = await self.store.claim(message.msg_id, self.limits.get("claim_ttl_s", 15))
-            if state != "new":
+            ttl = self.limits.get("claim_ttl_s", 15)
+            state = await self.store.claim(message.msg_id, ttl, self.replica_id)
+            if state.startswith(("processing:", "replying:")):
+                owner = state.split(":", 1)[1]
+                # a redelivery of a message whose replica died: take it over (at least once;
+                # a reply that was already on its way when the replica died may repeat)
+                if not (
+                    owner != self.replica_id
+                    and not await self.store.alive(owner)
+                    and await self.store.takeover(message.msg_id, state, self.replica_id, ttl)
+                ):
+                    self._count(message.channel, "in_progress")
+                    raise InProgressElsewhere(message.msg_id)
+                self._count(message.channel, "taken_over")
+            elif state != "new":
                 if self.metrics is not None:
                     self.metrics.duplicates.inc()
                 self._count(message.channel, "duplicate")
-                if state == "processing":
-                    raise InProgressElsewhere(message.msg_id)
                 return None
         self.inflight += 1
         if self.metrics is not None:
@@ -108,6 +130,10 @@ class Pipeline:
                 ) from exc
             sent = True
             if reply_sink is not None:
+                if message.msg_id:
+                    await self.store.replying(
+                        message.msg_id, self.replica_id, self.limits["dedup_ttl_s"]
+                    )
                 sent = await reply_sink(reply)
                 if not sent:
                     outcome = "reply_failed"

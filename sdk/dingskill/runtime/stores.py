@@ -59,9 +59,25 @@ class Store:
     async def set_raw(self, key: str, blob: bytes, ttl_s: float) -> None:
         raise NotImplementedError
 
-    async def claim(self, msg_id: str, ttl_s: float) -> str:
-        """ "new" (now ours, for ``ttl_s``), "processing" (claimed by a live handler) or "done"."""
+    async def claim(self, msg_id: str, ttl_s: float, owner: str = "") -> str:
+        """``"new"`` (now ``owner``'s for ``ttl_s``), ``"done"`` or ``"processing:<owner>"``."""
         raise NotImplementedError
+
+    async def takeover(self, msg_id: str, old_state: str, owner: str, ttl_s: float) -> bool:
+        """Take a claim whose owner died: compare-and-set from ``old_state`` (e.g.
+        ``"processing:<owner>"``); True when it is now ours."""
+        raise NotImplementedError
+
+    async def heartbeat(self, owner: str, ttl_s: float) -> None:
+        await self.set_raw(f"alive:{owner}", b"1", ttl_s)
+
+    async def replying(self, msg_id: str, owner: str, ttl_s: float) -> None:
+        """Mark a claimed message as being replied to: from here on, a replica that dies
+        leaves it marked (its reply may have reached the user) and nobody answers it again."""
+        raise NotImplementedError
+
+    async def alive(self, owner: str) -> bool:
+        return await self.get_raw(f"alive:{owner}") is not None
 
     async def finish(self, msg_id: str, ttl_s: float) -> None:
         """Mark a claimed message answered (kept ``ttl_s`` to ignore redeliveries)."""
@@ -149,13 +165,23 @@ class MemoryStore(Store):
     async def set_raw(self, key, blob, ttl_s):
         self._kv[key] = (blob, time.time() + ttl_s)
 
-    async def claim(self, msg_id, ttl_s):
+    async def claim(self, msg_id, ttl_s, owner=""):
         now = time.time()
         entry = self._claims.get(msg_id)
         if entry and entry[0] > now:
             return entry[1]
-        self._claims[msg_id] = (now + ttl_s, "processing")
+        self._claims[msg_id] = (now + ttl_s, f"processing:{owner}")
         return "new"
+
+    async def replying(self, msg_id, owner, ttl_s):
+        self._claims[msg_id] = (time.time() + ttl_s, f"replying:{owner}")
+
+    async def takeover(self, msg_id, old_state, owner, ttl_s):
+        entry = self._claims.get(msg_id)
+        if entry is None or entry[1] != old_state:
+            return False
+        self._claims[msg_id] = (time.time() + ttl_s, f"processing:{owner}")
+        return True
 
     async def finish(self, msg_id, ttl_s):
         self._claims[msg_id] = (time.time() + ttl_s, "done")
@@ -244,7 +270,7 @@ class SqliteStore(Store):
             )
         )
 
-    async def claim(self, msg_id, ttl_s):
+    async def claim(self, msg_id, ttl_s, owner=""):
         now = time.time()
 
         def op(db):
@@ -255,13 +281,30 @@ class SqliteStore(Store):
                     return row[1]
                 db.execute(
                     "INSERT OR REPLACE INTO claims VALUES (?,?,?)",
-                    (msg_id, now + ttl_s, "processing"),
+                    (msg_id, now + ttl_s, f"processing:{owner}"),
                 )
                 return "new"
             finally:
                 db.execute("COMMIT")
 
         return self._run(op)
+
+    async def replying(self, msg_id, owner, ttl_s):
+        self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO claims VALUES (?,?,?)",
+                (msg_id, time.time() + ttl_s, f"replying:{owner}"),
+            )
+        )
+
+    async def takeover(self, msg_id, old_state, owner, ttl_s):
+        cur = self._run(
+            lambda db: db.execute(
+                "UPDATE claims SET state=?, exp=? WHERE id=? AND state=?",
+                (f"processing:{owner}", time.time() + ttl_s, msg_id, old_state),
+            )
+        )
+        return cur.rowcount == 1
 
     async def finish(self, msg_id, ttl_s):
         self._run(
@@ -328,6 +371,15 @@ return ok
 """
 
 
+_CAS_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
 class RedisStore(Store):
     """Shared by several replicas: context, dedup claims (SET NX) and buckets (a Lua script)."""
 
@@ -350,6 +402,7 @@ class RedisStore(Store):
             max_connections=64,
         )
         self._take = self._r.register_script(_TAKE_LUA)
+        self._cas = self._r.register_script(_CAS_LUA)
 
     async def close(self):
         if self._r is not None:
@@ -370,12 +423,25 @@ class RedisStore(Store):
     async def set_raw(self, key, blob, ttl_s):
         await self._r.set(self._k(key), blob, px=int(ttl_s * 1000))
 
-    async def claim(self, msg_id, ttl_s):
+    async def claim(self, msg_id, ttl_s, owner=""):
         key = self._k(f"msg:{msg_id}")
-        if await self._r.set(key, b"processing", nx=True, px=int(ttl_s * 1000)):
+        if await self._r.set(key, f"processing:{owner}".encode(), nx=True, px=int(ttl_s * 1000)):
             return "new"
         state = await self._r.get(key)
-        return state.decode() if state else "processing"
+        return state.decode() if state else "processing:"
+
+    async def replying(self, msg_id, owner, ttl_s):
+        await self._r.set(
+            self._k(f"msg:{msg_id}"), f"replying:{owner}".encode(), px=int(ttl_s * 1000)
+        )
+
+    async def takeover(self, msg_id, old_state, owner, ttl_s):
+        return bool(
+            await self._cas(
+                keys=[self._k(f"msg:{msg_id}")],
+                args=[old_state, f"processing:{owner}", int(ttl_s * 1000)],
+            )
+        )
 
     async def finish(self, msg_id, ttl_s):
         await self._r.set(self._k(f"msg:{msg_id}"), b"done", px=int(ttl_s * 1000))
