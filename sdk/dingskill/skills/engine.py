@@ -217,7 +217,7 @@ class Engine:
         missing = missing_slots(spec, slots)
         if missing:
             flow["pending"] = missing[0]["name"]
-            ask = choose_variant(missing[0]["ask"], f"{message.msg_id}{flow['asks']}")
+            ask = choose_variant(missing[0]["ask"], _seed(message, context, flow["asks"]))
             declared_all = {name: None for name in declared}
             variables = self._variables(
                 message, {**declared_all, **slots}, context, flow["intent"], 1.0
@@ -263,9 +263,7 @@ class Engine:
                 variables = self._variables(
                     message, slots, context, decision.intent, decision.confidence
                 )
-                ask = render(
-                    choose_variant(missing[0]["ask"], message.msg_id or message.text), variables
-                )
+                ask = render(choose_variant(missing[0]["ask"], _seed(message, context)), variables)
                 return Reply(
                     text=ask,
                     skill_id=skill.manifest.id,
@@ -325,7 +323,7 @@ class Engine:
                     **base,
                 )
             text = (
-                render(choose_variant(resp["template"], message.msg_id or message.text), variables)
+                render(choose_variant(resp["template"], _seed(message, context)), variables)
                 if "template" in resp
                 else ""
             )
@@ -350,6 +348,11 @@ class Engine:
             error=error,
             **{**base, "confidence": confidence},
         )
+
+
+def _seed(message: Message, context: dict, extra: object = "") -> str:
+    """Variant choice: varied along a conversation, but the same for a replayed one."""
+    return f"{message.conversation_id}|{len(context.get('history', []))}|{message.text}|{extra}"
 
 
 def _render_card(card, variables):

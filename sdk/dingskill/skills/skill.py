@@ -74,8 +74,11 @@ class Skill:
             for t in self.manifest.triggers
         ]
 
-    def train(self, **params) -> IntentClassifier:
-        """Train the skill's intent model on its dataset (trigger words become rules)."""
+    def train(self, extra=None, **params) -> IntentClassifier:
+        """Train the skill's intent model on its dataset (trigger words become rules).
+
+        ``extra``: more labelled examples, ``(texts, intents)`` or a Dataset (e.g. the
+        corrections made in the chat widget), added to the training data."""
         if self.is_package:
             raise SkillError(
                 f"{self.path}: a packaged skill is not retrained; edit its source folder"
@@ -84,10 +87,13 @@ class Skill:
         report = data.validate()
         if not report.ok:
             raise SkillError("training data has errors:\n" + "\n".join(report.lines()))
+        texts, intents = list(data.texts), list(data.intents)
+        if extra is not None:
+            et, ei = (extra.texts, extra.intents) if hasattr(extra, "texts") else extra
+            texts += list(et)
+            intents += list(ei)
         kw = {"random_state": 0, **self.manifest.classifier, **params}
-        self._model = IntentClassifier(rules=self.rules() or None, **kw).fit(
-            data.texts, data.intents
-        )
+        self._model = IntentClassifier(rules=self.rules() or None, **kw).fit(texts, intents)
         unknown = sorted(set(self._model.classes_) - set(self.manifest.intents) - {"oos"})
         if unknown:
             raise SkillError(

@@ -1,0 +1,101 @@
+"""Safe HTML for chat bubbles: escaped text, a small markdown subset, cards."""
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = ["markdown_to_html", "bubble_html", "CSS"]
+
+CSS = """
+<style>
+.ds-chat{font-family:system-ui,-apple-system,'PingFang SC','Noto Sans CJK SC',sans-serif;font-size:14px;
+ max-height:420px;overflow-y:auto;padding:8px;background:#f3f5f7;border-radius:8px;display:flex;flex-direction:column}
+.ds-row{display:flex;margin:4px 0}
+.ds-row.user{justify-content:flex-end}
+.ds-bubble{max-width:75%;padding:8px 12px;border-radius:12px;line-height:1.45;white-space:normal}
+.ds-row.user .ds-bubble{background:#2f7cf6;color:#fff;border-bottom-right-radius:4px}
+.ds-row.bot .ds-bubble{background:#fff;color:#1f2329;border:1px solid #e1e4e8;border-bottom-left-radius:4px}
+.ds-meta{font-size:11px;color:#646a73;margin-top:4px}
+.ds-meta code{background:#eef0f2;padding:0 3px;border-radius:3px}
+.ds-card{border:1px solid #d0d7de;border-radius:8px;padding:8px;background:#fafbfc}
+.ds-card .ds-btn{display:inline-block;margin:4px 4px 0 0;padding:2px 10px;border:1px solid #2f7cf6;border-radius:12px;color:#2f7cf6}
+.ds-who{font-size:11px;color:#8f959e;margin:0 6px}
+.ds-error{color:#b42318}
+</style>
+"""
+
+
+def markdown_to_html(text: str) -> str:
+    """A safe subset: headings, bold, italics, inline code, links (http/https), lists."""
+    out, in_list = [], False
+    for line in html.escape(text).splitlines():
+        m = re.match(r"^(#{1,6})\s+(.*)$", line)
+        item = re.match(r"^\s*[-*]\s+(.*)$", line)
+        if item and not in_list:
+            out.append("<ul>")
+            in_list = True
+        if not item and in_list:
+            out.append("</ul>")
+            in_list = False
+        if m:
+            level = min(len(m.group(1)) + 2, 6)
+            line = f"<h{level} style='margin:2px 0'>{m.group(2)}</h{level}>"
+        elif item:
+            line = f"<li>{item.group(1)}</li>"
+        else:
+            line = line + "<br>"
+        line = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", line)
+        line = re.sub(r"(?<!\*)\*(?!\*)(.+?)\*", r"<i>\1</i>", line)
+        line = re.sub(r"`([^`]+)`", r"<code>\1</code>", line)
+        line = re.sub(
+            r"\[([^\]]+)\]\((https?://[^)\s]+)\)",
+            r"<a href='\2' target='_blank' rel='noopener'>\1</a>",
+            line,
+        )
+        out.append(line)
+    if in_list:
+        out.append("</ul>")
+    return "".join(out)
+
+
+def _card_html(card: dict) -> str:
+    title = html.escape(str(card.get("title", "")))
+    body = markdown_to_html(str(card.get("text", "")))
+    buttons = "".join(
+        f"<span class='ds-btn'>{html.escape(str(b.get('title', '')))}</span>"
+        for b in card.get("buttons", [])
+    )
+    return f"<div class='ds-card'><b>{title}</b><div>{body}</div><div>{buttons}</div></div>"
+
+
+def bubble_html(turn: dict) -> str:
+    if turn["role"] == "user":
+        who = html.escape(turn.get("sender", ""))
+        chat = " · 群聊" if turn.get("conversation_type") == "group" else ""
+        return (
+            f"<div class='ds-row user'><span class='ds-who'>{who}{chat}</span>"
+            f"<div class='ds-bubble'>{html.escape(turn['text'])}</div></div>"
+        )
+    if turn.get("format") == "card" and turn.get("card"):
+        content = _card_html(turn["card"])
+    elif turn.get("format") == "markdown":
+        content = markdown_to_html(turn["text"])
+    else:
+        content = html.escape(turn["text"]).replace("\n", "<br>")
+    alts = ", ".join(f"{html.escape(str(i))} {p:.2f}" for i, p in turn.get("alternatives", []))
+    rule = f" · rule <code>{html.escape(turn['rule'])}</code>" if turn.get("rule") else ""
+    slots = html.escape(", ".join(f"{k}={v}" for k, v in (turn.get("slots") or {}).items())) or "–"
+    state = html.escape(str((turn.get("state") or {}).get("pending", ""))) or "–"
+    err = (
+        f"<div class='ds-error'>error: {html.escape(turn['error'])}</div>"
+        if turn.get("error")
+        else ""
+    )
+    meta = (
+        f"<div class='ds-meta' data-intent='{html.escape(turn['intent'])}'>#{turn['index']} intent "
+        f"<code class='ds-intent'>{html.escape(turn['intent'])}</code> {turn['confidence']:.2f} · via "
+        f"{html.escape(turn['source'])}{rule} · top 3: {alts or '–'} · slots: {slots} · waiting for: {state}"
+        f" · {turn['latency_ms']:.1f} ms{err}</div>"
+    )
+    return f"<div class='ds-row bot'><div class='ds-bubble'>{content}{meta}</div></div>"
