@@ -29,7 +29,11 @@ def test_each_example_trains_above_a_floor(fixture, floor, request):
 def test_multi_turn_leave_request(hr):
     e, ctx = _engine(hr), {}
     r = _say(e, "我想请假", ctx, sender_nick="小王")
-    assert r.intent == "ask_leave" and "病假、事假" in r.text and ctx["flow"]["pending"] == "leave_type"
+    assert (
+        r.intent == "ask_leave"
+        and "病假、事假" in r.text
+        and ctx["flow"]["pending"] == "leave_type"
+    )
     r = _say(e, "病假", ctx)
     assert r.source == "dialogue" and r.slots == {"leave_type": "病假"} and "哪天" in r.text
     r = _say(e, "下周三", ctx)
