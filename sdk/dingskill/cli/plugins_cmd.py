@@ -115,13 +115,9 @@ def _keys_rotate(args) -> int:
         print(f"created {path} with key k1")
         return 0
     new = ring.rotated()
-    count = 0
-    try:
-        from ..runtime.rotate import reencrypt_all
+    from ..runtime.rotate import reencrypt_all
 
-        count = reencrypt_all(args.config, new, home=args.home)
-    except ModuleNotFoundError:
-        pass
+    count = reencrypt_all(args.config, new, home=args.home)
     new.to_file(path)
     print(
         f"active key is now {new.active}; re-encrypted {count} stored value(s); old keys kept for reading"

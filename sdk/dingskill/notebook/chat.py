@@ -177,7 +177,8 @@ class ChatWidget(widgets.VBox):
             "".join(bubble_html(t) for t in self.transcript)
             or "<div class='ds-meta'>还没有消息 / no messages yet</div>"
         )
-        return f"{CSS}<div class='ds-chat'>{body}</div>"
+        # column-reverse keeps the newest message in view; the inner block keeps reading order
+        return f"{CSS}<div class='ds-chat'><div class='ds-chat-inner'>{body}</div></div>"
 
     def _render(self) -> None:
         self._html.value = self.rendered_html()

@@ -10,7 +10,8 @@ __all__ = ["markdown_to_html", "bubble_html", "CSS"]
 CSS = """
 <style>
 .ds-chat{font-family:system-ui,-apple-system,'PingFang SC','Noto Sans CJK SC',sans-serif;font-size:14px;
- max-height:420px;overflow-y:auto;padding:8px;background:#f3f5f7;border-radius:8px;display:flex;flex-direction:column}
+ max-height:420px;overflow-y:auto;padding:8px;background:#f3f5f7;border-radius:8px;display:flex;flex-direction:column-reverse}
+.ds-chat-inner{display:flex;flex-direction:column}
 .ds-row{display:flex;margin:4px 0}
 .ds-row.user{justify-content:flex-end}
 .ds-bubble{max-width:75%;padding:8px 12px;border-radius:12px;line-height:1.45;white-space:normal}
