@@ -218,3 +218,21 @@ def test_readiness_follows_redis(tmp_path, home, emulator, start_runtime, redis_
     redis_server.start()
     wait_until(lambda: httpx.get(f"{rt.url}/readyz").status_code == 200, 15, what="ready again")
     assert "工资条" in _text(emulator.wait_reply(emulator.send("工资条"), timeout=15))
+
+
+@pytest.mark.slow
+def test_websocket_dropped_mid_load_nothing_lost_nothing_twice(home, emulator, start_runtime):
+    start_runtime(home, extra={"limits": {"user_per_minute": 0, "conversation_per_minute": 0}})
+    emulator.wait_connections(1)
+    ids = [emulator.send(f"工资条 {i}", sender_id=f"u{i % 20}") for i in range(150)]
+    wait_until(
+        lambda: sum(1 for i in ids if emulator.messages[i].replies) >= 20, 20, what="load under way"
+    )
+    assert emulator.drop_connections(code=1011) == 1  # abnormal close: the SDK reconnects by itself
+    ids += [emulator.send(f"断线期间 {i}", sender_id=f"u{i}") for i in range(30)]
+    emulator.wait_connections(1, timeout=40)
+    wait_until(
+        lambda: all(emulator.messages[i].replies for i in ids), 60, what="every message answered"
+    )
+    assert all(len(emulator.messages[i].replies) == 1 for i in ids)
+    assert emulator.counters["opened"] == 2

@@ -305,7 +305,12 @@ class Emulator:
         m = self.messages.get(msg_id)
         if m is None or m.acked or m.attempts != attempt or m.attempts >= self.max_attempts:
             return
-        asyncio.ensure_future(self._deliver(m, avoid=m.conn_id))
+        asyncio.ensure_future(self._redeliver(m))
+
+    async def _redeliver(self, m: _Msg) -> None:
+        if not await self._deliver(m, avoid=m.conn_id):
+            # no connection of the app is up: try again later (the message is not dropped)
+            self.loop.call_later(self.ack_timeout, self._check_ack, m.msg_id, m.attempts)
 
     async def _push(
         self,
