@@ -48,6 +48,7 @@ class Runtime:
             self.keyring,
             config.get("audit.retention_days"),
             self.redactor,
+            config.get("audit.alert_webhook"),
         )
         self.home = SkillHome(config.get("skills.home"))
         limits = config["limits"]
@@ -119,6 +120,11 @@ class Runtime:
         )
         await self.store.heartbeat(self.pipeline.replica_id, 10.0)
         self._tasks.append(asyncio.create_task(self.pipeline.heartbeat(1.0)))
+        self._tasks.append(
+            asyncio.create_task(
+                self._access_report(self.config.get("audit.access_report_interval_s"))
+            )
+        )
         while not self.server.started:
             if self._tasks[0].done():
                 self._tasks[0].result()  # raises the bind error
@@ -136,6 +142,13 @@ class Runtime:
                 "skills": [s.manifest.id for s in self.skills.skills],
             },
         )
+
+    async def _access_report(self, interval_s: float) -> None:
+        """The periodic review of who holds which role, written to the admin audit log."""
+        while True:
+            rows = await asyncio.to_thread(self.access.report)
+            self.audit.admin("system", "access", "access.report", "ok", holdings=rows)
+            await asyncio.sleep(interval_s)
 
     @property
     def port(self) -> int:

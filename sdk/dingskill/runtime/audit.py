@@ -26,7 +26,11 @@ class AuditLog:
         keyring: Keyring | None = None,
         retention_days: float = 180,
         redactor: Redactor | None = None,
+        alert_webhook: str | None = None,
     ) -> None:
+        self.alert_webhook = alert_webhook
+        self._denials: dict[str, list[float]] = {}
+        self.alerts_sent = 0
         self.chain = (
             AuditChain(path, keyring=keyring, retention_days=retention_days) if path else None
         )
@@ -69,7 +73,72 @@ class AuditLog:
         rec = self.record(actor, obj, operation, result, client_ip, kind="admin", **extra)
         if self.admin_chain is not None:
             self.admin_chain.append(rec)
+        self._maybe_alert(rec)
         return rec
+
+    SENSITIVE = (
+        "access.grant",
+        "access.role.set",
+        "access.token.create",
+        "access.revoke",
+        "skills.install",
+        "skills.rollback",
+        "skills.remove",
+    )
+
+    def _maybe_alert(self, rec: dict) -> None:
+        """Real-time alert for sensitive operations, signature failures and repeated refusals."""
+        if not self.alert_webhook:
+            return
+        reason = None
+        op, result = str(rec.get("operation", "")), str(rec.get("result", ""))
+        if op in self.SENSITIVE:
+            reason = f"sensitive operation {op}"
+        if "signature" in str(rec.get("error", "")).lower() or "SIGNATURE" in str(
+            rec.get("error", "")
+        ):
+            reason = "signature failure"
+        if result == "denied":
+            now = time.monotonic()
+            hits = [t for t in self._denials.get(rec.get("actor", ""), []) if now - t < 60] + [now]
+            self._denials[rec.get("actor", "")] = hits
+            if len(hits) == 3:
+                reason = f"repeated refusals: 3 within 60 s by {rec.get('actor')}"
+        if reason is None:
+            return
+        body = {"alert": reason, "record": rec}
+        try:
+            asyncio.get_running_loop().create_task(self._post(body))
+        except RuntimeError:  # no loop (a command-line call): send now
+            self._post_sync(body)
+
+    async def _post(self, body: dict) -> None:
+        import aiohttp
+
+        for attempt in range(3):
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+                    async with session.post(self.alert_webhook, json=body) as resp:
+                        if resp.status < 500:
+                            self.alerts_sent += 1
+                            return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.5 * 2**attempt)
+        import logging
+
+        logging.getLogger("dingskill.runtime").error(
+            "alert webhook failed", extra={"alert": body["alert"]}
+        )
+
+    def _post_sync(self, body: dict) -> None:
+        import httpx
+
+        try:
+            httpx.post(self.alert_webhook, json=body, timeout=5)
+            self.alerts_sent += 1
+        except httpx.HTTPError:
+            pass
 
     def admin_sink(self, rec: dict) -> None:
         """For :class:`~dingskill.security.rbac.AccessControl`: its records become admin records."""

@@ -52,7 +52,13 @@ DEFAULTS: dict = {
         "dedup_ttl_s": 86400,
         "claim_ttl_s": 120,
     },
-    "audit": {"path": None, "store": True, "retention_days": 180},
+    "audit": {
+        "path": None,
+        "store": True,
+        "retention_days": 180,
+        "alert_webhook": None,
+        "access_report_interval_s": 86400,
+    },
     "security": {"encrypt": "auto", "admins": {}, "metrics_public": True},
     "logging": {"level": "INFO", "path": None},
 }
@@ -170,6 +176,11 @@ def _validate(d: dict) -> None:
     for k, v in d["limits"].items():
         if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"limits.{k}: expected a number >= 0, got {v!r}")
+    hook = d["audit"]["alert_webhook"]
+    if hook is not None and (
+        not isinstance(hook, str) or not hook.startswith(("http://", "https://"))
+    ):
+        raise ConfigError(f"audit.alert_webhook: expected an http(s) URL, got {hook!r}")
     if d["audit"]["retention_days"] <= 0:
         raise ConfigError("audit.retention_days: must be > 0")
     if d["security"]["encrypt"] not in (True, False, "auto"):
