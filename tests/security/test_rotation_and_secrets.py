@@ -184,6 +184,7 @@ def _self_signed(tmp_path):
     return tmp_path / "tls.crt", tmp_path / "tls.key"
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_1_1_is_refused_and_1_2_works(tmp_path):
     cert, key = _self_signed(tmp_path)
     port = free_port()
