@@ -459,33 +459,40 @@ class Emulator:
             card["updates"].append(body)
         return JSONResponse({"success": True, "result": {"outTrackId": track}})
 
-    async def _card_deliver(self, request: Request):
+    async def _card_lookup(self, request: Request):
+        """(card, body, None) or (None, None, error response) for a card update request."""
         if not self._authorized(request):
-            return JSONResponse(
-                {"code": "InvalidAuthentication", "message": "access token missing"},
-                status_code=401,
+            return (
+                None,
+                None,
+                JSONResponse(
+                    {"code": "InvalidAuthentication", "message": "access token missing"},
+                    status_code=401,
+                ),
             )
         body = await request.json()
         card = self.cards.get(body.get("outTrackId", ""))
         if card is None:
-            return JSONResponse(
-                {"code": "NotFound", "message": "card instance not created"}, status_code=404
+            return (
+                None,
+                None,
+                JSONResponse(
+                    {"code": "NotFound", "message": "card instance not created"}, status_code=404
+                ),
             )
+        return card, body, None
+
+    async def _card_deliver(self, request: Request):
+        card, _, error = await self._card_lookup(request)
+        if error is not None:
+            return error
         card["delivered"] = True
         return JSONResponse({"success": True})
 
     async def _card_stream(self, request: Request):
-        if not self._authorized(request):
-            return JSONResponse(
-                {"code": "InvalidAuthentication", "message": "access token missing"},
-                status_code=401,
-            )
-        body = await request.json()
-        card = self.cards.get(body.get("outTrackId", ""))
-        if card is None:
-            return JSONResponse(
-                {"code": "NotFound", "message": "card instance not created"}, status_code=404
-            )
+        card, body, error = await self._card_lookup(request)
+        if error is not None:
+            return error
         card["stream"].append(
             {
                 "key": body.get("key"),

@@ -100,6 +100,14 @@ class HttpAction:
         host = httpx.URL(url).host
         return f"{type(exc).__name__} calling {host}"
 
+    def _outcome(self, resp: httpx.Response) -> dict | None:
+        """The kept fields, or None when the status asks for a retry (429 / 5xx)."""
+        if resp.status_code in _RETRY_STATUS:
+            return None
+        if resp.status_code >= 400:
+            raise HttpActionError(f"API answered {resp.status_code}")
+        return self._result(resp)
+
     async def call(self, variables: dict, client: httpx.AsyncClient | None = None) -> dict:
         """Make the call (async), retrying timeouts, connection errors and 429/5xx."""
         method, url, headers, body = self._request(variables)
@@ -112,12 +120,10 @@ class HttpAction:
                     resp = await client.request(
                         method, url, headers=headers, content=body, timeout=self.timeout
                     )
-                    if resp.status_code in _RETRY_STATUS:
-                        last = f"API answered {resp.status_code}"
-                    elif resp.status_code >= 400:
-                        raise HttpActionError(f"API answered {resp.status_code}")
-                    else:
-                        return self._result(resp)
+                    result = self._outcome(resp)
+                    if result is not None:
+                        return result
+                    last = f"API answered {resp.status_code}"
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
                     last = self._describe(exc, url)
                 if attempt < self.retries:
@@ -128,25 +134,5 @@ class HttpAction:
         raise HttpActionError(f"{last} after {self.retries + 1} attempt(s)")
 
     def call_sync(self, variables: dict) -> dict:
-        """Blocking variant of :meth:`call`."""
-        import time
-
-        method, url, headers, body = self._request(variables)
-        last = ""
-        with httpx.Client() as client:
-            for attempt in range(self.retries + 1):
-                try:
-                    resp = client.request(
-                        method, url, headers=headers, content=body, timeout=self.timeout
-                    )
-                    if resp.status_code in _RETRY_STATUS:
-                        last = f"API answered {resp.status_code}"
-                    elif resp.status_code >= 400:
-                        raise HttpActionError(f"API answered {resp.status_code}")
-                    else:
-                        return self._result(resp)
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    last = self._describe(exc, url)
-                if attempt < self.retries:
-                    time.sleep(self.backoff * (2**attempt))
-        raise HttpActionError(f"{last} after {self.retries + 1} attempt(s)")
+        """Blocking variant of :meth:`call` (runs it on a private event loop)."""
+        return asyncio.run(self.call(variables))
