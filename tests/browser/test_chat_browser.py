@@ -95,6 +95,7 @@ def test_chat_in_a_real_browser(voila_url):
             ("明天", "一共请几天"),
             ("一天", "提交病假申请"),
         ]:
+            expect(box).to_have_value("", timeout=30_000)  # the widget cleared the last message
             box.fill(text)
             box.press("Enter")
             expect(transcript).to_contain_text(expected, timeout=30_000)
