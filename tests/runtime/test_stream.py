@@ -16,6 +16,7 @@ from dingskill.skills.packaging import SkillHome
 from .harness import RuntimeProcess, wait_until
 
 APP = ("dingtestapp", "test-app-secret")
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def _text(body: dict) -> str:
@@ -236,3 +237,39 @@ def test_websocket_dropped_mid_load_nothing_lost_nothing_twice(home, emulator, s
     )
     assert all(len(emulator.messages[i].replies) == 1 for i in ids)
     assert emulator.counters["opened"] == 2
+
+
+def test_ai_card_streaming_for_skills_holding_the_permission(tmp_path, emulator, start_runtime):
+    import shutil
+
+    from dingskill.skills import Skill
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "skills" / "faq-en", src / "skills" / "faq-en")
+    (src / "datasets").symlink_to(ROOT / "datasets")
+    manifest = src / "skills" / "faq-en" / "skill.yaml"
+    manifest.write_text(
+        manifest.read_text().replace(
+            "permissions: [qyapi_robot_sendmsg]",
+            "permissions: [qyapi_robot_sendmsg, Card.Streaming.Write]",
+        )
+    )
+    SkillHome(tmp_path / "h").install(
+        Skill.load(src / "skills" / "faq-en").export(tmp_path / "dist")
+    )
+    start_runtime(tmp_path / "h")
+    emulator.wait_connections(1)
+    msg = emulator.send("what are the office hours?")
+    wait_until(
+        lambda: any(c["stream"] and c["stream"][-1]["isFinalize"] for c in emulator.cards.values()),
+        15,
+        what="a finished AI card",
+    )
+    card = next(iter(emulator.cards.values()))
+    assert card["delivered"] and "8:30" in card["stream"][-1]["content"]
+    assert [len(s["content"]) for s in card["stream"]] == sorted(
+        len(s["content"]) for s in card["stream"]
+    )
+    assert (
+        len(card["stream"]) >= 2 and emulator.messages[msg].replies == []
+    )  # streamed, not a webhook text

@@ -53,9 +53,18 @@ class Runtime:
         self.home = SkillHome(config.get("skills.home"))
         limits = config["limits"]
         self.skills = SkillSet(self.home, limits["handler_timeout_s"], self.metrics, self.audit)
-        self.access = AccessControl(
-            Path(config.get("skills.home")) / "access.json", audit=self.audit.admin_sink
-        )
+        from ..security.rbac import ROLES, AccessError
+
+        roles = {k: sorted(v) for k, v in ROLES.items()}
+        roles.update(config.get("security.roles") or {})
+        try:
+            self.access = AccessControl(
+                Path(config.get("skills.home")) / "access.json",
+                roles=roles,
+                audit=self.audit.admin_sink,
+            )
+        except AccessError as exc:
+            raise ConfigError(f"security.roles: {exc}") from None
         self.admin = AdminAPI(
             self.home, self.access, self.skills, self.audit, self.store, self.metrics
         )

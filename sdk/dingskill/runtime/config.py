@@ -59,7 +59,8 @@ DEFAULTS: dict = {
         "alert_webhook": None,
         "access_report_interval_s": 86400,
     },
-    "security": {"encrypt": "auto", "admins": {}, "metrics_public": True},
+    # roles: override the permission matrix, e.g. {"auditor": ["audit.read", "metrics.read"]}
+    "security": {"encrypt": "auto", "admins": {}, "metrics_public": True, "roles": {}},
     "logging": {"level": "INFO", "path": None},
 }
 
@@ -89,7 +90,7 @@ def _merge(base: dict, over: dict, path: str = "") -> dict:
         where = f"{path}.{k}" if path else k
         if k not in base:
             raise ConfigError(f"{where}: unknown field (known: {', '.join(sorted(base))})")
-        if isinstance(base[k], dict) and base[k] and k not in ("admins",):
+        if isinstance(base[k], dict) and base[k] and k not in ("admins", "roles"):
             if not isinstance(v, dict):
                 raise ConfigError(f"{where}: must be an object")
             out[k] = _merge(base[k], v, where)
