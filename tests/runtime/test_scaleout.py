@@ -54,6 +54,7 @@ def test_dedup_and_rate_limits_are_shared(two_replicas, emulator):
 @pytest.mark.slow
 def test_sigkill_mid_load_loses_nothing_and_answers_once(two_replicas, emulator):
     a, b = two_replicas
+    emulator.max_attempts = 1000  # the platform keeps redelivering; the test bounds time instead
     ids = [emulator.send(f"工资条 {i}", sender_id=f"user-{i % 50}") for i in range(300)]
     wait_until(
         lambda: sum(1 for i in ids if emulator.messages[i].replies) >= 60, 30, what="some answered"
@@ -62,14 +63,14 @@ def test_sigkill_mid_load_loses_nothing_and_answers_once(two_replicas, emulator)
     a.stop("kill")
     wait_until(
         lambda: all(emulator.messages[i].replies for i in ids),
-        60,
+        120,
         what="all answered by the survivor",
     )
     # at least once: only a reply already on its way from the killed replica may repeat
     twice = [emulator.messages[i] for i in ids if len(emulator.messages[i].replies) > 1]
     assert all(m.replies[0]["at_ms"] <= kill_ms + 3000 for m in twice)
     assert len(twice) <= 30
-    assert b.metric("dingskill_messages_total", 'channel="stream",outcome="taken_over"') >= 1
+    assert b.metric("dingskill_takeovers_total") >= 1
 
 
 def _audit(rt):

@@ -71,6 +71,7 @@ class Pipeline:
         self.admin = admin  # optional: handles "/skills", "/reload" chat commands
         self.inflight = 0
         self.replica_id = uuid.uuid4().hex[:12]
+        self._active: set[str] = set()  # message ids being handled by this replica now
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def heartbeat(self, interval_s: float = 1.0) -> None:
@@ -103,20 +104,27 @@ class Pipeline:
                 owner = state.split(":", 1)[1]
                 # a redelivery of a message whose replica died: take it over (at least once;
                 # a reply that was already on its way when the replica died may repeat)
+                if owner == self.replica_id:
+                    # ours: still being handled here, or an earlier attempt failed half-way
+                    # (storage error) and left the claim: then handle it again
+                    orphan = message.msg_id not in self._active
+                else:
+                    orphan = not await self.store.alive(owner)
                 if not (
-                    owner != self.replica_id
-                    and not await self.store.alive(owner)
+                    orphan
                     and await self.store.takeover(message.msg_id, state, self.replica_id, ttl)
                 ):
                     self._count(message.channel, "in_progress")
                     raise InProgressElsewhere(message.msg_id)
-                self._count(message.channel, "taken_over")
+                if self.metrics is not None:
+                    self.metrics.takeovers.inc()
             elif state != "new":
                 if self.metrics is not None:
                     self.metrics.duplicates.inc()
                 self._count(message.channel, "duplicate")
                 return None
         self.inflight += 1
+        self._active.add(message.msg_id)
         if self.metrics is not None:
             self.metrics.inflight.inc()
         try:
@@ -161,6 +169,7 @@ class Pipeline:
                 )
             return reply
         finally:
+            self._active.discard(message.msg_id)
             self.inflight -= 1
             if self.metrics is not None:
                 self.metrics.inflight.dec()

@@ -394,19 +394,22 @@ class RedisStore(Store):
     async def connect(self):
         import redis.asyncio as aioredis
 
-        self._r = aioredis.from_url(
+        # a blocking pool: under load, calls wait for a free connection instead of failing
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=64,
+            timeout=10,
             socket_timeout=2,
             socket_connect_timeout=2,
             health_check_interval=5,
-            max_connections=64,
         )
+        self._r = aioredis.Redis(connection_pool=pool)
         self._take = self._r.register_script(_TAKE_LUA)
         self._cas = self._r.register_script(_CAS_LUA)
 
     async def close(self):
         if self._r is not None:
-            await self._r.aclose()
+            await self._r.aclose(close_connection_pool=True)
 
     def _k(self, key):
         return self.prefix + key
