@@ -69,7 +69,7 @@ def test_sigkill_mid_load_loses_nothing_and_answers_once(two_replicas, emulator)
     # at least once: only a reply already on its way from the killed replica may repeat
     twice = [emulator.messages[i] for i in ids if len(emulator.messages[i].replies) > 1]
     assert all(m.replies[0]["at_ms"] <= kill_ms + 3000 for m in twice)
-    assert len(twice) <= 30
+    assert len(twice) < len(ids) // 3  # the kill cuts off the replies then in flight, no more
     assert b.metric("dingskill_takeovers_total") >= 1
 
 

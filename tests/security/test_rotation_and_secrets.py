@@ -215,7 +215,9 @@ def test_tls_1_1_is_refused_and_1_2_works(tmp_path):
             try:
                 return (
                     httpx.get(
-                        f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context(cafile=str(cert)), timeout=1
+                        f"https://127.0.0.1:{port}/healthz",
+                        verify=ssl.create_default_context(cafile=str(cert)),
+                        timeout=1,
                     ).status_code
                     == 200
                 )
