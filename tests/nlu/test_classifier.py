@@ -139,11 +139,24 @@ def test_explain_lists_ngrams_that_pushed_the_intent(mixed_data):
     df = clf.explain("帮我报销打车费", k=5)
     assert list(df.columns) == ["feature", "intent", "value", "coef", "weight"]
     assert len(df) == 5 and set(df["intent"]) == {"expense"}
-    assert df["feature"].str.startswith("z:").all()
+    assert df["feature"].str.match(r"^(z:|semantic:wordllama-l2-64$)").all()
     assert (df["weight"].abs().diff().dropna() <= 1e-12).all()
     assert any("报销" in f for f in df["feature"])
     en = clf.explain("reimburse my taxi", k=3)
-    assert en["feature"].str.match(r"^[wbc]:").all()
+    assert en["feature"].str.match(r"^([wbc]:|semantic:)").all()
+
+
+@pytest.mark.parametrize("embeddings", [None, "wordllama-l2-64"])
+def test_explain_weights_add_up_to_the_decision_score(mixed_data, embeddings):
+    texts, labels = mixed_data
+    clf = IntentClassifier(embeddings=embeddings).fit(texts, labels)
+    for text in ["帮我报销打车费", "reimburse my taxi"]:
+        df = clf.explain(text, k=10_000)
+        j = list(clf.classes_).index(df["intent"].iloc[0])
+        score = clf.decision_function([text])[0]
+        assert j == int(np.argmax(score))
+        assert df["weight"].sum() + clf.intercept_[j] == pytest.approx(score[j], abs=1e-4)
+        assert any(f.startswith("semantic:") for f in df["feature"]) == (embeddings is not None)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     clinc.add_argument(
         "--variant", default="full", choices=["full", "small", "imbalanced", "oos_plus"]
     )
+    clinc.add_argument(
+        "--embeddings",
+        default="default",
+        help="static embedding table: 'default', 'none' or a name (e.g. wordllama-l2-256)",
+    )
     clinc.add_argument("--json", action="store_true", help="print one JSON object last")
     clinc.set_defaults(func=_clinc150)
 
@@ -39,9 +44,13 @@ def _print(result: dict, as_json: bool) -> None:
 
 def _clinc150(args: argparse.Namespace) -> int:
     from ..evaluation.benchmark import clinc150_benchmark
+    from .nlu_cmd import embeddings_option
 
     result = clinc150_benchmark(
-        data_home=args.data_home, variant=args.variant, progress=not args.json
+        data_home=args.data_home,
+        variant=args.variant,
+        progress=not args.json,
+        embeddings=embeddings_option(args.embeddings),
     )
     _print(result, args.json)
     return 0

@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--test", default=None, help="held-out file (default: a stratified split)")
     t.add_argument("--test-size", type=float, default=0.2)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--embeddings",
+        default="default",
+        help="static embedding table: 'default', 'none' or a name (e.g. wordllama-l2-256)",
+    )
     t.set_defaults(func=_train)
     e = sub.add_parser("evaluate", help="evaluate a trained model folder on a dataset")
     e.add_argument("model", help="model folder (with model.dsm) or a .dsm file")
@@ -46,6 +51,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("texts", nargs="+")
     p.add_argument("--json", action="store_true", help="one JSON object per utterance")
     p.set_defaults(func=_predict)
+
+
+def embeddings_option(value: str):
+    """``--embeddings`` value -> the ``IntentClassifier(embeddings=...)`` argument."""
+    from ..nlu.embeddings import DEFAULT_EMBEDDINGS
+
+    if value == "default":
+        return DEFAULT_EMBEDDINGS
+    return None if value.lower() == "none" else value
 
 
 def _err(message: str) -> int:
@@ -169,7 +183,12 @@ def _train(args) -> int:
         if args.test and _refuse_invalid(test, args.test):
             return 1
         steps.set_postfix_str(f"fit {len(train)} utterances")
-        model = IntentClassifier(oos_threshold=threshold, rules=rules, random_state=args.seed)
+        model = IntentClassifier(
+            oos_threshold=threshold,
+            rules=rules,
+            random_state=args.seed,
+            embeddings=embeddings_option(args.embeddings),
+        )
         model.fit(train.texts, train.intents)
         steps.update(1)
         steps.set_postfix_str(f"evaluate on {len(test)}")

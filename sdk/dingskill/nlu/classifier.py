@@ -1,4 +1,5 @@
-"""``IntentClassifier``: language-aware TF-IDF + linear model, calibrated, with rules and oos.
+"""``IntentClassifier``: language-aware TF-IDF + static embeddings + linear model, calibrated,
+with rules and oos.
 
 Example::
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import StratifiedKFold
@@ -24,6 +26,7 @@ from sklearn.svm import LinearSVC
 
 from .. import OUT_OF_SCOPE
 from .calibration import fit_temperature, softmax
+from .embeddings import DEFAULT_EMBEDDINGS, KNOWN_EMBEDDINGS, StaticEmbeddings, load_embeddings
 from .features import TextFeaturizer
 from .normalize import normalize_text
 from .rules import RuleSet, validate_rules
@@ -97,6 +100,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         rate, see :mod:`dingskill.nlu.threshold`); a float fixes it; None never answers "oos" on
         confidence (an "oos" class still can).
     rules : list of {"intent", "words", "patterns"} dicts applied before the model.
+    embeddings : name of a static token-embedding table (see
+        :mod:`dingskill.nlu.embeddings`) whose mean-pooled unit vector is appended to the
+        n-gram features, or None for n-grams only. Default "wordllama-l2-256".
+    embedding_weight : scale of the embedding block against the (unit-norm) n-gram block.
     C : regularisation of the linear SVM (larger = less regularisation).
     char_ngram, cjk_ngram : character n-gram ranges for Latin text and CJK runs.
     min_df : features seen in fewer training texts are dropped (smaller, faster model).
@@ -109,6 +116,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self,
         oos_threshold="auto",
         rules=None,
+        embeddings: str | None = DEFAULT_EMBEDDINGS,
+        embedding_weight: float = 1.0,
         C: float = 1.0,
         char_ngram=(3, 5),
         cjk_ngram=(1, 3),
@@ -119,6 +128,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     ) -> None:
         self.oos_threshold = oos_threshold
         self.rules = rules
+        self.embeddings = embeddings
+        self.embedding_weight = embedding_weight
         self.C = C
         self.char_ngram = char_ngram
         self.cjk_ngram = cjk_ngram
@@ -132,6 +143,14 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         t = self.oos_threshold
         if not (t is None or t == "auto" or (isinstance(t, numbers.Real) and 0.0 <= t <= 1.0)):
             raise InputError(f"oos_threshold must be 'auto', a float in [0, 1] or None, got {t!r}")
+        if not (self.embeddings is None or self.embeddings in KNOWN_EMBEDDINGS):
+            raise InputError(
+                f"embeddings must be None or one of {sorted(KNOWN_EMBEDDINGS)}, "
+                f"got {self.embeddings!r}"
+            )
+        w = self.embedding_weight
+        if not (isinstance(w, numbers.Real) and not isinstance(w, bool) and 0 < w <= 10):
+            raise InputError(f"embedding_weight must be a number in (0, 10], got {w!r}")
         if not (isinstance(self.C, numbers.Real) and self.C > 0):
             raise InputError(f"C must be a positive number, got {self.C!r}")
         for name in ("char_ngram", "cjk_ngram"):
@@ -144,6 +163,36 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
 
     def _featurizer(self) -> TextFeaturizer:
         return TextFeaturizer(tuple(self.char_ngram), tuple(self.cjk_ngram), self.min_df)
+
+    def _design(self, texts: list[str]) -> sp.csr_matrix:
+        """Training design matrix: the n-grams, then the weighted embedding block."""
+        ngrams = self.featurizer_.transform(texts)
+        emb: StaticEmbeddings | None = self.embedder_
+        if emb is None:
+            return ngrams
+        dense = emb.transform(texts) * np.float32(self.embedding_weight)
+        return sp.hstack([ngrams, sp.csr_matrix(dense)], format="csr")
+
+    def _scores(self, texts: list[str]) -> tuple[np.ndarray, sp.csr_matrix]:
+        """Raw scores of ``texts`` and their n-gram block (sparse and dense parts apart)."""
+        emb: StaticEmbeddings | None = self.embedder_
+        if emb is not None:  # normalise once for both blocks
+            texts = [normalize_text(t) for t in texts]
+        ngrams = self.featurizer_.transform(texts, normalized=emb is not None)
+        ngrams = ngrams.astype(self.coef_.dtype)
+        n = self.n_ngram_features_
+        scores = np.asarray(ngrams @ self.coef_[:n], dtype=np.float64) + self.intercept_
+        if emb is not None:
+            dense = emb.transform(texts, normalized=True) * np.float32(self.embedding_weight)
+            scores += dense @ self.coef_[n:]
+        return scores, ngrams
+
+    def _dense_scores(self, text: str) -> np.ndarray | float:
+        emb: StaticEmbeddings | None = self.embedder_
+        if emb is None:
+            return 0.0
+        v = emb.transform_one(text) * np.float32(self.embedding_weight)
+        return v @ self.coef_[self.n_ngram_features_ :]
 
     def _fit_many(self, X, y_idx: np.ndarray, jobs: list[np.ndarray]) -> list[tuple]:
         """Fit a linear model on each row subset in ``jobs``; coef (n_features x k), intercept.
@@ -208,8 +257,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_features_in_ = 1
         self._ruleset = RuleSet(self.rules)
-        feat = self._featurizer().fit(texts)
-        Xm = feat.transform(texts)
+        self.featurizer_ = feat = self._featurizer().fit(texts)
+        self.embedder_ = load_embeddings(self.embeddings) if self.embeddings else None
+        self.n_ngram_features_ = len(feat.vocabulary_)
+        Xm = self._design(texts)
         oos_pos = np.flatnonzero(classes == OUT_OF_SCOPE)
         self._oos_index = int(oos_pos[0]) if len(oos_pos) else -1
         # held-out decision scores (calibration temperature, auto threshold) and the final
@@ -236,7 +287,6 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         elif self.oos_threshold != "auto":
             threshold = None if self.oos_threshold is None else float(self.oos_threshold)
         W, b = fits[-1]
-        self.featurizer_ = feat
         self.coef_ = W.astype(np.float32)  # (n_features, n_classes); float32 as saved
         self.intercept_ = b
         self.temperature_ = float(temperature)
@@ -278,14 +328,12 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     def _scores_one(self, text: str) -> np.ndarray:
         idx, vals = self.featurizer_.transform_one(text)
         s = vals @ self.coef_[idx] if len(idx) else np.zeros(len(self.classes_))
-        return s + self.intercept_
+        return s + self._dense_scores(text) + self.intercept_
 
     def decision_function(self, X) -> np.ndarray:
         """Raw linear scores (n_texts x n_classes)."""
         self._check_fitted()
-        texts = _check_texts(X)
-        X = self.featurizer_.transform(texts).astype(self.coef_.dtype)
-        return np.asarray(X @ self.coef_, dtype=np.float64) + self.intercept_
+        return self._scores(_check_texts(X))[0]
 
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated class probabilities (temperature-scaled softmax), columns = classes_."""
@@ -310,10 +358,9 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         texts = _check_texts(X)
-        X = self.featurizer_.transform(texts).astype(self.coef_.dtype)
-        scores = np.asarray(X @ self.coef_, dtype=np.float64) + self.intercept_
+        scores, ngrams = self._scores(texts)
         out = self._labels(softmax(scores, self.temperature_))
-        for i in np.flatnonzero(np.diff(X.indptr) == 0):  # no known feature: maybe empty
+        for i in np.flatnonzero(np.diff(ngrams.indptr) == 0):  # no known n-gram: maybe empty
             if not normalize_text(texts[i]):
                 out[i] = OUT_OF_SCOPE  # empty after normalisation: nothing to understand
         if len(self._ruleset):
@@ -353,23 +400,32 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         """Features of ``text`` that pushed the predicted intent most, with their weights.
 
         Columns: feature, intent, value (tf-idf), coef, weight (= value * coef), sorted by
-        absolute weight.
+        absolute weight. With embeddings, one row ``semantic:<name>`` carries the whole push
+        of the embedding block (value = ``embedding_weight``).
         """
         self._check_fitted()
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
         idx, vals = self.featurizer_.transform_one(text)
-        scores = (vals @ self.coef_[idx] if len(idx) else 0.0) + self.intercept_
+        dense = self._dense_scores(text)
+        scores = (vals @ self.coef_[idx] if len(idx) else 0.0) + dense + self.intercept_
         j = int(np.argmax(scores))
         names = self.featurizer_.feature_names
-        coefs = self.coef_[idx, j]
-        weights = vals * coefs
+        feats = [names[i] for i in idx]
+        coefs = self.coef_[idx, j].astype(np.float64)
+        values = np.asarray(vals, dtype=np.float64)
+        if self.embedder_ is not None:  # the embedding block as one row: its whole push
+            w = float(self.embedding_weight)
+            feats.append(f"semantic:{self.embeddings}")
+            values = np.append(values, w)
+            coefs = np.append(coefs, float(dense[j]) / w)
+        weights = values * coefs
         order = np.argsort(-np.abs(weights), kind="stable")[: max(int(k), 0)]
         return pd.DataFrame(
             {
-                "feature": [names[idx[o]] for o in order],
+                "feature": [feats[o] for o in order],
                 "intent": [str(self.classes_[j])] * len(order),
-                "value": vals[order],
+                "value": values[order],
                 "coef": coefs[order],
                 "weight": weights[order],
             }

@@ -96,8 +96,8 @@ class TextFeaturizer:
         self.vocabulary_: dict[str, int] = {}
         self.idf_: np.ndarray = np.zeros(0)
 
-    def _analyze(self, text: str) -> list[str]:
-        return analyze(text, self.char_ngram, self.cjk_ngram)
+    def _analyze(self, text: str, normalized: bool = False) -> list[str]:
+        return analyze(text, self.char_ngram, self.cjk_ngram, normalized)
 
     def fit(self, texts: Sequence[str]) -> TextFeaturizer:
         """Build the vocabulary (sorted, so deterministic) and smooth idf."""
@@ -140,13 +140,16 @@ class TextFeaturizer:
             vals /= norm
         return idx, vals
 
-    def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
-        """Sparse matrix (n_texts x n_features) of normalised TF-IDF rows."""
+    def transform(self, texts: Iterable[str], normalized: bool = False) -> sp.csr_matrix:
+        """Sparse matrix (n_texts x n_features) of normalised TF-IDF rows.
+
+        ``normalized``: the texts already went through ``normalize_text``.
+        """
         get = self.vocabulary_.get
         lengths: list[int] = []
         flat: list[int] = []
         for text in texts:
-            cols = [j for j in map(get, self._analyze(text)) if j is not None]
+            cols = [j for j in map(get, self._analyze(text, normalized)) if j is not None]
             lengths.append(len(cols))
             flat.extend(cols)
         n_rows, n_feat = len(lengths), len(self.vocabulary_)

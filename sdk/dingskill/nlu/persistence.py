@@ -3,9 +3,14 @@
 Format: a zip (fixed member order and timestamps, deflate) holding
 
 * ``dingskill-model.json`` — format name/version, estimator parameters, classes, feature
-  strings, threshold, temperature (JSON only: strings, numbers, lists, dicts, null);
+  strings, threshold, temperature, and the name, SHA-256 and width of the static embedding
+  table the model was trained with (JSON only: strings, numbers, lists, dicts, null);
 * ``coef.npy``, ``intercept.npy``, ``idf.npy`` — numeric arrays, read with
   ``allow_pickle=False`` and checked for dtype and shape.
+
+The embedding table itself is not in the file: it is read from the installed package that
+ships it (:mod:`dingskill.nlu.embeddings`), and a model whose recorded SHA-256 differs from the
+installed table is refused. Version 1 files (no embeddings) still load.
 
 Nothing in a file can name a Python object to import or call. Anything else — a pickle, a
 skops file, extra members, object arrays — is refused with :class:`UnsafeModelError`.
@@ -22,7 +27,8 @@ import numpy as np
 __all__ = ["FORMAT", "UnsafeModelError", "dumps", "loads"]
 
 FORMAT = "dingskill.IntentClassifier"
-VERSION = 1
+VERSION = 2
+_READABLE = (1, 2)
 _META = "dingskill-model.json"
 _ARRAYS = {"coef.npy": "<f4", "intercept.npy": "<f8", "idf.npy": "<f8"}
 _MEMBERS = {_META, *_ARRAYS}
@@ -30,6 +36,8 @@ _DATE = (1980, 1, 1, 0, 0, 0)
 _PARAMS = {
     "oos_threshold",
     "rules",
+    "embeddings",
+    "embedding_weight",
     "C",
     "char_ngram",
     "cjk_ngram",
@@ -72,6 +80,9 @@ def dumps(clf) -> bytes:
         "threshold": clf.threshold_,
         "temperature": clf.temperature_,
         "features": clf.featurizer_.feature_names,
+        "embeddings": None
+        if clf.embedder_ is None
+        else {"name": clf.embedder_.name, "sha256": clf.embedder_.digest, "dim": clf.embedder_.dim},
     }
     body = json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     buf = io.BytesIO()
@@ -125,6 +136,35 @@ def loads(data: bytes):
         raise UnsafeModelError(f"corrupt model archive: {exc}") from None
 
 
+def _embedder(recorded, name):
+    """The installed embedding table a model file names, checked against its SHA-256."""
+    from .embeddings import EmbeddingsError, load_embeddings
+
+    if name is None:
+        if recorded is not None:
+            raise UnsafeModelError(f"{_META}: 'embeddings' given but the parameter is None")
+        return None
+    if not (
+        isinstance(recorded, dict)
+        and recorded.get("name") == name
+        and isinstance(recorded.get("sha256"), str)
+        and isinstance(recorded.get("dim"), int)
+    ):
+        raise UnsafeModelError(f"{_META}: 'embeddings' must name {name!r} with sha256 and dim")
+    try:
+        emb = load_embeddings(name)
+    except EmbeddingsError as exc:
+        raise EmbeddingsError(f"cannot load this model: {exc}") from None
+    if emb.digest != recorded["sha256"] or emb.dim != recorded["dim"]:
+        raise EmbeddingsError(
+            f"cannot load this model: it was trained with embeddings {name!r} "
+            f"sha256 {recorded['sha256'][:12]}… (dim {recorded['dim']}), but the installed "
+            f"table is sha256 {emb.digest[:12]}… (dim {emb.dim}); install the package "
+            "version it was trained with, or retrain the model"
+        )
+    return emb
+
+
 def _read(zf: zipfile.ZipFile):
     from .classifier import IntentClassifier
     from .features import TextFeaturizer
@@ -147,7 +187,7 @@ def _read(zf: zipfile.ZipFile):
             raise UnsafeModelError(f"{_META}: invalid JSON ({exc})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise UnsafeModelError(f"{_META}: format is not {FORMAT!r}")
-        if meta.get("version") != VERSION:
+        if meta.get("version") not in _READABLE:
             raise UnsafeModelError(f"{_META}: unsupported version {meta.get('version')!r}")
         arrays = {}
         for name, dtype in _ARRAYS.items():
@@ -168,14 +208,18 @@ def _read(zf: zipfile.ZipFile):
         raise UnsafeModelError(f"{_META}: 'classes' must be a list of strings")
     if not (isinstance(feats, list) and all(isinstance(f, str) for f in feats)):
         raise UnsafeModelError(f"{_META}: 'features' must be a list of strings")
+    params = dict(params)
+    params.setdefault("embeddings", None)  # version 1: n-grams only
+    params.setdefault("embedding_weight", 1.0)
+    embedder = _embedder(meta.get("embeddings"), params["embeddings"])
+    n_dense = 0 if embedder is None else embedder.dim
     coef, icpt, idf = arrays["coef.npy"], arrays["intercept.npy"], arrays["idf.npy"]
     if (
-        coef.shape != (len(feats), len(classes))
+        coef.shape != (len(feats) + n_dense, len(classes))
         or icpt.shape != (len(classes),)
         or idf.shape != (len(feats),)
     ):
         raise UnsafeModelError("array shapes do not match the classes and features")
-    params = dict(params)
     params["char_ngram"] = tuple(params["char_ngram"])
     params["cjk_ngram"] = tuple(params["cjk_ngram"])
     clf = IntentClassifier(**params)
@@ -187,6 +231,8 @@ def _read(zf: zipfile.ZipFile):
     clf._oos_index = oos[0] if oos else -1
     clf.featurizer_ = TextFeaturizer(params["char_ngram"], params["cjk_ngram"], params["min_df"])
     clf.featurizer_.set_state(feats, idf)
+    clf.embedder_ = embedder
+    clf.n_ngram_features_ = len(feats)
     clf.coef_ = coef
     clf.intercept_ = icpt
     clf.temperature_ = float(meta["temperature"])
