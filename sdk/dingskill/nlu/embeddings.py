@@ -65,23 +65,20 @@ class _Source:
     dims: int  # leading columns kept (the table is trained Matryoshka-style: prefixes work)
 
 
+def _wordllama(dims: int) -> _Source:
+    return _Source(
+        package="wordllama",
+        weights="weights/l2_supercat_256.safetensors",
+        tokenizer="tokenizers/l2_supercat_tokenizer_config.json",
+        tensor="embedding.weight",
+        install="pip install 'wordllama>=0.4'",
+        dims=dims,
+    )
+
+
 KNOWN_EMBEDDINGS: dict[str, _Source] = {
-    "wordllama-l2-256": _Source(
-        package="wordllama",
-        weights="weights/l2_supercat_256.safetensors",
-        tokenizer="tokenizers/l2_supercat_tokenizer_config.json",
-        tensor="embedding.weight",
-        install="pip install 'wordllama>=0.4'",
-        dims=256,
-    ),
-    "wordllama-l2-64": _Source(
-        package="wordllama",
-        weights="weights/l2_supercat_256.safetensors",
-        tokenizer="tokenizers/l2_supercat_tokenizer_config.json",
-        tensor="embedding.weight",
-        install="pip install 'wordllama>=0.4'",
-        dims=64,
-    ),
+    "wordllama-l2-256": _wordllama(256),
+    "wordllama-l2-64": _wordllama(64),
 }
 
 
