@@ -179,3 +179,13 @@ def test_skill_cli_validate_train_and_chat(tiny, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("你好2\n"))
     assert main(["chat", str(tmp_path)]) == 0
     assert "你好 terminal-user" in capsys.readouterr().out
+
+
+def test_classifier_section_chooses_the_embedding_table(tmp_path, tiny):
+    assert tiny.train().embedder_.name == "wordllama-l2-64"  # the default
+    (tmp_path / "skill.yaml").write_text(GOOD + "classifier: {embeddings: null}\n")
+    plain = Skill.load(tmp_path).train()
+    assert plain.embedder_ is None and plain.predict(["你好3"])[0] == "greet"
+    with pytest.raises(ManifestError) as exc:
+        parse_manifest(GOOD + "classifier: {embeddings: glove}\n", "skills/tiny/skill.yaml")
+    assert "skills/tiny/skill.yaml:10: classifier.embeddings:" in "\n".join(exc.value.problems)
