@@ -187,11 +187,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             scores += dense @ self.coef_[n:]
         return scores, ngrams
 
-    def _dense_scores(self, text: str) -> np.ndarray | float:
+    def _dense_scores(self, text: str, normalized: bool = False) -> np.ndarray | float:
         emb: StaticEmbeddings | None = self.embedder_
         if emb is None:
             return 0.0
-        v = emb.transform_one(text) * np.float32(self.embedding_weight)
+        v = emb.transform_one(text, normalized) * np.float32(self.embedding_weight)
         return v @ self.coef_[self.n_ngram_features_ :]
 
     def _fit_many(self, X, y_idx: np.ndarray, jobs: list[np.ndarray]) -> list[tuple]:
@@ -326,9 +326,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             )
 
     def _scores_one(self, text: str) -> np.ndarray:
-        idx, vals = self.featurizer_.transform_one(text)
+        text = normalize_text(text)  # once, for both blocks
+        idx, vals = self.featurizer_.transform_one(text, normalized=True)
         s = vals @ self.coef_[idx] if len(idx) else np.zeros(len(self.classes_))
-        return s + self._dense_scores(text) + self.intercept_
+        return s + self._dense_scores(text, normalized=True) + self.intercept_
 
     def decision_function(self, X) -> np.ndarray:
         """Raw linear scores (n_texts x n_classes)."""
@@ -406,8 +407,9 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
-        idx, vals = self.featurizer_.transform_one(text)
-        dense = self._dense_scores(text)
+        text = normalize_text(text)
+        idx, vals = self.featurizer_.transform_one(text, normalized=True)
+        dense = self._dense_scores(text, normalized=True)
         scores = (vals @ self.coef_[idx] if len(idx) else 0.0) + dense + self.intercept_
         j = int(np.argmax(scores))
         names = self.featurizer_.feature_names

@@ -13,6 +13,7 @@ column indices and values) and gives exactly the same numbers as ``transform``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -125,10 +126,10 @@ class TextFeaturizer:
             names[i] = f
         return names
 
-    def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def transform_one(self, text: str, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Column indices and values of one text's normalised TF-IDF row."""
         get = self.vocabulary_.get
-        pairs = [(get(f), c) for f, c in Counter(self._analyze(text)).items()]
+        pairs = [(get(f), c) for f, c in Counter(self._analyze(text, normalized)).items()]
         pairs = [(j, c) for j, c in pairs if j is not None]
         if not pairs:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -145,16 +146,20 @@ class TextFeaturizer:
 
         ``normalized``: the texts already went through ``normalize_text``.
         """
-        get = self.vocabulary_.get
+        feats: list[str] = []
         lengths: list[int] = []
-        flat: list[int] = []
         for text in texts:
-            cols = [j for j in map(get, self._analyze(text, normalized)) if j is not None]
-            lengths.append(len(cols))
-            flat.extend(cols)
+            f = self._analyze(text, normalized)
+            lengths.append(len(f))
+            feats.extend(f)
         n_rows, n_feat = len(lengths), len(self.vocabulary_)
-        cols = np.asarray(flat, dtype=np.int64)
+        # one dictionary pass over the whole batch; unknown features map to -1 and drop out
+        cols = np.fromiter(
+            map(self.vocabulary_.get, feats, itertools.repeat(-1)), dtype=np.int64, count=len(feats)
+        )
         rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
+        known = cols >= 0
+        rows, cols = rows[known], cols[known]
         X = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(n_rows, n_feat))
         X.sum_duplicates()
         X.data = (np.log(X.data) + 1.0) * self.idf_[X.indices]
