@@ -164,9 +164,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     def _featurizer(self) -> TextFeaturizer:
         return TextFeaturizer(tuple(self.char_ngram), tuple(self.cjk_ngram), self.min_df)
 
-    def _design(self, texts: list[str]) -> sp.csr_matrix:
+    def _design(self, texts: list[str], ngrams: sp.csr_matrix) -> sp.csr_matrix:
         """Training design matrix: the n-grams, then the weighted embedding block."""
-        ngrams = self.featurizer_.transform(texts)
         emb: StaticEmbeddings | None = self.embedder_
         if emb is None:
             return ngrams
@@ -257,10 +256,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_features_in_ = 1
         self._ruleset = RuleSet(self.rules)
-        self.featurizer_ = feat = self._featurizer().fit(texts)
+        self.featurizer_ = feat = self._featurizer()
+        ngrams = feat.fit_transform(texts)
         self.embedder_ = load_embeddings(self.embeddings) if self.embeddings else None
         self.n_ngram_features_ = len(feat.vocabulary_)
-        Xm = self._design(texts)
+        Xm = self._design(texts, ngrams)
         oos_pos = np.flatnonzero(classes == OUT_OF_SCOPE)
         self._oos_index = int(oos_pos[0]) if len(oos_pos) else -1
         # held-out decision scores (calibration temperature, auto threshold) and the final

@@ -102,13 +102,21 @@ class TextFeaturizer:
 
     def fit(self, texts: Sequence[str]) -> TextFeaturizer:
         """Build the vocabulary (sorted, so deterministic) and smooth idf."""
+        return self._fit([self._analyze(t) for t in texts])
+
+    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """``fit(texts).transform(texts)``, analysing each text once."""
+        analysed = [self._analyze(t) for t in texts]
+        return self._fit(analysed)._matrix(analysed)
+
+    def _fit(self, analysed: list[list[str]]) -> TextFeaturizer:
         df: dict[str, int] = {}
-        for text in texts:
-            for f in set(self._analyze(text)):
+        for feats in analysed:
+            for f in set(feats):
                 df[f] = df.get(f, 0) + 1
         kept = sorted(f for f, c in df.items() if c >= self.min_df)
         self.vocabulary_ = {f: i for i, f in enumerate(kept)}
-        n = len(texts)
+        n = len(analysed)
         counts = np.fromiter((df[f] for f in kept), dtype=np.float64, count=len(kept))
         self.idf_ = np.log((1.0 + n) / (1.0 + counts)) + 1.0
         return self
@@ -146,10 +154,12 @@ class TextFeaturizer:
 
         ``normalized``: the texts already went through ``normalize_text``.
         """
+        return self._matrix(self._analyze(t, normalized) for t in texts)
+
+    def _matrix(self, analysed: Iterable[list[str]]) -> sp.csr_matrix:
         feats: list[str] = []
         lengths: list[int] = []
-        for text in texts:
-            f = self._analyze(text, normalized)
+        for f in analysed:
             lengths.append(len(f))
             feats.extend(f)
         n_rows, n_feat = len(lengths), len(self.vocabulary_)
