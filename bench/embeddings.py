@@ -18,6 +18,7 @@ from pathlib import Path
 from dingskill import IntentClassifier, evaluate
 from dingskill.datasets import load
 from dingskill.evaluation.benchmark import clinc150_benchmark
+from dingskill.nlu.embeddings import DEFAULT_EMBEDDINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ["office-zh", "it-helpdesk-zh", "office-en", "smalltalk-en"]
@@ -26,8 +27,7 @@ SAMPLES = ["office-zh", "it-helpdesk-zh", "office-en", "smalltalk-en"]
 def sample(name: str, embeddings) -> dict:
     train = load(ROOT / "datasets" / name / "utterances.csv")
     test = load(ROOT / "datasets" / name / "test.csv")
-    kw = {} if embeddings == "default" else {"embeddings": embeddings}
-    model = IntentClassifier(random_state=0, **kw).fit(train.texts, train.intents)
+    model = IntentClassifier(embeddings=embeddings, random_state=0).fit(train.texts, train.intents)
     s = evaluate(model, test, sweep=False).summary
     recall = s["oos_recall"]
     return {
@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     out: dict[str, dict] = {}
     for name in SAMPLES:
-        out[name] = {"none": sample(name, None), "default": sample(name, "default")}
+        out[name] = {"none": sample(name, None), "default": sample(name, DEFAULT_EMBEDDINGS)}
     if args.data_home:
         keys = ("in_scope_accuracy", "oos_recall")
         out["clinc150"] = {

@@ -26,7 +26,7 @@ from sklearn.svm import LinearSVC
 
 from .. import OUT_OF_SCOPE
 from .calibration import fit_temperature, softmax
-from .embeddings import DEFAULT_EMBEDDINGS, KNOWN_EMBEDDINGS, StaticEmbeddings, load_embeddings
+from .embeddings import DEFAULT_EMBEDDINGS, KNOWN_EMBEDDINGS, load_embeddings
 from .features import TextFeaturizer
 from .normalize import normalize_text
 from .rules import RuleSet, validate_rules
@@ -102,7 +102,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     rules : list of {"intent", "words", "patterns"} dicts applied before the model.
     embeddings : name of a static token-embedding table (see
         :mod:`dingskill.nlu.embeddings`) whose mean-pooled unit vector is appended to the
-        n-gram features, or None for n-grams only. Default "wordllama-l2-256".
+        n-gram features, or None for n-grams only. Default "wordllama-l2-64".
     embedding_weight : scale of the embedding block against the (unit-norm) n-gram block.
     C : regularisation of the linear SVM (larger = less regularisation).
     char_ngram, cjk_ngram : character n-gram ranges for Latin text and CJK runs.
@@ -164,34 +164,41 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     def _featurizer(self) -> TextFeaturizer:
         return TextFeaturizer(tuple(self.char_ngram), tuple(self.cjk_ngram), self.min_df)
 
+    @property
+    def _n_ngrams(self) -> int:
+        """Rows of ``coef_`` that belong to the n-gram block (the rest: the embedding block)."""
+        return len(self.featurizer_.vocabulary_)
+
+    def _dense(self, texts: list[str]) -> np.ndarray | None:
+        """The weighted embedding block of normalised ``texts`` (None without embeddings)."""
+        if self.embedder_ is None:
+            return None
+        return self.embedder_.transform(texts, normalized=True) * np.float32(self.embedding_weight)
+
     def _design(self, texts: list[str], ngrams: sp.csr_matrix) -> sp.csr_matrix:
         """Training design matrix: the n-grams, then the weighted embedding block."""
-        emb: StaticEmbeddings | None = self.embedder_
-        if emb is None:
-            return ngrams
-        dense = emb.transform(texts) * np.float32(self.embedding_weight)
-        return sp.hstack([ngrams, sp.csr_matrix(dense)], format="csr")
+        dense = self._dense([normalize_text(t) for t in texts])
+        return ngrams if dense is None else sp.hstack([ngrams, sp.csr_matrix(dense)], format="csr")
 
     def _scores(self, texts: list[str]) -> tuple[np.ndarray, sp.csr_matrix]:
         """Raw scores of ``texts`` and their n-gram block (sparse and dense parts apart)."""
-        emb: StaticEmbeddings | None = self.embedder_
-        if emb is not None:  # normalise once for both blocks
-            texts = [normalize_text(t) for t in texts]
-        ngrams = self.featurizer_.transform(texts, normalized=emb is not None)
-        ngrams = ngrams.astype(self.coef_.dtype)
-        n = self.n_ngram_features_
+        texts = [normalize_text(t) for t in texts]  # once, for both blocks
+        ngrams = self.featurizer_.transform(texts, normalized=True).astype(self.coef_.dtype)
+        n = self._n_ngrams
         scores = np.asarray(ngrams @ self.coef_[:n], dtype=np.float64) + self.intercept_
-        if emb is not None:
-            dense = emb.transform(texts, normalized=True) * np.float32(self.embedding_weight)
+        dense = self._dense(texts)
+        if dense is not None:
             scores += dense @ self.coef_[n:]
         return scores, ngrams
 
-    def _dense_scores(self, text: str, normalized: bool = False) -> np.ndarray | float:
-        emb: StaticEmbeddings | None = self.embedder_
-        if emb is None:
-            return 0.0
-        v = emb.transform_one(text, normalized) * np.float32(self.embedding_weight)
-        return v @ self.coef_[self.n_ngram_features_ :]
+    def _blocks_one(self, norm: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+        """One normalised text: its n-gram columns and values, and the embedding block's
+        scores per class (0.0 without embeddings)."""
+        idx, vals = self.featurizer_.transform_one(norm, normalized=True)
+        if self.embedder_ is None:
+            return idx, vals, 0.0
+        v = self.embedder_.transform_one(norm, normalized=True) * np.float32(self.embedding_weight)
+        return idx, vals, v @ self.coef_[self._n_ngrams :]
 
     def _fit_many(self, X, y_idx: np.ndarray, jobs: list[np.ndarray]) -> list[tuple]:
         """Fit a linear model on each row subset in ``jobs``; coef (n_features x k), intercept.
@@ -259,7 +266,6 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.featurizer_ = feat = self._featurizer()
         ngrams = feat.fit_transform(texts)
         self.embedder_ = load_embeddings(self.embeddings) if self.embeddings else None
-        self.n_ngram_features_ = len(feat.vocabulary_)
         Xm = self._design(texts, ngrams)
         oos_pos = np.flatnonzero(classes == OUT_OF_SCOPE)
         self._oos_index = int(oos_pos[0]) if len(oos_pos) else -1
@@ -325,11 +331,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
                 "intents first."
             )
 
-    def _scores_one(self, text: str) -> np.ndarray:
-        text = normalize_text(text)  # once, for both blocks
-        idx, vals = self.featurizer_.transform_one(text, normalized=True)
+    def _scores_one(self, norm: str) -> np.ndarray:
+        """Raw scores of one normalised text."""
+        idx, vals, dense = self._blocks_one(norm)
         s = vals @ self.coef_[idx] if len(idx) else np.zeros(len(self.classes_))
-        return s + self._dense_scores(text, normalized=True) + self.intercept_
+        return s + dense + self.intercept_
 
     def decision_function(self, X) -> np.ndarray:
         """Raw linear scores (n_texts x n_classes)."""
@@ -376,7 +382,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
-        p = softmax(self._scores_one(text), self.temperature_)
+        return self._top_k(normalize_text(text), k)
+
+    def _top_k(self, norm: str, k: int) -> list[tuple[str, float]]:
+        p = softmax(self._scores_one(norm), self.temperature_)
         order = np.argsort(-p, kind="stable")[: max(int(k), 0)]
         return [(str(self.classes_[j]), float(p[j])) for j in order]
 
@@ -388,7 +397,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         norm = normalize_text(text)
         if not norm:  # nothing to understand: never claim an intent
             return Decision(OUT_OF_SCOPE, 0.0, [], "model", None)
-        alts = self.top_k(norm, 3)
+        alts = self._top_k(norm, 3)
         m = self._ruleset.match(norm, normalized=True) if len(self._ruleset) else None
         if m is not None:
             return Decision(m.intent, 1.0, alts, "rule", m.rule)
@@ -407,9 +416,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
-        text = normalize_text(text)
-        idx, vals = self.featurizer_.transform_one(text, normalized=True)
-        dense = self._dense_scores(text, normalized=True)
+        idx, vals, dense = self._blocks_one(normalize_text(text))
         scores = (vals @ self.coef_[idx] if len(idx) else 0.0) + dense + self.intercept_
         j = int(np.argmax(scores))
         names = self.featurizer_.feature_names

@@ -96,6 +96,9 @@ class StaticEmbeddings:
     tokenizer: object = field(repr=False)
     skip_ids: frozenset = frozenset()
 
+    def __post_init__(self) -> None:
+        self._skip = np.array(sorted(self.skip_ids), dtype=np.int64)
+
     @property
     def dim(self) -> int:
         return int(self.table.shape[1])
@@ -127,8 +130,8 @@ class StaticEmbeddings:
             itertools.chain.from_iterable(e.ids for e in encs), dtype=np.int64, count=lens.sum()
         )
         rows = np.repeat(np.arange(n, dtype=np.int64), lens)
-        if self.skip_ids:
-            keep = ~np.isin(flat, np.fromiter(self.skip_ids, dtype=np.int64))
+        if len(self._skip):
+            keep = ~np.isin(flat, self._skip)
             flat, rows = flat[keep], rows[keep]
         counts = sp.csr_matrix(
             (np.ones(len(flat), dtype=np.float32), (rows, flat)),
@@ -173,16 +176,17 @@ def load_embeddings(name: str) -> StaticEmbeddings:
                     f"embeddings {name!r}: {path} is missing from the installed "
                     f"{source.package!r} package; reinstall it: {source.install}"
                 )
+        raw_weights, raw_tokenizer = weights.read_bytes(), tok_file.read_bytes()
         digest = hashlib.sha256(f"{source.tensor}[:, :{source.dims}]".encode())
-        digest.update(weights.read_bytes())
-        digest.update(tok_file.read_bytes())
+        digest.update(raw_weights)
+        digest.update(raw_tokenizer)
         try:
-            from safetensors.numpy import load_file
+            from safetensors.numpy import load
             from tokenizers import Tokenizer
 
-            full = load_file(str(weights))[source.tensor]
+            full = load(raw_weights)[source.tensor]  # the bytes just hashed, not a re-read
             table = np.ascontiguousarray(full[:, : source.dims], dtype=np.float32)
-            tokenizer = Tokenizer.from_file(str(tok_file))
+            tokenizer = Tokenizer.from_str(raw_tokenizer.decode("utf-8"))
         except Exception as exc:  # noqa: BLE001 - any failure is a broken install
             raise EmbeddingsError(f"embeddings {name!r}: cannot read {weights}: {exc}") from None
         tokenizer.no_padding()

@@ -232,7 +232,6 @@ def _read(zf: zipfile.ZipFile):
     clf.featurizer_ = TextFeaturizer(params["char_ngram"], params["cjk_ngram"], params["min_df"])
     clf.featurizer_.set_state(feats, idf)
     clf.embedder_ = embedder
-    clf.n_ngram_features_ = len(feats)
     clf.coef_ = coef
     clf.intercept_ = icpt
     clf.temperature_ = float(meta["temperature"])
