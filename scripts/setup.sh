@@ -7,6 +7,8 @@ PY=${PYTHON:-python3}
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# a PKCS#11 token for the HSM key tests (SoftHSM2: softhsm2-util and libsofthsm2.so)
+command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 if [ "${DINGSKILL_SKIP_BROWSER:-0}" != 1 ]; then
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
   # Chinese glyphs for the browser test's screenshots and for matplotlib's plot labels

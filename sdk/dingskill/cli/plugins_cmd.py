@@ -11,7 +11,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="train a skill folder and write DIST/<id>-<version>.skill")
     e.add_argument("skill")
     e.add_argument("-o", "--output", default="dist")
-    e.add_argument("--sign", default=None, metavar="KEYFILE", help="ed25519 private key (PEM)")
+    e.add_argument(
+        "--sign",
+        default=None,
+        metavar="KEY",
+        help="ed25519 private key (PEM file), or pkcs11:LABEL for a key in the PKCS#11 token",
+    )
     e.set_defaults(func=_export)
 
     k = sub.add_parser("keys", help="signing keys and at-rest encryption keys")
@@ -19,7 +24,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = ks.add_parser("generate", help="create an ed25519 signing key pair")
     g.add_argument("-o", "--output", default=".")
     g.add_argument("--name", default="dingskill")
+    g.add_argument(
+        "--pkcs11",
+        default=None,
+        metavar="LABEL",
+        help="create the key in the PKCS#11 token (DINGSKILL_HSM_MODULE/_TOKEN/_PIN) instead "
+        "of a file; only the public key is written; sign with --sign pkcs11:LABEL",
+    )
     g.set_defaults(func=_keys_generate)
+    kek = ks.add_parser("hsm-kek", help="create an AES-256 key-encryption key in the PKCS#11 token")
+    kek.add_argument("label")
+    kek.set_defaults(func=_keys_kek)
+    w = ks.add_parser("wrap", help="wrap an at-rest key file with the token's key-encryption key")
+    w.add_argument("key_file", help="JSON key file (as keys rotate writes)")
+    w.add_argument("--kek", required=True, metavar="LABEL")
+    w.add_argument("-o", "--output", required=True, help="the wrapped key file to write")
+    w.set_defaults(func=_keys_wrap)
     t = ks.add_parser("trust", help="trust a public key for signed packages")
     t.add_argument("pubkey", help="a .pub file or the base64 key")
     t.add_argument("--home", default=None)
@@ -75,8 +95,17 @@ def _export(args) -> int:
 
 
 def _keys_generate(args) -> int:
-    from ..skills.packaging import generate_keys
+    from ..skills.packaging import SignatureError, generate_keys
+    from ..skills.packaging.signing import generate_token_key
 
+    if args.pkcs11:
+        try:
+            pub, kid = generate_token_key(args.pkcs11, args.output, args.name)
+        except SignatureError as exc:
+            print(f"error: {exc}")
+            return 1
+        print(f"key {args.pkcs11!r} created in the token; public key {pub}, key id {kid}")
+        return 0
     key, pub, kid = generate_keys(args.output, args.name)
     print(f"private key {key} (keep it secret), public key {pub}, key id {kid}")
     return 0
@@ -95,6 +124,33 @@ def _keys_trust(args) -> int:
         print(f"error: {exc}")
         return 1
     print(f"trusted key {kid}" + (" (signatures now required)" if args.require else ""))
+    return 0
+
+
+def _keys_kek(args) -> int:
+    from ..security.hsm import HsmConfig, HsmError, generate_data_kek
+
+    try:
+        generate_data_kek(HsmConfig.from_env(), args.label)
+    except HsmError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"AES-256 key-encryption key {args.label!r} created in the token")
+    return 0
+
+
+def _keys_wrap(args) -> int:
+    from ..security.crypto import CryptoError, Keyring
+    from ..security.hsm import HsmConfig, HsmError, wrap_keyring
+
+    try:
+        out = wrap_keyring(
+            Keyring.from_file(args.key_file), HsmConfig.from_env(), args.kek, args.output
+        )
+    except (CryptoError, HsmError) as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"wrote {out}: data keys wrapped by {args.kek!r}; set DINGSKILL_KEY_FILE={out}")
     return 0
 
 

@@ -106,6 +106,10 @@ class Keyring:
             raise CryptoError(f"{p}: not a JSON key file: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("keys"), dict):
             raise CryptoError(f"{p}: field 'keys' must be an object of key_id -> base64 key")
+        if "format" in data:  # data keys wrapped by a key in a PKCS#11 token
+            from .hsm import unwrap_keyring
+
+            return unwrap_keyring(data, where=str(p))
         keys = {str(k): _decode_key(str(k), str(v)) for k, v in data["keys"].items()}
         active = data.get("active")
         if not isinstance(active, str):
