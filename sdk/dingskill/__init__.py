@@ -11,19 +11,29 @@ from ._version import __version__
 
 OUT_OF_SCOPE = "oos"
 
-__all__ = ["OUT_OF_SCOPE", "Dataset", "IntentClassifier", "Skill", "__version__", "evaluate"]
+__all__ = [
+    "OUT_OF_SCOPE",
+    "Dataset",
+    "IntentClassifier",
+    "Skill",
+    "__version__",
+    "evaluate",
+    "respond",
+]
 
 _LAZY = {
     "IntentClassifier": ("dingskill.nlu.classifier", "IntentClassifier"),
     "Dataset": ("dingskill.datasets.dataset", "Dataset"),
     "evaluate": ("dingskill.evaluation.report", "evaluate"),
     "Skill": ("dingskill.skills.skill", "Skill"),
+    "respond": ("dingskill.runtime.local", "respond"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .datasets.dataset import Dataset
     from .evaluation.report import evaluate
     from .nlu.classifier import IntentClassifier
+    from .runtime.local import respond
     from .skills.skill import Skill
 
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 from dingskill.cli.main import main
-from dingskill.skills import Engine, ManifestError, Message, Skill, TemplateError
+from dingskill.runtime.local import LocalPipeline
+from dingskill.skills import Engine, ManifestError, Skill, TemplateError
 from dingskill.skills.manifest import parse_manifest
 from dingskill.skills.slots import extract_amount, extract_date, extract_duration, parse_cn_number
 from dingskill.skills.templates import render
@@ -159,11 +160,11 @@ def tiny(tmp_path):
 
 
 def test_handler_raising_or_hanging_falls_back(tiny):
-    e = Engine([tiny], handler_timeout=0.3)
-    r = e.handle_sync(Message(text="爆炸1"), {})
+    e = LocalPipeline([tiny], engine=Engine([tiny], handler_timeout=0.3))
+    r = e.send("爆炸1")
     assert r.intent == "boom" and "kaputt" in r.error and r.text
     t0 = time.perf_counter()
-    r = e.handle_sync(Message(text="慢慢来1"), {})
+    r = e.send("慢慢来1")
     assert r.intent == "slow" and r.error.startswith("timeout") and time.perf_counter() - t0 < 1.5
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from dingskill.skills import Engine, Message
+from dingskill.runtime.local import LocalPipeline
+from dingskill.skills import Engine
 
 TODAY = dt.date(2026, 11, 24)  # a Tuesday
 
@@ -17,7 +18,8 @@ def _engine(*skills, clock=None):
 
 
 def _say(engine, text, ctx, **fields):
-    return engine.handle_sync(Message(text=text, **fields), ctx)
+    """One turn through the runtime's Pipeline (in memory) over ``engine``."""
+    return LocalPipeline(engine.skills, engine=engine).respond(text, ctx, **fields)
 
 
 @pytest.mark.parametrize("fixture,floor", [("hr", 0.85), ("faq", 0.75), ("helpdesk_skill", 0.8)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dingskill.skills import Engine, Message
+from dingskill.runtime.local import respond
 from dingskill.skills.http_action import HttpAction, HttpActionError, json_path
 
 from .helpdesk_server import HelpdeskServer
@@ -18,7 +18,7 @@ def api(monkeypatch):
 
 
 def _say(skill, text, sender="staff-9"):
-    return Engine([skill]).handle_sync(Message(text=text, sender_id=sender), {})
+    return respond(skill, text, sender_id=sender)
 
 
 def test_files_a_ticket_and_reads_its_status(helpdesk_skill, api):

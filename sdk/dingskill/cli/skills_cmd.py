@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("paths", nargs="*", help="skill folders (default: the installed skills)")
     c.add_argument("--sender", default="terminal-user")
     c.add_argument("--group", action="store_true", help="behave as a group chat")
+    c.add_argument(
+        "--at", action="append", default=[], metavar="ID", help="a user id the message @mentions"
+    )
+    c.add_argument(
+        "--json", action="store_true", help="one JSON object per reply (intent, slots, ...)"
+    )
     c.set_defaults(func=_chat)
 
 
@@ -63,40 +69,32 @@ def _train(args) -> int:
 
 
 def _chat(args) -> int:
-    from ..skills import Engine, Message, Skill, SkillError
+    from ..runtime.terminal import chat
+    from ..skills import Skill, SkillError
     from ..skills.packaging import SkillHome
 
     try:
         skills = [Skill.load(p) for p in args.paths] if args.paths else SkillHome().load_skills()
     except SkillError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     if not skills:
-        print("no skills: pass skill folders or install packages (dingskill plugins install)")
-        return 1
-    engine = Engine(skills)
-    context: dict = {}
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print("chatting with " + ", ".join(s.manifest.id for s in skills) + " (Ctrl-D to quit)")
-    for i, line in enumerate(sys.stdin):
-        text = line.rstrip("\n")
-        if not text.strip():
-            continue
-        msg = Message(
-            text=text,
-            sender_id=args.sender,
-            conversation_type="group" if args.group else "single",
-            channel="terminal",
-            msg_id=f"terminal-{i}",
-        )
-        reply = engine.handle_sync(msg, context)
-        if not interactive:
-            print(f"> {text}")
-        print(reply.text)
-        alts = ", ".join(f"{a} {p:.2f}" for a, p in reply.alternatives)
         print(
-            f"  [{reply.intent} {reply.confidence:.2f} {reply.source}{' ' + reply.rule if reply.rule else ''}"
-            f"{' | ' + alts if alts else ''} | {reply.latency_ms:.1f} ms]"
+            "no skills: pass skill folders or install packages (dingskill plugins install)",
+            file=sys.stderr,
         )
+        return 1
+    interactive = sys.stdin.isatty()
+    if interactive and not args.json:
+        print("chatting with " + ", ".join(s.manifest.id for s in skills) + " (Ctrl-D to quit)")
+    chat(
+        skills,
+        sys.stdin,
+        sys.stdout,
+        sender_id=args.sender,
+        group=args.group,
+        at_users=args.at,
+        echo=not interactive,
+        as_json=args.json,
+    )
     return 0

@@ -23,11 +23,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
+from ..text import CJK_CHARS
 from .normalize import normalize_text
 
 __all__ = ["TextFeaturizer", "analyze", "is_cjk"]
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0002fa1f"
+_CJK = CJK_CHARS
 _WORD = f"[^\\W_{_CJK}]+"
 _TOKEN_RE = re.compile(f"([{_CJK}]+)|({_WORD}(?:['’]{_WORD})*)")
 _CJK_RE = re.compile(f"[{_CJK}]")

@@ -10,7 +10,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import pandas as pd
 
-from .backend import LocalBackend
+from ..runtime.local import LocalPipeline
 from .render import CSS, bubble_html
 
 __all__ = ["ChatWidget"]
@@ -33,7 +33,7 @@ class ChatWidget(widgets.VBox):
     ) -> None:
         if not isinstance(skills, list | tuple):
             skills = [skills]
-        self.backend = LocalBackend(list(skills))
+        self.backend = LocalPipeline(list(skills), channel="widget")
         self.skills = self.backend.skills
         self.transcript: list[dict] = []
         self.corrections = pd.DataFrame(
@@ -229,7 +229,7 @@ class ChatWidget(widgets.VBox):
         self.intent_pick.options = self.backend.intents()
         results = []
         for row in self.corrections.itertuples():
-            _, decision = self.backend.engine.route(row.text)
+            _, decision = self.backend.classify(row.text)
             got = decision.intent if decision else "oos"
             results.append(
                 {

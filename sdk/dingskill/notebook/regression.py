@@ -7,7 +7,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Mismatch", "load_cases", "replay_cases", "assert_conversations", "CaseError"]
+from ..runtime.local import LocalPipeline
+from ..skills.conversation import Reply
+
+__all__ = ["Mismatch", "load_cases", "replay", "replay_cases", "assert_conversations", "CaseError"]
 
 
 class CaseError(ValueError):
@@ -20,8 +23,8 @@ class Mismatch:
     line: int
     text: str
     field: str
-    expected: str
-    got: str
+    expected: object
+    got: object
 
     def __str__(self) -> str:
         return f"line {self.line} ({self.case}): {self.text!r}: {self.field} expected {self.expected!r}, got {self.got!r}"
@@ -44,32 +47,45 @@ def load_cases(path) -> list[tuple[int, dict]]:
     return out
 
 
-def replay_cases(skills, path) -> list[Mismatch]:
-    """Replay every case (a fresh conversation per case) and list what differs."""
-    from .backend import LocalBackend
-
-    if not isinstance(skills, list | tuple):
-        skills = [skills]
-    backend = LocalBackend(list(skills))  # the runtime's pipeline, as the widget uses it
-    problems = []
+def replay(skills, path) -> list[tuple[int, dict, Reply]]:
+    """Send every turn of the cases file through the runtime's one Pipeline (in memory, as
+    the widget and ``dingskill chat`` do); the turns of one case share a conversation.
+    Returns ``(line, row, reply)`` per turn."""
+    local = LocalPipeline(
+        skills if isinstance(skills, list | tuple) else [skills], channel="replay"
+    )
+    out = []
     for n, row in load_cases(path):
-        reply = backend.send(
+        reply = local.send(
             row["text"],
             sender_id=row.get("sender_id", "case-user"),
             sender_nick=row.get("sender_nick", ""),
             conversation_type=row.get("conversation_type", "single"),
+            at_users=list(row.get("at_users", [])),
             conversation_id=f"case-{row['case']}",
         )
-        if reply.intent != row["expected_intent"]:
-            problems.append(
-                Mismatch(
-                    row["case"], n, row["text"], "intent", row["expected_intent"], reply.intent
-                )
+        out.append((n, row, reply))
+    return out
+
+
+def replay_cases(skills, path) -> list[Mismatch]:
+    """Replay every case and list what differs from its ``expected_intent`` (and, when given,
+    ``expected_reply``, ``expected_slots``, ``expected_confidence`` to 3 decimals)."""
+    problems = []
+    for n, row, reply in replay(skills, path):
+        checks = [("intent", row["expected_intent"], reply.intent)]
+        if row.get("expected_reply") is not None:
+            checks.append(("reply", row["expected_reply"], reply.text))
+        if row.get("expected_slots") is not None:
+            checks.append(("slots", row["expected_slots"], reply.slots))
+        if row.get("expected_confidence") is not None:
+            checks.append(
+                ("confidence", round(row["expected_confidence"], 3), round(reply.confidence, 3))
             )
-        elif row.get("expected_reply") is not None and reply.text != row["expected_reply"]:
-            problems.append(
-                Mismatch(row["case"], n, row["text"], "reply", row["expected_reply"], reply.text)
-            )
+        for name, want, got in checks:
+            if want != got:
+                problems.append(Mismatch(row["case"], n, row["text"], name, want, got))
+                break
     return problems
 
 

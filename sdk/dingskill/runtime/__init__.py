@@ -1,17 +1,20 @@
 """The bundled runtime: serve installed skills on DingTalk Stream mode (or webhook mode)."""
 
 from .config import ConfigError, RuntimeConfig, load_config
+from .local import LocalPipeline, respond
 from .pipeline import Pipeline
 from .stores import MemoryStore, RedisStore, SqliteStore
 
 __all__ = [
     "ConfigError",
+    "LocalPipeline",
     "MemoryStore",
     "Pipeline",
     "RedisStore",
     "RuntimeConfig",
     "SqliteStore",
     "load_config",
+    "respond",
 ]
 
 

@@ -11,8 +11,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from ..datasets.language import detect_language
 from ..skills.conversation import Message, Reply, context_key
+from ..text import detect_language
 from .preprocess import PreprocessError, preprocess
 from .ratelimit import POLITE, RateLimiter
 
@@ -69,10 +69,26 @@ class Pipeline:
             self.limits["global_per_second"],
         )
         self.admin = admin  # optional: handles "/skills", "/reload" chat commands
+        # called with (message, reply) after every answered message (tests, the notebook)
+        self.observers: list[Callable[[Message, Reply], None]] = []
         self.inflight = 0
         self.replica_id = uuid.uuid4().hex[:12]
         self._active: set[str] = set()  # message ids being handled by this replica now
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def use_store(self, store) -> None:
+        """Switch to another store (the notebook's "new conversation")."""
+        self.store = store
+        self.ratelimiter.store = store
+
+    def route(self, text: str):
+        """The routing decision for ``text`` after preprocessing: ``(skill, Decision)``
+        (``(None, None)`` for text that preprocessing refuses or empties)."""
+        try:
+            clean = preprocess(text, self.limits["max_text_chars"])
+        except PreprocessError:
+            return None, None
+        return self.engine_provider().route(clean) if clean else (None, None)
 
     async def heartbeat(self, interval_s: float = 1.0) -> None:
         """Tell other replicas this one is alive (its claims must not be taken over)."""
@@ -150,6 +166,8 @@ class Pipeline:
             if message.msg_id:
                 await self.store.finish(message.msg_id, self.limits["dedup_ttl_s"])
             self._count(message.channel, outcome)
+            for observe in self.observers:
+                observe(message, reply)
             if self.metrics is not None:
                 self.metrics.latency.labels(message.channel).observe(time.perf_counter() - t0)
             if self.audit is not None:

@@ -13,7 +13,7 @@ import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..datasets.language import detect_language
+from ..text import detect_language
 from .conversation import Message, Reply
 from .dialogue import DEFAULT_TIMEOUT_S, fill_slots, is_cancel, missing_slots, new_flow
 from .http_action import HttpAction, HttpActionError
@@ -134,15 +134,6 @@ class Engine:
         del hist[:-HISTORY]
         reply.state = dict(context.get("flow") or {})
         return reply
-
-    def handle_sync(self, message: Message, context: dict) -> Reply:
-        """Blocking :meth:`handle`, also callable where an event loop already runs (Jupyter)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.handle(message, context))
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, self.handle(message, context)).result()
 
     async def _handle(self, message: Message, context: dict) -> Reply:
         text = message.text

@@ -9,8 +9,6 @@ from pathlib import Path
 from ..datasets import load as load_dataset
 from ..nlu import IntentClassifier
 from ..nlu.normalize import normalize_text
-from .conversation import Message, Reply
-from .engine import Engine
 from .errors import SkillError
 from .handlers import load_handlers
 from .manifest import Manifest, load_manifest
@@ -123,17 +121,17 @@ class Skill:
         test = self._data("test")
         if test is None:
             split = self._data("train").split(test_size=0.2, seed=0)
-            model = IntentClassifier(rules=self.rules() or None, random_state=0).fit(
+            # the same settings as the shipped model (skill.yaml's classifier section)
+            params = {"random_state": 0, **self.manifest.classifier}
+            model = IntentClassifier(rules=self.rules() or None, **params).fit(
                 split.subset("train").texts, split.subset("train").intents
             )
             return evaluate(model, split.subset("test"), name=self.manifest.id, **kw)
         return evaluate(self.model, test, name=self.manifest.id, **kw)
 
-    # -- talking ---------------------------------------------------------------------------------
-    def respond(self, text: str, context: dict | None = None, **message_fields) -> Reply:
-        """Answer one message as the runtime would (``context`` carries multi-turn state)."""
-        context = {} if context is None else context
-        return Engine([self]).handle_sync(Message(text=text, **message_fields), context)
+    # Talking to a skill goes through the runtime's one Pipeline: ``dingskill.respond(skill,
+    # text, context)`` (dingskill.runtime.local). The skills layer does not import the runtime,
+    # so the former ``Skill.respond`` lives there now.
 
     # -- packaging ------------------------------------------------------------------------------
     def fingerprint(self) -> dict:

@@ -7,6 +7,8 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
+from ..text import dates_to_iso
+
 __all__ = [
     "extract_slot",
     "parse_cn_number",
@@ -99,8 +101,10 @@ def extract_date(text: str, today: dt.date | None = None) -> str | None:
     """An ISO date from 今天/明天/后天/大后天, 下周一/周三/星期五, 3月5日/3月5号, 2026-12-01,
     12/01, today/tomorrow/day after tomorrow, (next) Monday."""
     today = today or dt.date.today()
-    t = text.lower()
-    m = re.search(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})", t)
+    # absolute dates: the runtime's preprocessing already made them ISO; the same rule
+    # (idempotent) serves callers that pass raw text
+    t = dates_to_iso(text.lower())
+    m = re.search(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)", t)
     if m:
         try:
             return dt.date(int(m[1]), int(m[2]), int(m[3])).isoformat()

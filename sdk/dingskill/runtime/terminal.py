@@ -1,0 +1,61 @@
+"""``dingskill chat``: talk to skills from a terminal, through the one Pipeline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TextIO
+
+from ..skills.conversation import Reply
+from .local import LocalPipeline
+
+__all__ = ["chat", "describe_reply"]
+
+
+def describe_reply(reply: Reply) -> str:
+    """The decision line printed under each reply: intent, confidence, source, rule,
+    alternatives, latency."""
+    alts = ", ".join(f"{a} {p:.2f}" for a, p in reply.alternatives)
+    return (
+        f"  [{reply.intent} {reply.confidence:.2f} {reply.source}"
+        f"{' ' + reply.rule if reply.rule else ''}{' | ' + alts if alts else ''}"
+        f"{' | slots ' + json.dumps(reply.slots, ensure_ascii=False) if reply.slots else ''}"
+        f" | {reply.latency_ms:.1f} ms]"
+    )
+
+
+def chat(
+    skills: list,
+    lines: Iterable[str],
+    out: TextIO,
+    sender_id: str = "terminal-user",
+    group: bool = False,
+    at_users: list[str] | None = None,
+    echo: bool = False,
+    as_json: bool = False,
+) -> int:
+    """Send each non-blank line as one user message of one conversation and write the
+    replies to ``out`` (``as_json``: one JSON object a line, :meth:`Reply.to_dict` plus the
+    sent ``text``). Returns the number of messages sent."""
+    local = LocalPipeline(skills, channel="terminal")
+    sent = 0
+    for line in lines:
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        reply = local.send(
+            text,
+            sender_id=sender_id,
+            conversation_id="terminal",
+            conversation_type="group" if group else "single",
+            at_users=list(at_users or []),
+        )
+        sent += 1
+        if as_json:
+            out.write(json.dumps({"sent": text, **reply.to_dict()}, ensure_ascii=False) + "\n")
+        else:
+            if echo:
+                out.write(f"> {text}\n")
+            out.write(reply.text + "\n" + describe_reply(reply) + "\n")
+        out.flush()
+    return sent
