@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "dingskill.cli.bench_cmd",
     "dingskill.cli.skills_cmd",
     "dingskill.cli.plugins_cmd",
+    "dingskill.cli.market_cmd",
     "dingskill.cli.runtime_cmd",
     "dingskill.cli.emulator_cmd",
     "dingskill.cli.conversations_cmd",

@@ -54,13 +54,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plugins", help="install, list, roll back and remove skill packages")
     p.add_argument("--home", default=None, help="DINGSKILL_HOME (default ~/.dingskill)")
     ps = p.add_subparsers(dest="plugins", metavar="ACTION", required=True)
-    i = ps.add_parser("install", help="install or upgrade a package (path or http(s) URL)")
-    i.add_argument("--source", required=True)
+    i = ps.add_parser(
+        "install",
+        help="install or upgrade a package: NAME[==VERSION] from the markets, or --source PATH|URL",
+    )
+    i.add_argument("spec", nargs="?", help="skill id (or its last part) [==VERSION] in a market")
+    i.add_argument("--source", default=None, help="a package file or http(s) URL instead")
     i.add_argument("--version", default=None)
     i.add_argument(
         "--trust", action="store_true", help="allow the package's Python handlers to run"
     )
     i.set_defaults(func=_install)
+    se = ps.add_parser("search", help="search the configured markets")
+    se.add_argument("query", nargs="?", default="")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=_search)
+    up = ps.add_parser("upgrade", help="install newer releases of installed skills from markets")
+    up.add_argument("--dry-run", action="store_true", help="only list what would be upgraded")
+    up.add_argument("--trust", action="store_true")
+    up.set_defaults(func=_upgrade)
     ls = ps.add_parser("list", help="installed skills")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
@@ -182,17 +194,65 @@ def _keys_rotate(args) -> int:
 
 
 def _install(args) -> int:
+    from ..skills.market import MarketClient
     from ..skills.packaging import PackageError
 
+    if bool(args.spec) == bool(args.source):
+        print("error: give either NAME[==VERSION] (from a market) or --source PATH|URL")
+        return 2
     try:
-        info = _home(args).install(args.source, version=args.version, trust=args.trust)
+        if args.spec:
+            info = MarketClient(_home(args)).install(args.spec, trust=args.trust)
+        else:
+            info = _home(args).install(args.source, version=args.version, trust=args.trust)
     except PackageError as exc:
-        print(f"error: refused {args.source}: {exc}")
+        print(f"error: refused {args.spec or args.source}: {exc}")
         return 1
     print(
         f"installed {info.id} {info.version} ({info.signature})"
         + (f"; previous: {', '.join(info.previous)}" if info.previous else "")
     )
+    return 0
+
+
+def _search(args) -> int:
+    from ..skills.market import MarketClient, MarketError
+
+    try:
+        rows = [r.summary() for r in MarketClient(_home(args)).search(args.query)]
+    except MarketError as exc:
+        print(f"error: {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"no skill matches {args.query!r}")
+    for r in rows:
+        print(
+            f"{r['id']:<36} {r['version']:<10} [{','.join(r['languages'])}] {r['name']} "
+            f"— {r['description']} (market {r['market']}; versions {', '.join(r['versions'])})"
+        )
+    return 0
+
+
+def _upgrade(args) -> int:
+    from ..skills.market import MarketClient
+    from ..skills.packaging import PackageError
+
+    client = MarketClient(_home(args))
+    try:
+        if args.dry_run:
+            rows = [(sid, cur, r.version) for sid, cur, r in client.upgrades()]
+        else:
+            rows = client.upgrade(trust=args.trust)
+    except PackageError as exc:
+        print(f"error: {exc}")
+        return 1
+    for sid, cur, new in rows:
+        print(f"{sid}: {cur} -> {new}" + (" (dry run)" if args.dry_run else ""))
+    if not rows:
+        print("everything is up to date")
     return 0
 
 

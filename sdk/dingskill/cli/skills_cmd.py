@@ -19,6 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = ss.add_parser("train", help="train a skill and print its evaluation")
     t.add_argument("path")
     t.set_defaults(func=_train)
+    n = sub.add_parser("new", help="start a skill folder from a template (faq, form, api-lookup)")
+    n.add_argument("name", help="folder name, e.g. visitor-desk")
+    n.add_argument("--template", default="faq", choices=["faq", "form", "api-lookup"])
+    n.add_argument("--lang", default="zh", choices=["zh", "en"], help="language of the starter")
+    n.add_argument("--id", default=None, help="skill id (default com.example.NAME)")
+    n.add_argument("--title", default=None, help="display name (default NAME)")
+    n.add_argument("--author", default="")
+    n.add_argument("-C", "--directory", default=".", help="where to create the folder")
+    n.set_defaults(func=_new)
     c = sub.add_parser("chat", help="talk to skills in the terminal (reads lines from stdin)")
     c.add_argument("paths", nargs="*", help="skill folders (default: the installed skills)")
     c.add_argument("--sender", default="terminal-user")
@@ -36,6 +45,24 @@ def _schema(args) -> int:
     from ..skills import schema
 
     print(json.dumps(schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _new(args) -> int:
+    from ..skills import SkillError
+    from ..skills.starters import new_skill
+
+    try:
+        path = new_skill(
+            args.name, args.template, args.lang, args.directory, args.id, args.title, args.author
+        )
+    except SkillError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"created {path} ({args.template}, {args.lang}). Next:")
+    print(f"  dingskill skills train {path}")
+    print(f"  dingskill chat {path}")
+    print(f"  dingskill export {path} -o dist")
     return 0
 
 

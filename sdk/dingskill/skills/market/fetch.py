@@ -1,0 +1,76 @@
+"""Reading a market's files: ``file://`` paths or ``http(s)://`` URLs, size- and time-bounded,
+and refusing loopback, private and link-local addresses unless the operator allowed them for
+that market (``market add --allow-private-network``, as for a market on the intranet)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from .index import MarketError
+
+__all__ = ["fetch_bytes", "check_address"]
+
+TIMEOUT_S = 30.0
+
+
+def check_address(url: str, allow_private: bool) -> None:
+    """Refuse URLs whose host resolves to a loopback / private / link-local / reserved
+    address (unless ``allow_private``), or that are not http(s)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MarketError(f"{url}: only http(s):// and file:// markets are supported")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise MarketError(f"{url}: cannot resolve {parts.hostname} ({exc})") from exc
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0])
+        if (
+            addr.is_loopback
+            or addr.is_private
+            or addr.is_link_local
+            or addr.is_reserved
+            or addr.is_multicast
+            or addr.is_unspecified
+        ):
+            raise MarketError(
+                f"{url}: {parts.hostname} resolves to {addr}, a non-public address; if this "
+                "market is meant to be there, add it with --allow-private-network"
+            )
+
+
+def fetch_bytes(url: str, limit: int, allow_private: bool = False) -> bytes:
+    """The bytes at ``url`` (at most ``limit``); raises :class:`MarketError` naming the URL."""
+    if url.startswith("file://"):
+        path = Path(unquote(urlsplit(url).path))
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise MarketError(f"{url}: cannot read ({exc.strerror})") from exc
+        if size > limit:
+            raise MarketError(f"{url}: {size} bytes, limit {limit}")
+        return path.read_bytes()
+    check_address(url, allow_private)
+    import httpx
+
+    try:
+        # no redirects: a redirect could lead to an address the check above refused
+        with httpx.stream("GET", url, timeout=TIMEOUT_S, follow_redirects=False) as resp:
+            if resp.status_code != 200:
+                raise MarketError(f"{url}: HTTP {resp.status_code}")
+            declared = int(resp.headers.get("content-length") or 0)
+            if declared > limit:
+                raise MarketError(f"{url}: {declared} bytes, limit {limit}")
+            buf = bytearray()
+            for chunk in resp.iter_bytes():
+                buf += chunk
+                if len(buf) > limit:
+                    raise MarketError(f"{url}: larger than the limit of {limit} bytes")
+            return bytes(buf)
+    except httpx.HTTPError as exc:
+        raise MarketError(f"{url}: download failed ({type(exc).__name__}: {exc})") from exc
