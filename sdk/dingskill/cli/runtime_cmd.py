@@ -47,6 +47,12 @@ def _run(args) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.get("logging.level"), runtime.redactor, config.get("logging.path"))
+    setup_logging(
+        config.get("logging.level"),
+        runtime.redactor,
+        config.get("logging.path"),
+        config.get("logging.format"),
+        config.get("logging.service_name"),
+    )
     asyncio.run(runtime.run())
     return 0

@@ -61,7 +61,8 @@ DEFAULTS: dict = {
     },
     # roles: override the permission matrix, e.g. {"auditor": ["audit.read", "metrics.read"]}
     "security": {"encrypt": "auto", "admins": {}, "metrics_public": True, "roles": {}},
-    "logging": {"level": "INFO", "path": None},
+    # format: json (compact) | ecs (Elastic Common Schema field names, for Filebeat / ELK)
+    "logging": {"level": "INFO", "path": None, "format": "json", "service_name": "dingskill"},
 }
 
 _TYPES = {
@@ -81,6 +82,8 @@ _TYPES = {
     "audit.store": bool,
     "audit.retention_days": (int, float),
     "logging.level": str,
+    "logging.format": str,
+    "logging.service_name": str,
 }
 
 
@@ -188,6 +191,8 @@ def _validate(d: dict) -> None:
         raise ConfigError("security.encrypt: true, false or auto")
     if d["logging"]["level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"logging.level: {d['logging']['level']!r} is not a log level")
+    if d["logging"]["format"] not in ("json", "ecs"):
+        raise ConfigError(f"logging.format: {d['logging']['format']!r} is not one of json, ecs")
 
 
 def load_config(
