@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "dingskill.cli.plugins_cmd",
     "dingskill.cli.market_cmd",
     "dingskill.cli.runtime_cmd",
+    "dingskill.cli.broker_cmd",
     "dingskill.cli.emulator_cmd",
     "dingskill.cli.conversations_cmd",
     "dingskill.cli.access_cmd",

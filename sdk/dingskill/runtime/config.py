@@ -63,6 +63,19 @@ DEFAULTS: dict = {
     "security": {"encrypt": "auto", "admins": {}, "metrics_public": True, "roles": {}},
     # format: json (compact) | ecs (Elastic Common Schema field names, for Filebeat / ELK)
     "logging": {"level": "INFO", "path": None, "format": "json", "service_name": "dingskill"},
+    # the split deployment (`dingskill gateway | worker | audit-writer`); `dingskill run` ignores it
+    "broker": {
+        "url": "amqp://guest:guest@localhost:5672/",
+        "queue": "dingskill",
+        "shards": 8,
+        "prefetch": 32,
+        "max_attempts": 5,
+        "retry_delay_s": 1.0,
+        "retry_max_delay_s": 30.0,
+        "confirm_timeout_s": 10.0,
+        "connect_timeout_s": 10.0,
+        "tls": {"ca_path": None, "cert_path": None, "key_path": None, "verify": True},
+    },
 }
 
 _TYPES = {
@@ -84,6 +97,16 @@ _TYPES = {
     "logging.level": str,
     "logging.format": str,
     "logging.service_name": str,
+    "broker.url": str,
+    "broker.queue": str,
+    "broker.shards": int,
+    "broker.prefetch": int,
+    "broker.max_attempts": int,
+    "broker.retry_delay_s": (int, float),
+    "broker.retry_max_delay_s": (int, float),
+    "broker.confirm_timeout_s": (int, float),
+    "broker.connect_timeout_s": (int, float),
+    "broker.tls.verify": bool,
 }
 
 
@@ -133,6 +156,7 @@ class RuntimeConfig:
         if auth.get("app_secret"):
             auth["app_secret"] = "***"
         d["storage"]["connection_string"] = _redact_url(d["storage"]["connection_string"])
+        d["broker"]["url"] = redact_password(d["broker"]["url"])
         return d
 
     def __repr__(self) -> str:
@@ -144,6 +168,40 @@ def _redact_url(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def redact_password(url: str) -> str:
+    """``amqp://user:secret@host/`` -> ``amqp://user:***@host/`` (the user stays: it helps)."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    cred, host = rest.rsplit("@", 1)
+    user = cred.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in cred else url
+
+
+def _validate_broker(b: dict) -> None:
+    if not b["url"].startswith(("amqp://", "amqps://")):
+        raise ConfigError(
+            f"broker.url: expected amqp://user:password@host:port/vhost or amqps://..., "
+            f"got {redact_password(b['url'])!r}"
+        )
+    if not b["queue"] or not all(c.isalnum() or c in "-_." for c in b["queue"]):
+        raise ConfigError(f"broker.queue: {b['queue']!r} must be letters, digits, '-', '_' or '.'")
+    for k, lo, hi in (("shards", 1, 1024), ("prefetch", 1, 10000), ("max_attempts", 1, 100)):
+        if not lo <= b[k] <= hi:
+            raise ConfigError(f"broker.{k}: {b[k]} is out of range ({lo}-{hi})")
+    for k in ("retry_delay_s", "retry_max_delay_s", "confirm_timeout_s", "connect_timeout_s"):
+        if b[k] <= 0:
+            raise ConfigError(f"broker.{k}: must be > 0, got {b[k]!r}")
+    if b["retry_max_delay_s"] < b["retry_delay_s"]:
+        raise ConfigError("broker.retry_max_delay_s: must be >= broker.retry_delay_s")
+    for k in ("ca_path", "cert_path", "key_path"):
+        v = b["tls"][k]
+        if v is not None and not Path(str(v)).is_file():
+            raise ConfigError(f"broker.tls.{k}: file {v} not found")
+    if bool(b["tls"]["cert_path"]) != bool(b["tls"]["key_path"]):
+        raise ConfigError("broker.tls: cert_path and key_path go together (client certificate)")
 
 
 def _validate(d: dict) -> None:
@@ -193,13 +251,15 @@ def _validate(d: dict) -> None:
         raise ConfigError(f"logging.level: {d['logging']['level']!r} is not a log level")
     if d["logging"]["format"] not in ("json", "ecs"):
         raise ConfigError(f"logging.format: {d['logging']['format']!r} is not one of json, ecs")
+    _validate_broker(d["broker"])
 
 
 def load_config(
     path=None, environ: dict | None = None, overrides: dict | None = None
 ) -> RuntimeConfig:
     """Read ``path`` (JSON or YAML; None = embedded defaults), apply the environment
-    (``DINGSKILL_APP_KEY``, ``DINGSKILL_APP_SECRET``, ``DINGSKILL_HOME``) and validate."""
+    (``DINGSKILL_APP_KEY``, ``DINGSKILL_APP_SECRET``, ``DINGSKILL_HOME``,
+    ``DINGSKILL_BROKER_URL``) and validate."""
     env = os.environ if environ is None else environ
     data: dict = {}
     source = "<defaults>"
@@ -228,6 +288,8 @@ def load_config(
     auth = merged["channels"]["enterprise_chat"]["auth"]
     auth["app_key"] = env.get("DINGSKILL_APP_KEY") or auth["app_key"]
     auth["app_secret"] = env.get("DINGSKILL_APP_SECRET") or auth["app_secret"]
+    # the broker URL (it holds a password) may come from the environment instead of the file
+    merged["broker"]["url"] = env.get("DINGSKILL_BROKER_URL") or merged["broker"]["url"]
     home = merged["skills"]["home"] or env.get("DINGSKILL_HOME") or str(Path.home() / ".dingskill")
     merged["skills"]["home"] = home
     merged["storage"]["path"] = merged["storage"]["path"] or str(Path(home) / "runtime.db")

@@ -74,6 +74,8 @@ class Pipeline:
         self.inflight = 0
         self.replica_id = uuid.uuid4().hex[:12]
         self._active: set[str] = set()  # message ids being handled by this replica now
+        # True under a broker: a message comes back only after its holder died or gave it back
+        self.exclusive_redelivery = False
         self._locks: dict[str, asyncio.Lock] = {}
 
     def use_store(self, store) -> None:
@@ -118,9 +120,16 @@ class Pipeline:
             state = await self.store.claim(message.msg_id, ttl, self.replica_id)
             if state.startswith(("processing:", "replying:")):
                 owner = state.split(":", 1)[1]
+                if self.exclusive_redelivery and state.startswith("replying:"):
+                    # its reply may already have reached the user: never answer twice
+                    self._count(message.channel, "uncertain")
+                    return None
                 # a redelivery of a message whose replica died: take it over (at least once;
                 # a reply that was already on its way when the replica died may repeat)
-                if owner == self.replica_id:
+                if self.exclusive_redelivery:
+                    # the transport (a broker) redelivers only once the holder is gone
+                    orphan = True
+                elif owner == self.replica_id:
                     # ours: still being handled here, or an earlier attempt failed half-way
                     # (storage error) and left the claim: then handle it again
                     orphan = message.msg_id not in self._active

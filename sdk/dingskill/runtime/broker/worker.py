@@ -1,0 +1,362 @@
+"""``dingskill worker``: consumes the shard queues with manual acks and a bounded prefetch and
+hands each message to the same :class:`~dingskill.runtime.pipeline.Pipeline` that
+``dingskill run`` builds (the worker *is* a :class:`~dingskill.runtime.app.Runtime` without a
+platform channel), replies through the session webhook, then acks.
+
+Order and isolation: every shard queue has a single active consumer, and inside a worker the
+messages of one conversation run one after another while other conversations run beside
+them, so a slow skill holds up only its own conversation. Workers balance the shards among
+themselves: the number of live workers is the consumer count of ``Q.workers``; a worker
+delivering more than its share hands shards over (it stops starting their messages, lets the
+started ones finish, then closes that shard's channel: the broker gives the not-started
+messages back, first in line, to the next consumer, and the worker re-subscribes last).
+
+Failures: an attempt that raises (storage down, reply refused) goes to a back-off queue
+(TTL, dead-lettered back to its shard) until ``broker.max_attempts``, then to ``Q.dlq``. A
+redelivered message already answered (message-id dedup in Redis) is acked without a reply."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import json
+import logging
+import math
+import time
+
+from ..app import Runtime
+from ..channels.parse import FrameError, parse_robot_message
+from ..channels.stream import DEFAULT_ENDPOINT, StreamChannel
+from ..config import RuntimeConfig
+from ..replies import CardStreamer
+from .amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_ERROR, Topology, connect
+from .metrics import BrokerMetrics
+from .service import run_until_signal
+
+__all__ = ["Worker", "ReplyFailed"]
+
+log = logging.getLogger("dingskill.worker")
+
+
+class ReplyFailed(RuntimeError):
+    """The session webhook refused the reply after its retries: try the message again later."""
+
+
+class _Delivery:
+    """What :meth:`StreamChannel.deliver` needs (skills, sender, cards): the same reply path."""
+
+    def __init__(self, skills, sender, cards) -> None:
+        self.skills, self.sender, self.cards = skills, sender, cards
+
+
+class _Shard:
+    def __init__(self, index: int, name: str) -> None:
+        self.index, self.name = index, name
+        self.channel = self.queue = self.tag = None
+        self.paused = False
+        self.held: list = []
+        self.inflight = 0
+        self.last_delivery = 0.0
+
+
+class Worker:
+    def __init__(self, config: RuntimeConfig, keyring=None) -> None:
+        data = copy.deepcopy(config.data)
+        data["channels"]["enterprise_chat"]["enabled"] = False  # the broker is the channel
+        self.config = RuntimeConfig(data, config.source)
+        self.runtime = Runtime(self.config, keyring)
+        self.runtime.readiness = self.readiness  # /readyz: broker, storage, skills
+        self.pipeline = self.runtime.pipeline
+        # the broker redelivers only once the previous holder is gone: no heartbeats needed
+        self.pipeline.exclusive_redelivery = True
+        self.bm = BrokerMetrics(self.runtime.metrics.registry)
+        self.broker = config["broker"]
+        self.topology = Topology.from_config(self.broker)
+        self.prefetch = int(self.broker["prefetch"])
+        ch = config["channels"]["enterprise_chat"]
+        self.delivery = _Delivery(
+            self.runtime.skills,
+            self.runtime.sender,
+            CardStreamer(ch["endpoint"] or DEFAULT_ENDPOINT, config.app_key, config.app_secret),
+        )
+        if self.runtime.audit.chain is not None:  # message records go to the audit-writer
+            self.runtime.audit.chain = _BrokerAuditSink(self)
+            self.runtime.audit.store = None
+        self.connection = self.pub = None
+        self.shards = [_Shard(i, n) for i, n in enumerate(self.topology.shard_queues)]
+        self._lanes: dict[str, collections.deque] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.accepting = True
+        self.workers = 1
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.connection = await connect(self.broker, "dingskill-worker")
+        self.pub = await self.connection.channel(publisher_confirms=True)
+        await self.topology.declare(self.pub)
+        self._loop = asyncio.get_running_loop()
+        await self.runtime.start()
+        presence = await self.connection.channel()
+        pq = await presence.get_queue(self.topology.presence_queue, ensure=False)
+        await pq.consume(_never, no_ack=True)
+        self._presence = presence
+        for shard in self.shards:
+            await self._subscribe(shard)
+        self._tasks.append(asyncio.create_task(self._balance()))
+        log.info("worker started", extra={"shards": self.topology.shards, "port": self.port})
+
+    @property
+    def port(self) -> int:
+        return self.runtime.port
+
+    async def _subscribe(self, shard: _Shard) -> None:
+        shard.channel = await self.connection.channel()
+        await shard.channel.set_qos(prefetch_count=self.prefetch)
+        shard.queue = await shard.channel.get_queue(shard.name, ensure=False)
+        shard.paused, shard.held = False, []
+        shard.tag = await shard.queue.consume(lambda m, s=shard: self._on_message(s, m))
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        self.accepting = False
+        for t in self._tasks:
+            t.cancel()
+        for shard in self.shards:
+            shard.paused = True
+            if shard.queue is not None and shard.tag is not None:
+                try:
+                    await shard.queue.cancel(shard.tag)
+                except Exception:  # noqa: BLE001 - the connection may be gone
+                    pass
+        deadline = time.monotonic() + drain_timeout
+        while self._lanes and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await self.runtime.audit.flush()
+        await self.runtime.stop()
+        await self.delivery.cards.close()
+        if self.connection is not None:
+            await self.connection.close()
+        log.info("worker stopped")
+
+    async def run(self) -> None:
+        await run_until_signal(self.start, self.stop)
+
+    async def readiness(self) -> dict:
+        return {
+            "broker": self.connection is not None and not self.connection.is_closed,
+            "storage": await self.runtime.store.ping(),
+            "skills": self.runtime.skills.last_error is None,
+        }
+
+    # ------------------------------------------------------------------ messages
+    async def _on_message(self, shard: _Shard, msg) -> None:
+        self.bm.deliveries.inc()
+        if msg.redelivered:
+            self.bm.redeliveries.inc()
+        if shard.paused or not self.accepting:
+            shard.held.append(msg)  # given back unstarted when the channel closes
+            return
+        shard.last_delivery = time.monotonic()
+        try:
+            data = json.loads(msg.body)
+            conv = str(data["conversationId"])
+        except (ValueError, KeyError, TypeError) as exc:
+            await self._dead_letter(msg, "invalid", f"not a robot message: {exc}")
+            return
+        shard.inflight += 1
+        lane = self._lanes.get(conv)
+        if lane is None:
+            lane = self._lanes[conv] = collections.deque()
+            lane.append((shard, msg, data))
+            asyncio.ensure_future(self._run_lane(conv, lane))
+        else:
+            lane.append((shard, msg, data))
+
+    async def _run_lane(self, conv: str, lane: collections.deque) -> None:
+        """One conversation's messages, one after another, in delivery order."""
+        try:
+            while lane:
+                shard, msg, data = lane[0]
+                try:
+                    await self._handle(msg, data)
+                except Exception as exc:  # noqa: BLE001 - never let a lane die
+                    log.error("message not handled", extra={"error": repr(exc)})
+                finally:
+                    lane.popleft()
+                    shard.inflight -= 1
+        finally:
+            self._lanes.pop(conv, None)
+
+    async def _handle(self, msg, data: dict) -> None:
+        headers = msg.headers or {}
+        attempt = int(headers.get(HDR_ATTEMPT) or 0)
+        try:
+            message, webhook, expires = parse_robot_message(
+                data, str(headers.get(HDR_CHANNEL) or "stream")
+            )
+        except FrameError as exc:
+            await self._dead_letter(msg, "invalid", str(exc))
+            return
+
+        async def sink(reply) -> bool:
+            usable = webhook and not (expires and expires < time.time() * 1000)
+            ok = await StreamChannel.deliver(self.delivery, message, reply, webhook, expires)
+            if not ok and usable:
+                raise ReplyFailed(reply.error or "reply failed")
+            return ok  # no (usable) session webhook: answered as well as it can be
+
+        try:
+            await self.pipeline.process(message, sink)
+        except Exception as exc:  # noqa: BLE001 - storage down, reply refused: try later
+            if isinstance(exc, ReplyFailed) and message.msg_id:
+                try:  # not delivered: a later attempt may answer it
+                    await self.pipeline.store.release(message.msg_id)
+                except Exception:  # noqa: BLE001 - the claim expires by itself
+                    pass
+            await self._retry(msg, attempt + 1, f"{type(exc).__name__}: {exc}")
+            return
+        await msg.ack()
+
+    async def _publish(self, exchange_name: str, routing_key: str, msg, headers: dict) -> None:
+        import aio_pika
+
+        out = aio_pika.Message(
+            msg.body,
+            content_type=msg.content_type or "application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=msg.message_id,
+            headers=headers,
+        )
+        if exchange_name:
+            ex = await self.pub.get_exchange(exchange_name, ensure=False)
+        else:
+            ex = self.pub.default_exchange
+        await asyncio.wait_for(
+            ex.publish(out, routing_key=routing_key, mandatory=True),
+            float(self.broker["confirm_timeout_s"]),
+        )
+
+    async def _retry(self, msg, failed: int, error: str) -> None:
+        headers = {**(msg.headers or {}), HDR_ATTEMPT: failed, HDR_ERROR: error[:500]}
+        if failed >= self.topology.max_attempts:
+            await self._dead_letter(msg, "attempts", error, headers)
+            return
+        log.warning(
+            "attempt failed; retrying later",
+            extra={"msg_id": msg.message_id, "attempt": failed, "error": error[:200]},
+        )
+        await self._publish(
+            self.topology.retry_exchange(failed), msg.routing_key or "0", msg, headers
+        )
+        self.bm.retries.inc()
+        await msg.ack()
+
+    async def _dead_letter(self, msg, reason: str, error: str, headers: dict | None = None) -> None:
+        headers = headers or {**(msg.headers or {}), HDR_ERROR: error[:500]}
+        headers["x-dingskill-dead-reason"] = reason
+        headers["x-dingskill-dead-ms"] = int(time.time() * 1000)
+        await self._publish("", self.topology.dlq, msg, headers)
+        self.bm.dead_letters.labels(reason).inc()
+        log.error(
+            "message dead-lettered",
+            extra={"msg_id": msg.message_id, "reason": reason, "error": error[:200]},
+        )
+        await msg.ack()
+
+    # ------------------------------------------------------------------ balance and gauges
+    async def _balance(self, interval_s: float = 2.0, window_s: float = 6.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self._gauges()
+                now = time.monotonic()
+                active = [
+                    s
+                    for s in self.shards
+                    if not s.paused and now - s.last_delivery < window_s and s.last_delivery
+                ]
+                self.bm.shards_active.set(len(active))
+                share = math.ceil(len(self.shards) / max(1, self.workers))
+                if self.workers > 1 and len(active) > share:
+                    active.sort(key=lambda s: s.inflight)
+                    for s in active[: len(active) - share]:
+                        await self._hand_over(s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker away: try next round
+                log.debug("balance round failed", extra={"error": repr(exc)})
+
+    async def _gauges(self) -> None:
+        ch = self.pub
+        q = await ch.declare_queue(self.topology.presence_queue, passive=True)
+        self.workers = max(1, q.declaration_result.consumer_count)
+        self.bm.consumers.labels("worker").set(self.workers)
+        for name in [*self.topology.shard_queues, self.topology.dlq, self.topology.audit_queue]:
+            q = await ch.declare_queue(name, passive=True)
+            self.bm.queue_depth.labels(name).set(q.declaration_result.message_count)
+
+    async def _hand_over(self, shard: _Shard) -> None:
+        """Give ``shard`` to the next consumer in line without breaking its order."""
+        shard.paused = True
+        deadline = time.monotonic() + 30
+        while shard.inflight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if shard.inflight > 0:  # a stuck message: keep the shard
+            shard.paused = False
+            for m in shard.held:
+                await self._on_message(shard, m)
+            return
+        log.info("handing shard over", extra={"shard": shard.name, "workers": self.workers})
+        await shard.channel.close()  # the held, unstarted messages go back first in line
+        shard.last_delivery = 0.0
+        await asyncio.sleep(0.5)
+        if self.accepting:
+            await self._subscribe(shard)
+
+
+async def _never(message) -> None:  # pragma: no cover - nothing is published to Q.workers
+    pass
+
+
+class _BrokerAuditSink:
+    """Stands in for the audit chain in a worker: message records travel to the audit-writer
+    (called from the audit log's writer thread; waits for the broker's confirm)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def enforce_retention(self) -> None:  # the audit-writer's chain enforces it
+        return None
+
+    def append_many(self, records: list[dict]) -> None:
+        if not records:
+            return
+        deadline = time.monotonic() + 60
+        while True:
+            fut = asyncio.run_coroutine_threadsafe(self._send(records), self.worker._loop)
+            try:
+                return fut.result(timeout=30)
+            except Exception as exc:  # noqa: BLE001 - broker away: keep the records, retry
+                if time.monotonic() > deadline:
+                    log.error(
+                        "audit records not sent", extra={"n": len(records), "error": repr(exc)}
+                    )
+                    raise
+                time.sleep(1.0)
+
+    async def _send(self, records: list[dict]) -> None:
+        import aio_pika
+
+        body = json.dumps(records, ensure_ascii=False, separators=(",", ":")).encode()
+        await asyncio.wait_for(
+            self.worker.pub.default_exchange.publish(
+                aio_pika.Message(
+                    body,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=self.worker.topology.audit_queue,
+                mandatory=True,
+            ),
+            float(self.worker.broker["confirm_timeout_s"]),
+        )

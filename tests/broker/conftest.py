@@ -1,0 +1,122 @@
+"""One rabbitmq-server node and one redis-server for the whole session; a fresh queue name
+(and a flushed Redis) per test, so tests share the servers but not their messages."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from dingskill.emulator import Emulator
+from dingskill.skills import Skill
+from dingskill.skills.packaging import SkillHome
+
+from .harness import APP, Service, scale
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def rabbit(tmp_path_factory):
+    from dingskill.runtime.broker.node import RabbitNode
+
+    try:
+        node = RabbitNode(tmp_path_factory.mktemp("rabbit"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    node.start()
+    try:
+        yield node.wait_ready(90 * scale())
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_srv(tmp_path_factory):
+    import importlib.util
+
+    from dingskill.runtime.broker.node import _free_port  # noqa: F401 - same free-port helper
+
+    spec = importlib.util.spec_from_file_location(
+        "runtime_harness", ROOT / "tests" / "runtime" / "harness.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    server = mod.RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def skills_home(tmp_path_factory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
+    home = tmp_path_factory.mktemp("home")
+    h = SkillHome(home)
+    for name in ("hr-assistant", "it-helpdesk"):
+        h.install(Skill.load(ROOT / "skills" / name).export(dist), trust=True)
+    return home
+
+
+@pytest.fixture
+def emulator():
+    emu = Emulator({APP[0]: APP[1]}, ack_timeout=2.0, max_attempts=30)
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def stack(tmp_path, rabbit, redis_srv, skills_home, emulator):
+    """Starts services against this test's queue; stops (kills) them all at the end."""
+    import redis
+
+    redis.Redis(port=redis_srv.port).flushdb()
+    queue = f"t{uuid.uuid4().hex[:8]}"
+    started: list[Service] = []
+
+    class Stack:
+        def __init__(self) -> None:
+            self.queue, self.rabbit, self.redis, self.emulator = queue, rabbit, redis_srv, emulator
+            self.dir = tmp_path
+            self.broker = {
+                "url": rabbit.url,
+                "queue": queue,
+                "shards": 4,
+                "prefetch": 16,
+                "max_attempts": 4,
+                "retry_delay_s": 0.2,
+                "retry_max_delay_s": 1.0,
+            }
+
+        def config(self, **over) -> dict:
+            cfg = {
+                "storage": {"type": "redis", "connection_string": redis_srv.url},
+                "channels": {"enterprise_chat": {"mode": "stream", "endpoint": emulator.url}},
+                "skills": {"home": str(skills_home), "reload_interval_s": 5},
+                "audit": {"path": str(tmp_path / "audit" / "messages.jsonl")},
+                "limits": {
+                    "user_per_minute": 0,
+                    "conversation_per_minute": 0,
+                    "global_per_second": 0,
+                },
+                "broker": dict(self.broker),
+                "logging": {"level": "WARNING"},
+            }
+            for k, v in over.items():
+                cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+            return cfg
+
+        def start(self, command: str, wait: bool = True, env: dict | None = None, **over):
+            svc = Service(command, tmp_path / f"{command}{len(started)}", self.config(**over), env)
+            started.append(svc)  # registered for clean-up before waiting on it
+            svc.start()
+            return svc.wait_ready() if wait else svc
+
+        def started(self) -> list[Service]:
+            return list(started)
+
+    yield Stack()
+    for s in started:
+        s.stop("kill")
