@@ -16,6 +16,7 @@ from ..skills.packaging import SkillHome
 from .admin import AdminAPI
 from .audit import AuditLog
 from .config import ConfigError, RuntimeConfig
+from .loopwatch import LoopWatch
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .replies import ReplySender
@@ -103,6 +104,7 @@ class Runtime:
                 self.pipeline, config.app_secret, ch["webhook"]["timeout"], self.audit, self.sender
             )
         self.server = None
+        self.loopwatch = LoopWatch(self.metrics)
         self._tasks: list[asyncio.Task] = []
 
     async def readiness(self) -> dict:
@@ -127,6 +129,7 @@ class Runtime:
         self._tasks.append(
             asyncio.create_task(self.skills.watch(self.config.get("skills.reload_interval_s")))
         )
+        self._tasks.append(asyncio.create_task(self.loopwatch.run()))
         await self.store.heartbeat(self.pipeline.replica_id, 10.0)
         self._tasks.append(asyncio.create_task(self.pipeline.heartbeat(1.0)))
         self._tasks.append(

@@ -29,6 +29,7 @@ METRIC_NAMES = (
     "dingskill_takeovers_total",
     "dingskill_duplicates_total",
     "dingskill_access_denied_total",
+    "dingskill_event_loop_lag_seconds",
 )
 
 
@@ -78,6 +79,13 @@ class Metrics:
         )
         self.denied = Counter(
             "dingskill_access_denied_total", "Refused operator actions", registry=r
+        )
+
+        self.loop_lag = Histogram(
+            "dingskill_event_loop_lag_seconds",
+            "How late the event loop ran a 10 ms timer (stalls delay every message in flight)",
+            buckets=_BUCKETS,
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -59,7 +59,9 @@ class ReplyResult:
 
 
 class ReplySender:
-    """POST replies to session webhooks, retrying timeouts, connection errors and 5xx.
+    """POST replies to session webhooks, retrying refused connections, 429 and 5xx; never a
+    request that may have been delivered (a timeout, a connection lost mid-request), since
+    the platform has no idempotency key and the user would be answered twice.
 
     Uses aiohttp's client: its connection pool stays cheap with hundreds of replies in flight
     (httpx's pool scans every connection per request, which dominated the runtime's profile)."""
@@ -112,9 +114,25 @@ class ReplySender:
                         status,
                     )
             except asyncio.TimeoutError:
-                error = f"webhook timed out after {self.timeout_s:g} s"
-            except aiohttp.ClientError as exc:
+                # the request went out and may have been delivered: posting it again could
+                # answer the user twice, so an unanswered request is not retried
+                return ReplyResult(
+                    False,
+                    attempt,
+                    f"webhook timed out after {self.timeout_s:g} s (not retried: it may have "
+                    "been delivered)",
+                    status,
+                )
+            except aiohttp.ClientConnectorError as exc:  # never reached the server: safe
                 error = f"webhook unreachable ({type(exc).__name__})"
+            except aiohttp.ClientError as exc:
+                return ReplyResult(
+                    False,
+                    attempt,
+                    f"webhook connection lost ({type(exc).__name__}; not retried: it may have "
+                    "been delivered)",
+                    status,
+                )
             except ValueError:
                 error = "webhook answered a body that is not JSON"
             if attempt <= self.retries:

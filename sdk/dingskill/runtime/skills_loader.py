@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from ..skills import Engine
@@ -11,6 +12,17 @@ from ..skills.packaging import SkillHome
 __all__ = ["SkillSet"]
 
 log = logging.getLogger("dingskill.runtime")
+
+
+def _freeze_heap() -> None:
+    """Move the loaded models (hundreds of thousands of long-lived objects: vocabularies,
+    embedding tables) out of the cyclic garbage collector's view. Otherwise every full
+    collection walks them all (~0.2 s on a small machine) and stalls the event loop: the
+    runtime's p99 latency was those collections. A reload unfreezes first so the previous
+    skill set can still be collected."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class SkillSet:
@@ -47,6 +59,7 @@ class SkillSet:
             self.generation = gen
             return False
         self.engine, self.skills, self.generation, self.last_error = engine, skills, gen, None
+        _freeze_heap()
         if self.metrics is not None:
             self.metrics.skills_loaded.set(len(skills))
         if self.audit is not None:
