@@ -209,14 +209,20 @@ def test_zip_bomb_and_size_limits(tmp_path, built):
 
 def test_handlers_and_signature_policy(home, built, tmp_path):
     _refused(home, built["it-helpdesk"].read_bytes(), tmp_path, PolicyError, "Python handlers")
-    assert home.install(built["it-helpdesk"], trust=True).trusted
+    _refused(
+        home, built["it-helpdesk"].read_bytes(), tmp_path, PolicyError, "not approved", trust=True
+    )
+    info = home.install(
+        built["it-helpdesk"], trust=True, allow_hosts=["127.0.0.1", "helpdesk.example.com"]
+    )
+    assert info.trusted and info.approved_hosts == ["127.0.0.1", "helpdesk.example.com"]
     home.remove("com.dingskill.it-helpdesk")
     _refused(
         home, built["signed"].read_bytes(), tmp_path, PolicyError, "Python handlers"
     )  # signed, key not trusted
     kid = home.trust_key(built["pub"].read_text())
     assert kid == built["kid"]
-    info = home.install(built["signed"])
+    info = home.install(built["signed"], allow_hosts=["127.0.0.1", "helpdesk.example.com"])
     assert info.signature == f"trusted:{kid}" and info.trusted
     home.set_config(require_signature=True)
     _refused(

@@ -106,8 +106,17 @@ def test_api_failure_falls_back_and_counts_skill_failure(
     tmp_path, emulator, start_runtime, packages
 ):
     h = SkillHome(tmp_path / "h2")
-    h.install(packages["it-helpdesk"], trust=True)
-    rt = start_runtime(tmp_path / "h2", env={"HELPDESK_API_URL": "http://127.0.0.1:9"})
+    h.install(
+        packages["it-helpdesk"], trust=True, allow_hosts=["127.0.0.1", "helpdesk.example.com"]
+    )
+    rt = start_runtime(
+        tmp_path / "h2",
+        env={"HELPDESK_API_URL": "http://127.0.0.1:9"},
+        extra={
+            "skills": {"secrets": {"com.dingskill.it-helpdesk": ["HELPDESK_API_URL"]}},
+            "security": {"outbound_allow_private": ["127.0.0.1"]},
+        },
+    )
     emulator.wait_connections(1)
     text = _text(emulator.wait_reply(emulator.send("电脑蓝屏了一直重启")))
     assert "工单系统暂时连不上" in text

@@ -5,15 +5,26 @@ from __future__ import annotations
 import pytest
 from dingskill.runtime.local import respond
 from dingskill.skills.http_action import HttpAction, HttpActionError, json_path
+from dingskill.skills.outbound import OutboundPolicy
 
 from .helpdesk_server import HelpdeskServer
 
+GRANTED = ["HELPDESK_API_URL", "HELPDESK_API_TOKEN"]
+
+
+def _grant(skill, monkeypatch):
+    """What the runtime does for an installed skill: granted secrets, 127.0.0.1 allowed."""
+    monkeypatch.setattr(
+        skill, "outbound", OutboundPolicy.for_skill(skill.manifest, None, GRANTED, ["127.0.0.1"])
+    )
+
 
 @pytest.fixture
-def api(monkeypatch):
+def api(monkeypatch, helpdesk_skill):
     with HelpdeskServer() as server:
         monkeypatch.setenv("HELPDESK_API_URL", server.url)
         monkeypatch.setenv("HELPDESK_API_TOKEN", "s3cret-token")
+        _grant(helpdesk_skill, monkeypatch)
         yield server
 
 
@@ -55,6 +66,7 @@ def test_slow_api_times_out_then_retry_succeeds(helpdesk_skill, api):
 
 def test_unreachable_api(helpdesk_skill, monkeypatch):
     monkeypatch.setenv("HELPDESK_API_URL", "http://127.0.0.1:9")  # nothing listens
+    _grant(helpdesk_skill, monkeypatch)
     r = _say(helpdesk_skill, "电脑开不了机")
     assert "工单系统暂时连不上" in r.text and "ConnectError" in r.error
 
@@ -77,7 +89,8 @@ def test_http_action_unit(api):
         retries=0,
         keep={"first": "tickets[0].id"},
     )
-    assert action.call_sync({"message": {"sender_id": "nobody"}}) == {"first": None}
-    with pytest.raises(HttpActionError, match="environment variable NOPE_UNSET is not set"):
-        HttpAction(url="${NOPE_UNSET}/x").call_sync({})
+    policy = OutboundPolicy(hosts=("127.0.0.1",), allow_private=("127.0.0.1",))
+    assert action.call_sync({"message": {"sender_id": "nobody"}}, policy) == {"first": None}
+    with pytest.raises(HttpActionError, match="secret NOPE_UNSET is not granted"):
+        HttpAction(url="${NOPE_UNSET}/x").call_sync({}, policy)
     assert json_path({"a": [{"b": 1}]}, "a[0].b") == 1 and json_path({}, "a.b") is None

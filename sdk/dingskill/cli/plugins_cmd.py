@@ -64,6 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument(
         "--trust", action="store_true", help="allow the package's Python handlers to run"
     )
+    i.add_argument(
+        "--allow-hosts",
+        default="",
+        metavar="HOST,...",
+        help="approve the outbound hosts the package declares (shown when refused)",
+    )
     i.set_defaults(func=_install)
     se = ps.add_parser("search", help="search the configured markets")
     se.add_argument("query", nargs="?", default="")
@@ -200,16 +206,20 @@ def _install(args) -> int:
     if bool(args.spec) == bool(args.source):
         print("error: give either NAME[==VERSION] (from a market) or --source PATH|URL")
         return 2
+    hosts = [h.strip() for h in args.allow_hosts.split(",") if h.strip()]
     try:
         if args.spec:
-            info = MarketClient(_home(args)).install(args.spec, trust=args.trust)
+            info = MarketClient(_home(args)).install(args.spec, trust=args.trust, allow_hosts=hosts)
         else:
-            info = _home(args).install(args.source, version=args.version, trust=args.trust)
+            info = _home(args).install(
+                args.source, version=args.version, trust=args.trust, allow_hosts=hosts
+            )
     except PackageError as exc:
         print(f"error: refused {args.spec or args.source}: {exc}")
         return 1
     print(
         f"installed {info.id} {info.version} ({info.signature})"
+        + (f"; outbound hosts: {', '.join(info.approved_hosts)}" if info.approved_hosts else "")
         + (f"; previous: {', '.join(info.previous)}" if info.previous else "")
     )
     return 0

@@ -4,18 +4,19 @@ Rules are plain data so estimators holding them stay clonable::
 
     [{"intent": "ask_leave", "words": ["请假"], "patterns": ["^我要请.*假"]}]
 
-Words match as substrings of the normalised text; patterns are Python regular expressions
-searched in the normalised text. The first matching rule (in list order; words before
+Words match as substrings of the normalised text; patterns are regular expressions searched
+in the normalised text on RE2, a linear-time engine (:mod:`dingskill.nlu.safe_regex`: no
+back-references or look-around; such patterns are refused). The first matching rule (in list order; words before
 patterns within a rule) wins.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .normalize import normalize_text
+from .safe_regex import UnsafePattern, compile_safe
 
 __all__ = ["RuleError", "RuleMatch", "RuleSet"]
 
@@ -38,10 +39,10 @@ class RuleSet:
 
     def __init__(self, rules: Sequence[Mapping] | None = None) -> None:
         self.rules = [dict(r) for r in validate_rules(rules)]
-        self._compiled: list[tuple[str, list[tuple[str, str]], list[tuple[re.Pattern, str]]]] = []
+        self._compiled: list[tuple[str, list[tuple[str, str]], list[tuple[object, str]]]] = []
         for rule in self.rules:
             words = [(normalize_text(w), w) for w in rule.get("words", [])]
-            pats = [(re.compile(p), p) for p in rule.get("patterns", [])]
+            pats = [(compile_safe(p), p) for p in rule.get("patterns", [])]
             self._compiled.append((rule["intent"], words, pats))
 
     def __len__(self) -> int:
@@ -92,7 +93,7 @@ def validate_rules(rules: Sequence[Mapping] | None) -> list[Mapping]:
                     )
                 if key == "patterns":
                     try:
-                        re.compile(v)
-                    except re.error as exc:
-                        raise RuleError(f"rule {i} ({intent}): bad regex {v!r}: {exc}") from None
+                        compile_safe(v)
+                    except UnsafePattern as exc:
+                        raise RuleError(f"rule {i} ({intent}): {exc}") from None
     return list(rules)

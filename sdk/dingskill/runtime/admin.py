@@ -72,6 +72,7 @@ class AdminAPI:
                 body.get("version"),
                 bool(body.get("trust")),
                 decision.subject,
+                [str(h) for h in body.get("allow_hosts") or []],
             )
         except (PackageError, KeyError) as exc:
             self.audit.admin(

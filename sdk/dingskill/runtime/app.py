@@ -53,7 +53,14 @@ class Runtime:
         )
         self.home = SkillHome(config.get("skills.home"))
         limits = config["limits"]
-        self.skills = SkillSet(self.home, limits["handler_timeout_s"], self.metrics, self.audit)
+        self.skills = SkillSet(
+            self.home,
+            limits["handler_timeout_s"],
+            self.metrics,
+            self.audit,
+            secrets=config.get("skills.secrets"),
+            allow_private=config.get("security.outbound_allow_private"),
+        )
         from ..security.rbac import ROLES, AccessError
 
         roles = {k: sorted(v) for k, v in ROLES.items()}

@@ -38,7 +38,8 @@ DEFAULTS: dict = {
             "webhook": {"path": "/api/v1/webhook", "timeout": 5000},
         }
     },
-    "skills": {"home": None, "require_signature": False, "reload_interval_s": 1.0},
+    # secrets: {"<skill id>": ["ENV_NAME", ...]}: the only ${NAME}s a skill's HTTP actions get
+    "skills": {"home": None, "require_signature": False, "reload_interval_s": 1.0, "secrets": {}},
     "limits": {
         "user_per_minute": 30,
         "conversation_per_minute": 60,
@@ -60,7 +61,14 @@ DEFAULTS: dict = {
         "access_report_interval_s": 86400,
     },
     # roles: override the permission matrix, e.g. {"auditor": ["audit.read", "metrics.read"]}
-    "security": {"encrypt": "auto", "admins": {}, "metrics_public": True, "roles": {}},
+    # outbound_allow_private: hosts / networks (127.0.0.1/32) skills may call though not public
+    "security": {
+        "encrypt": "auto",
+        "admins": {},
+        "metrics_public": True,
+        "roles": {},
+        "outbound_allow_private": [],
+    },
     # format: json (compact) | ecs (Elastic Common Schema field names, for Filebeat / ELK)
     "logging": {"level": "INFO", "path": None, "format": "json", "service_name": "dingskill"},
     # the split deployment (`dingskill gateway | worker | audit-writer`); `dingskill run` ignores it
@@ -245,6 +253,19 @@ def _validate(d: dict) -> None:
         raise ConfigError(f"audit.alert_webhook: expected an http(s) URL, got {hook!r}")
     if d["audit"]["retention_days"] <= 0:
         raise ConfigError("audit.retention_days: must be > 0")
+    secrets = d["skills"]["secrets"]
+    if not isinstance(secrets, dict) or not all(
+        isinstance(k, str)
+        and isinstance(v, list)
+        and all(isinstance(n, str) and n.isidentifier() for n in v)
+        for k, v in secrets.items()
+    ):
+        raise ConfigError(
+            "skills.secrets: expected {skill id: [ENV_NAME, ...]}, got " + repr(secrets)[:80]
+        )
+    allow = d["security"]["outbound_allow_private"]
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError("security.outbound_allow_private: expected a list of hosts or networks")
     if d["security"]["encrypt"] not in (True, False, "auto"):
         raise ConfigError("security.encrypt: true, false or auto")
     if d["logging"]["level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

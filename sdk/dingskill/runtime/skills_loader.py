@@ -7,6 +7,7 @@ import gc
 import logging
 
 from ..skills import Engine
+from ..skills.outbound import OutboundPolicy
 from ..skills.packaging import SkillHome
 
 __all__ = ["SkillSet"]
@@ -29,9 +30,17 @@ class SkillSet:
     """Holds the current Engine; :meth:`watch` swaps in a new one when ``generation()`` moves."""
 
     def __init__(
-        self, home: SkillHome, handler_timeout: float = 5.0, metrics=None, audit=None
+        self,
+        home: SkillHome,
+        handler_timeout: float = 5.0,
+        metrics=None,
+        audit=None,
+        secrets: dict | None = None,
+        allow_private: list | None = None,
     ) -> None:
         self.home = home
+        self.secrets = dict(secrets or {})  # skill id -> names of granted secrets
+        self.allow_private = list(allow_private or [])
         self.handler_timeout = handler_timeout
         self.metrics, self.audit = metrics, audit
         self.generation = -1
@@ -46,6 +55,13 @@ class SkillSet:
             return False
         try:
             skills = self.home.load_skills()
+            for s in skills:
+                s.outbound = OutboundPolicy.for_skill(
+                    s.manifest,
+                    s.approved_hosts if s.approved_hosts is not None else [],
+                    self.secrets.get(s.manifest.id, []),
+                    self.allow_private,
+                )
             engine = Engine(skills, handler_timeout=self.handler_timeout)
         except Exception as exc:  # noqa: BLE001 - keep serving the previous set
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -17,6 +17,7 @@ from ..text import detect_language
 from .conversation import Message, Reply
 from .dialogue import DEFAULT_TIMEOUT_S, fill_slots, is_cancel, missing_slots, new_flow
 from .http_action import HttpAction, HttpActionError
+from .outbound import OutboundPolicy
 from .templates import choose_variant, render
 
 __all__ = ["Engine", "FALLBACK"]
@@ -286,8 +287,11 @@ class Engine:
         try:
             if "http" in resp:
                 action = HttpAction.from_spec(resp["http"])
+                policy = getattr(skill, "outbound", None) or OutboundPolicy.for_skill(
+                    skill.manifest, getattr(skill, "approved_hosts", None)
+                )
                 api = await asyncio.wait_for(
-                    action.call(variables),
+                    action.call(variables, policy=policy),
                     timeout=self.handler_timeout + action.timeout * (action.retries + 1),
                 )
                 variables["api"] = api

@@ -1,37 +1,67 @@
-"""A response that calls an HTTP API: templated URL and body, secrets from the environment,
-timeout, retries with exponential backoff, and the JSON fields to keep for the reply."""
+"""A response that calls an HTTP API: templated URL and body, operator-granted secrets,
+timeout, retries with exponential backoff, and the JSON fields to keep for the reply.
+
+Safety (see :mod:`dingskill.skills.outbound`):
+
+- ``${NAME}`` / ``${NAME:-default}`` is read only from the manifest's own text (URL and header
+  values), before any rendering, and only for names the operator granted to the skill
+  (``skills.secrets`` in the runtime config); a name not granted takes its default or is
+  refused. Text produced by a template (a user's message, an API's answer) is never expanded.
+- Values inserted by ``{{ ... }}`` in the URL are percent-encoded as one path segment or query
+  value; header values may not contain line breaks.
+- The host must be declared and approved; every resolved address must be public unless the
+  operator allows it; the request goes to the checked address; redirects are followed by hand
+  and re-checked; the response body (after decompression) is limited in size.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
+import zlib
 from dataclasses import dataclass
 
 import httpx
 
-from .templates import render
+from .errors import TemplateError
+from .outbound import OutboundPolicy, OutboundRefused, resolve_checked
+from .templates import render, render_tree
 
-__all__ = ["HttpAction", "HttpActionError", "json_path"]
+__all__ = ["HttpAction", "HttpActionError", "json_path", "secret_names"]
 
-_ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+SECRET_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+_REDIRECT_STATUS = {301, 302, 303, 307, 308}
 
 
 class HttpActionError(RuntimeError):
-    """The API call failed after its retries (the reply falls back to the fallback text)."""
+    """The API call failed or was refused (the reply falls back to the fallback text)."""
 
 
-def _env(value: str) -> str:
-    def sub(m):
-        if m[1] in os.environ:
-            return os.environ[m[1]]
-        if m[2] is not None:
-            return m[2]
-        raise HttpActionError(f"environment variable {m[1]} is not set")
+def secret_names(text: str) -> list[str]:
+    """The ``${NAME}`` references in a manifest string."""
+    return [m[1] for m in SECRET_REF.finditer(text or "")]
 
-    return _ENV.sub(sub, value)
+
+def _expand(source: str, variables: dict, policy: OutboundPolicy, mode: str) -> str:
+    """Render the template chunks of ``source`` and insert granted secrets between them."""
+    out, pos = [], 0
+    for m in SECRET_REF.finditer(source):
+        out.append(render(source[pos : m.start()], variables, mode))
+        name, default = m[1], m[2]
+        if name in policy.secrets:
+            out.append(policy.secrets[name])
+        elif default is not None:
+            out.append(default)
+        else:
+            raise HttpActionError(
+                f"secret {name} is not granted to skill {policy.skill_id or '?'} "
+                f"(runtime config skills.secrets) or not set in the environment"
+            )
+        pos = m.end()
+    out.append(render(source[pos:], variables, mode))
+    return "".join(out)
 
 
 def json_path(data, path: str):
@@ -50,14 +80,44 @@ def json_path(data, path: str):
     return cur
 
 
-def _render_json(obj, variables):
-    if isinstance(obj, str):
-        return render(obj, variables)
-    if isinstance(obj, dict):
-        return {k: _render_json(v, variables) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_render_json(v, variables) for v in obj]
-    return obj
+class _Decoder:
+    """Decompress a body chunk by chunk without ever producing more than ``limit`` bytes."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        enc = encoding.strip().lower()
+        if enc in ("", "identity"):
+            self._z = None
+        elif enc in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self._z = zlib.decompressobj()
+        else:
+            raise HttpActionError(f"API answered with unsupported Content-Encoding {encoding!r}")
+        self.limit, self.size, self.parts = limit, 0, []
+
+    def _add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise HttpActionError(
+                f"API response larger than the limit of {self.limit} bytes (after decompression)"
+            )
+        self.parts.append(data)
+
+    def feed(self, raw: bytes) -> None:
+        if self._z is None:
+            self._add(raw)
+            return
+        data = raw
+        while data:
+            try:
+                out = self._z.decompress(data, self.limit - self.size + 1)
+            except zlib.error as exc:
+                raise HttpActionError(f"API response does not decompress ({exc})") from None
+            self._add(out)
+            data = self._z.unconsumed_tail
+
+    def body(self) -> bytes:
+        return b"".join(self.parts)
 
 
 @dataclass
@@ -75,57 +135,112 @@ class HttpAction:
     def from_spec(cls, spec: dict) -> HttpAction:
         return cls(**{k: v for k, v in spec.items() if k in cls.__dataclass_fields__})
 
-    def _request(self, variables: dict) -> tuple[str, str, dict, bytes | None]:
-        url = _env(render(self.url, variables))
-        headers = {k: _env(v) for k, v in (self.headers or {}).items()}
-        body = None
-        if self.json is not None:
-            body = json.dumps(_render_json(self.json, variables), ensure_ascii=False).encode()
-            headers.setdefault("Content-Type", "application/json")
+    def _request(
+        self, variables: dict, policy: OutboundPolicy
+    ) -> tuple[str, str, dict, bytes | None]:
+        try:
+            url = _expand(self.url, variables, policy, "url")
+            headers = {}
+            for k, v in (self.headers or {}).items():
+                value = _expand(v, variables, policy, "text")
+                if "\r" in value or "\n" in value or "\x00" in value:
+                    raise HttpActionError(f"header {k}: value contains a line break (refused)")
+                headers[k] = value
+            body = None
+            if self.json is not None:
+                body = json.dumps(render_tree(self.json, variables), ensure_ascii=False).encode()
+                headers.setdefault("Content-Type", "application/json")
+        except TemplateError as exc:
+            raise HttpActionError(f"request template: {exc}") from exc
         return self.method.upper(), url, headers, body
 
-    def _result(self, resp: httpx.Response) -> dict:
+    def _result(self, status: int, content: bytes) -> dict:
         try:
-            data = resp.json() if resp.content else {}
+            data = json.loads(content) if content else {}
         except ValueError as exc:
-            raise HttpActionError(
-                f"API answered {resp.status_code} with a body that is not JSON"
-            ) from exc
+            raise HttpActionError(f"API answered {status} with a body that is not JSON") from exc
         if not self.keep:
             return data if isinstance(data, dict) else {"result": data}
         return {name: json_path(data, path) for name, path in self.keep.items()}
 
     @staticmethod
-    def _describe(exc: Exception, url: str) -> str:
-        host = httpx.URL(url).host
-        return f"{type(exc).__name__} calling {host}"
+    def _target(url: str, policy: OutboundPolicy) -> tuple[httpx.URL, str]:
+        try:
+            u = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise HttpActionError(f"URL {url[:80]!r} is not valid ({exc})") from None
+        if u.scheme not in ("http", "https") or not u.host:
+            raise HttpActionError(f"URL {url[:80]!r}: only http(s) URLs with a host are allowed")
+        if u.userinfo:
+            raise HttpActionError(f"URL {url[:80]!r}: credentials in the URL are refused")
+        try:
+            policy.check_host(u.host)
+            ip = resolve_checked(u.host, u.port or (443 if u.scheme == "https" else 80), policy)
+        except OutboundRefused as exc:
+            raise HttpActionError(f"refused: {exc}") from None
+        return u, ip
 
-    def _outcome(self, resp: httpx.Response) -> dict | None:
-        """The kept fields, or None when the status asks for a retry (429 / 5xx)."""
-        if resp.status_code in _RETRY_STATUS:
-            return None
-        if resp.status_code >= 400:
-            raise HttpActionError(f"API answered {resp.status_code}")
-        return self._result(resp)
+    async def _send(self, client, method, url, headers, body, policy) -> tuple[int, bytes]:
+        """One attempt: check the host, pin the checked address, follow redirects by hand."""
+        for _hop in range(policy.max_redirects + 1):
+            u, ip = await asyncio.to_thread(self._target, url, policy)  # DNS off the loop
+            pinned = u.copy_with(host=ip)
+            hdrs = {**headers, "Host": u.netloc.decode("ascii"), "Accept-Encoding": "gzip, deflate"}
+            req = client.build_request(
+                method,
+                pinned,
+                headers=hdrs,
+                content=body,
+                timeout=self.timeout,
+                extensions={"sni_hostname": u.host} if u.scheme == "https" else {},
+            )
+            resp = await client.send(req, stream=True)
+            try:
+                if resp.status_code in _REDIRECT_STATUS and "location" in resp.headers:
+                    url = str(u.join(resp.headers["location"]))
+                    if resp.status_code == 303 or (
+                        resp.status_code in (301, 302) and method == "POST"
+                    ):
+                        method, body = "GET", None
+                    continue
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > policy.max_response_bytes * 64:
+                    raise HttpActionError(
+                        f"API response declares {declared} bytes, limit {policy.max_response_bytes}"
+                    )
+                dec = _Decoder(resp.headers.get("content-encoding", ""), policy.max_response_bytes)
+                async for raw in resp.aiter_raw():
+                    dec.feed(raw)
+                return resp.status_code, dec.body()
+            finally:
+                await resp.aclose()
+        raise HttpActionError(f"more than {policy.max_redirects} redirects")
 
-    async def call(self, variables: dict, client: httpx.AsyncClient | None = None) -> dict:
-        """Make the call (async), retrying timeouts, connection errors and 429/5xx."""
-        method, url, headers, body = self._request(variables)
+    async def call(
+        self,
+        variables: dict,
+        client: httpx.AsyncClient | None = None,
+        policy: OutboundPolicy | None = None,
+    ) -> dict:
+        """Make the call (async), retrying timeouts, connection errors and 429/5xx.
+
+        ``policy`` None allows nothing: no host, no secret."""
+        policy = policy or OutboundPolicy()
+        method, url, headers, body = self._request(variables, policy)
         own = client is None
-        client = client or httpx.AsyncClient()
+        client = client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         last = ""
         try:
             for attempt in range(self.retries + 1):
                 try:
-                    resp = await client.request(
-                        method, url, headers=headers, content=body, timeout=self.timeout
-                    )
-                    result = self._outcome(resp)
-                    if result is not None:
-                        return result
-                    last = f"API answered {resp.status_code}"
+                    status, content = await self._send(client, method, url, headers, body, policy)
+                    if status not in _RETRY_STATUS:
+                        if status >= 400:
+                            raise HttpActionError(f"API answered {status}")
+                        return self._result(status, content)
+                    last = f"API answered {status}"
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    last = self._describe(exc, url)
+                    last = f"{type(exc).__name__} calling {httpx.URL(url).host}"
                 if attempt < self.retries:
                     await asyncio.sleep(self.backoff * (2**attempt))
         finally:
@@ -133,6 +248,6 @@ class HttpAction:
                 await client.aclose()
         raise HttpActionError(f"{last} after {self.retries + 1} attempt(s)")
 
-    def call_sync(self, variables: dict) -> dict:
+    def call_sync(self, variables: dict, policy: OutboundPolicy | None = None) -> dict:
         """Blocking variant of :meth:`call` (runs it on a private event loop)."""
-        return asyncio.run(self.call(variables))
+        return asyncio.run(self.call(variables, policy=policy))

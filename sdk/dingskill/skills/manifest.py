@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -14,7 +15,12 @@ import yaml
 from .._version import __version__
 from .errors import ManifestError
 
-__all__ = ["Manifest", "load_manifest", "schema", "parse_manifest", "version_tuple"]
+__all__ = ["Manifest", "load_manifest", "schema", "parse_manifest", "version_tuple", "safe_yaml"]
+
+MAX_MANIFEST_BYTES = 1 * 2**20
+MAX_YAML_DEPTH = 64
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 200_000  # after alias expansion
 
 
 @lru_cache(maxsize=1)
@@ -29,6 +35,74 @@ def version_tuple(v: str) -> tuple[int, int, int]:
     core = v.split("-")[0].split("+")[0]
     a, b, c = (int(x) for x in core.split("."))
     return a, b, c
+
+
+def _strict_pattern(validator, pattern, instance, schema_):
+    """``pattern`` anchored with ``\\Z``: ``$`` must not accept a trailing newline."""
+    if not validator.is_type(instance, "string"):
+        return
+    anchored = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+    if not re.search(anchored, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"pattern": _strict_pattern}
+)
+
+
+def safe_yaml(text: str, source: str, what: str = "YAML"):
+    """``(node, data)`` of YAML text from a stranger: size, nesting depth, alias count and
+    expanded size are checked on the event stream / node graph before any object is built."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError([f"{source}:1: {size} bytes, limit {MAX_MANIFEST_BYTES}"])
+    depth = aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ManifestError(
+                    [
+                        f"{source}:{event.start_mark.line + 1}: {what} nests deeper than "
+                        f"{MAX_YAML_DEPTH} levels (refused)"
+                    ]
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                raise ManifestError(
+                    [
+                        f"{source}:{event.start_mark.line + 1}: more than {MAX_YAML_ALIASES} "
+                        "YAML aliases (*name) (refused: alias bombs)"
+                    ]
+                )
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    budget = [MAX_YAML_NODES]
+
+    def count(n) -> None:
+        stack = [n]
+        while stack:
+            cur = stack.pop()
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise ManifestError(
+                    [
+                        f"{source}:1: {what} expands to more than {MAX_YAML_NODES} values "
+                        "through aliases (refused: billion-laughs)"
+                    ]
+                )
+            if isinstance(cur, yaml.MappingNode):
+                for k, v in cur.value:
+                    stack += (k, v)
+            elif isinstance(cur, yaml.SequenceNode):
+                stack += cur.value
+
+    if node is not None:
+        count(node)
+    return node, yaml.safe_load(text)
 
 
 def _lines(node, path=(), out=None) -> dict[tuple, int]:
@@ -63,6 +137,7 @@ class Manifest:
     classifier: dict = field(default_factory=dict)
     fallback: str = ""
     timeout_s: float = 5.0
+    outbound: list[str] = field(default_factory=list)
     raw: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -73,8 +148,7 @@ class Manifest:
 def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
     """Validate manifest text; errors name ``file:line``, the field and the rule broken."""
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node, data = safe_yaml(text, source, "the manifest")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
@@ -83,9 +157,14 @@ def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
         ) from exc
     if not isinstance(data, dict) or node is None:
         raise ManifestError([f"{source}:1: the manifest must be a mapping of fields"])
+    for key, limit in (("intents", 1000), ("triggers", 1000), ("slots", 200)):
+        if isinstance(data.get(key), dict | list) and len(data[key]) > limit:
+            raise ManifestError(
+                [f"{source}:1: {key}: {len(data[key])} entries, limit {limit} (refused)"]
+            )
     lines = _lines(node)
     problems = []
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = _Validator(schema())
     for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         path = tuple(err.absolute_path)
         line = lines.get(path) or lines.get(path[:-1]) or 1
@@ -115,6 +194,8 @@ def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
                         f"{source}:{lines.get(('intents', name, 'flow', 'slots', j, 'name'), 1)}: "
                         f"intents.{name}.flow.slots.{j}.name: slot {slot['name']!r} is not declared under 'slots'"
                     )
+        problems += _check_patterns(data, lines, source)
+        problems += _check_outbound(data, lines, source)
         need = data.get("min_dingskill")
         if need and version_tuple(need) > version_tuple(__version__):
             problems.append(
@@ -126,10 +207,65 @@ def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
     return Manifest(**{k: v for k, v in data.items() if k in known}, raw=data)
 
 
+def _check_patterns(data: dict, lines: dict, source: str) -> list[str]:
+    """Trigger and slot patterns must run on the linear-time engine."""
+    from ..nlu.safe_regex import UnsafePattern, compile_safe
+
+    out = []
+    found = [
+        (("triggers", i, "patterns", j), p)
+        for i, trig in enumerate(data.get("triggers", []))
+        for j, p in enumerate(trig.get("patterns", []))
+    ] + [
+        (("slots", name, "pattern"), spec["pattern"])
+        for name, spec in data.get("slots", {}).items()
+        if "pattern" in spec
+    ]
+    for path, pattern in found:
+        try:
+            compile_safe(pattern)
+        except UnsafePattern as exc:
+            where = lines.get(path) or lines.get(path[:-1]) or 1
+            out.append(f"{source}:{where}: {'.'.join(map(str, path))}: {exc}")
+    return out
+
+
+def _check_outbound(data: dict, lines: dict, source: str) -> list[str]:
+    """HTTP actions need the http.outbound permission, and the hosts their URLs name (or the
+    default of an operator-set base ``${NAME:-https://host}``) must be declared."""
+    from .outbound import host_allowed
+
+    out = []
+    declared = data.get("outbound", [])
+    for name, resp in data["intents"].items():
+        http = resp.get("http")
+        if not http:
+            continue
+        where = lines.get(("intents", name, "http", "url"), 1)
+        if "http.outbound" not in data.get("permissions", []):
+            out.append(
+                f"{source}:{where}: intents.{name}.http: an HTTP action needs the "
+                "'http.outbound' permission and the hosts it calls under 'outbound'"
+            )
+            continue
+        m = re.match(r"^(?:\$\{[A-Z_][A-Z0-9_]*:-)?https?://([^/:?#}\[]+|\[[^\]]+\])", http["url"])
+        host = m[1] if m else None
+        if host and "{" not in host and not host_allowed(host, declared):
+            out.append(
+                f"{source}:{where}: intents.{name}.http.url: host {host!r} is not declared "
+                f"under 'outbound' ({', '.join(declared) or 'none declared'})"
+            )
+    return out
+
+
 def load_manifest(path) -> Manifest:
     path = Path(path)
     if path.is_dir():
         path = path / "skill.yaml"
     if not path.exists():
         raise ManifestError([f"{path}: not found (a skill folder holds skill.yaml)"])
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            [f"{path}:1: {path.stat().st_size} bytes, limit {MAX_MANIFEST_BYTES} (refused)"]
+        )
     return parse_manifest(path.read_text(encoding="utf-8"), str(path))

@@ -36,6 +36,10 @@ class Skill:
         self.trusted = trusted
         self._handlers: dict | None = None
         self._evaluation = None
+        # outbound HTTP: hosts the operator approved at install (None: a source folder, as
+        # declared) and the policy the runtime sets (secrets granted, private addresses)
+        self.approved_hosts: list[str] | None = None
+        self.outbound = None
 
     @classmethod
     def load(cls, path, trust: bool | None = None) -> Skill:

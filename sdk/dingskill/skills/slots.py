@@ -7,6 +7,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
+from ..nlu.safe_regex import compile_safe
 from ..text import dates_to_iso
 
 __all__ = [
@@ -231,7 +232,7 @@ def extract_slot(spec: dict, text: str, today: dt.date | None = None, whole_answ
     if kind == "words":
         return _words(spec.get("words", {}))(text)
     if kind == "regex":
-        m = re.search(spec["pattern"], text)
+        m = compile_safe(spec["pattern"]).search(text)
         if not m:
             return None
         return m.group(1) if m.groups() else m.group(0)

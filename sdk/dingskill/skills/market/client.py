@@ -186,8 +186,10 @@ class MarketClient:
         return data
 
     # -- changes ------------------------------------------------------------------------------
-    def install(self, spec: str, trust: bool = False, actor: str = "cli"):
-        """Resolve, download, check and install ``spec``; returns the InstalledSkill."""
+    def install(self, spec: str, trust: bool = False, actor: str = "cli", allow_hosts=None):
+        """Resolve, download, check and install ``spec``; returns the InstalledSkill.
+
+        ``allow_hosts``: the outbound hosts the operator approves (see SkillHome.install)."""
         r = self.resolve(spec)
         data = self.download(r)
         self.home.home.mkdir(parents=True, exist_ok=True)
@@ -195,7 +197,9 @@ class MarketClient:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            return self.home.install(tmp, version=r.version, trust=trust, actor=actor)
+            return self.home.install(
+                tmp, version=r.version, trust=trust, actor=actor, allow_hosts=allow_hosts
+            )
         finally:
             os.unlink(tmp)
 
@@ -218,7 +222,8 @@ class MarketClient:
         """Install every available upgrade; returns (id, from, to) for each."""
         done = []
         for sid, cur, r in self.upgrades():
-            self.install(f"{sid}=={r.version}", trust=trust, actor=actor)
+            approved = self.home._info(sid).approved_hosts  # a new host needs a new approval
+            self.install(f"{sid}=={r.version}", trust=trust, actor=actor, allow_hosts=approved)
             done.append((sid, cur, r.version))
         return done
 

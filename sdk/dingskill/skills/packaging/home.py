@@ -9,8 +9,12 @@ Layout::
     config.json               {"require_signature": false, "trusted_keys": {key_id: base64}}
     lock                      held while changing anything
 
-Installs verify everything first, unpack into a temporary folder inside the home, then rename
-it into place; a refused package leaves the installed set untouched.
+Installs verify everything first, unpack into a temporary folder inside the home, fsync the
+files, then rename it into place; a refused package leaves the installed set untouched. A
+package whose HTTP actions call hosts (``outbound:``) installs only when the operator approves
+every declared host (``allow_hosts``); the approval is recorded and the runtime lets the skill
+call only declared ∩ approved hosts. Leftovers of a killed install (``.install-*``,
+``.remove-*``, ``*.tmp``) are removed by :meth:`SkillHome.clean_stale`.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..outbound import normalize_host
 from .archive import RECORD, SIGNATURE, parse_record, record_digest
-from .errors import PackageError
+from .errors import PackageError, PolicyError
 from .signing import key_id
 from .verify import Limits, VerifiedPackage, read_archive, verify_members
 
@@ -48,6 +53,7 @@ class InstalledSkill:
     signature: str
     trusted: bool
     previous: list[str]
+    approved_hosts: list[str] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -58,13 +64,37 @@ class InstalledSkill:
             "signature": self.signature,
             "trusted": self.trusted,
             "previous": self.previous,
+            "approved_hosts": self.approved_hosts or [],
         }
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    _write_file(tmp, data)
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def declared_hosts(manifest) -> list[str]:
+    """The hosts a package's HTTP actions may call (empty without ``http.outbound``)."""
+    if "http.outbound" not in (manifest.permissions or []):
+        return []
+    return [normalize_host(h) for h in manifest.outbound or []]
 
 
 class SkillHome:
@@ -184,8 +214,17 @@ class SkillHome:
             )
         return path.read_bytes()
 
-    def check(self, source, version: str | None = None, trust: bool = False) -> VerifiedPackage:
-        """Everything ``install`` verifies, without changing the home."""
+    def check(
+        self,
+        source,
+        version: str | None = None,
+        trust: bool = False,
+        allow_hosts: list[str] | None = None,
+    ) -> VerifiedPackage:
+        """Everything ``install`` verifies, without changing the home.
+
+        ``allow_hosts``: the outbound hosts the operator approves; None checks nothing about
+        them (``plugins check``), a list must cover every host the package declares."""
         cfg = self.config()
         members = read_archive(self._fetch(source), self.limits)
         pkg = verify_members(members, cfg["trusted_keys"], cfg["require_signature"], trust)
@@ -194,14 +233,33 @@ class SkillHome:
             raise PackageError(
                 f"--version {version} does not match the package's version {pkg.manifest.version}"
             )
+        declared = declared_hosts(pkg.manifest)
+        pkg.notes.append(f"outbound hosts: {', '.join(declared) or 'none'}")
+        if allow_hosts is not None:
+            approved = {normalize_host(h) for h in allow_hosts}
+            missing = [h for h in declared if h not in approved]
+            if missing:
+                raise PolicyError(
+                    f"{pkg.manifest.id} {pkg.manifest.version} calls outbound hosts "
+                    f"{', '.join(declared)}; not approved: {', '.join(missing)} "
+                    f"(review them, then install with --allow-hosts {','.join(declared)})"
+                )
         return pkg
 
     # -- changes -----------------------------------------------------------------------------------
     def install(
-        self, source, version: str | None = None, trust: bool = False, actor: str = "cli"
+        self,
+        source,
+        version: str | None = None,
+        trust: bool = False,
+        actor: str = "cli",
+        allow_hosts: list[str] | None = None,
     ) -> InstalledSkill:
-        """Verify and install (or upgrade to) a package; the new version becomes current."""
-        pkg = self.check(source, version, trust)
+        """Verify and install (or upgrade to) a package; the new version becomes current.
+
+        ``allow_hosts``: the outbound hosts the operator approves (must cover the declared ones)."""
+        pkg = self.check(source, version, trust, allow_hosts or [])
+        declared = declared_hosts(pkg.manifest)
         sid, ver = pkg.manifest.id, pkg.manifest.version
         with self._lock():
             skill_dir = self.skills_dir / sid
@@ -221,8 +279,11 @@ class SkillHome:
                     for name, data in pkg.files.items():
                         dest = tmp / name
                         dest.parent.mkdir(parents=True, exist_ok=True)
-                        dest.write_bytes(data)
+                        _write_file(dest, data)
+                    for d in sorted({p.parent for p in tmp.rglob("*")}, reverse=True):
+                        _fsync_dir(d)
                     os.rename(tmp, target)
+                    _fsync_dir(skill_dir)
                 except BaseException:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise
@@ -235,6 +296,7 @@ class SkillHome:
                     "signature": pkg.signature,
                     "trusted": trust or pkg.signature.startswith("trusted"),
                     "actor": actor,
+                    "outbound": declared,
                 }
             )
             _write_atomic(skill_dir / "history.json", json.dumps(history, indent=2).encode())
@@ -307,6 +369,7 @@ class SkillHome:
             inst.get("signature", "unknown"),
             bool(inst.get("trusted")),
             [v for v in order if v != cur],
+            list(inst.get("outbound", [])),
         )
 
     def installed(self) -> list[InstalledSkill]:
@@ -325,7 +388,34 @@ class SkillHome:
         """The active skills, loaded (handlers allowed where install approved them)."""
         from ..skill import Skill
 
-        return [Skill.load(s.path, trust=s.trusted) for s in self.installed()]
+        out = []
+        for s in self.installed():
+            skill = Skill.load(s.path, trust=s.trusted)
+            skill.approved_hosts = list(s.approved_hosts or [])
+            out.append(skill)
+        return out
+
+    def clean_stale(self) -> list[str]:
+        """Remove what killed installs left behind (``.install-*``, ``.remove-*``, ``*.tmp``);
+        returns the removed paths. Call it when nothing else changes the home (start-up)."""
+        removed: list[str] = []
+        if not self.home.is_dir():
+            return removed
+        with self._lock():
+            candidates = list(self.home.glob("*.tmp")) + list(self.home.glob(".*.tmp"))
+            if self.skills_dir.is_dir():
+                candidates += [p for p in self.skills_dir.glob(".remove-*")]
+                for skill_dir in self.skills_dir.iterdir():
+                    if skill_dir.is_dir() and not skill_dir.name.startswith("."):
+                        candidates += list(skill_dir.glob(".install-*"))
+                        candidates += list(skill_dir.glob(".*.tmp"))
+            for p in candidates:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(str(p))
+        return removed
 
     def verify(self) -> list[str]:
         """Re-check every installed version against its RECORD; returns the problems found."""

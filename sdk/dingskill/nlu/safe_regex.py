@@ -1,0 +1,50 @@
+"""Regular expressions from packages, run on a linear-time engine (RE2).
+
+Trigger patterns and regex slots come from skill packages, i.e. from strangers: Python's
+backtracking ``re`` can take exponential time on patterns such as ``^(a+)+$``. RE2 matches in
+time linear in the text and refuses what it cannot do in linear time (back-references,
+look-around), so such patterns are refused when a manifest or model is loaded, with the
+pattern and the reason named. Texts are bounded by the runtime's ``max_text_chars``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import re2
+
+__all__ = ["UnsafePattern", "compile_safe", "MAX_PATTERN_CHARS"]
+
+MAX_PATTERN_CHARS = 500
+_MAX_MEM = 8 << 20  # bytes of automaton per pattern
+
+
+class UnsafePattern(ValueError):
+    """A pattern the linear-time engine cannot run (names the pattern and the reason)."""
+
+
+def _options() -> re2.Options:
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.max_mem = _MAX_MEM
+    return opts
+
+
+@lru_cache(maxsize=4096)
+def compile_safe(pattern: str):
+    """Compile ``pattern`` with RE2 (``(?i)`` and the usual syntax work); raises
+    :class:`UnsafePattern` for over-long patterns and constructs RE2 refuses."""
+    if not isinstance(pattern, str):
+        raise UnsafePattern(f"pattern must be a string, got {type(pattern).__name__}")
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise UnsafePattern(
+            f"pattern {pattern[:40]!r}... has {len(pattern)} characters, limit {MAX_PATTERN_CHARS}"
+        )
+    try:
+        return re2.compile(pattern, options=_options())
+    except re2.error as exc:
+        msg = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise UnsafePattern(
+            f"pattern {pattern!r} refused: {msg} (patterns run on RE2, linear time: "
+            "no back-references or look-around)"
+        ) from None
