@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from dingskill.cli.main import main
-from dingskill.skills import Engine, Message, Skill
+from dingskill.runtime.local import respond
+from dingskill.skills import Skill
 from dingskill.skills.http_action import HttpAction, HttpActionError
 from dingskill.skills.outbound import OutboundPolicy
 from dingskill.skills.packaging import PackageError, PolicyError, SkillHome
@@ -123,17 +124,17 @@ def test_engine_uses_the_skills_policy(tmp_path, server, monkeypatch):
     )
     skill = Skill.load(src)
     skill.train()
-    r = Engine([skill]).handle_sync(Message(text="lookup ${API_TOKEN}"), {})
+    r = respond(skill, "lookup ${API_TOKEN}")
     assert "secret API_TOKEN is not granted" in r.error and server.requests == []
     skill.outbound = OutboundPolicy.for_skill(skill.manifest, None, ["API_TOKEN"])
-    r = Engine([skill]).handle_sync(Message(text="lookup x"), {})
+    r = respond(skill, "lookup x")
     assert "private, loopback" in r.error and server.requests == []  # 127.0.0.1 not allowed
     skill.outbound = OutboundPolicy.for_skill(skill.manifest, None, ["API_TOKEN"], ["127.0.0.1"])
-    r = Engine([skill]).handle_sync(Message(text="lookup ${API_TOKEN}"), {})
+    r = respond(skill, "lookup ${API_TOKEN}")
     assert r.error is None and r.text == "/t/lookup%20%24%7BAPI_TOKEN%7D"
     assert server.requests[-1]["headers"]["Authorization"] == "Bearer granted-token"
     skill.outbound = OutboundPolicy.for_skill(skill.manifest, [], ["API_TOKEN"], ["127.0.0.1"])
-    r = Engine([skill]).handle_sync(Message(text="lookup x"), {})
+    r = respond(skill, "lookup x")
     assert "may not call host '127.0.0.1'" in r.error  # declared but not approved
 
 

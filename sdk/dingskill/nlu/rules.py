@@ -95,5 +95,7 @@ def validate_rules(rules: Sequence[Mapping] | None) -> list[Mapping]:
                     try:
                         compile_safe(v)
                     except UnsafePattern as exc:
-                        raise RuleError(f"rule {i} ({intent}): {exc}") from None
+                        raise RuleError(
+                            f"rule {i} ({intent}): bad regex {v!r}: {exc.reason}"
+                        ) from None
     return list(rules)

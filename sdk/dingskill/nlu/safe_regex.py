@@ -22,6 +22,10 @@ _MAX_MEM = 8 << 20  # bytes of automaton per pattern
 class UnsafePattern(ValueError):
     """A pattern the linear-time engine cannot run (names the pattern and the reason)."""
 
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
 
 def _options() -> re2.Options:
     opts = re2.Options()
@@ -38,13 +42,12 @@ def compile_safe(pattern: str):
         raise UnsafePattern(f"pattern must be a string, got {type(pattern).__name__}")
     if len(pattern) > MAX_PATTERN_CHARS:
         raise UnsafePattern(
-            f"pattern {pattern[:40]!r}... has {len(pattern)} characters, limit {MAX_PATTERN_CHARS}"
+            f"pattern {pattern[:40]!r}... has {len(pattern)} characters, limit {MAX_PATTERN_CHARS}",
+            f"{len(pattern)} characters, limit {MAX_PATTERN_CHARS}",
         )
     try:
         return re2.compile(pattern, options=_options())
     except re2.error as exc:
         msg = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise UnsafePattern(
-            f"pattern {pattern!r} refused: {msg} (patterns run on RE2, linear time: "
-            "no back-references or look-around)"
-        ) from None
+        reason = f"{msg} (patterns run on RE2, linear time: no back-references or look-around)"
+        raise UnsafePattern(f"pattern {pattern!r} refused: {reason}", reason) from None
