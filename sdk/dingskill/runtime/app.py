@@ -51,6 +51,21 @@ class Runtime:
             self.redactor,
             config.get("audit.alert_webhook"),
         )
+        if config.get("baseline.enabled"):
+            from ..security.baseline import BaselineConfig, BehaviourBaseline
+
+            b = config["baseline"]
+            self.audit.baseline = BehaviourBaseline(
+                BaselineConfig(
+                    window_s=b["window_s"],
+                    factor=b["factor"],
+                    sigmas=b["sigmas"],
+                    min_count={"admin": b["min_admin"], "message": b["min_messages"]},
+                )
+            )
+            self.audit.on_baseline_alert = lambda a: self.metrics.baseline_alerts.labels(
+                a.kind
+            ).inc()
         self.home = SkillHome(config.get("skills.home"))
         limits = config["limits"]
         self.skills = SkillSet(

@@ -47,6 +47,10 @@ class AuditLog:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.written = 0
+        # optional behaviour baseline (security.baseline.BehaviourBaseline) and a callback
+        # for its alerts (metrics); set by the runtime
+        self.baseline = None
+        self.on_baseline_alert = None
 
     def record(
         self, actor: str, obj: str, operation: str, result: str, client_ip: str = "", **extra
@@ -64,7 +68,29 @@ class AuditLog:
         rec = self.redactor.data(rec)
         self._queue.append(rec)
         self._wake.set()
+        if self.baseline is not None:
+            self._observe(rec)
         return rec
+
+    def _observe(self, rec: dict) -> None:
+        """Feed the behaviour baseline; a departure becomes an admin record and an alert."""
+        actor, op = str(rec.get("actor", "")), str(rec.get("operation", ""))
+        if actor in ("", "system") or op == "baseline.alert":
+            return
+        kind = "admin" if rec.get("kind") == "admin" else "message" if op == "message" else None
+        if kind is None:
+            return
+        alert = self.baseline.observe(actor, kind, rec["ts_ms"] / 1000)
+        if alert is None:
+            return
+        import logging
+
+        logging.getLogger("dingskill.security").warning(
+            "behaviour baseline departure", extra={"action": "baseline.alert", **alert.to_dict()}
+        )
+        if self.on_baseline_alert is not None:
+            self.on_baseline_alert(alert)
+        self.admin("system", actor, "baseline.alert", "alert", **alert.to_dict())
 
     def admin(
         self, actor: str, obj: str, operation: str, result: str, client_ip: str = "", **extra
@@ -98,6 +124,12 @@ class AuditLog:
             rec.get("error", "")
         ):
             reason = "signature failure"
+        if op == "baseline.alert":
+            reason = (
+                f"behaviour baseline: {rec.get('object')} made {rec.get('count')} "
+                f"{rec.get('event_kind')} event(s) in one window "
+                f"(threshold {rec.get('threshold')})"
+            )
         if result == "denied":
             now = time.monotonic()
             hits = [t for t in self._denials.get(rec.get("actor", ""), []) if now - t < 60] + [now]

@@ -70,6 +70,15 @@ DEFAULTS: dict = {
         "outbound_allow_private": [],
     },
     # format: json (compact) | ecs (Elastic Common Schema field names, for Filebeat / ELK)
+    # behaviour baseline per actor (admin operations, messages) with an alert on departures
+    "baseline": {
+        "enabled": True,
+        "window_s": 60.0,
+        "factor": 5.0,
+        "sigmas": 4.0,
+        "min_admin": 10,
+        "min_messages": 30,
+    },
     "logging": {"level": "INFO", "path": None, "format": "json", "service_name": "dingskill"},
     # the split deployment (`dingskill gateway | worker | audit-writer`); `dingskill run` ignores it
     "broker": {
@@ -104,6 +113,12 @@ _TYPES = {
     "audit.retention_days": (int, float),
     "logging.level": str,
     "logging.format": str,
+    "baseline.enabled": bool,
+    "baseline.window_s": (int, float),
+    "baseline.factor": (int, float),
+    "baseline.sigmas": (int, float),
+    "baseline.min_admin": int,
+    "baseline.min_messages": int,
     "logging.service_name": str,
     "broker.url": str,
     "broker.queue": str,
@@ -270,6 +285,8 @@ def _validate(d: dict) -> None:
         raise ConfigError("security.encrypt: true, false or auto")
     if d["logging"]["level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"logging.level: {d['logging']['level']!r} is not a log level")
+    if d["baseline"]["window_s"] <= 0 or d["baseline"]["factor"] < 1:
+        raise ConfigError("baseline: window_s must be > 0 and factor >= 1")
     if d["logging"]["format"] not in ("json", "ecs"):
         raise ConfigError(f"logging.format: {d['logging']['format']!r} is not one of json, ecs")
     _validate_broker(d["broker"])

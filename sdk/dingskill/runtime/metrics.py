@@ -30,6 +30,7 @@ METRIC_NAMES = (
     "dingskill_duplicates_total",
     "dingskill_access_denied_total",
     "dingskill_event_loop_lag_seconds",
+    "dingskill_baseline_alerts_total",
 )
 
 
@@ -80,7 +81,12 @@ class Metrics:
         self.denied = Counter(
             "dingskill_access_denied_total", "Refused operator actions", registry=r
         )
-
+        self.baseline_alerts = Counter(
+            "dingskill_baseline_alerts_total",
+            "Actors departing from their behaviour baseline",
+            ["kind"],
+            registry=r,
+        )
         self.loop_lag = Histogram(
             "dingskill_event_loop_lag_seconds",
             "How late the event loop ran a 10 ms timer (stalls delay every message in flight)",
