@@ -1,7 +1,11 @@
 PYTHON ?= python3
 export PYTHON
+# The interpreter everything runs with: the active virtual/conda environment, else the
+# project's own .venv that `make setup` creates (see scripts/python.sh).
+PY := $(shell PYTHON=$(PYTHON) bash scripts/python.sh)
+export PATH := $(dir $(PY)):$(PATH)
 
-.PHONY: setup demo test lint lab bench
+.PHONY: setup demo test test-fast lint lab bench doctor
 
 setup:
 	bash scripts/setup.sh
@@ -9,18 +13,25 @@ setup:
 ## The main job: train a sample skill, export, install, and chat with it through the
 ## runtime and the local DingTalk emulator, on embedded defaults.
 demo: setup
-	dingskill demo
+	$(PY) -m dingskill.cli.main demo
 
 ## The whole test suite (what CI runs).
 test: setup
-	$(PYTHON) -m pytest
+	$(PY) -m pytest
+
+## The edit loop: everything but the slow and browser tests.
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not browser"
+
+doctor: setup
+	$(PY) -m dingskill.cli.main doctor
 
 lint:
-	ruff check sdk tests bench && ruff format --check sdk tests bench
+	$(PY) -m ruff check sdk tests bench && $(PY) -m ruff format --check sdk tests bench
 
 lab: setup
-	jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/
 
 bench: setup
-	dingskill bench clinc150 --data-home ../shared/datasets/clinc150 --json
-	dingskill bench runtime --json
+	$(PY) -m dingskill.cli.main bench clinc150 --data-home ../shared/datasets/clinc150 --json
+	$(PY) -m dingskill.cli.main bench runtime --json

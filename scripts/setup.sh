@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# Installs everything dingskill needs on a fresh machine: the Python package with its dev
-# extras, and the system packages the tests use (redis-server, chromium) when missing.
+# Installs everything dingskill needs on a fresh machine: the system packages the tests use
+# (redis-server, chromium, CJK fonts, python3-venv) when missing, and the Python package with
+# its dev extras in the right environment:
+#   - inside an active virtual environment or conda environment: into that environment;
+#   - otherwise (Debian/Ubuntu's own Python, which refuses `pip install` by PEP 668, pyenv,
+#     a plain system Python): into the project's own `.venv` (created here, git-ignored).
+# `scripts/python.sh` prints the interpreter this picks; the Makefile runs everything with it.
+# Environment: PYTHON (interpreter to start from, default python3), DINGSKILL_VENV=0 (install
+# into PYTHON even outside a virtual environment), DINGSKILL_SKIP_BROWSER=1, DINGSKILL_REINSTALL=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+BASE_PY=${PYTHON:-python3}
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_install() {
+  echo "setup: installing system packages: $*"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -19,20 +34,30 @@ if [ "${DINGSKILL_SKIP_BROWSER:-0}" != 1 ]; then
   { command -v fc-list >/dev/null 2>&1 && fc-list :lang=zh | grep -q .; } || need+=(fonts-noto-cjk)
 fi
 if [ ${#need[@]} -gt 0 ]; then
-  echo "setup: installing system packages: ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_install "${need[@]}"
   if [[ " ${need[*]} " == *" rabbitmq-server "* ]] && command -v systemctl >/dev/null 2>&1; then
     $SUDO systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
   fi
 fi
 
-if ! $PY -c "import dingskill, pytest, nbval" >/dev/null 2>&1 || [ "${DINGSKILL_REINSTALL:-0}" = 1 ]; then
-  echo "setup: installing the dingskill package with its dev extras"
-  $PY -m pip install -q -e ".[dev]"
+PY=$(PYTHON="$BASE_PY" bash scripts/python.sh)
+if [ "$PY" = "$PWD/.venv/bin/python" ] && [ ! -x "$PY" ]; then
+  echo "setup: creating the project environment .venv (from $(command -v "$BASE_PY"))"
+  if ! "$BASE_PY" -m venv .venv >/dev/null 2>&1; then
+    # Debian/Ubuntu ship venv's pip bootstrap separately (python3.X-venv)
+    rm -rf .venv
+    ver=$("$BASE_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    apt_install "python${ver}-venv"
+    "$BASE_PY" -m venv .venv
+  fi
+fi
+
+if ! "$PY" -c "import dingskill, pytest, nbval" >/dev/null 2>&1 || [ "${DINGSKILL_REINSTALL:-0}" = 1 ]; then
+  echo "setup: installing the dingskill package with its dev extras into $("$PY" -c 'import sys; print(sys.prefix)')"
+  start=$(date +%s)
+  "$PY" -m pip install -q -e ".[dev]"
+  echo "setup: installed in $(($(date +%s) - start)) s"
 else
   # keep the editable install in step with pyproject.toml (fast when nothing changed)
-  $PY -m pip install -q -e ".[dev]" >/dev/null
+  "$PY" -m pip install -q -e ".[dev]" >/dev/null
 fi
