@@ -55,7 +55,7 @@ fi
 if ! "$PY" -c "import dingskill, pytest, nbval" >/dev/null 2>&1 || [ "${DINGSKILL_REINSTALL:-0}" = 1 ]; then
   echo "setup: installing the dingskill package with its dev extras into $("$PY" -c 'import sys; print(sys.prefix)')"
   start=$(date +%s)
-  "$PY" -m pip install -q -e ".[dev]"
+  "$PY" -m pip install -q -e ".[dev]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "setup: installed in $(($(date +%s) - start)) s"
 else
   # keep the editable install in step with pyproject.toml (fast when nothing changed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
 import json
 import math
@@ -188,12 +189,17 @@ class EvaluationReport:
             ]
         if self.learning_curve is not None:
             parts += ["<h4>Learning curve</h4>", self.learning_curve.to_html(index=False, **fmt)]
-        figs = [self.plot_confusion()]
-        if self.threshold_sweep is not None:
-            figs.append(self.plot_threshold_sweep())
-        if self.learning_curve is not None:
-            figs.append(self.plot_learning_curve())
-        parts += [self._png(f) for f in figs]
+        if importlib.util.find_spec("matplotlib") is None:  # the `plots` extra
+            parts.append(
+                "<p>plots need matplotlib: <code>pip install 'dingskill[plots]'</code></p>"
+            )
+        else:
+            figs = [self.plot_confusion()]
+            if self.threshold_sweep is not None:
+                figs.append(self.plot_threshold_sweep())
+            if self.learning_curve is not None:
+                figs.append(self.plot_learning_curve())
+            parts += [self._png(f) for f in figs]
         return "<div class='dingskill-evaluation'>" + "\n".join(parts) + "</div>"
 
     def to_html(self) -> str:
