@@ -9,10 +9,10 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from .._version import __version__
+from ..schema_check import SchemaValidator
 from .errors import ManifestError
 
 __all__ = ["Manifest", "load_manifest", "schema", "parse_manifest", "version_tuple", "safe_yaml"]
@@ -35,20 +35,6 @@ def version_tuple(v: str) -> tuple[int, int, int]:
     core = v.split("-")[0].split("+")[0]
     a, b, c = (int(x) for x in core.split("."))
     return a, b, c
-
-
-def _strict_pattern(validator, pattern, instance, schema_):
-    """``pattern`` anchored with ``\\Z``: ``$`` must not accept a trailing newline."""
-    if not validator.is_type(instance, "string"):
-        return
-    anchored = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
-    if not re.search(anchored, instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"pattern": _strict_pattern}
-)
 
 
 def safe_yaml(text: str, source: str, what: str = "YAML"):
@@ -164,7 +150,7 @@ def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
             )
     lines = _lines(node)
     problems = []
-    validator = _Validator(schema())
+    validator = SchemaValidator(schema())  # jsonschema's rules, without its import cost
     for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         path = tuple(err.absolute_path)
         line = lines.get(path) or lines.get(path[:-1]) or 1
