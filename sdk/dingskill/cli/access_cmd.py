@@ -7,10 +7,12 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..security.audit_chain import AuditChain
-from ..security.crypto import Keyring
-from ..security.rbac import AccessControl, AccessError
+if TYPE_CHECKING:  # pragma: no cover
+    from ..security.rbac import AccessControl
+
+# the security modules (cryptography) are imported by the commands, not by `dingskill --help`
 
 
 def _home(args) -> Path:
@@ -18,6 +20,10 @@ def _home(args) -> Path:
 
 
 def _acl(args) -> AccessControl:
+    from ..security.audit_chain import AuditChain
+    from ..security.crypto import Keyring
+    from ..security.rbac import AccessControl
+
     home = _home(args)
     chain = AuditChain(home / "audit" / "admin.jsonl", keyring=Keyring.from_env())
     return AccessControl(home / "access.json", audit=chain.append)
@@ -42,32 +48,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     g = s.add_parser("grant", help="give a subject a role (temporary with --for)")
     g.add_argument("subject", help="staff:<staffId> or token:<id>")
-    g.add_argument("role")
+    g.add_argument("role", help="viewer, operator or admin")
     g.add_argument("--for", dest="duration", default=None, help="e.g. 30m, 8h, 2d (temporary)")
-    g.add_argument("--reason", default="")
-    g.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    g.add_argument("--reason", default="", help="why (kept in the audit log)")
+    g.add_argument(
+        "--actor",
+        default=os.environ.get("USER", "cli"),
+        help="who grants (default: $USER), recorded in the audit log",
+    )
     g.set_defaults(func=_grant)
 
     r = s.add_parser("revoke", help="remove a grant (by id) or all of a subject's roles")
-    r.add_argument("target")
+    r.add_argument("target", help="a grant id or a subject (staff:<id>, token:<id>)")
     r.set_defaults(func=_revoke)
 
     t = s.add_parser("token", help="create an API token for the admin HTTP API")
-    t.add_argument("name")
-    t.add_argument("role")
+    t.add_argument("name", help="a name for the token (shown in the audit log)")
+    t.add_argument("role", help="viewer, operator or admin")
     t.set_defaults(func=_token)
 
     ls = s.add_parser("list", help="who holds what now")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(func=_list)
 
     a = s.add_parser("audit", help="report of role holdings and recent access events")
-    a.add_argument("--days", type=float, default=30)
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--days", type=float, default=30, help="events of the last N days (default 30)")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=_audit)
 
 
 def _grant(args) -> int:
+    from ..security.rbac import AccessError
+
     acl = _acl(args)
     try:
         if args.duration is None:
@@ -95,6 +107,8 @@ def _revoke(args) -> int:
 
 
 def _token(args) -> int:
+    from ..security.rbac import AccessError
+
     try:
         token = _acl(args).create_token(args.name, args.role)
     except AccessError as exc:
@@ -120,6 +134,9 @@ def _list(args) -> int:
 
 
 def _audit(args) -> int:
+    from ..security.audit_chain import AuditChain
+    from ..security.crypto import Keyring
+
     home = _home(args)
     acl = _acl(args)
     holdings = acl.report()

@@ -7,9 +7,6 @@ import json
 import os
 from pathlib import Path
 
-from ..security.audit_chain import AuditChain, verify_chain
-from ..security.crypto import CryptoError, Keyring
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="verify or read an audit log")
@@ -18,11 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument(
         "paths", nargs="*", help="audit .jsonl files (default: all under DINGSKILL_HOME/audit)"
     )
-    v.add_argument("--home", default=None)
+    v.add_argument("--home", default=None, help="DINGSKILL_HOME (default ~/.dingskill)")
     v.set_defaults(func=_verify)
     show = s.add_parser("show", help="print the (decrypted) records of an audit file")
-    show.add_argument("path")
-    show.add_argument("--tail", type=int, default=20)
+    show.add_argument("path", help="an audit .jsonl file")
+    show.add_argument("--tail", type=int, default=20, help="print the last N records (default 20)")
     show.set_defaults(func=_show)
 
 
@@ -34,6 +31,9 @@ def _files(args) -> list[Path]:
 
 
 def _verify(args) -> int:
+    from ..security.audit_chain import verify_chain
+    from ..security.crypto import CryptoError, Keyring
+
     try:
         ring = Keyring.from_env()
     except CryptoError as exc:
@@ -62,6 +62,9 @@ def _verify(args) -> int:
 
 
 def _show(args) -> int:
+    from ..security.audit_chain import AuditChain
+    from ..security.crypto import Keyring
+
     chain = AuditChain(args.path, keyring=Keyring.from_env())
     records = list(chain.records())
     for r in records[-args.tail :]:

@@ -13,7 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     clinc = bench_sub.add_parser("clinc150", help="intent accuracy and speed on CLINC150")
     clinc.add_argument("--data-home", default=None, help="folder holding data_full.json")
     clinc.add_argument(
-        "--variant", default="full", choices=["full", "small", "imbalanced", "oos_plus"]
+        "--variant",
+        default="full",
+        choices=["full", "small", "imbalanced", "oos_plus"],
+        help="which CLINC150 data file (default full)",
     )
     clinc.add_argument(
         "--embeddings",
@@ -24,9 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     clinc.set_defaults(func=_clinc150)
 
     rt = bench_sub.add_parser("runtime", help="throughput and latency of the Stream runtime")
-    rt.add_argument("--replicas", type=int, default=1)
-    rt.add_argument("--messages", type=int, default=10_000)
-    rt.add_argument("--users", type=int, default=200)
+    rt.add_argument(
+        "--replicas", type=int, default=1, help="runtime processes (Redis storage when > 1)"
+    )
+    rt.add_argument("--messages", type=int, default=10_000, help="messages to send (default 10000)")
+    rt.add_argument("--users", type=int, default=200, help="distinct senders (default 200)")
     rt.add_argument("--rate", type=float, default=200.0, help="offered msg/s in the latency phase")
     rt.add_argument("--duration", type=float, default=10.0, help="seconds of the latency phase")
     rt.add_argument("--json", action="store_true", help="print one JSON object last")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..datasets import DatasetError, load
+from ..datasets.errors import DatasetError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,36 +14,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_subparsers(dest="datasets", metavar="ACTION", required=True)
 
     def common(q):
-        q.add_argument("path")
+        q.add_argument("path", help="csv / tsv / jsonl / CLINC json / Rasa yaml")
         q.add_argument(
             "--format", default=None, help="csv, tsv, jsonl, clinc, rasa (default: by extension)"
         )
-        q.add_argument("--text-col", default="text")
-        q.add_argument("--intent-col", default="intent")
+        q.add_argument(
+            "--text-col", default="text", help="column holding the utterance (default text)"
+        )
+        q.add_argument(
+            "--intent-col", default="intent", help="column holding the label (default intent)"
+        )
 
     v = s.add_parser("validate", help="report problems with file and line (exit 1 on errors)")
     common(v)
-    v.add_argument("--min-examples", type=int, default=10)
-    v.add_argument("--max-length", type=int, default=512)
-    v.add_argument("--json", action="store_true")
+    v.add_argument(
+        "--min-examples", type=int, default=10, help="warn below N utterances per intent"
+    )
+    v.add_argument(
+        "--max-length", type=int, default=512, help="flag utterances longer than N characters"
+    )
+    v.add_argument("--json", action="store_true", help="print the findings as a JSON list")
     v.set_defaults(func=_validate)
     m = s.add_parser("summary", help="counts per intent, lengths and languages")
     common(m)
     m.set_defaults(func=_summary)
     sp = s.add_parser("split", help="write a copy with a stratified 'split' column")
     common(sp)
-    sp.add_argument("-o", "--output", required=True)
-    sp.add_argument("--test-size", type=float, default=0.2)
-    sp.add_argument("--val-size", type=float, default=0.0)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("-o", "--output", required=True, help="file to write (.csv or .jsonl)")
+    sp.add_argument("--test-size", type=float, default=0.2, help="share for test (default 0.2)")
+    sp.add_argument("--val-size", type=float, default=0.0, help="share for validation (default 0)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sp.set_defaults(func=_split)
     c = s.add_parser("convert", help="convert between formats (by the output's extension)")
     common(c)
-    c.add_argument("output")
+    c.add_argument("output", help="file to write; its extension picks the format")
     c.set_defaults(func=_convert)
 
 
 def _load(args):
+    from ..datasets.loaders import load  # pandas: imported by the command, not by --help
+
     return load(args.path, format=args.format, text_col=args.text_col, intent_col=args.intent_col)
 
 

@@ -10,8 +10,8 @@ import threading
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("emulator", help="a local DingTalk Stream emulator")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9000, help="port to listen on (default 9000)")
     p.add_argument(
         "--app",
         action="append",
@@ -19,18 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY:SECRET",
         help="an app allowed to connect (default dingemulatorkey:emulator-secret)",
     )
-    p.add_argument("--ack-timeout", type=float, default=5.0)
+    p.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=5.0,
+        help="seconds before an unacknowledged event is redelivered (default 5)",
+    )
     p.set_defaults(func=_serve)
     s = p.add_subparsers(dest="emulator", metavar="ACTION")
     send = s.add_parser("send", help="push a user message into a running emulator")
-    send.add_argument("text")
-    send.add_argument("--url", default="http://127.0.0.1:9000")
-    send.add_argument("--sender", default="user-0001")
-    send.add_argument("--group", action="store_true")
+    send.add_argument("text", help="the message text")
+    send.add_argument("--url", default="http://127.0.0.1:9000", help="the running emulator")
+    send.add_argument("--sender", default="user-0001", help="sender staff id")
+    send.add_argument("--group", action="store_true", help="send as a group chat message")
     send.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the reply")
     send.set_defaults(func=_send)
     rep = s.add_parser("replies", help="print the recorded messages and replies")
-    rep.add_argument("--url", default="http://127.0.0.1:9000")
+    rep.add_argument("--url", default="http://127.0.0.1:9000", help="the running emulator")
     rep.set_defaults(func=_replies)
 
 

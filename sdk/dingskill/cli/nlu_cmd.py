@@ -24,13 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train an intent classifier on a dataset")
     t.add_argument("data", help="csv / tsv / jsonl / CLINC json / Rasa yaml")
     t.add_argument("-o", "--output", required=True, help="model folder to write")
-    t.add_argument("--text-col", default="text")
-    t.add_argument("--intent-col", default="intent")
+    t.add_argument("--text-col", default="text", help="column holding the utterance")
+    t.add_argument("--intent-col", default="intent", help="column holding the label")
     t.add_argument("--threshold", default="auto", help="auto | none | a number in [0, 1]")
     t.add_argument("--rules", default=None, help="YAML list of {intent, words, patterns}")
     t.add_argument("--test", default=None, help="held-out file (default: a stratified split)")
-    t.add_argument("--test-size", type=float, default=0.2)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--test-size", type=float, default=0.2, help="held-out share without --test (0.2)"
+    )
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument(
         "--embeddings",
         default="default",
@@ -39,16 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=_train)
     e = sub.add_parser("evaluate", help="evaluate a trained model folder on a dataset")
     e.add_argument("model", help="model folder (with model.dsm) or a .dsm file")
-    e.add_argument("data")
-    e.add_argument("--text-col", default="text")
-    e.add_argument("--intent-col", default="intent")
+    e.add_argument("data", help="labelled test data (csv / tsv / jsonl / ...)")
+    e.add_argument("--text-col", default="text", help="column holding the utterance")
+    e.add_argument("--intent-col", default="intent", help="column holding the label")
     e.add_argument("--cv", type=int, default=0, help="also cross-validate on DATA with K folds")
     e.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     e.add_argument("--html", default=None, help="also write an HTML report here")
     e.set_defaults(func=_evaluate)
     p = sub.add_parser("predict", help="classify utterances with a trained model folder")
     p.add_argument("model", help="model folder (with model.dsm) or a .dsm file")
-    p.add_argument("texts", nargs="+")
+    p.add_argument("texts", nargs="+", help="utterances to classify")
     p.add_argument("--json", action="store_true", help="one JSON object per utterance")
     p.set_defaults(func=_predict)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="train a skill folder and write DIST/<id>-<version>.skill")
-    e.add_argument("skill")
-    e.add_argument("-o", "--output", default="dist")
+    e.add_argument("skill", help="a skill source folder (holds skill.yaml)")
+    e.add_argument("-o", "--output", default="dist", help="folder for the package (default dist)")
     e.add_argument(
         "--sign",
         default=None,
@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser("keys", help="signing keys and at-rest encryption keys")
     ks = k.add_subparsers(dest="keys", metavar="ACTION", required=True)
     g = ks.add_parser("generate", help="create an ed25519 signing key pair")
-    g.add_argument("-o", "--output", default=".")
-    g.add_argument("--name", default="dingskill")
+    g.add_argument("-o", "--output", default=".", help="folder for NAME.key and NAME.pub")
+    g.add_argument("--name", default="dingskill", help="file name stem (default dingskill)")
     g.add_argument(
         "--pkcs11",
         default=None,
@@ -42,13 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.set_defaults(func=_keys_wrap)
     t = ks.add_parser("trust", help="trust a public key for signed packages")
     t.add_argument("pubkey", help="a .pub file or the base64 key")
-    t.add_argument("--home", default=None)
+    t.add_argument("--home", default=None, help="DINGSKILL_HOME (default ~/.dingskill)")
     t.add_argument("--require", action="store_true", help="also require signatures from now on")
     t.set_defaults(func=_keys_trust)
     r = ks.add_parser("rotate", help="add a new at-rest data key and re-encrypt stored data")
     r.add_argument("--key-file", required=True, help="JSON key file (created if missing)")
     r.add_argument("--config", default=None, help="runtime config naming the storage to re-encrypt")
-    r.add_argument("--home", default=None)
+    r.add_argument("--home", default=None, help="DINGSKILL_HOME (default ~/.dingskill)")
     r.set_defaults(func=_keys_rotate)
 
     p = sub.add_parser("plugins", help="install, list, roll back and remove skill packages")
@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     i.add_argument("spec", nargs="?", help="skill id (or its last part) [==VERSION] in a market")
     i.add_argument("--source", default=None, help="a package file or http(s) URL instead")
-    i.add_argument("--version", default=None)
+    i.add_argument("--version", default=None, help="the version the package must have")
     i.add_argument(
         "--trust", action="store_true", help="allow the package's Python handlers to run"
     )
@@ -80,13 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--trust", action="store_true")
     up.set_defaults(func=_upgrade)
     ls = ps.add_parser("list", help="installed skills")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=_list)
     rm = ps.add_parser("remove", help="remove a skill and all its versions")
-    rm.add_argument("id")
+    rm.add_argument("id", help="skill id, e.g. com.dingskill.hr-assistant")
     rm.set_defaults(func=_remove)
     rb = ps.add_parser("rollback", help="back to the previous version")
-    rb.add_argument("id")
+    rb.add_argument("id", help="skill id, e.g. com.dingskill.hr-assistant")
     rb.set_defaults(func=_rollback)
     v = ps.add_parser("verify", help="re-check every installed file against its RECORD")
     v.set_defaults(func=_verify)

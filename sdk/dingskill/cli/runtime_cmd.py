@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
@@ -39,6 +38,8 @@ def _run(args) -> int:
     if args.print_config:
         print(json.dumps(config.redacted(), indent=2, ensure_ascii=False))
         return 0
+    import asyncio
+
     from ..runtime.app import Runtime
     from ..runtime.logs import setup_logging
 

@@ -9,15 +9,19 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("schema", help="print a published JSON Schema")
-    s.add_argument("which", choices=["skill"])
+    s.add_argument(
+        "which",
+        choices=["skill", "conversations"],
+        help="skill: skill.yaml; conversations: one line of a regression-case .jsonl file",
+    )
     s.set_defaults(func=_schema)
     sk = sub.add_parser("skills", help="check and train skill source folders")
     ss = sk.add_subparsers(dest="skills", metavar="ACTION", required=True)
     v = ss.add_parser("validate", help="validate skill.yaml (errors name file, line and field)")
-    v.add_argument("path")
+    v.add_argument("path", help="a skill folder or its skill.yaml")
     v.set_defaults(func=_validate)
     t = ss.add_parser("train", help="train a skill and print its evaluation")
-    t.add_argument("path")
+    t.add_argument("path", help="a skill source folder")
     t.set_defaults(func=_train)
     n = sub.add_parser("new", help="start a skill folder from a template (faq, form, api-lookup)")
     n.add_argument("name", help="folder name, e.g. visitor-desk")
@@ -30,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.set_defaults(func=_new)
     c = sub.add_parser("chat", help="talk to skills in the terminal (reads lines from stdin)")
     c.add_argument("paths", nargs="*", help="skill folders (default: the installed skills)")
-    c.add_argument("--sender", default="terminal-user")
+    c.add_argument("--sender", default="terminal-user", help="sender id in the conversation")
     c.add_argument("--group", action="store_true", help="behave as a group chat")
     c.add_argument(
         "--at", action="append", default=[], metavar="ID", help="a user id the message @mentions"
@@ -42,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _schema(args) -> int:
+    if args.which == "conversations":
+        from ..notebook.regression import cases_schema
+
+        print(json.dumps(cases_schema(), indent=2, ensure_ascii=False))
+        return 0
     from ..skills import schema
 
     print(json.dumps(schema(), indent=2, ensure_ascii=False))

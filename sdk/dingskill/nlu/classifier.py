@@ -13,11 +13,12 @@ Example::
 from __future__ import annotations
 
 import numbers
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
@@ -31,6 +32,9 @@ from .features import TextFeaturizer
 from .normalize import normalize_text
 from .rules import RuleSet, validate_rules
 from .threshold import select_threshold
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = ["Decision", "IntentClassifier", "InputError"]
 
@@ -72,7 +76,8 @@ def _check_texts(X, name: str = "X") -> list[str]:
         )
     if X is None:
         raise InputError(f"{name} must be a list of strings, got None")
-    if isinstance(X, pd.DataFrame):
+    pd = sys.modules.get("pandas")  # not imported: X cannot be a DataFrame (keeps start-up lean)
+    if pd is not None and isinstance(X, pd.DataFrame):
         raise InputError(
             f"{name} must be a list/Series of strings, got a DataFrame; pass df['text']"
         )
@@ -430,6 +435,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             coefs = np.append(coefs, float(dense[j]) / w)
         weights = values * coefs
         order = np.argsort(-np.abs(weights), kind="stable")[: max(int(k), 0)]
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "feature": [feats[o] for o in order],

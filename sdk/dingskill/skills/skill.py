@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..datasets import load as load_dataset
-from ..nlu import IntentClassifier
 from ..nlu.normalize import normalize_text
 from .errors import SkillError
 from .handlers import load_handlers
 from .manifest import Manifest, load_manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..nlu.classifier import IntentClassifier
 
 __all__ = ["Skill", "MODEL_FILE"]
 
@@ -50,6 +52,8 @@ class Skill:
         model = None
         is_package = (path / MODEL_FILE).exists()
         if is_package:
+            from ..nlu.classifier import IntentClassifier
+
             model = IntentClassifier.from_bytes((path / MODEL_FILE).read_bytes())
         return cls(path, manifest, model, trusted=(not is_package) if trust is None else trust)
 
@@ -66,6 +70,8 @@ class Skill:
         if key not in ds:
             return None
         p = (self.path / ds[key]).resolve()
+        from ..datasets.loaders import load as load_dataset  # pandas: only to train
+
         return load_dataset(
             p, text_col=ds.get("text_col", "text"), intent_col=ds.get("intent_col", "intent")
         )
@@ -95,6 +101,8 @@ class Skill:
             texts += list(et)
             intents += list(ei)
         kw = {"random_state": 0, **self.manifest.classifier, **params}
+        from ..nlu.classifier import IntentClassifier
+
         self._model = IntentClassifier(rules=self.rules() or None, **kw).fit(texts, intents)
         unknown = sorted(set(self._model.classes_) - set(self.manifest.intents) - {"oos"})
         if unknown:
@@ -127,6 +135,8 @@ class Skill:
             split = self._data("train").split(test_size=0.2, seed=0)
             # the same settings as the shipped model (skill.yaml's classifier section)
             params = {"random_state": 0, **self.manifest.classifier}
+            from ..nlu.classifier import IntentClassifier
+
             model = IntentClassifier(rules=self.rules() or None, **params).fit(
                 split.subset("train").texts, split.subset("train").intents
             )

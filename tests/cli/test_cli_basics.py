@@ -1,0 +1,68 @@
+"""The command line as a newcomer meets it: help on every option, a fast ``--help``, the
+published schemas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+from dingskill.cli.main import build_parser, main
+from dingskill.notebook.regression import CaseError, load_cases
+
+# what `dingskill --help` must not import: each costs tenths of a second to seconds
+HEAVY = ("pandas", "numpy", "scipy", "sklearn", "jsonschema", "matplotlib", "cryptography")
+
+
+def _options(parser: argparse.ArgumentParser, prefix: str):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, f"{prefix} {name}")
+        elif not isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            yield f"{prefix} {'/'.join(action.option_strings) or action.dest}", action
+
+
+def test_every_option_and_argument_has_help_text():
+    missing = [name for name, a in _options(build_parser(), "dingskill") if not a.help]
+    assert not missing, "options without help text:\n" + "\n".join(missing)
+
+
+def test_help_imports_no_data_science_stack():
+    code = (
+        "import sys; from dingskill.cli.main import build_parser; build_parser().format_help();"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_schema_conversations_is_published(capsys):
+    assert main(["schema", "conversations"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["required"] == ["case", "text", "expected_intent"]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"case": "a", "text": "x"}', "field 'expected_intent': is missing"),
+        (
+            '{"case": "a", "text": "x", "expected_intent": "y", "expected_intnet": "y"}',
+            "field 'expected_intnet': is not a field of a case",
+        ),
+        ('{"case": "a", "text": 3, "expected_intent": "y"}', "field 'text': 3 is not of type"),
+        (
+            '{"case": "a", "text": "x", "expected_intent": "y", "conversation_type": "room"}',
+            "one of",
+        ),
+        ("[1, 2]", "a case line is a JSON object"),
+    ],
+)
+def test_case_file_errors_name_line_and_field(tmp_path, line, message):
+    path = tmp_path / "cases.jsonl"
+    path.write_text('{"case": "ok", "text": "你好", "expected_intent": "greet"}\n' + line + "\n")
+    with pytest.raises(CaseError, match=f"cases.jsonl:2: .*{message}"):
+        load_cases(path)
