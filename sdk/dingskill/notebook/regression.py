@@ -5,12 +5,33 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from ..runtime.local import LocalPipeline
+from ..schema_check import SchemaValidator
 from ..skills.conversation import Reply
 
-__all__ = ["Mismatch", "load_cases", "replay", "replay_cases", "assert_conversations", "CaseError"]
+__all__ = [
+    "Mismatch",
+    "load_cases",
+    "replay",
+    "replay_cases",
+    "assert_conversations",
+    "CaseError",
+    "cases_schema",
+]
+
+
+@lru_cache(maxsize=1)
+def cases_schema() -> dict:
+    """The JSON Schema of one line of a case file (``dingskill schema conversations``)."""
+    return json.loads(
+        resources.files("dingskill.notebook")
+        .joinpath("conversations.schema.json")
+        .read_text("utf-8")
+    )
 
 
 class CaseError(ValueError):
@@ -40,9 +61,18 @@ def load_cases(path) -> list[tuple[int, dict]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CaseError(f"{path}:{n}: invalid JSON ({exc.msg})") from exc
-        for field in ("case", "text", "expected_intent"):
-            if not isinstance(row.get(field), str):
-                raise CaseError(f"{path}:{n}: field '{field}' is missing or not a string")
+        if not isinstance(row, dict):
+            raise CaseError(f"{path}:{n}: a case line is a JSON object, got {type(row).__name__}")
+        for err in SchemaValidator(cases_schema()).iter_errors(row):
+            where = ".".join(str(p) for p in err.absolute_path)
+            msg = err.message
+            if err.validator == "required":
+                where = err.message.split("'")[1]
+                msg = "is missing (required: case, text, expected_intent)"
+            elif err.validator == "additionalProperties":
+                where = sorted(set(row) - set(cases_schema()["properties"]))[0]
+                msg = "is not a field of a case; see `dingskill schema conversations`"
+            raise CaseError(f"{path}:{n}: field '{where}': {msg}")
         out.append((n, row))
     return out
 
