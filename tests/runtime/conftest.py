@@ -8,7 +8,7 @@ from dingskill.emulator import Emulator
 from dingskill.skills import Skill
 from dingskill.skills.packaging import SkillHome
 
-from .harness import RedisServer, RuntimeProcess
+from .harness import RedisServer, RuntimeProcess, kill_all
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ("dingtestapp", "test-app-secret")
@@ -40,9 +40,17 @@ def emulator():
 
 @pytest.fixture
 def redis_server(tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
+    server = RedisServer(tmp_path / "redis")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_session():
+    yield
+    kill_all()
 
 
 @pytest.fixture
@@ -56,9 +64,9 @@ def runtimes():
 @pytest.fixture
 def start_runtime(tmp_path, emulator, runtimes):
     def start(home: Path, **kw) -> RuntimeProcess:
-        rt = RuntimeProcess(tmp_path / f"rt{len(runtimes)}", home, emulator.url, APP, **kw).start()
-        runtimes.append(rt)
-        return rt
+        rt = RuntimeProcess(tmp_path / f"rt{len(runtimes)}", home, emulator.url, APP, **kw)
+        runtimes.append(rt)  # stopped by the fixture even when start-up fails
+        return rt.start()
 
     return start
 
