@@ -12,15 +12,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--home", default=None, help="DINGSKILL_HOME (default ~/.dingskill)")
     ms = m.add_subparsers(dest="market", metavar="ACTION", required=True)
     b = ms.add_parser("build", help="write DIR/index.json (+ .sig) for the .skill files in DIR")
-    b.add_argument("dir")
+    b.add_argument("dir", help="folder of .skill packages to index")
     b.add_argument(
         "--key", required=True, help="ed25519 private key (PEM) or pkcs11:LABEL (in the token)"
     )
     b.add_argument("--name", default=None, help="market name shown to clients (default: DIR)")
     b.set_defaults(func=_build)
     a = ms.add_parser("add", help="read skills from a market (file:// or http(s):// URL)")
-    a.add_argument("name")
-    a.add_argument("url")
+    a.add_argument("name", help="a short name for the market")
+    a.add_argument("url", help="the market's index URL")
     a.add_argument(
         "--allow-private-network",
         action="store_true",
@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     a.set_defaults(func=_add)
     ls = ms.add_parser("list", help="the configured markets")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=_list)
     rm = ms.add_parser("remove", help="stop reading a market")
-    rm.add_argument("name")
+    rm.add_argument("name", help="the market's short name")
     rm.set_defaults(func=_remove)
 
 

@@ -33,11 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.set_defaults(func=_keys_generate)
     kek = ks.add_parser("hsm-kek", help="create an AES-256 key-encryption key in the PKCS#11 token")
-    kek.add_argument("label")
+    kek.add_argument("label", help="label of the key in the token")
     kek.set_defaults(func=_keys_kek)
     w = ks.add_parser("wrap", help="wrap an at-rest key file with the token's key-encryption key")
     w.add_argument("key_file", help="JSON key file (as keys rotate writes)")
-    w.add_argument("--kek", required=True, metavar="LABEL")
+    w.add_argument(
+        "--kek", required=True, metavar="LABEL", help="label of the token's key-encryption key"
+    )
     w.add_argument("-o", "--output", required=True, help="the wrapped key file to write")
     w.set_defaults(func=_keys_wrap)
     t = ks.add_parser("trust", help="trust a public key for signed packages")
@@ -72,12 +74,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     i.set_defaults(func=_install)
     se = ps.add_parser("search", help="search the configured markets")
-    se.add_argument("query", nargs="?", default="")
-    se.add_argument("--json", action="store_true")
+    se.add_argument("query", nargs="?", default="", help="words to look for (default: list all)")
+    se.add_argument("--json", action="store_true", help="print JSON")
     se.set_defaults(func=_search)
     up = ps.add_parser("upgrade", help="install newer releases of installed skills from markets")
     up.add_argument("--dry-run", action="store_true", help="only list what would be upgraded")
-    up.add_argument("--trust", action="store_true")
+    up.add_argument(
+        "--trust", action="store_true", help="allow the packages' Python handlers to run"
+    )
     up.set_defaults(func=_upgrade)
     ls = ps.add_parser("list", help="installed skills")
     ls.add_argument("--json", action="store_true", help="print JSON")

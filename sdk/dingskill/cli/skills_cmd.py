@@ -25,11 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=_train)
     n = sub.add_parser("new", help="start a skill folder from a template (faq, form, api-lookup)")
     n.add_argument("name", help="folder name, e.g. visitor-desk")
-    n.add_argument("--template", default="faq", choices=["faq", "form", "api-lookup"])
+    n.add_argument(
+        "--template",
+        default="faq",
+        choices=["faq", "form", "api-lookup"],
+        help="starter kind (default faq)",
+    )
     n.add_argument("--lang", default="zh", choices=["zh", "en"], help="language of the starter")
     n.add_argument("--id", default=None, help="skill id (default com.example.NAME)")
     n.add_argument("--title", default=None, help="display name (default NAME)")
-    n.add_argument("--author", default="")
+    n.add_argument("--author", default="", help="author written into skill.yaml")
     n.add_argument("-C", "--directory", default=".", help="where to create the folder")
     n.set_defaults(func=_new)
     c = sub.add_parser("chat", help="talk to skills in the terminal (reads lines from stdin)")
