@@ -68,11 +68,13 @@ def test_flow_times_out_with_an_injected_clock(hr):
     assert "超时" in r.text and r.intent != "ask_leave" or "flow" not in ctx
 
 
-def test_changing_topic_leaves_the_flow(hr):
+def test_another_request_mid_form_is_answered_and_the_form_resumes(hr):
     e, ctx = _engine(hr), {}
     _say(e, "我想请假", ctx)
     r = _say(e, "我想看这个月的工资条", ctx)
-    assert r.intent == "payslip" and "flow" not in ctx
+    assert r.intent == "payslip" and "工资条" in r.text and "回到刚才的事项" in r.text
+    assert ctx["flow"]["pending"] == "leave_type" and ctx["flow"]["digressions"] == 1
+    assert _say(e, "年假", ctx).slots == {"leave_type": "年假"}  # not a slot value before
 
 
 def test_english_faq_and_card(faq):
@@ -124,3 +126,60 @@ def test_package_files_are_deterministic(hr):
 
     fp = json.loads(a["fingerprint.json"])
     assert fp["utterances"] == 766 and fp["intents"] == 17 and len(fp["sha256"]) == 64
+
+
+def test_scripted_digressions_zh_and_en(hr, faq):
+    """The leave form survives a question for another skill in another language, a weather
+    question holding a date, /help and small talk; nothing of those becomes a slot value."""
+    e, ctx = _engine(hr, faq), {}
+    assert _say(e, "你好", ctx).source == "smalltalk"
+    _say(e, "我想请假", ctx)
+    assert _say(e, "事假", ctx).slots == {"leave_type": "事假"}
+    r = _say(e, "明天北京会下雨吗", ctx)  # holds a date, but is a question
+    assert r.intent == "oos" and "回到刚才的事项" in r.text and r.slots == {"leave_type": "事假"}
+    r = _say(e, "what's the wifi password?", ctx)  # another skill, another language
+    assert r.intent == "wifi_password_faq" and "Back to your request" in r.text
+    r = _say(e, "/help", ctx)
+    assert (
+        r.intent == "help" and "从哪天开始休" in r.text and ctx["flow"]["pending"] == "start_date"
+    )
+    assert _say(e, "下周一", ctx).slots["start_date"] == "2026-11-30"
+    r = _say(e, "三天", ctx)
+    assert r.intent == "ask_leave" and "共 3 天" in r.text
+    assert ctx["last_flow"]["ended"] == "completed" and "flow" not in ctx
+    _say(e, "我想请假", ctx)
+    _say(e, "算了", ctx)
+    assert ctx["last_flow"]["ended"] == "cancelled"
+    # English small talk and out of scope with suggestions
+    ectx: dict = {}
+    assert _say(e, "thank you", ectx).text
+    assert _say(e, "bye", ectx).intent == "goodbye"
+
+
+def test_small_talk_built_in_and_overridden(hr, faq):
+    from dingskill.skills.smalltalk import SmallTalk, match_small_talk
+
+    assert match_small_talk("你好呀！") is SmallTalk.GREETING
+    assert match_small_talk("Thank you so much!") is SmallTalk.THANKS
+    assert match_small_talk("你能做什么？") is SmallTalk.HELP
+    assert match_small_talk("拜拜") is SmallTalk.GOODBYE
+    assert match_small_talk("你好，我想请假") is None
+    zh = _say(_engine(hr), "你好", {})
+    assert zh.intent == "greeting" and "HR 助手" in zh.text
+    helped = _say(_engine(hr), "/help", {})
+    assert helped.intent == "help" and "请假" in helped.text and helped.source == "smalltalk"
+    # faq-en has its own greet intent and help rule: they win over the built-in ones
+    assert _say(_engine(faq), "hi there", {}).intent == "greet"
+    assert _say(_engine(faq), "help", {}).source == "rule"
+
+
+def test_out_of_scope_suggests_closest_intents(hr):
+    from dingskill.nlu.classifier import Decision
+
+    e = _engine(hr)
+    d = Decision(
+        "oos", 0.6, [("oos", 0.6), ("payslip", 0.3), ("leave_balance", 0.08)], "model", None
+    )
+    r = e._fallback_reply("那个东西怎么弄", d, {})
+    assert r.intent == "oos" and r.format == "card" and r.text.startswith("抱歉")
+    assert [b["title"] for b in r.card["buttons"]] == ["工资条", "leave balance"]

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("chat", help="talk to skills in the terminal (reads lines from stdin)")
     c.add_argument("paths", nargs="*", help="skill folders (default: the installed skills)")
     c.add_argument("--sender", default="terminal-user", help="sender id in the conversation")
+    c.add_argument("--nick", default="", help="sender nick name")
+    c.add_argument("--conversation", default="terminal", help="conversation id")
     c.add_argument("--group", action="store_true", help="behave as a group chat")
     c.add_argument(
         "--at", action="append", default=[], metavar="ID", help="a user id the message @mentions"
@@ -133,6 +135,8 @@ def _chat(args) -> int:
         sys.stdin,
         sys.stdout,
         sender_id=args.sender,
+        sender_nick=args.nick,
+        conversation_id=args.conversation,
         group=args.group,
         at_users=args.at,
         echo=not interactive,

@@ -30,10 +30,12 @@ class ChatWidget(widgets.VBox):
         sender_id: str = "notebook-user",
         sender_nick: str = "我",
         title: str = "dingskill chat",
+        conversation_id: str | None = None,
     ) -> None:
         if not isinstance(skills, list | tuple):
             skills = [skills]
         self.backend = LocalPipeline(list(skills), channel="widget")
+        self.conversation_id = conversation_id  # None: one per sender, one for the group
         self.skills = self.backend.skills
         self.transcript: list[dict] = []
         self.corrections = pd.DataFrame(
@@ -121,7 +123,8 @@ class ChatWidget(widgets.VBox):
             "sender_id": self.sender.value or "notebook-user",
             "sender_nick": self.nick.value,
             "conversation_type": self.chat_type.value,
-            "conversation_id": "notebook-group" if group else f"notebook-{self.sender.value}",
+            "conversation_id": self.conversation_id
+            or ("notebook-group" if group else f"notebook-{self.sender.value}"),
         }
 
     def send(self, text: str) -> dict:

@@ -7,6 +7,7 @@ It never raises to the channel: failures become fallback replies, counted and au
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -235,9 +236,7 @@ class Pipeline:
         async with lock:  # turns of one conversation run in order within a replica
             context = await self.store.get_context(key)
             engine = self.engine_provider()
-            clean = (
-                Message(**{**message.__dict__, "text": text}) if text != message.text else message
-            )
+            clean = dataclasses.replace(message, text=text) if text != message.text else message
             t1 = time.perf_counter()
             reply = await engine.handle(clean, context)
             if self.metrics is not None and reply.skill_id:

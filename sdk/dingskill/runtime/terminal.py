@@ -29,6 +29,8 @@ def chat(
     lines: Iterable[str],
     out: TextIO,
     sender_id: str = "terminal-user",
+    sender_nick: str = "",
+    conversation_id: str = "terminal",
     group: bool = False,
     at_users: list[str] | None = None,
     echo: bool = False,
@@ -46,7 +48,8 @@ def chat(
         reply = local.send(
             text,
             sender_id=sender_id,
-            conversation_id="terminal",
+            sender_nick=sender_nick,
+            conversation_id=conversation_id,
             conversation_type="group" if group else "single",
             at_users=list(at_users or []),
         )

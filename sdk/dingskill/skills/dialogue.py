@@ -3,10 +3,75 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 
 from .slots import extract_slot
 
-__all__ = ["CANCEL_WORDS", "is_cancel", "missing_slots", "fill_slots", "new_flow"]
+__all__ = [
+    "CANCEL_WORDS",
+    "FlowEnd",
+    "FlowState",
+    "end_flow",
+    "fill_slots",
+    "is_cancel",
+    "missing_slots",
+    "new_flow",
+]
+
+
+class FlowEnd(str, Enum):
+    """Why a multi-turn flow ended (``context["last_flow"]["ended"]``)."""
+
+    COMPLETED = "completed"  # every slot filled, the response ran
+    CANCELLED = "cancelled"  # the user said 取消 / cancel
+    TIMEOUT = "timeout"  # no answer within the flow's timeout_s
+    SWITCHED = "switched"  # the user chose to leave it for another request
+    GAVE_UP = "gave_up"  # three answers in a row did not fill the slot
+    SKILL_GONE = "skill_gone"  # the skill or intent is no longer installed
+
+
+@dataclass
+class FlowState:
+    """A pending multi-turn flow, stored as ``context["flow"]`` (JSON)."""
+
+    skill: str
+    intent: str
+    slots: dict
+    pending: str  # the slot being asked for
+    started_ms: int
+    asks: int = 1  # how often the pending slot was asked
+    offer: dict | None = None  # {"skill", "intent", "text"}: leave the form for this?
+    digressions: int = 0  # other requests answered while the flow waited
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FlowState:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class FlowRecord:
+    """How the last flow of a conversation ended (``context["last_flow"]``)."""
+
+    skill: str
+    intent: str
+    ended: FlowEnd
+    slots: dict = field(default_factory=dict)
+    ended_ms: int = 0
+
+
+def end_flow(context: dict, reason: FlowEnd, now_ms: int = 0) -> dict | None:
+    """Remove the pending flow and record why it ended; returns the flow that ended."""
+    flow = context.pop("flow", None)
+    if flow:
+        rec = FlowRecord(flow["skill"], flow["intent"], reason, dict(flow["slots"]), now_ms)
+        context["last_flow"] = {**asdict(rec), "ended": reason.value}
+    return flow
+
 
 CANCEL_WORDS = (
     "算了",
@@ -57,11 +122,4 @@ def fill_slots(
 
 
 def new_flow(skill_id: str, intent: str, slots: dict, pending: str, now_ms: int) -> dict:
-    return {
-        "skill": skill_id,
-        "intent": intent,
-        "slots": dict(slots),
-        "pending": pending,
-        "started_ms": now_ms,
-        "asks": 1,
-    }
+    return FlowState(skill_id, intent, dict(slots), pending, now_ms).to_dict()

@@ -9,15 +9,26 @@ fails (template error, API down, handler raising or hanging) becomes a fallback 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ..nlu.classifier import Decision
 from ..text import detect_language
 from .conversation import Message, Reply
-from .dialogue import DEFAULT_TIMEOUT_S, fill_slots, is_cancel, missing_slots, new_flow
+from .dialogue import (
+    DEFAULT_TIMEOUT_S,
+    FlowEnd,
+    end_flow,
+    fill_slots,
+    is_cancel,
+    missing_slots,
+    new_flow,
+)
 from .http_action import HttpAction, HttpActionError
 from .outbound import OutboundPolicy
+from .smalltalk import NO, YES, SmallTalk, match_small_talk, small_talk_reply
 from .templates import choose_variant, render
 
 __all__ = ["Engine", "FALLBACK"]
@@ -31,6 +42,20 @@ EXPIRED = {
     "zh": "（上一个请求已超时，已为您取消。）",
     "en": "(Your previous request timed out and was cancelled.)",
 }
+GONE = {
+    "zh": "（您之前办理的事项所属的技能已更新或移除，已结束。）",
+    "en": "(The skill of your previous request was updated or removed; it has ended.)",
+}
+RESUME = {"zh": "（回到刚才的事项：{ask}）", "en": "(Back to your request: {ask})"}
+OFFER = {
+    "zh": "您还有一件事没办完（{ask}）。要先放下它，改办新的请求吗？请回复「是」或「否」。",
+    "en": "You have a request in progress ({ask}). Leave it for the new one? Reply yes or no.",
+}
+SUGGEST_TITLE = {"zh": "您是不是想：", "en": "Did you mean:"}
+# a message in a flow that another intent claims at least this confidently is a digression
+DIGRESSION_CONFIDENCE = 0.8
+# a slot answer longer than this many characters is checked for being a question instead
+SHORT_ANSWER = 6
 HISTORY = 6
 # handlers run here, not in the loop's default executor, so a hanging handler never blocks
 # a caller's loop shutdown (asyncio.run waits for the default executor)
@@ -136,6 +161,71 @@ class Engine:
         reply.state = dict(context.get("flow") or {})
         return reply
 
+    def _lang_of(self, text: str, context: dict) -> str:
+        """Reply language: the message's, or for a bare command the conversation's so far."""
+        if text.lstrip().startswith("/"):
+            for turn in reversed(context.get("history", [])):
+                if not turn["user"].lstrip().startswith("/"):
+                    return _lang(turn["user"])
+            langs = {lang for s in self.skills for lang in s.manifest.languages}
+            return "zh" if "zh" in langs or not langs else "en"
+        return _lang(text)
+
+    def _skill_with_intent(self, name: str):
+        for skill in self.skills:
+            if name in skill.manifest.intents:
+                return skill
+        return None
+
+    async def _small_talk(self, kind: SmallTalk, message: Message, context: dict) -> Reply:
+        """A skill's own intent of that name overrides the built-in answer."""
+        skill = self._skill_with_intent(kind.value)
+        if skill is not None:
+            decision = Decision(
+                kind.value, 1.0, [(kind.value, 1.0)], "rule", f"smalltalk:{kind.value}"
+            )
+            return await self._start(skill, decision, message, context)
+        lang = self._lang_of(message.text, context)
+        return Reply(
+            text=small_talk_reply(kind, lang, self.skills),
+            intent=kind.value,
+            confidence=1.0,
+            source="smalltalk",
+        )
+
+    def _suggest(self, reply: Reply, lang: str) -> Reply:
+        """Out of scope: offer the closest in-scope intents as card buttons (quick replies)."""
+        options = []
+        for intent, p in reply.alternatives:
+            if intent == "oos" or p < 0.05:
+                continue
+            skill = self._skill_with_intent(intent)
+            if skill is None:
+                continue
+            label = _example(skill, intent)
+            if label and label not in options:
+                options.append(label)
+        if not options:
+            return reply
+        reply.format = "card"
+        reply.card = {
+            "title": SUGGEST_TITLE[lang],
+            "text": reply.text,
+            "buttons": [{"title": o, "action": o} for o in options[:3]],
+        }
+        return reply
+
+    def _fallback_reply(self, text: str, decision, context: dict, note: str = "") -> Reply:
+        lang = self._lang_of(text, context)
+        reply = Reply(
+            text=(note + "\n" if note else "") + self._fallback(text),
+            intent="oos",
+            confidence=decision.confidence if decision else 0.0,
+            alternatives=list(decision.alternatives) if decision else [],
+            source="fallback",
+        )
+        return self._suggest(reply, lang)
+
     async def _handle(self, message: Message, context: dict) -> Reply:
         text = message.text
         now_ms = int(self.clock() * 1000)
@@ -145,12 +235,13 @@ class Engine:
             skill = self._by_id.get(flow.get("skill"))
             spec = skill.manifest.intents.get(flow.get("intent"), {}).get("flow") if skill else None
             if spec is None:
-                context.pop("flow", None)
+                end_flow(context, FlowEnd.SKILL_GONE, now_ms)
+                note = GONE[_lang(text)]
             elif now_ms - flow["started_ms"] > spec.get("timeout_s", DEFAULT_TIMEOUT_S) * 1000:
-                context.pop("flow", None)
+                end_flow(context, FlowEnd.TIMEOUT, now_ms)
                 note = EXPIRED[_lang(text)]
             elif is_cancel(text, spec.get("cancel_words")):
-                context.pop("flow", None)
+                end_flow(context, FlowEnd.CANCELLED, now_ms)
                 return Reply(
                     text=spec.get("cancelled") or CANCELLED[_lang(text)],
                     skill_id=skill.manifest.id,
@@ -164,41 +255,133 @@ class Engine:
                 if reply is not None:
                     return reply
         skill, decision = self.route(text)
-        if skill is None:
-            alts = decision.alternatives if decision else []
-            conf = decision.confidence if decision else 0.0
-            return Reply(
-                text=(note + self._fallback(text)) if note else self._fallback(text),
-                intent="oos",
-                confidence=conf,
-                alternatives=alts,
-                source="fallback",
-            )
-        reply = await self._start(skill, decision, message, context)
+        if skill is not None:  # a skill that claims the message overrides small talk
+            reply = await self._start(skill, decision, message, context)
+        elif (kind := match_small_talk(text)) is not None:
+            reply = await self._small_talk(kind, message, context)
+        else:
+            return self._fallback_reply(text, decision, context, note)
         if note:
             reply.text = f"{note}\n{reply.text}"
         return reply
+
+    def _ask(self, skill, spec, flow, message, context) -> str:
+        """The question for the pending slot."""
+        ask_spec = next(s for s in spec["slots"] if s["name"] == flow["pending"])
+        declared_all = {name: None for name in skill.manifest.slots}
+        variables = self._variables(
+            message, {**declared_all, **flow["slots"]}, context, flow["intent"], 1.0
+        )
+        return render(
+            choose_variant(ask_spec["ask"], _seed(message, context, flow["asks"])), variables
+        )
+
+    def _resume(self, reply: Reply, skill, spec, flow, message, context) -> Reply:
+        """Append "back to the form" and the pending question to a digression's answer."""
+        lang = _lang(reply.text) if reply.text else _lang(message.text)
+        back = RESUME[lang].format(ask=self._ask(skill, spec, flow, message, context))
+        reply.text = f"{reply.text}\n{back}" if reply.text else back
+        if isinstance(reply.card, dict) and reply.card.get("text"):
+            reply.card = {**reply.card, "text": f"{reply.card['text']}\n{back}"}
+        return reply
+
+    async def _digression(self, skill, spec, flow, message, context) -> Reply | None:
+        """A small-talk message, a command, or a confident request for another intent while
+        a flow waits: answer it and resume the flow (or, when the other request is itself a
+        form, ask whether to leave this one). None when the message is no digression."""
+        text = message.text
+        other, d = self.route(text)
+        kind = match_small_talk(text)
+        if other is not None and d.source == "rule" and d.intent == flow["intent"]:
+            return None
+        is_other = (
+            other is not None
+            and d.intent not in ("oos", flow["intent"])
+            and (d.source == "rule" or d.confidence >= DIGRESSION_CONFIDENCE)
+        )
+        if kind is None and not is_other:
+            return None
+        if not is_other:
+            reply = await self._small_talk(kind, message, context)
+        else:
+            resp = other.manifest.intents.get(d.intent) or {}
+            if resp.get("flow") and missing_slots(resp["flow"], {}):
+                flow["offer"] = {"skill": other.manifest.id, "intent": d.intent, "text": text}
+                lang = _lang(text)
+                return Reply(
+                    text=OFFER[lang].format(ask=self._ask(skill, spec, flow, message, context)),
+                    skill_id=skill.manifest.id,
+                    intent=flow["intent"],
+                    confidence=d.confidence,
+                    alternatives=d.alternatives,
+                    source="dialogue",
+                    slots=dict(flow["slots"]),
+                )
+            saved = context.pop("flow")  # the other response runs outside the form
+            reply = await self._start(other, d, message, context)
+            context["flow"] = saved
+        flow["digressions"] = flow.get("digressions", 0) + 1
+        return self._resume(reply, skill, spec, flow, message, context)
 
     async def _continue_flow(self, skill, spec, flow, message, context) -> Reply | None:
         declared = skill.manifest.slots
         wanted = [s["name"] for s in spec["slots"]]
         slots = flow["slots"]
-        new = fill_slots(
-            declared, wanted, message.text, slots, self._today(), answer_for=flow["pending"]
-        )
-        if flow["pending"] not in new:
+        now_ms = int(self.clock() * 1000)
+        offer = flow.pop("offer", None)
+        if offer is not None:
+            bare = message.text.strip().rstrip("。.!！")
+            if YES.match(bare):
+                end_flow(context, FlowEnd.SWITCHED, now_ms)
+                target = self._by_id.get(offer["skill"])
+                if target is not None:
+                    decision = target.decide(offer["text"])
+                    if decision.intent == offer["intent"]:
+                        again = dataclasses.replace(message, text=offer["text"])
+                        return await self._start(target, decision, again, context)
+                return None
+            if NO.match(bare):
+                return self._resume(
+                    Reply(
+                        text="",
+                        skill_id=skill.manifest.id,
+                        intent=flow["intent"],
+                        confidence=1.0,
+                        source="dialogue",
+                        slots=dict(slots),
+                    ),
+                    skill,
+                    spec,
+                    flow,
+                    message,
+                    context,
+                )
+        # typed values first (a date, a number, a listed word): a real answer to the form
+        new = fill_slots(declared, wanted, message.text, slots, self._today())
+        if flow["pending"] in new and len(message.text) > SHORT_ANSWER:
+            # a long message that happens to hold a date or number ("明天北京会下雨吗") and
+            # that the models confidently call out of scope is a question, not an answer
             other, d = self.route(message.text)
-            switched = (
-                d is not None
-                and d.intent not in ("oos", flow["intent"])
-                and (d.source == "rule" or d.confidence >= 0.8)
+            if other is None and d is not None and d.confidence >= DIGRESSION_CONFIDENCE:
+                for name in new:
+                    slots.pop(name, None)
+                flow["digressions"] = flow.get("digressions", 0) + 1
+                fallback = self._fallback_reply(message.text, d, context)
+                fallback.slots = dict(slots)
+                return self._resume(fallback, skill, spec, flow, message, context)
+        if flow["pending"] not in new:
+            reply = await self._digression(skill, spec, flow, message, context)
+            if reply is not None:
+                return reply
+            new.update(
+                fill_slots(
+                    declared, wanted, message.text, slots, self._today(), answer_for=flow["pending"]
+                )
             )
-            if switched:
-                context.pop("flow", None)
-                return None  # the user moved on: route the message normally
+        if flow["pending"] not in new:
             flow["asks"] = flow.get("asks", 1) + 1
             if flow["asks"] > 3:
-                context.pop("flow", None)
+                end_flow(context, FlowEnd.GAVE_UP, now_ms)
                 return Reply(
                     text=CANCELLED[_lang(message.text)],
                     skill_id=skill.manifest.id,
@@ -209,20 +392,15 @@ class Engine:
         missing = missing_slots(spec, slots)
         if missing:
             flow["pending"] = missing[0]["name"]
-            ask = choose_variant(missing[0]["ask"], _seed(message, context, flow["asks"]))
-            declared_all = {name: None for name in declared}
-            variables = self._variables(
-                message, {**declared_all, **slots}, context, flow["intent"], 1.0
-            )
             return Reply(
-                text=render(ask, variables),
+                text=self._ask(skill, spec, flow, message, context),
                 skill_id=skill.manifest.id,
                 intent=flow["intent"],
                 confidence=1.0,
                 source="dialogue",
                 slots=dict(slots),
             )
-        context.pop("flow", None)
+        end_flow(context, FlowEnd.COMPLETED, now_ms)
         resp = skill.manifest.intents[flow["intent"]]
         reply = await self._execute(skill, flow["intent"], resp, slots, message, context, 1.0)
         reply.source = "dialogue"
@@ -343,6 +521,18 @@ class Engine:
             error=error,
             **{**base, "confidence": confidence},
         )
+
+
+def _example(skill, intent: str) -> str:
+    """A user-facing label for ``intent``: the manifest's ``example``, else its first trigger
+    word, else the intent name in words."""
+    resp = skill.manifest.intents.get(intent) or {}
+    if resp.get("example"):
+        return resp["example"]
+    for t in skill.manifest.triggers:
+        if t["intent"] == intent and t.get("words"):
+            return t["words"][0]
+    return intent.replace("_", " ")
 
 
 def _seed(message: Message, context: dict, extra: object = "") -> str:

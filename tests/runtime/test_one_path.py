@@ -1,0 +1,269 @@
+"""One transcript through every entry point: the terminal (`dingskill chat`, a subprocess),
+`dingskill.respond`, conversation replay and `dingskill test-conversations`, the notebook
+chat widget, DingTalk Stream (the real `dingtalk-stream` SDK inside the runtime, against the
+emulator) and the HTTP webhook. Every one hands the message to the one Pipeline, so intents,
+confidences, slots and replies are identical."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import dingskill
+import httpx
+import pytest
+from dingskill.cli.main import main as cli
+from dingskill.notebook import ChatWidget
+from dingskill.notebook.regression import replay
+from dingskill.runtime import Runtime, load_config
+from dingskill.runtime.channels.webhook import sign
+from dingskill.runtime.replies import reply_body
+from dingskill.skills.packaging import SkillHome
+
+from .harness import free_port, wait_until
+
+APP = ("dingtestapp", "test-app-secret")
+SCALE = float(os.environ.get("DINGSKILL_TEST_TIMEOUT_SCALE", "1"))
+CONV, SENDER, NICK = "case-onepath", "staff-1", "小王"
+GROUP_AT = ["bot-hr"]
+LONG = "请" * 100_000
+# (text, group?) — one leave request with digressions (another intent, another language,
+# a command, small talk), full-width text, a group @mention and an over-long message
+TRANSCRIPT: list[tuple[str, bool]] = [
+    ("你好", False),
+    ("我想请假", False),
+    ("事假", False),
+    ("/help", False),
+    ("ｗｈａｔ'ｓ ｔｈｅ ｗｉｆｉ ｐａｓｓｗｏｒｄ？", False),
+    ("2026年12月3日", False),
+    ("３天", False),
+    ("thanks!", False),
+    ("＠HR小助手 订会议室", True),
+    (LONG, False),
+]
+
+
+def _key(reply) -> tuple:
+    """What must be identical: intent, confidence, slots, reply text (and the source)."""
+    get = reply.get if isinstance(reply, dict) else lambda k: getattr(reply, k)
+    return (
+        get("intent"),
+        round(float(get("confidence")), 6),
+        json.dumps(get("slots"), ensure_ascii=False, sort_keys=True),
+        get("text"),
+        get("source"),
+    )
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, packages):
+    home = tmp_path_factory.mktemp("onepath-home")
+    h = SkillHome(home)
+    h.install(packages["hr-assistant"])
+    h.install(packages["faq-en"])
+    return home, h.load_skills()
+
+
+@pytest.fixture(scope="module")
+def reference(installed):
+    """The transcript through `dingskill.respond` (what `Skill.respond` was)."""
+    _, skills = installed
+    contexts: dict[bool, dict] = {False: {}, True: {}}
+    out = []
+    for text, group in TRANSCRIPT:
+        out.append(
+            dingskill.respond(
+                skills,
+                text,
+                contexts[group],
+                sender_id=SENDER,
+                sender_nick=NICK,
+                conversation_id=CONV,
+                conversation_type="group" if group else "single",
+                at_users=GROUP_AT if group else [],
+            )
+        )
+    return [_key(r) for r in out]
+
+
+def test_reference_transcript_behaves(reference):
+    intents = [k[0] for k in reference]
+    texts = [k[3] for k in reference]
+    assert intents[1] == "ask_leave" and reference[2][2] == '{"leave_type": "事假"}'
+    assert reference[5][2] == '{"leave_type": "事假", "start_date": "2026-12-03"}'
+    assert intents[8] == "book_meeting_room" and reference[8][1] > 0.85  # @mention stripped
+    assert "太长" in texts[9] and reference[9][4] == "fallback"  # refused, not classified
+    assert "wifi" in intents[4] and "Corp-Staff" in texts[4]  # answered mid-form
+    assert "3" in texts[6] and "事假" in texts[6]  # the form resumed and finished
+
+
+def test_terminal_chat_subprocess(installed, reference):
+    home, _ = installed
+    env = {**os.environ, "DINGSKILL_HOME": str(home)}
+    got: dict[int, tuple] = {}
+    for group in (False, True):
+        idx = [i for i, (_, g) in enumerate(TRANSCRIPT) if g == group]
+        args = [sys.executable, "-m", "dingskill.cli.main", "chat", "--json"]
+        args += ["--sender", SENDER, "--nick", NICK, "--conversation", CONV]
+        if group:
+            args += ["--group", *[f"--at={a}" for a in GROUP_AT]]
+        proc = subprocess.run(
+            args,
+            input="".join(TRANSCRIPT[i][0] + "\n" for i in idx),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120 * SCALE,
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) == len(idx), proc.stdout + proc.stderr
+        for i, line in zip(idx, lines, strict=True):
+            got[i] = _key(json.loads(line))
+    assert [got[i] for i in range(len(TRANSCRIPT))] == reference
+
+
+def _cases_file(tmp_path, reference, expected: bool):
+    path = tmp_path / "onepath.jsonl"
+    rows = []
+    for (text, group), ref in zip(TRANSCRIPT, reference, strict=True):
+        row = {"case": "onepath", "text": text, "expected_intent": ref[0]}
+        row.update(sender_id=SENDER, sender_nick=NICK)
+        if group:
+            row.update(conversation_type="group", at_users=GROUP_AT)
+        if expected:
+            row.update(
+                expected_reply=ref[3], expected_slots=json.loads(ref[2]), expected_confidence=ref[1]
+            )
+        rows.append(json.dumps(row, ensure_ascii=False))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_replay_and_test_conversations(installed, reference, tmp_path, capsys):
+    home, skills = installed
+    cases = _cases_file(tmp_path, reference, expected=True)
+    assert [_key(r) for _, _, r in replay(skills, cases)] == reference
+    dirs = [str(p) for p in SkillHome(home).active_paths()]
+    assert cli(["test-conversations", *dirs, str(cases)]) == 0, capsys.readouterr().out
+
+
+def test_chat_widget(installed, reference):
+    _, skills = installed
+    w = ChatWidget(skills, sender_id=SENDER, sender_nick=NICK, conversation_id=CONV)
+    w.mention.value = False  # the transcript carries its own @mention
+    got = []
+    for text, group in TRANSCRIPT:
+        w.chat_type.value = "group" if group else "single"
+        turn = w.send(text)
+        got.append(_key(turn))
+    assert got == reference
+
+
+class _InProcessRuntime:
+    """`Runtime` (what `dingskill run` starts) on its own event-loop thread, with a tap on
+    its Pipeline that records every reply by message id."""
+
+    def __init__(self, home, tmp, channel: dict) -> None:
+        self.port = free_port()
+        cfg = load_config(
+            None,
+            environ={"DINGSKILL_APP_KEY": APP[0], "DINGSKILL_APP_SECRET": APP[1]},
+            overrides={
+                "server": {"port": self.port},
+                "storage": {"type": "memory"},
+                "channels": {"enterprise_chat": channel},
+                "skills": {"home": str(home)},
+                "audit": {"path": str(tmp / "audit.jsonl")},
+                "security": {"encrypt": False},
+            },
+        )
+        self.runtime = Runtime(cfg)
+        self.replies: dict[str, object] = {}
+        self.runtime.pipeline.observers.append(lambda m, r: self.replies.__setitem__(m.msg_id, r))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.runtime.start(), self.loop).result(60 * SCALE)
+        return self
+
+    def stop(self):
+        try:
+            asyncio.run_coroutine_threadsafe(self.runtime.stop(), self.loop).result(30 * SCALE)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+@pytest.fixture
+def in_process(installed, tmp_path):
+    started: list[_InProcessRuntime] = []
+
+    def start(channel: dict) -> _InProcessRuntime:
+        rt = _InProcessRuntime(installed[0], tmp_path / f"rt{len(started)}", channel)
+        started.append(rt)  # registered before it is waited on
+        return rt.start()
+
+    yield start
+    for rt in started:
+        rt.stop()
+
+
+def test_stream_through_emulator_and_sdk(emulator, in_process, reference):
+    rt = in_process({"mode": "stream", "endpoint": emulator.url})
+    emulator.wait_connections(1)
+    got = []
+    for text, group in TRANSCRIPT:
+        fields = dict(sender_id=SENDER, sender_nick=NICK, conversation_id=CONV)
+        if group:
+            fields.update(
+                conversation_type="group",
+                at_bot=False,
+                at_users=[{"dingtalkId": a} for a in GROUP_AT],
+            )
+        msg_id = emulator.send(text, **fields)
+        body = emulator.wait_reply(msg_id, timeout=20 * SCALE)
+        reply = wait_until(lambda m=msg_id: rt.replies.get(m), 10 * SCALE, what="pipeline tap")
+        # what the platform got is what the Pipeline answered
+        assert {k: v for k, v in body.items() if k != "at"} == reply_body(reply)
+        got.append(_key(reply))
+    assert got == reference
+
+
+def test_webhook(in_process, reference):
+    rt = in_process({"mode": "webhook"})
+    url = f"http://127.0.0.1:{rt.port}/api/v1/webhook"
+    got = []
+    with httpx.Client(timeout=30 * SCALE) as client:
+        for n, (text, group) in enumerate(TRANSCRIPT):
+            payload = {
+                "msgtype": "text",
+                "text": {"content": text},
+                "msgId": f"onepath-{n}",
+                "conversationId": CONV,
+                "conversationType": "2" if group else "1",
+                "senderId": f"$:LWCP_v1:${SENDER}",
+                "senderStaffId": SENDER,
+                "senderNick": NICK,
+                "createAt": int(time.time() * 1000),
+            }
+            if group:
+                payload["atUsers"] = [{"dingtalkId": a} for a in GROUP_AT]
+            ts = str(int(time.time() * 1000))
+            resp = client.post(
+                url,
+                content=json.dumps(payload, ensure_ascii=False).encode(),
+                headers={"timestamp": ts, "sign": sign(ts, APP[1])},
+            )
+            assert resp.status_code == 200, resp.text
+            reply = rt.replies[f"onepath-{n}"]
+            assert resp.json() == reply_body(reply)
+            got.append(_key(reply))
+    assert got == reference
