@@ -158,6 +158,41 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             "code",
             "chat.chat_type.value = 'single'\nchat.send('what are the office hours?')['text']",
         ),
+        (
+            "md",
+            "## Digressions 话题岔开\n\nWhile a form waits for an answer, a message that another intent (of any "
+            "skill, in any language) claims confidently, a command such as `/help`, small talk, or a question "
+            "that merely contains a date is **answered, and the form resumes** — none of them becomes a slot "
+            "value. `context['last_flow']` records why a form ended (completed, cancelled, timeout, switched, "
+            "gave_up, skill_gone).",
+        ),
+        (
+            "code",
+            "import dingskill\n\n"
+            "def script(turns, context):\n"
+            "    rows = []\n"
+            "    for text in turns:\n"
+            "        r = dingskill.respond([hr, faq], text, context, sender_id='staff-0003', sender_nick='陈晨')\n"
+            "        rows.append({'user': text, 'intent': r.intent, 'source': r.source, 'slots': r.slots, 'reply': r.text})\n"
+            "    return pd.DataFrame(rows)\n\n"
+            "zh = {}\n"
+            "zh_turns = script(['你好', '我想请假', '事假', '明天北京会下雨吗', '订会议室', '/help', '下周一', '三天', '谢谢'], zh)\n"
+            "assert zh_turns.intent.tolist()[3:6] == ['oos', 'book_meeting_room', 'help']\n"
+            "assert all('回到刚才的事项' in r or 'Back to your request' in r for r in zh_turns.reply[3:6])\n"
+            "assert zh_turns.slots[7] == {'leave_type': '事假', 'start_date': zh_turns.slots[6]['start_date'], 'days': 3}\n"
+            "assert zh['last_flow']['ended'] == 'completed'\n"
+            "zh_turns",
+        ),
+        ("md", "The same in English, and leaving a form with “cancel”:"),
+        (
+            "code",
+            "en = {}\n"
+            "en_turns = script(['hi', '我想请假', \"what's the wifi password?\", '年假', 'what can you do?', 'cancel', 'thank you', 'bye'], en)\n"
+            "assert en_turns.intent[2] == 'wifi_password_faq' and 'Back to your request' in en_turns.reply[2]\n"
+            "assert en_turns.slots[3] == {'leave_type': '年假'}\n"
+            "assert en['last_flow']['ended'] == 'cancelled'\n"
+            "en_turns",
+        ),
     ],
     "04_improve_from_mistakes": [
         (
