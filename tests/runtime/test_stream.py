@@ -213,6 +213,12 @@ def test_webhook_mode_checks_signatures(tmp_path, home, emulator, runtimes):
     r = httpx.post(url, json=payload, headers={"timestamp": stale, "sign": stale_sign})
     assert r.status_code == 401 and "stale" in r.json()["errmsg"]
     r = httpx.post(url, content=b"{}", headers={"timestamp": ts, "sign": good})
+    assert r.status_code == 401 and "already used with another body" in r.json()["errmsg"]
+    ts2 = str(int(time.time() * 1000) + 1)
+    good2 = base64.b64encode(
+        hmac.new(APP[1].encode(), f"{ts2}\n{APP[1]}".encode(), hashlib.sha256).digest()
+    ).decode()
+    r = httpx.post(url, content=b"{}", headers={"timestamp": ts2, "sign": good2})
     assert r.status_code == 400
 
 

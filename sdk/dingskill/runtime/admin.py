@@ -1,18 +1,33 @@
 """Operator actions over HTTP (bearer API tokens) and as chat commands (staff ids), each
-checked against the RBAC matrix and audited."""
+checked against the RBAC matrix and audited.
+
+Requests are authenticated before their body is read; bodies are streamed with a size limit
+and malformed input gets a 4xx naming the problem. Chat commands that change state
+(``/rollback``, ``/reload``) run only after a fresh confirmation: the bot answers with a
+one-time code that the same person must send back (``/confirm CODE``) in the same chat within
+``CONFIRM_TTL_S`` seconds."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import secrets
+import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..security.rbac import AccessControl
 from ..skills.conversation import Message, Reply
+from ..skills.outbound import OutboundPolicy
 from ..skills.packaging import PackageError, SkillHome
+from .http_limits import BodyError, read_json
 
-__all__ = ["AdminAPI"]
+__all__ = ["AdminAPI", "CONFIRM_TTL_S"]
+
+CONFIRM_TTL_S = 60.0
+MAX_INSTALL_BODY = 64 * 1024
+STATE_CHANGING = ("/rollback", "/reload")
 
 
 class AdminAPI:
@@ -25,6 +40,7 @@ class AdminAPI:
         store,
         metrics=None,
         reload_config=None,
+        allow_private=(),
     ) -> None:
         self.home, self.access, self.skills, self.audit, self.store = (
             home,
@@ -35,6 +51,9 @@ class AdminAPI:
         )
         self.metrics = metrics
         self.reload_config = reload_config
+        # downloads for POST /admin/skills: public addresses only unless the operator allows
+        self.download_policy = OutboundPolicy(allow_private=tuple(allow_private or ()))
+        self._pending: dict[tuple[str, str], tuple[str, float, str]] = {}
 
     def _subject(self, request: Request) -> str | None:
         auth = request.headers.get("authorization", "")
@@ -60,21 +79,33 @@ class AdminAPI:
         return JSONResponse([s.to_dict() for s in self.home.installed()])
 
     async def install(self, request: Request):
-        body = await request.json()
-        decision, refused = self._check(request, "skills.install", str(body.get("source", "")))
+        decision, refused = self._check(request, "skills.install")
         if refused:
             return refused
+        try:
+            body = await read_json(request, MAX_INSTALL_BODY)
+            source, hosts = body.get("source"), body.get("allow_hosts") or []
+            if not isinstance(source, str) or not source:
+                raise BodyError(400, "field 'source' (a package URL or path) is required")
+            if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+                raise BodyError(400, "field 'allow_hosts' must be a list of host names")
+            version = body.get("version")
+            if version is not None and not isinstance(version, str):
+                raise BodyError(400, "field 'version' must be a string")
+        except BodyError as exc:
+            return exc.response()
         ip = request.client.host if request.client else ""
         try:
             info = await asyncio.to_thread(
                 self.home.install,
-                body["source"],
-                body.get("version"),
-                bool(body.get("trust")),
+                source,
+                version,
+                body.get("trust") is True,
                 decision.subject,
-                [str(h) for h in body.get("allow_hosts") or []],
+                hosts,
+                self.download_policy,
             )
-        except (PackageError, KeyError) as exc:
+        except PackageError as exc:
             self.audit.admin(
                 decision.subject,
                 str(body.get("source")),
@@ -149,7 +180,13 @@ class AdminAPI:
         if refused:
             return refused
         await self.audit.flush()
-        limit = int(request.query_params.get("limit", 100))
+        raw = request.query_params.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+            return JSONResponse(
+                {"error": f"limit: expected a whole number from 1 to 10000, got {raw[:20]!r}"},
+                status_code=400,
+            )
+        limit = int(raw)
         records = await self.store.read_audit()
         return JSONResponse(records[-limit:])
 
@@ -182,6 +219,8 @@ class AdminAPI:
             "/reload": "config.reload",
             "/rollback": "skills.rollback",
         }
+        if cmd == "/confirm":
+            return await self._confirm(message, text.split()[1:])
         if cmd not in perms:
             return None
         args = text.split()[1:]
@@ -197,6 +236,64 @@ class AdminAPI:
                 intent=cmd,
                 error="forbidden",
             )
+        if cmd in STATE_CHANGING:
+            if cmd == "/rollback" and not args:
+                return Reply(text="usage: /rollback <skill id>", source="admin", intent=cmd)
+            code = f"{secrets.randbelow(10**6):06d}"
+            key = (message.sender_id, message.conversation_id)
+            now = time.monotonic()
+            self._pending = {k: v for k, v in self._pending.items() if v[1] > now}
+            self._pending[key] = (code, now + CONFIRM_TTL_S, " ".join([cmd, *args]))
+            self.audit.admin(
+                decision.subject, " ".join(args) or "runtime", f"{cmd[1:]}.requested", "pending"
+            )
+            return Reply(
+                text=(
+                    f"请在 {CONFIRM_TTL_S:g} 秒内发送 /confirm {code} 确认执行「{' '.join([cmd, *args])}」。\n"
+                    f"Send /confirm {code} within {CONFIRM_TTL_S:g} s to run "
+                    f"'{' '.join([cmd, *args])}'."
+                ),
+                source="admin",
+                intent=cmd,
+            )
+        return await self._run(cmd, args, decision)
+
+    async def _confirm(self, message: Message, args: list[str]) -> Reply:
+        """Run the command waiting for this person's confirmation in this chat."""
+        key = (message.sender_id, message.conversation_id)
+        pending = self._pending.pop(key, None)
+        ok = (
+            pending is not None
+            and len(args) == 1
+            and pending[1] > time.monotonic()
+            and hmac.compare_digest(pending[0], args[0])
+        )
+        if not ok:
+            self.audit.admin(
+                f"staff:{message.sender_id}", "chat", "confirm", "refused", error="no valid code"
+            )
+            return Reply(
+                text="没有待确认的操作，或确认码错误/已过期。/ Nothing to confirm, or the code is "
+                "wrong or expired.",
+                source="admin",
+                intent="/confirm",
+                error="confirmation refused",
+            )
+        cmd, *rest = pending[2].split()
+        perms = {"/reload": "config.reload", "/rollback": "skills.rollback"}
+        decision = self.access.authorize(
+            f"staff:{message.sender_id}", perms[cmd], obj=" ".join(rest) or cmd
+        )
+        if not decision.allowed:
+            return Reply(
+                text="抱歉，您没有执行该操作的权限。/ Sorry, you are not allowed to do that.",
+                source="admin",
+                intent=cmd,
+                error="forbidden",
+            )
+        return await self._run(cmd, rest, decision)
+
+    async def _run(self, cmd: str, args: list[str], decision) -> Reply:
         if cmd == "/skills":
             rows = [f"- {s.id} {s.version} ({s.signature})" for s in self.home.installed()]
             return Reply(

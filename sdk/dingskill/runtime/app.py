@@ -89,7 +89,13 @@ class Runtime:
         except AccessError as exc:
             raise ConfigError(f"security.roles: {exc}") from None
         self.admin = AdminAPI(
-            self.home, self.access, self.skills, self.audit, self.store, self.metrics
+            self.home,
+            self.access,
+            self.skills,
+            self.audit,
+            self.store,
+            self.metrics,
+            allow_private=config.get("security.outbound_allow_private"),
         )
         self.pipeline = Pipeline(
             self.skills.current,
@@ -123,7 +129,12 @@ class Runtime:
             from .channels.webhook import WebhookChannel
 
             self.webhook = WebhookChannel(
-                self.pipeline, config.app_secret, ch["webhook"]["timeout"], self.audit, self.sender
+                self.pipeline,
+                config.app_secret,
+                ch["webhook"]["timeout"],
+                self.audit,
+                self.sender,
+                max_skew_s=ch["webhook"]["max_skew_s"],
             )
         self.server = None
         self.loopwatch = LoopWatch(self.metrics)

@@ -21,6 +21,7 @@ DEFAULTS: dict = {
     "server": {
         "host": "127.0.0.1",
         "port": 8080,
+        "header_timeout_s": 10.0,  # a connection must send its request headers within this
         "ssl": {"enabled": False, "cert_path": None, "key_path": None},
     },
     "storage": {
@@ -35,7 +36,9 @@ DEFAULTS: dict = {
             "mode": "stream",
             "endpoint": None,
             "auth": {"app_key": None, "app_secret": None},
-            "webhook": {"path": "/api/v1/webhook", "timeout": 5000},
+            # max_skew_s: how far a request's timestamp may be from now (the platform allows
+            # an hour; a captured timestamp/sign pair signs any body that long)
+            "webhook": {"path": "/api/v1/webhook", "timeout": 5000, "max_skew_s": 300},
         }
     },
     # secrets: {"<skill id>": ["ENV_NAME", ...]}: the only ${NAME}s a skill's HTTP actions get
@@ -98,6 +101,7 @@ DEFAULTS: dict = {
 _TYPES = {
     "server.host": str,
     "server.port": int,
+    "server.header_timeout_s": (int, float),
     "server.ssl.enabled": bool,
     "storage.type": str,
     "storage.connection_string": str,
@@ -106,6 +110,7 @@ _TYPES = {
     "channels.enterprise_chat.mode": str,
     "channels.enterprise_chat.webhook.path": str,
     "channels.enterprise_chat.webhook.timeout": (int, float),
+    "channels.enterprise_chat.webhook.max_skew_s": (int, float),
     "skills.require_signature": bool,
     "security.metrics_public": bool,
     "skills.reload_interval_s": (int, float),

@@ -54,6 +54,8 @@ def make_server(app, config):
     kw = {}
     if srv["ssl"]["enabled"]:
         kw = {"ssl_certfile": srv["ssl"]["cert_path"], "ssl_keyfile": srv["ssl"]["key_path"]}
+    from .http_limits import GuardedH11Protocol
+
     uc = uvicorn.Config(
         app,
         host=srv["host"],
@@ -61,6 +63,15 @@ def make_server(app, config):
         log_level="warning",
         access_log=False,
         lifespan="off",
+        # request headers within server.header_timeout_s, or the socket is closed
+        http=type(
+            "Guarded",
+            (GuardedH11Protocol,),
+            {"header_timeout_s": float(srv.get("header_timeout_s") or 10.0)},
+        ),
+        timeout_keep_alive=5,
+        limit_concurrency=2000,
+        h11_max_incomplete_event_size=64 * 1024,
         **kw,
     )
     uc.load()

@@ -19,6 +19,7 @@ class Message:
     msg_id: str = ""
     channel: str = "local"  # widget | terminal | stream | webhook | local
     create_at: int = 0  # milliseconds since the epoch
+    client_ip: str = ""  # the HTTP client's address (webhook mode), for the audit record
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

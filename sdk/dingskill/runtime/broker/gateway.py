@@ -132,7 +132,12 @@ class Gateway:
         if ch["mode"] == "stream":
             self.stream = _GatewayStream(self, config.app_key, config.app_secret, ch["endpoint"])
         else:
-            self.webhook = WebhookChannel(self, config.app_secret, ch["webhook"]["timeout"])
+            self.webhook = WebhookChannel(
+                self,
+                config.app_secret,
+                ch["webhook"]["timeout"],
+                max_skew_s=ch["webhook"]["max_skew_s"],
+            )
         self.server = None
         self._tasks: list[asyncio.Task] = []
 
@@ -152,19 +157,25 @@ class Gateway:
     async def _webhook(self, request):
         from starlette.responses import JSONResponse
 
+        from ..http_limits import BodyError, read_json
+
         hook = self.webhook
-        reason = hook.verify(request.headers.get("timestamp"), request.headers.get("sign"))
+        ts, signature = request.headers.get("timestamp"), request.headers.get("sign")
+        reason = hook.verify(ts, signature)  # from the headers, before the body is read
         if reason:
             return JSONResponse({"errcode": 401, "errmsg": reason}, status_code=401)
         if not hook.accepting:
             return JSONResponse({"errcode": 503, "errmsg": "shutting down"}, status_code=503)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse(
-                {"errcode": 413, "errmsg": f"body over {MAX_BODY} bytes"}, status_code=413
-            )
         try:
-            await self.accept(json.loads(body), "webhook")
+            data = await read_json(request, MAX_BODY)
+        except BodyError as exc:
+            return exc.response("errmsg")
+        canonical = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+        reason = hook.check_replay(ts, signature, canonical)
+        if reason:
+            return JSONResponse({"errcode": 401, "errmsg": reason}, status_code=401)
+        try:
+            await self.accept(data, "webhook")
         except (ValueError, FrameError) as exc:
             return JSONResponse(
                 {"errcode": 400, "errmsg": f"not a robot message: {exc}"}, status_code=400

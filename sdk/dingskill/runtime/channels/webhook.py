@@ -1,7 +1,15 @@
 """HTTP webhook mode: DingTalk POSTs robot messages to ``webhook.path`` with ``timestamp`` and
 ``sign`` headers (HMAC-SHA256 of ``"{timestamp}\\n{app_secret}"`` keyed by the app secret,
-base64). Stale timestamps (over one hour) and bad signatures are refused with 401; the reply
-goes back in the HTTP response (or through the session webhook when it takes too long)."""
+base64). The reply goes back in the HTTP response.
+
+The platform's signature covers only the timestamp, not the body: whoever captures one
+request can sign any body with its pair until the timestamp is stale. So this channel:
+authenticates from the headers before reading the body; refuses timestamps further than
+``max_skew_s`` from now (default 300 s, configurable; the platform allows an hour); and keeps
+the pairs seen within that window, refusing a pair that comes back with another body (the
+same body again is a retry: deduplicated by message id). What this cannot stop (a forged body
+sent before the genuine one, by someone reading the traffic) is for TLS and a source
+allow-list to prevent: see docs/security.md."""
 
 from __future__ import annotations
 
@@ -11,18 +19,21 @@ import hashlib
 import hmac
 import json
 import time
+from collections import OrderedDict
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ..http_limits import BodyError, read_json
 from ..pipeline import InProgressElsewhere
 from ..replies import reply_body
 from .parse import FrameError, parse_robot_message
 
 __all__ = ["WebhookChannel", "sign"]
 
-MAX_SKEW_MS = 3600 * 1000
+MAX_SKEW_S = 300.0
 MAX_BODY = 2 * 2**20
+MAX_SEEN = 200_000  # remembered pairs; the oldest are forgotten first
 
 
 def sign(timestamp: str, app_secret: str) -> str:
@@ -32,7 +43,13 @@ def sign(timestamp: str, app_secret: str) -> str:
 
 class WebhookChannel:
     def __init__(
-        self, pipeline, app_secret: str, timeout_ms: float = 5000, audit=None, sender=None
+        self,
+        pipeline,
+        app_secret: str,
+        timeout_ms: float = 5000,
+        audit=None,
+        sender=None,
+        max_skew_s: float = MAX_SKEW_S,
     ) -> None:
         if not app_secret:
             raise ValueError(
@@ -42,6 +59,8 @@ class WebhookChannel:
         self.audit, self.sender = audit, sender
         self.accepting = True
         self.connected = True
+        self.max_skew_ms = max_skew_s * 1000
+        self._seen: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
 
     def verify(
         self, timestamp: str | None, signature: str | None, now_ms: float | None = None
@@ -54,33 +73,62 @@ class WebhookChannel:
         except ValueError:
             return "timestamp is not a number"
         now_ms = time.time() * 1000 if now_ms is None else now_ms
-        if abs(now_ms - ts) > MAX_SKEW_MS:
-            return "timestamp is more than one hour away from now (stale or replayed)"
+        if abs(now_ms - ts) > self.max_skew_ms:
+            return (
+                f"timestamp is more than {self.max_skew_ms / 1000:g} s away from now "
+                "(stale or replayed)"
+            )
         if not hmac.compare_digest(sign(timestamp, self.app_secret), signature):
             return "signature does not match"
         return None
 
+    def check_replay(
+        self, timestamp: str, signature: str, body: bytes, now_ms: float | None = None
+    ) -> str | None:
+        """None for a pair not seen with another body within the window, else the reason."""
+        now_ms = time.time() * 1000 if now_ms is None else now_ms
+        while self._seen:  # forget pairs older than the window (they fail the skew check)
+            key, (seen_ms, _) = next(iter(self._seen.items()))
+            if now_ms - seen_ms <= 2 * self.max_skew_ms and len(self._seen) < MAX_SEEN:
+                break
+            self._seen.popitem(last=False)
+        digest = hashlib.sha256(body).hexdigest()
+        key = (timestamp, signature)
+        seen = self._seen.get(key)
+        if seen is not None and seen[1] != digest:
+            return "timestamp/sign pair already used with another body (replayed signature)"
+        if seen is None:
+            self._seen[key] = (now_ms, digest)
+        return None
+
+    def _denied(self, ip: str, status: int, reason: str) -> JSONResponse:
+        if self.audit is not None:
+            self.audit.record("unknown", "-", "webhook", "denied", client_ip=ip, error=reason)
+        return JSONResponse({"errcode": status, "errmsg": reason}, status_code=status)
+
     async def endpoint(self, request: Request):
         ip = request.client.host if request.client else ""
-        reason = self.verify(request.headers.get("timestamp"), request.headers.get("sign"))
+        ts, signature = request.headers.get("timestamp"), request.headers.get("sign")
+        reason = self.verify(ts, signature)
         if reason:
-            if self.audit is not None:
-                self.audit.record("unknown", "-", "webhook", "denied", client_ip=ip, error=reason)
-            return JSONResponse({"errcode": 401, "errmsg": reason}, status_code=401)
+            return self._denied(ip, 401, reason)
         if not self.accepting:
             return JSONResponse({"errcode": 503, "errmsg": "shutting down"}, status_code=503)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse(
-                {"errcode": 413, "errmsg": f"body over {MAX_BODY} bytes"}, status_code=413
-            )
         try:
-            message, webhook, _ = parse_robot_message(json.loads(body), "webhook")
+            payload = await read_json(request, MAX_BODY)
+        except BodyError as exc:
+            return exc.response("errmsg")
+        body = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+        reason = self.check_replay(ts, signature, body)
+        if reason:
+            return self._denied(ip, 401, reason)
+        try:
+            message, webhook, _ = parse_robot_message(payload, "webhook")
         except (ValueError, FrameError) as exc:
             return JSONResponse(
                 {"errcode": 400, "errmsg": f"not a robot message: {exc}"}, status_code=400
             )
-        message.client_ip = ip  # type: ignore[attr-defined]
+        message.client_ip = ip
         try:
             reply = await asyncio.wait_for(
                 self.pipeline.process(message, None), timeout=self.timeout_s

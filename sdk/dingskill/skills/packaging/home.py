@@ -180,16 +180,37 @@ class SkillHome:
             return None
 
     # -- reading the source ----------------------------------------------------------------------
-    def _fetch(self, source) -> bytes:
+    def _fetch(self, source, remote=None) -> bytes:
+        """The package bytes. ``remote``: an OutboundPolicy for requests from the admin API
+        (no redirects, no private addresses unless allowed, and a local path's failure never
+        says whether the file exists)."""
         src = str(source)
         if src.startswith(("http://", "https://")):
             import httpx
 
             limit = self.limits.max_package_bytes
+            url, headers, ext = src, {}, {}
+            if remote is not None:
+                from ..outbound import OutboundRefused, resolve_checked
+
+                u = httpx.URL(src)
+                try:
+                    ip = resolve_checked(u.host, u.port or 443, remote)
+                except OutboundRefused as exc:
+                    raise PackageError(f"download refused: {exc}") from None
+                url, headers = u.copy_with(host=ip), {"Host": u.netloc.decode("ascii")}
+                ext = {"sni_hostname": u.host} if u.scheme == "https" else {}
             try:
-                with httpx.stream(
-                    "GET", src, timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True
-                ) as resp:
+                with httpx.Client(trust_env=False, follow_redirects=remote is None) as client:
+                    req = client.build_request(
+                        "GET", url, headers=headers, timeout=DOWNLOAD_TIMEOUT_S, extensions=ext
+                    )
+                    resp = client.send(req, stream=True)
+                    if resp.is_redirect:
+                        resp.close()
+                        raise PackageError(
+                            f"{src}: download answered a redirect; redirects are not followed"
+                        )
                     if resp.status_code != 200:
                         raise PackageError(f"{src}: download answered HTTP {resp.status_code}")
                     declared = int(resp.headers.get("content-length") or 0)
@@ -202,10 +223,26 @@ class SkillHome:
                             raise PackageError(
                                 f"{src}: download larger than the limit of {limit} bytes"
                             )
+                    resp.close()
                     return bytes(buf)
             except httpx.HTTPError as exc:
                 raise PackageError(f"{src}: download failed ({type(exc).__name__})") from exc
         path = Path(src)
+        if remote is not None:
+            data, ok = b"", False
+            try:
+                if path.is_file():
+                    with open(path, "rb") as fh:
+                        data = fh.read(self.limits.max_package_bytes + 1)
+                    ok = data[:4] == b"PK\x03\x04"
+            except OSError:
+                ok = False
+            if not ok or len(data) > self.limits.max_package_bytes:
+                raise PackageError(
+                    f"{src}: not a skill package this server can read (missing, unreadable, "
+                    "too large or not a zip)"
+                )
+            return data
         if not path.is_file():
             raise PackageError(f"{path}: no such package file")
         if path.stat().st_size > self.limits.max_package_bytes:
@@ -220,13 +257,14 @@ class SkillHome:
         version: str | None = None,
         trust: bool = False,
         allow_hosts: list[str] | None = None,
+        remote=None,
     ) -> VerifiedPackage:
         """Everything ``install`` verifies, without changing the home.
 
         ``allow_hosts``: the outbound hosts the operator approves; None checks nothing about
         them (``plugins check``), a list must cover every host the package declares."""
         cfg = self.config()
-        members = read_archive(self._fetch(source), self.limits)
+        members = read_archive(self._fetch(source, remote), self.limits)
         pkg = verify_members(members, cfg["trusted_keys"], cfg["require_signature"], trust)
         pkg.files = members  # keep RECORD and SIGNATURE in the installed copy
         if version is not None and version != pkg.manifest.version:
@@ -254,11 +292,12 @@ class SkillHome:
         trust: bool = False,
         actor: str = "cli",
         allow_hosts: list[str] | None = None,
+        remote=None,
     ) -> InstalledSkill:
         """Verify and install (or upgrade to) a package; the new version becomes current.
 
         ``allow_hosts``: the outbound hosts the operator approves (must cover the declared ones)."""
-        pkg = self.check(source, version, trust, allow_hosts or [])
+        pkg = self.check(source, version, trust, allow_hosts or [], remote)
         declared = declared_hosts(pkg.manifest)
         sid, ver = pkg.manifest.id, pkg.manifest.version
         with self._lock():
