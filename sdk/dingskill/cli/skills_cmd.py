@@ -1,4 +1,4 @@
-"""``dingskill schema skill``, ``dingskill skills validate|train`` and ``dingskill chat``."""
+"""``dingskill schema skill|conversations|config``, ``dingskill skills validate|train`` and ``dingskill chat``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("schema", help="print a published JSON Schema")
     s.add_argument(
         "which",
-        choices=["skill", "conversations"],
-        help="skill: skill.yaml; conversations: one line of a regression-case .jsonl file",
+        choices=["skill", "conversations", "config"],
+        help="skill: skill.yaml; conversations: one line of a regression-case .jsonl file; "
+        "config: the runtime configuration (dingskill run --config)",
     )
     s.set_defaults(func=_schema)
     sk = sub.add_parser("skills", help="check and train skill source folders")
@@ -53,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _schema(args) -> int:
+    if args.which == "config":
+        from ..runtime.settings import config_schema
+
+        print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+        return 0
     if args.which == "conversations":
         from ..notebook.regression import cases_schema
 

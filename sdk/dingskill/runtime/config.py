@@ -8,134 +8,22 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "RuntimeConfig", "load_config"]
+from .settings import Settings, config_schema, defaults, to_settings
+
+__all__ = ["ConfigError", "RuntimeConfig", "SCHEMA", "load_config"]
 
 
 class ConfigError(ValueError):
     """A configuration field is missing, of the wrong type or out of range."""
 
 
-DEFAULTS: dict = {
-    "server": {
-        "host": "127.0.0.1",
-        "port": 8080,
-        "header_timeout_s": 10.0,  # a connection must send its request headers within this
-        "ssl": {"enabled": False, "cert_path": None, "key_path": None},
-    },
-    "storage": {
-        "type": "sqlite",
-        "connection_string": "redis://localhost:6379/0",
-        "path": None,
-        "context_ttl_s": 7 * 86400,
-    },
-    "channels": {
-        "enterprise_chat": {
-            "enabled": True,
-            "mode": "stream",
-            "endpoint": None,
-            "auth": {"app_key": None, "app_secret": None},
-            # max_skew_s: how far a request's timestamp may be from now (the platform allows
-            # an hour; a captured timestamp/sign pair signs any body that long)
-            "webhook": {"path": "/api/v1/webhook", "timeout": 5000, "max_skew_s": 300},
-        }
-    },
-    # secrets: {"<skill id>": ["ENV_NAME", ...]}: the only ${NAME}s a skill's HTTP actions get
-    "skills": {"home": None, "require_signature": False, "reload_interval_s": 1.0, "secrets": {}},
-    "limits": {
-        "user_per_minute": 30,
-        "conversation_per_minute": 60,
-        "global_per_second": 2000,
-        "max_text_chars": 4000,
-        "handler_timeout_s": 5.0,
-        "reply_timeout_s": 5.0,
-        "reply_retries": 3,
-        "reply_backoff_s": 0.2,
-        "max_inflight": 1000,
-        "dedup_ttl_s": 86400,
-        "claim_ttl_s": 120,
-    },
-    "audit": {
-        "path": None,
-        "store": True,
-        "retention_days": 180,
-        "alert_webhook": None,
-        "access_report_interval_s": 86400,
-    },
-    # roles: override the permission matrix, e.g. {"auditor": ["audit.read", "metrics.read"]}
-    # outbound_allow_private: hosts / networks (127.0.0.1/32) skills may call though not public
-    "security": {
-        "encrypt": "auto",
-        "admins": {},
-        "metrics_public": True,
-        "roles": {},
-        "outbound_allow_private": [],
-    },
-    # format: json (compact) | ecs (Elastic Common Schema field names, for Filebeat / ELK)
-    # behaviour baseline per actor (admin operations, messages) with an alert on departures
-    "baseline": {
-        "enabled": True,
-        "window_s": 60.0,
-        "factor": 5.0,
-        "sigmas": 4.0,
-        "min_admin": 10,
-        "min_messages": 30,
-    },
-    "logging": {"level": "INFO", "path": None, "format": "json", "service_name": "dingskill"},
-    # the split deployment (`dingskill gateway | worker | audit-writer`); `dingskill run` ignores it
-    "broker": {
-        "url": "amqp://guest:guest@localhost:5672/",
-        "queue": "dingskill",
-        "shards": 8,
-        "prefetch": 32,
-        "max_attempts": 5,
-        "retry_delay_s": 1.0,
-        "retry_max_delay_s": 30.0,
-        "confirm_timeout_s": 10.0,
-        "connect_timeout_s": 10.0,
-        "tls": {"ca_path": None, "cert_path": None, "key_path": None, "verify": True},
-    },
-}
-
-_TYPES = {
-    "server.host": str,
-    "server.port": int,
-    "server.header_timeout_s": (int, float),
-    "server.ssl.enabled": bool,
-    "storage.type": str,
-    "storage.connection_string": str,
-    "storage.context_ttl_s": (int, float),
-    "channels.enterprise_chat.enabled": bool,
-    "channels.enterprise_chat.mode": str,
-    "channels.enterprise_chat.webhook.path": str,
-    "channels.enterprise_chat.webhook.timeout": (int, float),
-    "channels.enterprise_chat.webhook.max_skew_s": (int, float),
-    "skills.require_signature": bool,
-    "security.metrics_public": bool,
-    "skills.reload_interval_s": (int, float),
-    "audit.store": bool,
-    "audit.retention_days": (int, float),
-    "logging.level": str,
-    "logging.format": str,
-    "baseline.enabled": bool,
-    "baseline.window_s": (int, float),
-    "baseline.factor": (int, float),
-    "baseline.sigmas": (int, float),
-    "baseline.min_admin": int,
-    "baseline.min_messages": int,
-    "logging.service_name": str,
-    "broker.url": str,
-    "broker.queue": str,
-    "broker.shards": int,
-    "broker.prefetch": int,
-    "broker.max_attempts": int,
-    "broker.retry_delay_s": (int, float),
-    "broker.retry_max_delay_s": (int, float),
-    "broker.confirm_timeout_s": (int, float),
-    "broker.connect_timeout_s": (int, float),
-    "broker.tls.verify": bool,
-}
+# The sections, their types, defaults, limits and documentation are the dataclasses of
+# runtime/settings.py (add a section there); the JSON Schema below is generated from them.
+DEFAULTS: dict = defaults()
+SCHEMA: dict = config_schema()
 
 
 def _merge(base: dict, over: dict, path: str = "") -> dict:
@@ -144,7 +32,7 @@ def _merge(base: dict, over: dict, path: str = "") -> dict:
         where = f"{path}.{k}" if path else k
         if k not in base:
             raise ConfigError(f"{where}: unknown field (known: {', '.join(sorted(base))})")
-        if isinstance(base[k], dict) and base[k] and k not in ("admins", "roles"):
+        if isinstance(base[k], dict) and base[k] and k not in ("roles", "secrets"):
             if not isinstance(v, dict):
                 raise ConfigError(f"{where}: must be an object")
             out[k] = _merge(base[k], v, where)
@@ -161,8 +49,15 @@ def _get(d: dict, dotted: str):
 
 @dataclass
 class RuntimeConfig:
+    """Validated configuration: ``data`` (plain, what the file says plus defaults) and
+    ``settings`` (the same as typed objects, :mod:`dingskill.runtime.settings`)."""
+
     data: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULTS)))
     source: str = "<defaults>"
+
+    @property
+    def settings(self) -> Settings:
+        return to_settings(self.data)
 
     def __getitem__(self, key: str):
         return self.data[key]
@@ -232,12 +127,40 @@ def _validate_broker(b: dict) -> None:
         raise ConfigError("broker.tls: cert_path and key_path go together (client certificate)")
 
 
+_TYPE_CHECKS = ("type", "enum", "anyOf", "additionalProperties")
+
+
+def _schema_errors(d: dict, kinds: tuple[str, ...] | None) -> None:
+    """Errors against the schema (only the validators in ``kinds``; None: all); the first
+    one raises, naming its dotted field and what the field is for."""
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(
+        (e for e in validator.iter_errors(d) if kinds is None or e.validator in kinds),
+        key=lambda e: list(e.absolute_path),
+    )
+    if errors:
+        e = errors[0]
+        where = ".".join(str(p) for p in e.absolute_path) or "<top>"
+        sub = SCHEMA
+        for part in e.absolute_path:
+            sub = sub.get("properties", {}).get(part, sub.get("additionalProperties") or {})
+        want = sub.get("description", "")
+        raise ConfigError(
+            f"{where}: {e.message}"
+            + (f" (expected: {want})" if want else "")
+            + "; see `dingskill schema config`"
+        )
+
+
 def _validate(d: dict) -> None:
-    for dotted, typ in _TYPES.items():
-        v = _get(d, dotted)
-        if v is not None and (not isinstance(v, typ) or (typ is int and isinstance(v, bool))):
-            want = typ.__name__ if isinstance(typ, type) else "number"
-            raise ConfigError(f"{dotted}: expected {want}, got {type(v).__name__} {v!r}")
+    _schema_errors(d, _TYPE_CHECKS)  # types first: the checks below rely on them
+    _checks(d)
+    _schema_errors(d, None)  # then ranges and patterns the checks did not word themselves
+
+
+def _checks(d: dict) -> None:
+    """Rules a schema does not express (files exist, fields that go together), worded per
+    section by its owner."""
     port = d["server"]["port"]
     if not 0 <= port <= 65535:
         raise ConfigError(f"server.port: {port} is not a port (0-65535)")
@@ -263,9 +186,6 @@ def _validate(d: dict) -> None:
                 raise ConfigError(f"server.ssl.{k}: required when server.ssl.enabled is true")
             if not Path(ssl[k]).is_file():
                 raise ConfigError(f"server.ssl.{k}: file {ssl[k]} not found")
-    for k, v in d["limits"].items():
-        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
-            raise ConfigError(f"limits.{k}: expected a number >= 0, got {v!r}")
     hook = d["audit"]["alert_webhook"]
     if hook is not None and (
         not isinstance(hook, str) or not hook.startswith(("http://", "https://"))

@@ -61,8 +61,11 @@ class Pipeline:
             "global_per_second": 2000,
             "max_text_chars": 4000,
             "dedup_ttl_s": 86400,
+            "max_inflight": 1000,
             **(limits or {}),
         }
+        # messages processed at once; more wait for a slot (back-pressure on the channel)
+        self._slots = asyncio.Semaphore(int(self.limits["max_inflight"]))
         self.ratelimiter = RateLimiter(
             store,
             self.limits["user_per_minute"],
@@ -155,7 +158,8 @@ class Pipeline:
             self.metrics.inflight.inc()
         try:
             try:
-                reply, outcome = await self._process(message)
+                async with self._slots:
+                    reply, outcome = await self._process(message)
             except Exception as exc:  # noqa: BLE001 - storage down, say: let it be redelivered
                 if message.msg_id:
                     await self._release(message.msg_id)

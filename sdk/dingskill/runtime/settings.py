@@ -1,0 +1,345 @@
+"""The runtime configuration as typed objects: one dataclass per section, each field with its
+type, default, limits and one line of documentation. From these come the defaults, the
+JSON Schema that validates a configuration file (``dingskill schema config``) and the typed
+view ``RuntimeConfig.settings``.
+
+Adding a section (e.g. ``broker``): write a dataclass whose fields use :func:`setting`, add
+it to :data:`SECTIONS` (or call :func:`register_section`), and put cross-field checks that a
+schema cannot express in a ``check(self) -> None`` method raising ``ValueError("field: why")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = [
+    "SECTIONS",
+    "Settings",
+    "StorageType",
+    "ChannelMode",
+    "LogFormat",
+    "config_schema",
+    "defaults",
+    "register_section",
+    "setting",
+    "to_settings",
+]
+
+
+def setting(default: Any, doc: str, **limits: Any) -> Any:
+    """A documented field: ``limits`` are JSON Schema keywords (``minimum``, ``maximum``,
+    ``exclusiveMinimum``, ``pattern``, ``enum``)."""
+    meta = {"doc": doc, **limits}
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=type(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class StorageType(str, Enum):
+    SQLITE = "sqlite"
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+class ChannelMode(str, Enum):
+    STREAM = "stream"
+    WEBHOOK = "webhook"
+
+
+class LogFormat(str, Enum):
+    JSON = "json"
+    ECS = "ecs"
+
+
+@dataclass
+class SSL:
+    enabled: bool = setting(False, "serve HTTPS with the files below")
+    cert_path: str | None = setting(None, "PEM certificate chain")
+    key_path: str | None = setting(None, "PEM private key")
+
+
+@dataclass
+class Server:
+    host: str = setting("127.0.0.1", "address the health / metrics / admin server binds")
+    port: int = setting(8080, "its port (0: any free port)", minimum=0, maximum=65535)
+    header_timeout_s: float = setting(
+        10.0, "a connection must send its request headers within this", exclusiveMinimum=0
+    )
+    ssl: SSL = setting(SSL(), "TLS of that server")
+
+
+@dataclass
+class Storage:
+    type: StorageType = setting(
+        StorageType.SQLITE, "sqlite (one process), memory, redis (replicas)"
+    )
+    connection_string: str = setting("redis://localhost:6379/0", "Redis URL for type redis")
+    path: str | None = setting(None, "SQLite file (default: <skills.home>/runtime.db)")
+    context_ttl_s: float = setting(7 * 86400, "conversation context kept this long", minimum=0)
+
+
+@dataclass
+class Auth:
+    app_key: str | None = setting(None, "AppKey (or DINGSKILL_APP_KEY)")
+    app_secret: str | None = setting(None, "AppSecret (or DINGSKILL_APP_SECRET; never printed)")
+
+
+@dataclass
+class Webhook:
+    path: str = setting("/api/v1/webhook", "HTTP path DingTalk posts to", pattern="^/")
+    timeout: float = setting(5000, "ms to answer in the HTTP response", minimum=0)
+    max_skew_s: float = setting(
+        300,
+        "how far a request's timestamp may be from now (a captured timestamp/sign pair signs "
+        "any body that long)",
+        minimum=0,
+    )
+
+
+@dataclass
+class EnterpriseChat:
+    enabled: bool = setting(True, "connect to DingTalk")
+    mode: ChannelMode = setting(ChannelMode.STREAM, "stream (WebSocket) or webhook (HTTP)")
+    endpoint: str | None = setting(None, "gateway URL (None: DingTalk's; the emulator's in tests)")
+    auth: Auth = setting(Auth(), "the app's credentials")
+    webhook: Webhook = setting(Webhook(), "webhook mode")
+
+
+@dataclass
+class Channels:
+    enterprise_chat: EnterpriseChat = setting(EnterpriseChat(), "the DingTalk robot")
+
+
+@dataclass
+class Skills:
+    home: str | None = setting(None, "installed skills (default: DINGSKILL_HOME or ~/.dingskill)")
+    require_signature: bool = setting(False, "refuse unsigned packages")
+    reload_interval_s: float = setting(1.0, "how often installs are picked up", minimum=0)
+    secrets: dict[str, list[str]] = setting(
+        {}, "{skill id: [ENV_NAME, ...]}: the only ${NAME}s a skill's HTTP actions get"
+    )
+
+
+@dataclass
+class Limits:
+    user_per_minute: float = setting(
+        30, "messages a user may send a minute (0: no limit)", minimum=0
+    )
+    conversation_per_minute: float = setting(60, "messages a conversation a minute", minimum=0)
+    global_per_second: float = setting(2000, "messages the replica takes a second", minimum=0)
+    max_text_chars: int = setting(4000, "longer messages are refused politely", minimum=1)
+    handler_timeout_s: float = setting(5.0, "a response taking longer falls back", minimum=0)
+    reply_timeout_s: float = setting(5.0, "one reply POST", minimum=0)
+    reply_retries: int = setting(3, "reply attempts after the first", minimum=0)
+    reply_backoff_s: float = setting(0.2, "first back-off between reply attempts", minimum=0)
+    max_inflight: int = setting(1000, "messages processed at once; more wait their turn", minimum=1)
+    dedup_ttl_s: float = setting(86400, "a message id is remembered this long", minimum=0)
+    claim_ttl_s: float = setting(120, "a claim on a message expires after this", minimum=0)
+
+
+@dataclass
+class Audit:
+    path: str | None = setting(None, "JSON Lines file (default: <home>/audit/messages.jsonl)")
+    store: bool = setting(True, "also keep records in the store")
+    retention_days: float = setting(180, "older records are pruned", exclusiveMinimum=0)
+    alert_webhook: str | None = setting(None, "http(s) URL alerted on sensitive events")
+    access_report_interval_s: float = setting(86400, "periodic access review", minimum=0)
+
+
+@dataclass
+class Security:
+    encrypt: bool | str = setting(
+        "auto", "encrypt at rest: true, false or auto", enum=[True, False, "auto"]
+    )
+    metrics_public: bool = setting(True, "serve /metrics without a token")
+    roles: dict[str, list[str]] = setting({}, "override the permission matrix {role: [perm, ...]}")
+    outbound_allow_private: list[str] = setting(
+        [], "hosts / networks (127.0.0.1/32) skills may call though not public"
+    )
+
+
+@dataclass
+class Baseline:
+    enabled: bool = setting(True, "alert when an actor departs from its behaviour baseline")
+    window_s: float = setting(60.0, "counting window", exclusiveMinimum=0)
+    factor: float = setting(5.0, "departure: this many times the baseline", minimum=1)
+    sigmas: float = setting(4.0, "and this many standard deviations", minimum=0)
+    min_admin: int = setting(10, "admin operations a window before alerting", minimum=0)
+    min_messages: int = setting(30, "messages a window before alerting", minimum=0)
+
+
+@dataclass
+class Logging:
+    level: str = setting(
+        "INFO", "DEBUG, INFO, WARNING or ERROR", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$"
+    )
+    path: str | None = setting(None, "log file ({hostname} expands); None: stderr")
+    format: LogFormat = setting(LogFormat.JSON, "json (compact) or ecs (Elastic Common Schema)")
+    service_name: str = setting("dingskill", "service.name in ECS records")
+
+
+@dataclass
+class BrokerTLS:
+    ca_path: str | None = setting(None, "CA bundle")
+    cert_path: str | None = setting(None, "client certificate")
+    key_path: str | None = setting(None, "client key")
+    verify: bool = setting(True, "verify the broker's certificate")
+
+
+@dataclass
+class Broker:
+    url: str = setting(
+        "amqp://guest:guest@localhost:5672/", "amqp(s) URL (or DINGSKILL_BROKER_URL)"
+    )
+    queue: str = setting("dingskill", "queue name prefix", pattern="^[A-Za-z0-9._-]+$")
+    shards: int = setting(8, "shard queues", minimum=1, maximum=1024)
+    prefetch: int = setting(32, "unacknowledged messages per worker", minimum=1, maximum=10000)
+    max_attempts: int = setting(5, "deliveries before the DLQ", minimum=1, maximum=100)
+    retry_delay_s: float = setting(1.0, "first retry delay", exclusiveMinimum=0)
+    retry_max_delay_s: float = setting(30.0, "longest retry delay", exclusiveMinimum=0)
+    confirm_timeout_s: float = setting(10.0, "publisher confirm wait", exclusiveMinimum=0)
+    connect_timeout_s: float = setting(10.0, "connection wait", exclusiveMinimum=0)
+    tls: BrokerTLS = setting(BrokerTLS(), "TLS to the broker")
+
+
+# section name -> dataclass; the order is the order of `dingskill schema config`
+SECTIONS: dict[str, type] = {
+    "server": Server,
+    "storage": Storage,
+    "channels": Channels,
+    "skills": Skills,
+    "limits": Limits,
+    "audit": Audit,
+    "security": Security,
+    "baseline": Baseline,
+    "logging": Logging,
+    "broker": Broker,
+}
+
+
+def register_section(name: str, cls: type) -> None:
+    """Add a configuration section (a dataclass of :func:`setting` fields)."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"section {name}: {cls!r} is not a dataclass")
+    SECTIONS[name] = cls
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def defaults() -> dict:
+    """The default configuration as plain JSON-able data."""
+    return {name: _plain(cls()) for name, cls in SECTIONS.items()}
+
+
+def _type_schema(tp: Any) -> dict:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [_type_schema(a) for a in typing.get_args(tp)]}
+    if tp is type(None):
+        return {"type": "null"}
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return {"type": "integer"}
+    if tp is float:
+        return {"type": "number"}
+    if tp is str:
+        return {"type": "string"}
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return {"enum": [m.value for m in tp]}
+    if origin is list:
+        return {"type": "array", "items": _type_schema(typing.get_args(tp)[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(typing.get_args(tp)[1])}
+    if dataclasses.is_dataclass(tp):
+        return _class_schema(tp)
+    raise TypeError(f"no schema for {tp!r}")
+
+
+def _class_schema(cls: type) -> dict:
+    hints = typing.get_type_hints(cls)
+    props = {}
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        doc = meta.pop("doc", "")
+        schema = _type_schema(hints[f.name])
+        if "enum" in meta:
+            schema = {"enum": meta.pop("enum")}
+        if meta and "anyOf" in schema:  # limits apply to the non-null alternative
+            schema["anyOf"] = [
+                {**s, **meta} if s.get("type") != "null" else s for s in schema["anyOf"]
+            ]
+        else:
+            schema.update(meta)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        props[f.name] = {"description": doc, **schema, "default": _plain(default)}
+    doc = (cls.__doc__ or "").strip()
+    out = {"type": "object", "additionalProperties": False, "properties": props}
+    if doc and not doc.startswith(f"{cls.__name__}("):
+        out["description"] = doc
+    return out
+
+
+def config_schema() -> dict:
+    """JSON Schema (draft 2020-12) of a runtime configuration file."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "dingskill runtime configuration (dingskill run --config FILE)",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: _class_schema(cls) for name, cls in SECTIONS.items()},
+    }
+
+
+def _build(tp: Any, value: Any) -> Any:
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        hints = typing.get_type_hints(tp)
+        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in hints})
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp(value)
+    return value
+
+
+@dataclass
+class Settings:
+    """The whole configuration, typed: ``settings.limits.max_inflight``."""
+
+    sections: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def to_settings(data: dict) -> Settings:
+    """Typed objects from validated configuration data; runs each section's ``check()``."""
+    built = {}
+    for name, cls in SECTIONS.items():
+        obj = _build(cls, data.get(name, {}))
+        check = getattr(obj, "check", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as exc:
+                raise ValueError(f"{name}.{exc}") from None
+        built[name] = obj
+    return Settings(built)
