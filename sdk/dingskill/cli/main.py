@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "dingskill.cli.skills_cmd",
     "dingskill.cli.plugins_cmd",
     "dingskill.cli.market_cmd",
+    "dingskill.cli.release_cmd",
     "dingskill.cli.runtime_cmd",
     "dingskill.cli.broker_cmd",
     "dingskill.cli.emulator_cmd",

@@ -72,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="HOST,...",
         help="approve the outbound hosts the package declares (shown when refused)",
     )
+    i.add_argument(
+        "--stage",
+        action="store_true",
+        help="install beside the current version without making it live "
+        "(then: dingskill release set / switch)",
+    )
     i.set_defaults(func=_install)
     se = ps.add_parser("search", help="search the configured markets")
     se.add_argument("query", nargs="?", default="", help="words to look for (default: list all)")
@@ -213,14 +219,26 @@ def _install(args) -> int:
     hosts = [h.strip() for h in args.allow_hosts.split(",") if h.strip()]
     try:
         if args.spec:
-            info = MarketClient(_home(args)).install(args.spec, trust=args.trust, allow_hosts=hosts)
+            info = MarketClient(_home(args)).install(
+                args.spec, trust=args.trust, allow_hosts=hosts, activate=not args.stage
+            )
         else:
             info = _home(args).install(
-                args.source, version=args.version, trust=args.trust, allow_hosts=hosts
+                args.source,
+                version=args.version,
+                trust=args.trust,
+                allow_hosts=hosts,
+                activate=not args.stage,
             )
     except PackageError as exc:
         print(f"error: refused {args.spec or args.source}: {exc}")
         return 1
+    if args.stage:
+        print(
+            f"staged {args.spec or args.source} beside {info.id} {info.version} (still live); "
+            "choose who sees it with: dingskill release set"
+        )
+        return 0
     print(
         f"installed {info.id} {info.version} ({info.signature})"
         + (f"; outbound hosts: {', '.join(info.approved_hosts)}" if info.approved_hosts else "")

@@ -140,6 +140,69 @@ class AdminAPI:
         await asyncio.to_thread(self.skills.reload)
         return JSONResponse(info.to_dict())
 
+    # -- visibility and staged release ----------------------------------------------------------
+    def _release(self, request: Request, subject: str):
+        from ..skills.release import ReleaseManager
+
+        ip = request.client.host if request.client else ""
+
+        def sink(rec: dict) -> None:
+            rec = dict(rec)
+            self.audit.admin(
+                subject,
+                rec.pop("object"),
+                rec.pop("operation"),
+                rec.pop("result"),
+                ip,
+                **{k: v for k, v in rec.items() if k != "actor"},
+            )
+
+        return ReleaseManager(self.home, audit=sink)
+
+    async def release_show(self, request: Request):
+        sid = request.path_params["skill_id"]
+        decision, refused = self._check(request, "skills.list", sid)
+        if refused:
+            return refused
+        try:
+            plan = self._release(request, decision.subject).plan(sid)
+        except PackageError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse(plan.to_dict())
+
+    async def release_change(self, request: Request):
+        """POST /admin/skills/{id}/release {"version", "audience", "staff"|"groups"|"percent"};
+        /switch {"version"}; /switch-back {}."""
+        from ..skills.release import Visibility
+
+        sid = request.path_params["skill_id"]
+        action = request.url.path.rsplit("/", 1)[-1]
+        decision, refused = self._check(request, "skills.release", f"{sid} {action}")
+        if refused:
+            return refused
+        try:
+            body = await request.json() if action != "switch-back" else {}
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        manager = self._release(request, decision.subject)
+        try:
+            if action == "release":
+                vis = (
+                    None if body.get("audience") in (None, "nobody") else Visibility.from_dict(body)
+                )
+                call = (manager.set_visibility, sid, str(body["version"]), vis, decision.subject)
+            elif action == "switch":
+                call = (manager.switch, sid, str(body["version"]), decision.subject)
+            else:
+                call = (manager.switch_back, sid, decision.subject)
+            plan = await asyncio.to_thread(*call)
+        except KeyError as exc:
+            return JSONResponse({"error": f"field {exc.args[0]!r} is required"}, status_code=400)
+        except PackageError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        await asyncio.to_thread(self.skills.reload)
+        return JSONResponse(plan.to_dict())
+
     async def remove(self, request: Request):
         sid = request.path_params["skill_id"]
         decision, refused = self._check(request, "skills.remove", sid)
@@ -204,6 +267,10 @@ class AdminAPI:
             Route("/admin/skills", self.list_skills, methods=["GET"]),
             Route("/admin/skills", self.install, methods=["POST"]),
             Route("/admin/skills/{skill_id}/rollback", self.rollback, methods=["POST"]),
+            Route("/admin/skills/{skill_id}/release", self.release_show, methods=["GET"]),
+            Route("/admin/skills/{skill_id}/release", self.release_change, methods=["POST"]),
+            Route("/admin/skills/{skill_id}/switch", self.release_change, methods=["POST"]),
+            Route("/admin/skills/{skill_id}/switch-back", self.release_change, methods=["POST"]),
             Route("/admin/skills/{skill_id}", self.remove, methods=["DELETE"]),
             Route("/admin/reload", self.reload, methods=["POST"]),
             Route("/admin/audit", self.audit_records, methods=["GET"]),

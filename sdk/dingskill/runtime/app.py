@@ -104,6 +104,7 @@ class Runtime:
             self.audit,
             dict(limits),
             admin=self.admin.chat_command,
+            engine_for=self.skills.for_message,
         )
         self.sender = ReplySender(
             limits["reply_timeout_s"],

@@ -50,8 +50,12 @@ class Pipeline:
         audit=None,
         limits: dict | None = None,
         admin=None,
+        engine_for: Callable[[Message], object] | None = None,
     ) -> None:
         self.engine_provider = engine_provider
+        # optional: the engine for one message (visibility scopes and staged releases choose
+        # skill versions per sender); else every message gets ``engine_provider()``
+        self.engine_for = engine_for
         self.store = store
         self.metrics = metrics
         self.audit = audit
@@ -239,7 +243,7 @@ class Pipeline:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # turns of one conversation run in order within a replica
             context = await self.store.get_context(key)
-            engine = self.engine_provider()
+            engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             clean = dataclasses.replace(message, text=text) if text != message.text else message
             t1 = time.perf_counter()
             reply = await engine.handle(clean, context)

@@ -9,6 +9,8 @@ import logging
 from ..skills import Engine
 from ..skills.outbound import OutboundPolicy
 from ..skills.packaging import SkillHome
+from ..skills.release import ReleaseManager
+from .visibility import VisibilityRouter
 
 __all__ = ["SkillSet"]
 
@@ -45,6 +47,7 @@ class SkillSet:
         self.metrics, self.audit = metrics, audit
         self.generation = -1
         self.engine = Engine([], handler_timeout=handler_timeout)
+        self.router = VisibilityRouter([], {})
         self.skills: list = []
         self.last_error: str | None = None
 
@@ -55,7 +58,8 @@ class SkillSet:
             return False
         try:
             skills = self.home.load_skills()
-            for s in skills:
+            router = self._router(skills)
+            for s in [*skills, *router.versions.values()]:
                 s.outbound = OutboundPolicy.for_skill(
                     s.manifest,
                     s.approved_hosts if s.approved_hosts is not None else [],
@@ -75,6 +79,7 @@ class SkillSet:
             self.generation = gen
             return False
         self.engine, self.skills, self.generation, self.last_error = engine, skills, gen, None
+        self.router = router
         _freeze_heap()
         if self.metrics is not None:
             self.metrics.skills_loaded.set(len(skills))
@@ -91,8 +96,28 @@ class SkillSet:
         )
         return True
 
+    def _router(self, stable: list) -> VisibilityRouter:
+        """Release plans with a rule, and the staged versions they show, loaded."""
+        manager = ReleaseManager(self.home)
+        plans = [p for p in manager.plans() if p.rules]
+        loaded = {(s.manifest.id, s.manifest.version): s for s in stable}
+        versions = {}
+        for p in plans:
+            for v in {*p.rules, p.stable}:
+                versions[(p.skill_id, v)] = loaded.get((p.skill_id, v)) or manager.load_version(
+                    p.skill_id, v
+                )
+        return VisibilityRouter(plans, versions, handler_timeout=self.handler_timeout)
+
     def current(self) -> Engine:
         return self.engine
+
+    def for_message(self, message) -> Engine:
+        """The Engine of the skill versions this message's sender sees (visibility scopes,
+        staged releases); the stable set when no skill is limited."""
+        return self.router.engine_for(
+            self.engine, message.sender_id or "", message.conversation_id or ""
+        )
 
     def permissions(self, skill_id: str | None) -> list[str]:
         for s in self.skills:

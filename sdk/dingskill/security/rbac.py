@@ -30,6 +30,7 @@ PERMISSIONS: dict[str, str] = {
     "skills.install": "install or upgrade a skill package",
     "skills.rollback": "roll a skill back to its previous version",
     "skills.remove": "remove an installed skill",
+    "skills.release": "set who sees a skill version; switch versions (blue-green)",
     "config.reload": "reload the runtime configuration",
     "metrics.read": "read metrics",
     "audit.read": "read the audit log",
@@ -38,7 +39,13 @@ PERMISSIONS: dict[str, str] = {
 }
 
 _VIEWER = {"skills.list", "metrics.read"}
-_OPERATOR = _VIEWER | {"skills.install", "skills.rollback", "skills.remove", "config.reload"}
+_OPERATOR = _VIEWER | {
+    "skills.install",
+    "skills.rollback",
+    "skills.remove",
+    "skills.release",
+    "config.reload",
+}
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset(_VIEWER),
     "operator": frozenset(_OPERATOR),

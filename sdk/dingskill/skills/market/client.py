@@ -186,7 +186,14 @@ class MarketClient:
         return data
 
     # -- changes ------------------------------------------------------------------------------
-    def install(self, spec: str, trust: bool = False, actor: str = "cli", allow_hosts=None):
+    def install(
+        self,
+        spec: str,
+        trust: bool = False,
+        actor: str = "cli",
+        allow_hosts=None,
+        activate: bool = True,
+    ):
         """Resolve, download, check and install ``spec``; returns the InstalledSkill.
 
         ``allow_hosts``: the outbound hosts the operator approves (see SkillHome.install)."""
@@ -198,7 +205,12 @@ class MarketClient:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             return self.home.install(
-                tmp, version=r.version, trust=trust, actor=actor, allow_hosts=allow_hosts
+                tmp,
+                version=r.version,
+                trust=trust,
+                actor=actor,
+                allow_hosts=allow_hosts,
+                activate=activate,
             )
         finally:
             os.unlink(tmp)

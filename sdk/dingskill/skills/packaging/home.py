@@ -293,10 +293,13 @@ class SkillHome:
         actor: str = "cli",
         allow_hosts: list[str] | None = None,
         remote=None,
+        activate: bool = True,
     ) -> InstalledSkill:
         """Verify and install (or upgrade to) a package; the new version becomes current.
 
-        ``allow_hosts``: the outbound hosts the operator approves (must cover the declared ones)."""
+        ``allow_hosts``: the outbound hosts the operator approves (must cover the declared ones).
+        ``activate=False``: install side by side, keeping the current version (staged release,
+        see :mod:`dingskill.skills.release`); a first install always becomes current."""
         pkg = self.check(source, version, trust, allow_hosts or [], remote)
         declared = declared_hosts(pkg.manifest)
         sid, ver = pkg.manifest.id, pkg.manifest.version
@@ -339,7 +342,8 @@ class SkillHome:
                 }
             )
             _write_atomic(skill_dir / "history.json", json.dumps(history, indent=2).encode())
-            _write_atomic(skill_dir / "current", ver.encode())
+            if activate or self._current(sid) is None:
+                _write_atomic(skill_dir / "current", ver.encode())
             self._bump()
         return self._info(sid)
 
