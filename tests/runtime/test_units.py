@@ -260,3 +260,47 @@ def test_max_inflight_bounds_concurrent_messages():
 
     replies = asyncio.run(run())
     assert len(replies) == 8 and SlowEngine.peak == 2
+
+
+def test_stores_split_by_concern_and_typed_claims():
+    import asyncio
+
+    from dingskill.runtime.pipeline import Pipeline
+    from dingskill.runtime.storage import (
+        AuditStore,
+        Claim,
+        ClaimKind,
+        ContextStore,
+        DedupStore,
+        LimitStore,
+        Stores,
+    )
+    from dingskill.runtime.stores import MemoryStore
+    from dingskill.skills.conversation import Message, Reply
+
+    backend = MemoryStore()
+    for iface in (ContextStore, DedupStore, LimitStore, AuditStore):
+        assert isinstance(backend, iface)
+    assert Claim.parse("processing:r1") == Claim(ClaimKind.PROCESSING, "r1")
+    assert Claim.parse("done").held is False and str(Claim(ClaimKind.REPLYING, "x")) == "replying:x"
+    with pytest.raises(ValueError, match="unknown claim state"):
+        Claim.parse("maybe")
+
+    class Echo:
+        async def handle(self, message, context):
+            context["n"] = context.get("n", 0) + 1
+            return Reply(text=str(context["n"]), intent="x")
+
+    contexts, dedup = MemoryStore(), MemoryStore()  # context apart from dedup and limits
+    stores = Stores(context=contexts, dedup=dedup, limits=dedup)
+    p = Pipeline(lambda: Echo(), stores, limits={"user_per_minute": 0})
+
+    async def run():
+        a = await p.process(Message(text="a", msg_id="m1"))
+        dup = await p.process(Message(text="a", msg_id="m1"))
+        b = await p.process(Message(text="b", msg_id="m2"))
+        return a, dup, b, await contexts.get_context("local"), await dedup.get_context("local")
+
+    a, dup, b, ctx, other = asyncio.run(run())
+    assert (a.text, dup, b.text) == ("1", None, "2")
+    assert ctx["n"] == 2 and other == {}

@@ -16,6 +16,7 @@ from ..skills.conversation import Message, Reply, context_key
 from ..text import detect_language
 from .preprocess import PreprocessError, preprocess
 from .ratelimit import POLITE, RateLimiter
+from .storage import Claim, ClaimKind, Stores
 
 __all__ = ["Pipeline", "ReplySink", "InProgressElsewhere"]
 
@@ -56,7 +57,9 @@ class Pipeline:
         # optional: the engine for one message (visibility scopes and staged releases choose
         # skill versions per sender); else every message gets ``engine_provider()``
         self.engine_for = engine_for
-        self.store = store
+        # one store per concern (a single backend serves all four unless a Stores is given)
+        self.stores = Stores.of(store)
+        self.store = self.stores.dedup  # message-id claims (the claim code below)
         self.metrics = metrics
         self.audit = audit
         self.limits = {
@@ -71,7 +74,7 @@ class Pipeline:
         # messages processed at once; more wait for a slot (back-pressure on the channel)
         self._slots = asyncio.Semaphore(int(self.limits["max_inflight"]))
         self.ratelimiter = RateLimiter(
-            store,
+            self.stores.limits,
             self.limits["user_per_minute"],
             self.limits["conversation_per_minute"],
             self.limits["global_per_second"],
@@ -88,8 +91,9 @@ class Pipeline:
 
     def use_store(self, store) -> None:
         """Switch to another store (the notebook's "new conversation")."""
-        self.store = store
-        self.ratelimiter.store = store
+        self.stores = Stores.of(store)
+        self.store = self.stores.dedup
+        self.ratelimiter.store = self.stores.limits
 
     def route(self, text: str):
         """The routing decision for ``text`` after preprocessing: ``(skill, Decision)``
@@ -126,9 +130,10 @@ class Pipeline:
         if message.msg_id:
             ttl = self.limits.get("claim_ttl_s", 15)
             state = await self.store.claim(message.msg_id, ttl, self.replica_id)
-            if state.startswith(("processing:", "replying:")):
-                owner = state.split(":", 1)[1]
-                if self.exclusive_redelivery and state.startswith("replying:"):
+            claim = Claim.parse(state)
+            if claim.held:
+                owner = claim.owner
+                if self.exclusive_redelivery and claim.kind is ClaimKind.REPLYING:
                     # its reply may already have reached the user: never answer twice
                     self._count(message.channel, "uncertain")
                     return None
@@ -151,7 +156,7 @@ class Pipeline:
                     raise InProgressElsewhere(message.msg_id)
                 if self.metrics is not None:
                     self.metrics.takeovers.inc()
-            elif state != "new":
+            elif claim.kind is not ClaimKind.NEW:
                 if self.metrics is not None:
                     self.metrics.duplicates.inc()
                 self._count(message.channel, "duplicate")
@@ -242,7 +247,7 @@ class Pipeline:
         key = context_key(message)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # turns of one conversation run in order within a replica
-            context = await self.store.get_context(key)
+            context = await self.stores.context.get_context(key)
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             clean = dataclasses.replace(message, text=text) if text != message.text else message
             t1 = time.perf_counter()
@@ -252,7 +257,7 @@ class Pipeline:
                 self.metrics.skill_latency.labels(reply.skill_id).observe(time.perf_counter() - t1)
                 if reply.error:
                     self.metrics.skill_failures.labels(reply.skill_id).inc()
-            await self.store.set_context(key, context)
+            await self.stores.context.set_context(key, context)
         if not lock.locked() and len(self._locks) > 10000:
             self._locks.pop(key, None)
         return reply, (

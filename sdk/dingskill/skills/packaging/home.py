@@ -335,8 +335,8 @@ class SkillHome:
                     "version": ver,
                     "action": "install",
                     "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "signature": pkg.signature,
-                    "trusted": trust or pkg.signature.startswith("trusted"),
+                    "signature": str(pkg.signature),
+                    "trusted": trust or pkg.signature.trusted,
                     "actor": actor,
                     "outbound": declared,
                 }

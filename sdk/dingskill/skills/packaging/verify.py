@@ -12,6 +12,7 @@ import io
 import stat
 import zipfile
 from dataclasses import dataclass, field
+from enum import Enum
 
 from ...nlu import IntentClassifier
 from ..errors import ManifestError
@@ -41,11 +42,37 @@ class Limits:
     ratio_floor_bytes: int = 2**20  # the ratio check applies to members larger than this
 
 
+class SignatureKind(str, Enum):
+    UNSIGNED = "unsigned"  # no SIGNATURE member
+    TRUSTED = "trusted"  # signed by a key the operator trusts
+    UNTRUSTED = "untrusted"  # signed by a key the operator does not know
+
+
+@dataclass(frozen=True)
+class SignatureState:
+    """A package's signature state; stored as ``"trusted:<key id>"`` / ``"unsigned"``."""
+
+    kind: SignatureKind = SignatureKind.UNSIGNED
+    key_id: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SignatureState:
+        kind, _, kid = text.partition(":")
+        return cls(SignatureKind(kind), kid or None)
+
+    @property
+    def trusted(self) -> bool:
+        return self.kind is SignatureKind.TRUSTED
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.key_id}" if self.key_id else self.kind.value
+
+
 @dataclass
 class VerifiedPackage:
     manifest: Manifest
     files: dict[str, bytes]
-    signature: str = "unsigned"  # unsigned | trusted:<key id> | untrusted:<key id>
+    signature: SignatureState = field(default_factory=SignatureState)
     has_handlers: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -151,24 +178,23 @@ def verify_members(
         raise PackageError(
             f"{MODEL}: not the safe model format ({type(exc).__name__}: {exc})"
         ) from exc
-    state = "unsigned"
+    state = SignatureState()
     if SIGNATURE in members:
         try:
             kid = verify_signature(members[RECORD], members[SIGNATURE], trusted_keys)
-            state = f"trusted:{kid}"
+            state = SignatureState(SignatureKind.TRUSTED, kid)
         except SignatureError as exc:
             if "not trusted" in str(exc) and not require_signature:
                 import json
 
-                state = f"untrusted:{json.loads(members[SIGNATURE]).get('key_id')}"
+                kid = json.loads(members[SIGNATURE]).get("key_id")
+                state = SignatureState(SignatureKind.UNTRUSTED, kid)
             else:
                 raise
-    if require_signature and not state.startswith("trusted"):
-        raise PolicyError(
-            f"the operator requires signed packages; this one is {state.split(':')[0]}"
-        )
+    if require_signature and not state.trusted:
+        raise PolicyError(f"the operator requires signed packages; this one is {state.kind.value}")
     has_handlers = "handlers.py" in files or bool(manifest.handlers)
-    if has_handlers and not (state.startswith("trusted") or trust):
+    if has_handlers and not (state.trusted or trust):
         raise PolicyError(
             "the package contains Python handlers (handlers.py): install it only if signed by a "
             "trusted key, or pass --trust to run its code"
