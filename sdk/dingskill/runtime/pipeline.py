@@ -82,6 +82,7 @@ class Pipeline:
         self.admin = admin  # optional: handles "/skills", "/reload" chat commands
         # called with (message, reply) after every answered message (tests, the notebook)
         self.observers: list[Callable[[Message, Reply], None]] = []
+        self.media = None  # runtime.media.MediaPolicy: messages without readable text
         self.inflight = 0
         self.replica_id = uuid.uuid4().hex[:12]
         self._active: set[str] = set()  # message ids being handled by this replica now
@@ -230,6 +231,11 @@ class Pipeline:
             return Reply(
                 text=POLITE[lang], source="ratelimit", error=f"rate limit: {scope}"
             ), "rate_limited"
+        if not message.text.strip() and message.msgtype != "text" and self.media is not None:
+            # a picture, file, video or an unknown type: its skill, or a polite answer
+            return await self._locked(
+                message, lambda engine, ctx: self.media.answer(engine, message, ctx)
+            )
         try:
             text = preprocess(message.text, self.limits["max_text_chars"])
         except PreprocessError as exc:
@@ -263,3 +269,13 @@ class Pipeline:
         return reply, (
             "error" if reply.error else ("fallback" if reply.source == "fallback" else "ok")
         )
+
+    async def _locked(self, message: Message, fn) -> tuple[Reply, str]:
+        """Run ``fn(engine, context)`` holding the conversation's turn lock; saves the context."""
+        key = context_key(message)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            context = await self.store.get_context(key)
+            result = await fn(self.engine_provider(), context)
+            await self.store.set_context(key, context)
+        return result

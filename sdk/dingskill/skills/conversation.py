@@ -20,6 +20,12 @@ class Message:
     channel: str = "local"  # widget | terminal | stream | webhook | local
     create_at: int = 0  # milliseconds since the epoch
     client_ip: str = ""  # the HTTP client's address (webhook mode), for the audit record
+    # DingTalk message type: text | richText | audio | picture | file | video; ``text`` holds
+    # what can be read (the recognition of a voice message, the text parts of rich text)
+    msgtype: str = "text"
+    # pictures / files / videos / voice recordings: {"type", "download_code", "file_name", ...}
+    attachments: list[dict] = field(default_factory=list)
+    robot_code: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

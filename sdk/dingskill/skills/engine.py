@@ -113,6 +113,8 @@ class Engine:
                 "sender_nick": message.sender_nick,
                 "conversation_type": message.conversation_type,
                 "conversation_id": message.conversation_id,
+                "msgtype": message.msgtype,
+                "attachments": [dict(a) for a in message.attachments],
             },
             "sender": message.sender_nick or message.sender_id,
             "slots": dict(slots),
