@@ -272,16 +272,24 @@ def test_ai_card_streaming_for_skills_holding_the_permission(tmp_path, emulator,
     SkillHome(tmp_path / "h").install(
         Skill.load(src / "skills" / "faq-en").export(tmp_path / "dist")
     )
-    start_runtime(tmp_path / "h")
+    start_runtime(tmp_path / "h", extra={"cards": {"ai_template_id": "tpl-ai.schema"}})
     emulator.wait_connections(1)
     msg = emulator.send("what are the office hours?")
     wait_until(
-        lambda: any(c["stream"] and c["stream"][-1]["isFinalize"] for c in emulator.cards.values()),
+        lambda: any(
+            c["stream"] and c["stream"][-1]["isFinalize"] and c["updates"]
+            for c in emulator.cards.values()
+        ),
         15,
         what="a finished AI card",
     )
     card = next(iter(emulator.cards.values()))
     assert card["delivered"] and "8:30" in card["stream"][-1]["content"]
+    created = card["created"]  # as the SDK's AICardReplier builds it
+    assert created["cardTemplateId"] == "tpl-ai.schema" and created["callbackType"] == "STREAM"
+    assert created["cardData"]["cardParamMap"] == {"content": "", "flowStatus": "1"}
+    assert created["imGroupOpenSpaceModel"] == created["imRobotOpenSpaceModel"]
+    assert card["updates"][-1]["cardData"]["cardParamMap"]["flowStatus"] == "3"
     assert [len(s["content"]) for s in card["stream"]] == sorted(
         len(s["content"]) for s in card["stream"]
     )

@@ -20,6 +20,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--print-config", action="store_true", help="print the effective configuration (redacted)"
     )
     p.set_defaults(func=_run)
+    s = sub.add_parser(
+        "send",
+        help="send a proactive message through the robot OpenAPI (qyapi_robot_sendmsg)",
+        description="Write to a user (1:1, by staff id) or a group (by open conversation id) "
+        "with the app of the runtime configuration (DINGSKILL_APP_KEY / DINGSKILL_APP_SECRET).",
+    )
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="STAFF_ID", help="the user's staff id (1:1 message)")
+    who.add_argument(
+        "--group", metavar="OPEN_CONVERSATION_ID", help="the group's open conversation id"
+    )
+    s.add_argument("text", help="the message (text; markdown with --title)")
+    s.add_argument("--title", default=None, help="send as markdown with this title")
+    s.add_argument("--config", default=None, help="runtime configuration (endpoint, credentials)")
+    s.set_defaults(func=_send)
 
 
 def _run(args) -> int:
@@ -56,4 +71,42 @@ def _run(args) -> int:
         config.get("logging.service_name"),
     )
     asyncio.run(runtime.run())
+    return 0
+
+
+def _send(args) -> int:
+    import httpx
+
+    from ..runtime.config import ConfigError, load_config
+    from ..runtime.proactive import ProactiveError, send
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not config.app_key or not config.app_secret:
+        print(
+            "error: no app credentials: set DINGSKILL_APP_KEY and DINGSKILL_APP_SECRET "
+            "(or channels.enterprise_chat.auth in the configuration)",
+            file=sys.stderr,
+        )
+        return 2
+    endpoint = config.get("channels.enterprise_chat.endpoint") or "https://api.dingtalk.com"
+    try:
+        result = asyncio.run(
+            send(
+                endpoint,
+                config.app_key,
+                config.app_secret,
+                args.text,
+                args.user,
+                args.group,
+                args.title,
+            )
+        )
+    except (ProactiveError, OSError, httpx.HTTPError) as exc:
+        print(f"error: not sent: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"sent": True, "to": args.user or args.group, **result}, ensure_ascii=False))
     return 0

@@ -17,6 +17,7 @@ from .admin import AdminAPI
 from .audit import AuditLog
 from .config import ConfigError, RuntimeConfig
 from .loopwatch import LoopWatch
+from .media import UNSUPPORTED, MediaPolicy
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .replies import ReplySender
@@ -106,6 +107,12 @@ class Runtime:
             admin=self.admin.chat_command,
             engine_for=self.skills.for_message,
         )
+        msgs = config.get("messages")
+        self.pipeline.media = MediaPolicy(
+            {k: v for k, v in msgs["unsupported"].items() if v}
+            | {k: v for k, v in UNSUPPORTED.items() if not msgs["unsupported"].get(k)},
+            msgs["default_language"],
+        )
         self.sender = ReplySender(
             limits["reply_timeout_s"],
             int(limits["reply_retries"]),
@@ -125,6 +132,9 @@ class Runtime:
                 ch["endpoint"],
                 self.skills,
                 self.audit,
+                metrics=self.metrics,
+                cards_config=config.get("cards"),
+                events=config.get("events.subscribe"),
             )
         elif ch["enabled"]:
             from .channels.webhook import WebhookChannel

@@ -94,5 +94,27 @@ class Metrics:
             registry=r,
         )
 
+        self.card_deliveries = Counter(
+            "dingskill_card_deliveries_total",
+            "Cards sent (kind ai|interactive; outcome ok|fallback: answered by webhook instead)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.openapi_messages = Counter(
+            "dingskill_openapi_messages_total",
+            "Robot OpenAPI messages (purpose reply|notify; outcome ok|failed|refused)",
+            ["purpose", "outcome"],
+            registry=r,
+        )
+        self.events = Counter(
+            "dingskill_events_total",
+            "EVENT frames handed to skills",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.card_callbacks = Counter(
+            "dingskill_card_callbacks_total", "Card button clicks", ["outcome"], registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,6 +5,7 @@ for skills that hold ``Card.Streaming.Write``."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -14,7 +15,15 @@ import httpx
 
 from ..skills.conversation import Reply
 
-__all__ = ["ReplySender", "ReplyResult", "reply_body", "CardStreamer"]
+__all__ = [
+    "ReplySender",
+    "ReplyResult",
+    "reply_body",
+    "CardStreamer",
+    "CardDeliveryError",
+    "OpenApi",
+    "deliver_body",
+]
 
 
 def reply_body(reply: Reply, at_user: str | None = None) -> dict:
@@ -142,67 +151,176 @@ class ReplySender:
         return ReplyResult(False, self.retries + 1, error, status)
 
 
+class CardDeliveryError(RuntimeError):
+    """The platform refused a card or did not deliver it (``deliverResults[].success``)."""
+
+
+class OpenApi:
+    """Access token (cached until 5 min before it expires) and JSON calls to the OpenAPI."""
+
+    def __init__(
+        self, endpoint: str, app_key: str, app_secret: str, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.app_key, self.app_secret = app_key, app_secret
+        self._client = client or httpx.AsyncClient(timeout=5)
+        self._token: tuple[str, float] | None = None
+
+    async def headers(self) -> dict:
+        if self._token is None or self._token[1] < time.time():
+            r = await self._client.post(
+                f"{self.endpoint}/v1.0/oauth2/accessToken",
+                json={"appKey": self.app_key, "appSecret": self.app_secret},
+            )
+            if r.status_code != 200:
+                raise CardDeliveryError(f"access token refused: {r.status_code} {r.text[:200]}")
+            data = r.json()
+            self._token = (data["accessToken"], time.time() + data["expireIn"] - 300)
+        return {"x-acs-dingtalk-access-token": self._token[0]}
+
+    async def call(self, method: str, path: str, body: dict) -> dict:
+        """One OpenAPI call; a non-2xx answer raises with the platform's code and message."""
+        r = await self._client.request(
+            method, f"{self.endpoint}{path}", headers=await self.headers(), json=body
+        )
+        try:
+            data = r.json() if r.content else {}
+        except ValueError:
+            data = {}
+        if r.status_code // 100 != 2:
+            raise CardDeliveryError(
+                f"{method} {path}: {r.status_code} {data.get('code', '')} "
+                f"{data.get('message', r.text[:200])}".strip()
+            )
+        return data
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def card_id(message) -> str:
+    """The card instance id as the SDK's ``CardReplier.gen_card_id`` makes it."""
+    factor = f"{message.sender_id}_{message.conversation_id}_{message.msg_id}_{uuid.uuid1()}"
+    return hashlib.sha256(factor.encode()).hexdigest()
+
+
+def deliver_body(message, track: str, robot_code: str) -> dict:
+    """The deliver request of ``CardReplier``: group -> ``IM_GROUP.<conversationId>`` with
+    the robot code, 1:1 -> ``IM_ROBOT.<senderStaffId>``."""
+    body: dict = {"outTrackId": track, "userIdType": 1}
+    if message.conversation_type == "group":
+        body["openSpaceId"] = f"dtv1.card//IM_GROUP.{message.conversation_id}"
+        body["imGroupOpenDeliverModel"] = {"robotCode": robot_code}
+    else:
+        body["openSpaceId"] = f"dtv1.card//IM_ROBOT.{message.sender_id}"
+        body["imRobotOpenDeliverModel"] = {"spaceType": "IM_ROBOT"}
+    return body
+
+
+def check_delivered(data: dict) -> None:
+    """Raise unless every ``result.deliverResults[]`` entry says ``success``."""
+    results = ((data or {}).get("result") or {}).get("deliverResults")
+    if results is None:
+        return  # the platform answers a bare success to some deliveries
+    failed = [r for r in results if not r.get("success")]
+    if failed:
+        raise CardDeliveryError(
+            "card not delivered: "
+            + "; ".join(
+                f"{r.get('spaceType', '')}.{r.get('spaceId', '')}: {r.get('errorMsg', '?')}"
+                for r in failed
+            )
+        )
+
+
 class CardStreamer:
-    """AI-card streaming: create + deliver a card, stream content updates, finalise."""
+    """AI cards exactly as the SDK's ``AICardReplier`` builds them: create the instance
+    (``flowStatus`` PROCESSING, callbackType, both space models), deliver it to the
+    conversation's open space, stream the growing text under the template's content key,
+    finish (``flowStatus`` FINISHED). A delivery the platform reports failed raises
+    :class:`CardDeliveryError` (the caller falls back to the session webhook)."""
+
+    PROCESSING, FINISHED, FAILED = "1", "3", "5"
 
     def __init__(
         self,
         endpoint: str,
         app_key: str,
         app_secret: str,
-        template_id: str = "dingskill.ai-card",
+        template_id: str | None = None,
+        content_key: str = "content",
+        callback_type: str = "STREAM",
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.endpoint = endpoint.rstrip("/")
-        self.app_key, self.app_secret, self.template_id = app_key, app_secret, template_id
-        self._client = client or httpx.AsyncClient(timeout=5)
-        self._token: tuple[str, float] | None = None
+        self.api = OpenApi(endpoint, app_key, app_secret, client)
+        self.robot_code = app_key  # the robot code of an app's robot is its client id
+        self.template_id, self.content_key = template_id, content_key
+        self.callback_type = callback_type
 
-    async def _headers(self) -> dict:
-        if self._token is None or self._token[1] < time.time():
-            r = await self._client.post(
-                f"{self.endpoint}/v1.0/oauth2/accessToken",
-                json={"appKey": self.app_key, "appSecret": self.app_secret},
-            )
-            r.raise_for_status()
-            data = r.json()
-            self._token = (data["accessToken"], time.time() + data["expireIn"] - 300)
-        return {"x-acs-dingtalk-access-token": self._token[0]}
-
-    async def stream(self, conversation_id: str, chunks: list[str], robot_code: str = "") -> str:
-        """Create a card in the conversation, stream the growing text, finish; returns its id."""
-        track = uuid.uuid4().hex
-        h = await self._headers()
-        r = await self._client.post(
-            f"{self.endpoint}/v1.0/card/instances/createAndDeliver",
-            headers=h,
-            json={
-                "cardTemplateId": self.template_id,
+    async def create_and_deliver(self, message, template_id: str, card_data: dict) -> str:
+        """CardReplier.create_and_send_card: returns the card instance id (outTrackId)."""
+        track = card_id(message)
+        await self.api.call(
+            "POST",
+            "/v1.0/card/instances",
+            {
+                "cardTemplateId": template_id,
                 "outTrackId": track,
-                "openSpaceId": f"dtv1.card//IM_ROBOT.{conversation_id}",
-                "cardData": {"cardParamMap": {"content": ""}},
-                "imRobotOpenDeliverModel": {"robotCode": robot_code},
+                "cardData": {"cardParamMap": card_data},
+                "callbackType": self.callback_type,
+                "imGroupOpenSpaceModel": {"supportForward": True},
+                "imRobotOpenSpaceModel": {"supportForward": True},
             },
         )
-        r.raise_for_status()
+        data = await self.api.call(
+            "POST", "/v1.0/card/instances/deliver", deliver_body(message, track, self.robot_code)
+        )
+        check_delivered(data)
+        return track
+
+    async def put_card_data(self, track: str, card_data: dict, **extra) -> None:
+        await self.api.call(
+            "PUT",
+            "/v1.0/card/instances",
+            {"outTrackId": track, "cardData": {"cardParamMap": card_data}, **extra},
+        )
+
+    async def stream(
+        self,
+        message,
+        chunks: list[str],
+        template_id: str | None = None,
+        content_key: str | None = None,
+    ) -> str:
+        """Create and deliver an AI card, stream the growing text, finish; returns its id."""
+        template = template_id or self.template_id
+        if not template:
+            raise CardDeliveryError(
+                "no AI card template id: set cards.ai_template_id in the runtime config or "
+                "ai_card.template_id in the skill"
+            )
+        key = content_key or self.content_key
+        track = await self.create_and_deliver(
+            message, template, {key: "", "flowStatus": self.PROCESSING}
+        )
         text = ""
         for i, chunk in enumerate(chunks):
             text += chunk
-            r = await self._client.put(
-                f"{self.endpoint}/v1.0/card/streaming",
-                headers=h,
-                json={
+            await self.api.call(
+                "PUT",
+                "/v1.0/card/streaming",
+                {
                     "outTrackId": track,
-                    "guid": uuid.uuid4().hex,
-                    "key": "content",
+                    "guid": str(uuid.uuid1()),
+                    "key": key,
                     "content": text,
                     "isFull": True,
                     "isFinalize": i == len(chunks) - 1,
                     "isError": False,
                 },
             )
-            r.raise_for_status()
+        await self.put_card_data(track, {key: text, "flowStatus": self.FINISHED})
         return track
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self.api.close()

@@ -209,6 +209,45 @@ class Broker:
     tls: BrokerTLS = setting(BrokerTLS(), "TLS to the broker")
 
 
+@dataclass
+class Unsupported:
+    zh: str | None = setting(
+        None, "answer to a picture/file/video no skill takes ({kind}: its name)"
+    )
+    en: str | None = setting(None, "the same in English")
+
+
+@dataclass
+class Messages:
+    """What the bot answers to messages without readable text that no skill declares."""
+
+    unsupported: Unsupported = setting(Unsupported(), "the polite answer per language")
+    default_language: str = setting(
+        "zh", "language before the user wrote any text", enum=["zh", "en"]
+    )
+
+
+@dataclass
+class Cards:
+    """AI cards (skills holding Card.Streaming.Write; a skill's ai_card section wins) and
+    interactive cards (Card.Instance.Write), sent as the SDK's CardReplier sends them."""
+
+    ai_template_id: str | None = setting(None, "AI card template id (e.g. xxx.schema)", minLength=1)
+    interactive_template_id: str | None = setting(
+        None, "interactive card template with title/text/buttons/status keys", minLength=1
+    )
+    content_key: str = setting("content", "the AI card template's streaming key", minLength=1)
+    callback_type: str = setting(
+        "STREAM", "card callbacks: STREAM or HTTP", enum=["STREAM", "HTTP"]
+    )
+    stream_chunks: int = setting(3, "streaming updates per AI card", minimum=1, maximum=50)
+
+
+@dataclass
+class Events:
+    subscribe: list[str] = setting([], "EVENT types handed to skills (e.g. chat_add_member)")
+
+
 # section name -> dataclass; the order is the order of `dingskill schema config`
 SECTIONS: dict[str, type] = {
     "server": Server,
@@ -221,6 +260,9 @@ SECTIONS: dict[str, type] = {
     "baseline": Baseline,
     "logging": Logging,
     "broker": Broker,
+    "messages": Messages,
+    "cards": Cards,
+    "events": Events,
 }
 
 

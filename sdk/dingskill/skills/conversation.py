@@ -49,6 +49,8 @@ class Reply:
     state: dict = field(default_factory=dict)
     latency_ms: float = 0.0
     error: str | None = None
+    # proactive messages a handler asks for: [{"user" | "group": id, "text": ...}]
+    followups: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -495,6 +495,7 @@ class Engine:
                     format=out.get("format", resp.get("format", "text")),
                     card=out.get("card"),
                     title=out.get("title", ""),
+                    followups=[f for f in out.get("notify") or [] if isinstance(f, dict)],
                     **base,
                 )
             text = (

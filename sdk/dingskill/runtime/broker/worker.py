@@ -27,8 +27,10 @@ import time
 
 from ..app import Runtime
 from ..channels.parse import FrameError, parse_robot_message
-from ..channels.stream import DEFAULT_ENDPOINT, StreamChannel
+from ..channels.stream import DEFAULT_ENDPOINT
 from ..config import RuntimeConfig
+from ..delivery import Delivery
+from ..proactive import RobotSender
 from ..replies import CardStreamer
 from .amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_ERROR, Topology, connect
 from .metrics import BrokerMetrics
@@ -41,13 +43,6 @@ log = logging.getLogger("dingskill.worker")
 
 class ReplyFailed(RuntimeError):
     """The session webhook refused the reply after its retries: try the message again later."""
-
-
-class _Delivery:
-    """What :meth:`StreamChannel.deliver` needs (skills, sender, cards): the same reply path."""
-
-    def __init__(self, skills, sender, cards) -> None:
-        self.skills, self.sender, self.cards = skills, sender, cards
 
 
 class _Shard:
@@ -75,10 +70,24 @@ class Worker:
         self.topology = Topology.from_config(self.broker)
         self.prefetch = int(self.broker["prefetch"])
         ch = config["channels"]["enterprise_chat"]
-        self.delivery = _Delivery(
+        cc = config.get("cards")
+        cards = CardStreamer(
+            ch["endpoint"] or DEFAULT_ENDPOINT,
+            config.app_key,
+            config.app_secret,
+            template_id=cc["ai_template_id"],
+            content_key=cc["content_key"],
+            callback_type=cc["callback_type"],
+        )
+        self.delivery = Delivery(
             self.runtime.skills,
             self.runtime.sender,
-            CardStreamer(ch["endpoint"] or DEFAULT_ENDPOINT, config.app_key, config.app_secret),
+            cards,
+            RobotSender(cards.api, config.app_key),
+            self.runtime.metrics,
+            cc["stream_chunks"],
+            store=self.runtime.store,
+            interactive_template=cc["interactive_template_id"],
         )
         if self.runtime.audit.chain is not None:  # message records go to the audit-writer
             self.runtime.audit.chain = _BrokerAuditSink(self)
@@ -200,7 +209,7 @@ class Worker:
 
         async def sink(reply) -> bool:
             usable = webhook and not (expires and expires < time.time() * 1000)
-            ok = await StreamChannel.deliver(self.delivery, message, reply, webhook, expires)
+            ok = await self.delivery.deliver(message, reply, webhook, expires)
             if not ok and usable:
                 raise ReplyFailed(reply.error or "reply failed")
             return ok  # no (usable) session webhook: answered as well as it can be

@@ -1,11 +1,14 @@
 """DingTalk Stream mode through the real ``dingtalk-stream`` SDK.
 
 The SDK holds the WebSocket (open connection, reconnect, ping, ACK frames); this channel
-registers a callback handler for the robot-message topic that hands each message to the
-Pipeline and sends the reply through the message's session webhook (or streams an AI card
-for skills holding ``Card.Streaming.Write``). Only handled messages are ACKed with 200:
-while shutting down, or while another replica still holds a redelivered message, the ACK
-carries an error code so the platform delivers it again."""
+registers handlers for the robot-message topic (every message type, see ``parse``), the card
+callback topic (button clicks: the clicked intent runs and its answer updates the card through
+the callback's ACK response) and EVENT frames (the types listed in ``events.subscribe`` go to
+the skills that declare them). Replies go through :class:`~dingskill.runtime.delivery.Delivery`.
+
+Robot messages are pushed once: the platform documents the ACK as diagnostic and does not
+resend, so nothing here refuses a message hoping for a redelivery. A stopping runtime closes
+the connection first (no new messages), then finishes every message it already received."""
 
 from __future__ import annotations
 
@@ -14,14 +17,17 @@ import logging
 import os
 import time
 
-from ...skills.conversation import Reply
+from ...skills.conversation import Message, Reply
+from ..delivery import Delivery
 from ..pipeline import InProgressElsewhere
+from ..proactive import RobotSender
 from ..replies import CardStreamer
 from .parse import FrameError, parse_robot_message
 
-__all__ = ["StreamChannel", "DEFAULT_ENDPOINT"]
+__all__ = ["StreamChannel", "DEFAULT_ENDPOINT", "CARD_CALLBACK_TOPIC", "event_message"]
 
 DEFAULT_ENDPOINT = "https://api.dingtalk.com"
+CARD_CALLBACK_TOPIC = "/v1.0/card/instances/callback"
 log = logging.getLogger("dingskill.runtime")
 
 
@@ -51,6 +57,9 @@ class StreamChannel:
         endpoint: str | None = None,
         skills=None,
         audit=None,
+        metrics=None,
+        cards_config: dict | None = None,
+        events: list[str] | None = None,
     ) -> None:
         if not app_key or not app_secret:
             raise ValueError(
@@ -58,20 +67,60 @@ class StreamChannel:
                 "(or DINGSKILL_APP_KEY / DINGSKILL_APP_SECRET)"
             )
         self.pipeline, self.sender, self.skills, self.audit = pipeline, sender, skills, audit
+        self.metrics = metrics
         self.sdk, self.endpoint = _import_sdk(endpoint)
         self.client = self.sdk.DingTalkStreamClient(self.sdk.Credential(app_key, app_secret))
         for name in ("dingtalk_stream.client", "dingtalk_stream.handler"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.cards = CardStreamer(self.endpoint, app_key, app_secret)
+        cc = cards_config or {}
+        self.cards = CardStreamer(
+            self.endpoint,
+            app_key,
+            app_secret,
+            template_id=cc.get("ai_template_id"),
+            content_key=cc.get("content_key") or "content",
+            callback_type=cc.get("callback_type") or "STREAM",
+        )
+        self.robot = RobotSender(self.cards.api, app_key)
+        self.delivery = Delivery(
+            skills,
+            sender,
+            self.cards,
+            self.robot,
+            metrics,
+            int(cc.get("stream_chunks") or 3),
+            store=pipeline.store,
+            interactive_template=cc.get("interactive_template_id"),
+        )
+        self.events = set(events or [])
         self.accepting = True
         self._task: asyncio.Task | None = None
+        self._handling: set[asyncio.Task] = set()
         channel = self
 
         class RobotHandler(self.sdk.CallbackHandler):
             async def process(self, callback):
                 return await channel.on_callback(callback)
 
+        class CardHandler(self.sdk.CallbackHandler):
+            async def process(self, callback):
+                return await channel.on_card_callback(callback.data)
+
+        class EventHandler(self.sdk.EventHandler):
+            async def raw_process(self, event):
+                status, text = await channel.on_event(event.headers.event_type, event.data)
+                ack = channel.sdk.AckMessage()
+                ack.code = channel.sdk.AckMessage.STATUS_OK
+                ack.headers.message_id = event.headers.message_id
+                ack.headers.content_type = "application/json"
+                ack.message = text
+                ack.data = {"status": status, "message": text}
+                return ack
+
         self.client.register_callback_handler(self.sdk.ChatbotMessage.TOPIC, RobotHandler())
+        self.client.register_callback_handler(CARD_CALLBACK_TOPIC, CardHandler())
+        if self.events:
+            self.client.register_all_event_handler(EventHandler())
 
     @property
     def connected(self) -> bool:
@@ -85,10 +134,18 @@ class StreamChannel:
             else bool(getattr(ws, "open", False))
         )
 
+    # ------------------------------------------------------------------ robot messages
     async def on_callback(self, callback) -> tuple[int, str]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handling.add(task)
+        try:
+            return await self._on_callback(callback)
+        finally:
+            self._handling.discard(task)
+
+    async def _on_callback(self, callback) -> tuple[int, str]:
         ok, err = self.sdk.AckMessage.STATUS_OK, self.sdk.AckMessage.STATUS_SYSTEM_EXCEPTION
-        if not self.accepting:
-            return err, "shutting down: deliver to another connection"
         try:
             message, webhook, expires = parse_robot_message(callback.data, "stream")
         except FrameError as exc:
@@ -103,58 +160,70 @@ class StreamChannel:
                     if isinstance(callback.data, dict)
                     else "",
                 )
-            return ok, f"ignored: {exc}"  # handled: a redelivery would not make it valid
+            return ok, f"ignored: {exc}"
 
         async def sink(reply: Reply) -> bool:
-            return await self.deliver(message, reply, webhook, expires)
+            return await self.delivery.deliver(message, reply, webhook, expires)
 
         try:
             await self.pipeline.process(message, sink)
         except InProgressElsewhere:
-            return err, "in progress elsewhere"
-        except Exception as exc:  # noqa: BLE001 - not handled: let the platform redeliver it
+            # a second push of a message this process is answering: it will be answered
+            # once (by the first attempt); the ACK only says so
+            return ok, "in progress"
+        except Exception as exc:  # noqa: BLE001 - reported in the ACK (diagnostic)
             log.error("message not handled", extra={"msg_id": message.msg_id, "error": str(exc)})
             return err, "not handled"
         return ok, "OK"
 
     async def deliver(self, message, reply: Reply, webhook: str | None, expires_ms: int) -> bool:
-        perms = self.skills.permissions(reply.skill_id) if self.skills is not None else []
-        if (
-            "Card.Streaming.Write" in perms
-            and reply.format in ("text", "markdown")
-            and not reply.error
-        ):
-            try:
-                step = max(1, len(reply.text) // 3)
-                chunks = [reply.text[i : i + step] for i in range(0, len(reply.text), step)] or [""]
-                await self.cards.stream(message.conversation_id, chunks)
-                return True
-            except Exception as exc:  # noqa: BLE001 - fall back to the session webhook
-                log.warning(
-                    "AI card streaming failed; replying through the webhook",
-                    extra={"error": str(exc)},
-                )
-        if not webhook:
-            reply.error = (reply.error or "") + " no session webhook"
-            return False
-        if expires_ms and expires_ms < time.time() * 1000:
-            reply.error = "session webhook expired"
-            return False
-        at = message.sender_id if message.conversation_type == "group" else None
-        result = await self.sender.send(webhook, reply, at_user=at)
-        if not result.ok:
-            reply.error = f"reply failed after {result.attempts} attempt(s): {result.error}"
-        return result.ok
+        return await self.delivery.deliver(message, reply, webhook, expires_ms)
 
+    # ------------------------------------------------------------------ card clicks
+    async def on_card_callback(self, data) -> tuple[int, dict | str]:
+        """A button click: run the intent the button names; the answer updates the card."""
+        ok = self.sdk.AckMessage.STATUS_OK
+        from ..cards import handle_card_click
+
+        try:
+            response = await handle_card_click(self, data)
+        except Exception as exc:  # noqa: BLE001 - the card stays as it was
+            log.warning("card click not handled", extra={"error": str(exc)})
+            if self.metrics is not None:
+                self.metrics.card_callbacks.labels("failed").inc()
+            return ok, {}
+        if self.metrics is not None:
+            self.metrics.card_callbacks.labels("ok" if response else "ignored").inc()
+        return ok, response or {}
+
+    # ------------------------------------------------------------------ events
+    async def on_event(self, event_type: str | None, data) -> tuple[str, str]:
+        """SUCCESS once handled (or not subscribed); LATER when a skill's answer failed and
+        the platform should push the event again."""
+        if not event_type or event_type not in self.events:
+            return "SUCCESS", "not subscribed"
+        from ..events import handle_event
+
+        try:
+            sent = await handle_event(self, event_type, data if isinstance(data, dict) else {})
+        except Exception as exc:  # noqa: BLE001 - ask for a redelivery
+            log.warning("event not handled", extra={"event": event_type, "error": str(exc)})
+            if self.metrics is not None:
+                self.metrics.events.labels(event_type, "later").inc()
+            return "LATER", str(exc)[:200]
+        if self.metrics is not None:
+            self.metrics.events.labels(event_type, "ok" if sent else "ignored").inc()
+        return "SUCCESS", "success"
+
+    # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._task = asyncio.create_task(self.client.start())
 
-    async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop taking new messages, finish the ones in flight, close the connection."""
+    async def stop(self, drain_timeout: float = 30.0) -> None:
+        """Stop taking messages (close the connection first), then finish every message
+        already received: nothing that reached this process is left unanswered unless it
+        takes longer than ``drain_timeout``."""
         self.accepting = False
-        deadline = time.monotonic() + drain_timeout
-        while self.pipeline.inflight > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
         ws = getattr(self.client, "websocket", None)
         if self._task is not None:
             # the SDK catches one CancelledError (then sleeps): cancel until the task ends
@@ -168,7 +237,38 @@ class StreamChannel:
                 await ws.close()
             except Exception:  # noqa: BLE001 - already closed
                 pass
+        deadline = time.monotonic() + drain_timeout
+        while (self.pipeline.inflight > 0 or self._handling) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.pipeline.inflight or self._handling:
+            log.error(
+                "stopped with messages still being handled",
+                extra={"inflight": self.pipeline.inflight, "handling": len(self._handling)},
+            )
         await self.cards.close()
 
     def describe(self) -> dict:
-        return {"mode": "stream", "endpoint": self.endpoint, "connected": self.connected}
+        return {
+            "mode": "stream",
+            "endpoint": self.endpoint,
+            "connected": self.connected,
+            "events": sorted(self.events),
+        }
+
+
+def event_message(event_type: str, data: dict) -> Message:
+    """A Message for a skill's event response (its conversation is the event's group)."""
+    return Message(
+        text="",
+        sender_id=str(data.get("operator") or data.get("Operator") or "system"),
+        conversation_id=str(
+            data.get("openConversationId")
+            or data.get("OpenConversationId")
+            or data.get("ChatId")
+            or ""
+        ),
+        conversation_type="group",
+        msg_id="",
+        channel="event",
+        msgtype=f"event:{event_type}",
+    )
