@@ -75,6 +75,8 @@ def _run(args) -> int:
 
 
 def _send(args) -> int:
+    import asyncio
+
     import httpx
 
     from ..runtime.config import ConfigError, load_config

@@ -128,7 +128,12 @@ class Manifest:
 
     @property
     def handlers(self) -> list[str]:
-        return sorted({r["handler"] for r in self.intents.values() if "handler" in r})
+        names = {r["handler"] for r in self.intents.values() if "handler" in r}
+        media = self.raw.get("media") or {}
+        if media.get("handler"):
+            names.add(media["handler"])
+        names |= {e["handler"] for e in (self.raw.get("events") or {}).values() if "handler" in e}
+        return sorted(names)
 
 
 def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
