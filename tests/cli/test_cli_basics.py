@@ -66,3 +66,29 @@ def test_case_file_errors_name_line_and_field(tmp_path, line, message):
     path.write_text('{"case": "ok", "text": "你好", "expected_intent": "greet"}\n' + line + "\n")
     with pytest.raises(CaseError, match=f"cases.jsonl:2: .*{message}"):
         load_cases(path)
+
+
+def test_datasets_validate_output(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text(
+        "text,intent\n你好,greet\n你好啊,greet\n查工资,\n查工资,salary\nhi,greet\n",
+        encoding="utf-8",
+    )
+    assert main(["datasets", "validate", str(data)]) == 1
+    out = capsys.readouterr().out
+    assert "nan" not in out and "''" not in out
+    # the unlabelled row: one finding naming the labelled twin, no conflict, no intent ''
+    assert out.count("查工资") == 0 and out.count(f"{data}:4: error empty-intent") == 1
+    assert "line 5 labels the same text 'salary'" in out and "conflict" not in out
+    assert f"{data}: warning few-examples: intent 'greet'" in out
+    assert main(["datasets", "validate", str(data), "--json"]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    assert [f["line"] for f in findings] == [4, None, None]
+    assert all(isinstance(f["line"], int) or f["line"] is None for f in findings)
+
+
+def test_missing_column_suggests_the_option(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("utterance,label\n你好,greet\n", encoding="utf-8")
+    assert main(["datasets", "validate", str(data)]) == 1
+    assert "--text-col" in capsys.readouterr().out

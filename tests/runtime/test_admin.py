@@ -114,8 +114,14 @@ def test_admin_api_and_chat_commands_follow_the_role_matrix(
     acl.grant("staff:staff-42", "viewer", duration_s=600, actor="staff:boss")
     allowed = _webhook_message(hook_url, "/skills", "staff-42", "m-2").json()
     assert "com.dingskill.faq-en" in allowed["markdown"]["text"]
-    records = httpx.get(f"{api}/audit?limit=500", headers=h(admin)).json()
-    assert any(
-        r["operation"] == "access.grant.used" and r["actor"] == "staff:staff-42" for r in records
-    )
+
+    def grant_use_recorded():  # the audit record is written after the reply (busy machine)
+        records = httpx.get(f"{api}/audit?limit=500", headers=h(admin)).json()
+        used = any(
+            r["operation"] == "access.grant.used" and r["actor"] == "staff:staff-42"
+            for r in records
+        )
+        return records if used else None
+
+    records = wait_until(grant_use_recorded, 10, interval=0.1, what="access.grant.used record")
     assert any(r["operation"] == "access.report" for r in records)  # the periodic review, at start

@@ -72,7 +72,15 @@ def _load_delimited(path: Path, text: str, delim: str, text_col: str, intent_col
     header = [h.strip() for h in header]
     for col in (text_col, intent_col):
         if col not in header:
-            raise DatasetError(f"missing column {col!r} in the header {header}", str(path), 1, col)
+            option = "--text-col" if col == text_col else "--intent-col"
+            raise DatasetError(
+                f"missing column {col!r} in the header {header}: name the column that holds "
+                f"the {'utterance' if col == text_col else 'label'} with {option} "
+                f"({option.strip('-').replace('-', '_')}= in Python)",
+                str(path),
+                1,
+                col,
+            )
     ti, ii = header.index(text_col), header.index(intent_col)
     si = header.index("split") if "split" in header else None
     rows, skipped = [], []

@@ -41,7 +41,7 @@ class ValidationReport:
         """``file:line: severity code: message`` for each finding."""
         out = []
         for r in self.findings.itertuples():
-            where = r.file or "<data>"
+            where = r.file if isinstance(r.file, str) and r.file else "<data>"
             if r.line is not None and not pd.isna(r.line):
                 where += f":{int(r.line)}"
             out.append(f"{where}: {r.severity} {r.code}: {r.message}")
@@ -89,7 +89,7 @@ def validate_frame(
         if col not in df.columns:
             add("error", "missing-column", None, f"missing column {col!r}")
     if rows:
-        return ValidationReport(pd.DataFrame(rows, columns=COLUMNS))
+        return _report(rows)
     for file, line, reason in skipped or []:
         rows.append(
             {
@@ -103,6 +103,10 @@ def validate_frame(
             }
         )
     records = df.to_dict("records")
+    labelled: dict[str, dict] = {}  # text -> first row that carries a label
+    for r in records:
+        if _has_label(r["intent"]):
+            labelled.setdefault(str(r["text"]).strip(), r)
     seen: dict[str, dict] = {}
     near: dict[str, dict] = {}
     for r in records:
@@ -110,8 +114,16 @@ def validate_frame(
         if not text.strip():
             add("error", "empty-text", r, "empty or whitespace-only text")
             continue
-        if not intent.strip() or intent == "nan":
-            add("error", "empty-intent", r, "missing intent label")
+        if not _has_label(r["intent"]):
+            # one finding per unlabelled row: it is not an intent '' (no conflict, no count)
+            other = labelled.get(text.strip())
+            hint = (
+                f" (line {other.get('line')} labels the same text {other['intent']!r})"
+                if other is not None
+                else ""
+            )
+            add("error", "empty-intent", r, "missing intent label" + hint, intent="")
+            continue
         if _CONTROL.search(text):
             ch = _CONTROL.search(text).group()
             add("error", "control-char", r, f"control or invalid character U+{ord(ch):04X}")
@@ -156,7 +168,7 @@ def validate_frame(
                 )
         else:
             near[nk] = r
-    counts = df["intent"].astype(str).value_counts()
+    counts = df["intent"][df["intent"].map(_has_label)].astype(str).value_counts()
     in_scope = counts.drop(labels=["oos"], errors="ignore")
     for intent, n in in_scope.items():
         if n < min_examples:
@@ -178,7 +190,25 @@ def validate_frame(
             None,
             f"largest intent {in_scope.idxmax()!r} ({in_scope.max()}) has more than {imbalance_ratio:g}x the smallest {in_scope.idxmin()!r} ({in_scope.min()})",
         )
-    return ValidationReport(pd.DataFrame(rows, columns=COLUMNS))
+    # dataset-level findings name the file (not a line) when the data came from one file
+    sources = df["source"].dropna().unique() if "source" in df.columns else []
+    for row in rows:
+        if row["file"] is None and len(sources) == 1:
+            row["file"] = str(sources[0])
+    return _report(rows)
+
+
+def _has_label(value) -> bool:
+    """A label that names an intent: not empty, not whitespace, not a missing value."""
+    if value is None or (isinstance(value, float) and value != value):
+        return False
+    return bool(str(value).strip())
+
+
+def _report(rows: list[dict]) -> ValidationReport:
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["line"] = frame["line"].astype("Int64")  # integers in JSON; <NA> for dataset-level
+    return ValidationReport(frame)
 
 
 def render_html(report: ValidationReport) -> str:  # pragma: no cover - convenience
