@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "dingskill.cli.access_cmd",
     "dingskill.cli.audit_cmd",
     "dingskill.cli.demo_cmd",
+    "dingskill.cli.doctor_cmd",
 ]
 
 

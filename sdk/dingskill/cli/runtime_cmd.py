@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
@@ -70,7 +71,23 @@ def _run(args) -> int:
         config.get("logging.format"),
         config.get("logging.service_name"),
     )
-    asyncio.run(runtime.run())
+    from ..runtime.stores import StoreUnavailable
+
+    try:
+        asyncio.run(runtime.run())
+    except StoreUnavailable as exc:  # one line naming the address and the fix
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        port = config.get("server.port")
+        print(
+            f"error: cannot listen on port {port} ({exc.strerror}): stop what uses it "
+            "or pick another with --port / server.port",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

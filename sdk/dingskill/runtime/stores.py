@@ -493,6 +493,18 @@ class RedisStore(Store):
         self._r = aioredis.Redis(connection_pool=pool)
         self._take = self._r.register_script(_TAKE_LUA)
         self._cas = self._r.register_script(_CAS_LUA)
+        try:  # fail at start-up with the address, not at the first message with a traceback
+            await asyncio.wait_for(self._r.ping(), 5)
+        except Exception as exc:  # noqa: BLE001 - connection, auth, timeout: all unreachable
+            from .config import redact_password
+
+            await self.close()
+            reason = (str(exc) or type(exc).__name__).splitlines()[0][:200]
+            raise StoreUnavailable(
+                f"cannot reach Redis at {redact_password(self.url)} ({reason}): start "
+                "redis-server there or fix storage.connection_string "
+                "(`dingskill doctor --config FILE` checks it)"
+            ) from None
 
     async def close(self):
         if self._r is not None:
