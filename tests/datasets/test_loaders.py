@@ -163,6 +163,8 @@ def test_clinc150_from_shared(clinc_home):
 def test_clinc150_missing_or_altered(tmp_path, clinc_home):
     with pytest.raises(DatasetError, match="download=True"):
         fetch_clinc150("small", data_home=tmp_path)
+    with pytest.raises(DatasetError, match="download=True"):
+        fetch_clinc150("small", tmp_path)  # the data home as the second positional argument
     (tmp_path / "data_small.json").write_bytes((clinc_home / "data_small.json").read_bytes() + b" ")
     with pytest.raises(DatasetError, match="SHA-256 mismatch"):
         fetch_clinc150("small", data_home=tmp_path)

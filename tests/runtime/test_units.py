@@ -304,3 +304,17 @@ def test_stores_split_by_concern_and_typed_claims():
     a, dup, b, ctx, other = asyncio.run(run())
     assert (a.text, dup, b.text) == ("1", None, "2")
     assert ctx["n"] == 2 and other == {}
+
+
+def test_find_project_from_cwd_env_or_argument(tmp_path, monkeypatch):
+    from dingskill.project import ProjectNotFound, find_project
+
+    proj = tmp_path / "proj"
+    (proj / "skills").mkdir(parents=True)
+    (proj / "datasets").mkdir()
+    (proj / "deep" / "er").mkdir(parents=True)
+    assert find_project(environ={}, start=proj / "deep" / "er") == proj.resolve()
+    assert find_project(environ={"DINGSKILL_PROJECT": str(proj)}, start=tmp_path) == proj.resolve()
+    assert find_project(str(proj), environ={}) == proj.resolve()
+    with pytest.raises(ProjectNotFound, match="DINGSKILL_PROJECT"):
+        find_project(environ={}, start=tmp_path)

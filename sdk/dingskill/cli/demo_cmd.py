@@ -68,12 +68,15 @@ def _step(n: int, text: str) -> None:
 
 def _demo(args) -> int:
     from ..emulator import Emulator
+    from ..project import ProjectNotFound, find_project
     from ..skills import Skill, SkillError
     from ..skills.packaging import PackageError, SkillHome
 
-    root = (
-        Path(args.skills_dir) if args.skills_dir else Path(__file__).resolve().parents[3] / "skills"
-    )
+    try:
+        root = Path(args.skills_dir) if args.skills_dir else find_project() / "skills"
+    except ProjectNotFound as exc:
+        print(f"error: {exc}; or pass --skills-dir", file=sys.stderr)
+        return 1
     if not all((root / s / "skill.yaml").exists() for s in SKILLS):
         print(f"error: example skills not found in {root}; pass --skills-dir")
         return 1

@@ -125,18 +125,12 @@ def _refuse_invalid(ds, path) -> bool:
 
 
 def _model_file(folder: str) -> Path:
-    p = Path(folder)
-    f = p / "model.dsm" if p.is_dir() else p
-    if not f.is_file():
-        raise ValueError(f"{f}: no model here (train one with: dingskill train DATA -o {folder})")
-    return f
+    from ..evaluation.model_folder import model_file
 
-
-def _fingerprint(texts, intents) -> str:
-    from ..nlu.normalize import normalize_text
-
-    rows = sorted(f"{normalize_text(t)}\t{i}" for t, i in zip(texts, intents, strict=True))
-    return hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()
+    try:
+        return model_file(folder)
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _split(ds, args):
@@ -168,6 +162,7 @@ def _train(args) -> int:
 
     from ..datasets import DatasetError, load
     from ..evaluation import evaluate
+    from ..evaluation.model_folder import save_model_folder, training_fingerprint
     from ..nlu import IntentClassifier
 
     out = Path(args.output)
@@ -199,9 +194,6 @@ def _train(args) -> int:
     except (DatasetError, ValueError) as exc:
         steps.close()
         return _err(str(exc))
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.dsm")
-    (out / "evaluation.json").write_text(ev.to_json(), encoding="utf-8")
     counts = {str(k): int(v) for k, v in sorted(train.df["intent"].value_counts().items())}
     meta = {
         "dingskill": __version__,
@@ -212,7 +204,7 @@ def _train(args) -> int:
         "test_data": str(args.test) if args.test else None,
         "split": how,
         "seed": args.seed,
-        "sha256": _fingerprint(train.texts, train.intents),
+        "sha256": training_fingerprint(train.texts, train.intents),
         "train_utterances": len(train),
         "test_utterances": len(test),
         "intents": len(set(train.intents) - {"oos"}),
@@ -220,9 +212,7 @@ def _train(args) -> int:
         "threshold": model.threshold_,
         "rules": len(rules or []),
     }
-    (out / "meta.json").write_text(
-        json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8"
-    )
+    save_model_folder(out, model, ev, meta)
     steps.update(1)
     steps.close()
     th = "none" if model.threshold_ is None else f"{model.threshold_:.3f}"

@@ -37,7 +37,7 @@ def resolve_data_home(data_home=None) -> Path:
 
 
 def fetch_clinc150(
-    variant: str = "full", data_home_dir=None, download: bool = False, *, data_home=None
+    variant: str = "full", data_home=None, download: bool = False
 ) -> dict[str, Dataset]:
     """CLINC150 splits (train, val, test, oos_train, oos_val, oos_test) as Datasets.
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 __all__ = ["run_benchmark"]
 
-ROOT = Path(__file__).resolve().parents[3]
 APP = ("dingbenchapp", "bench-app-secret")
 
 
@@ -36,12 +35,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _texts() -> list[str]:
+def _texts(root: Path) -> list[str]:
     import csv
 
     out = []
     for name in ("office-zh", "smalltalk-en"):
-        with open(ROOT / "datasets" / name / "test.csv", encoding="utf-8") as fh:
+        with open(root / "datasets" / name / "test.csv", encoding="utf-8") as fh:
             out += [row["text"] for row in csv.DictReader(fh)]
     return out
 
@@ -61,11 +60,16 @@ def run_benchmark(
     duration: float = 10.0,
     progress: bool = True,
     window: int = 200,
+    project=None,
 ) -> dict:
+    """``project``: the folder holding the example skills and datasets (default:
+    :func:`dingskill.project.find_project`)."""
     from ..emulator import Emulator
+    from ..project import find_project
     from ..skills import Skill
     from ..skills.packaging import SkillHome
 
+    root = find_project(project)
     work = Path(tempfile.mkdtemp(prefix="dingskill-bench-"))
     procs: list[subprocess.Popen] = []
     redis_proc = None
@@ -74,7 +78,7 @@ def run_benchmark(
     try:
         home = SkillHome(work / "home")
         for name in ("hr-assistant", "faq-en"):
-            home.install(Skill.load(ROOT / "skills" / name).export(work / "dist"))
+            home.install(Skill.load(root / "skills" / name).export(work / "dist"))
         url = emu.start()
         storage: dict = {"type": "sqlite", "path": str(work / "runtime.db")}
         if replicas > 1:
@@ -131,7 +135,7 @@ def run_benchmark(
                 )
             )
         emu.wait_connections(replicas, timeout=60)
-        texts = _texts()
+        texts = _texts(root)
         say(f"bench: {replicas} runtime process(es) connected; warming up")
         warm = [emu.send(texts[i % len(texts)], sender_id=f"warm-{i}") for i in range(50)]
         for w in warm:

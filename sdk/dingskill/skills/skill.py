@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..nlu.normalize import normalize_text
 from .errors import SkillError
 from .handlers import load_handlers
 from .manifest import Manifest, load_manifest
@@ -149,13 +147,12 @@ class Skill:
 
     # -- packaging ------------------------------------------------------------------------------
     def fingerprint(self) -> dict:
+        from ..evaluation.model_folder import training_fingerprint
+
         data = self._data("train")
-        rows = sorted(
-            f"{normalize_text(t)}\t{i}" for t, i in zip(data.texts, data.intents, strict=True)
-        )
         return {
-            "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
-            "utterances": len(rows),
+            "sha256": training_fingerprint(data.texts, data.intents),
+            "utterances": len(data.texts),
             "intents": len(set(data.intents) - {"oos"}),
         }
 
