@@ -182,4 +182,7 @@ def test_out_of_scope_suggests_closest_intents(hr):
     )
     r = e._fallback_reply("那个东西怎么弄", d, {})
     assert r.intent == "oos" and r.format == "card" and r.text.startswith("抱歉")
-    assert [b["title"] for b in r.card["buttons"]] == ["工资条", "我还有几天年假？"]  # trigger, example
+    assert [b["title"] for b in r.card["buttons"]] == [
+        "工资条",
+        "我还有几天年假？",
+    ]  # trigger, example
