@@ -18,6 +18,12 @@ from ..security.redact import Redactor
 __all__ = ["AuditLog"]
 
 
+def _link_copy(rec: dict, name: str, entry: dict) -> None:
+    """Give the store's copy of a record its place in the file chain (seq, prev, MAC), so the
+    copy verifies too (:func:`dingskill.security.audit_chain.verify_copy`)."""
+    rec.update(chain=name, seq=entry["seq"], prev=entry["prev"], mac=entry["mac"], kid=entry["kid"])
+
+
 class AuditLog:
     def __init__(
         self,
@@ -98,7 +104,7 @@ class AuditLog:
         """An admin action: written at once to ``admin.jsonl`` (and queued for the store)."""
         rec = self.record(actor, obj, operation, result, client_ip, kind="admin", **extra)
         if self.admin_chain is not None:
-            self.admin_chain.append(rec)
+            _link_copy(rec, "admin", self.admin_chain.append(rec))
         self._maybe_alert(rec)
         return rec
 
@@ -207,9 +213,10 @@ class AuditLog:
         if not batch:
             return
         if self.chain is not None:
-            await asyncio.to_thread(
-                self.chain.append_many, [r for r in batch if r.get("kind") != "admin"]
-            )
+            plain = [r for r in batch if r.get("kind") != "admin"]
+            entries = await asyncio.to_thread(self.chain.append_many, plain)
+            for rec, entry in zip(plain, entries, strict=True):
+                _link_copy(rec, "messages", entry)
         if self.store is not None:
             for r in batch:
                 try:

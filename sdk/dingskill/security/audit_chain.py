@@ -1,20 +1,30 @@
-"""A tamper-evident audit log: JSON Lines where each record carries the hash of the previous.
+"""A tamper-evident audit log: JSON Lines chained with a keyed MAC, and a head kept outside.
 
-Each stored line is ``{"seq", "prev", "hash", "record"}`` (or, with a keyring, ``"sealed"``
-instead of ``"record"``: the record encrypted with AES-256-GCM). ``hash`` is the SHA-256 of
-``prev`` and the canonical JSON of the plaintext record, so :func:`verify_chain` finds an
-altered record (hash mismatch), a removed one (sequence gap / broken link) and a reordered
-one (sequence going back), and key rotation does not change the chain.
+Each stored line is ``{"seq", "prev", "mac", "kid", "record"}`` (or ``"sealed"`` instead of
+``"record"`` in an encrypted log: the record sealed with AES-256-GCM). ``mac`` is
+HMAC-SHA256, under a key derived from keyring key ``kid``, of the sequence number, the
+previous entry's ``mac``, whether the record is sealed, and the record's canonical JSON. So
+rewriting a record and recomputing every later link needs the key (a plain hash chain anyone
+can recompute). The MAC key comes from the data keyring when one is configured, else from a
+key file created at the first write beside the log (``.<name>.mac-key``, mode 0600; keep a
+copy elsewhere: a log whose key is lost can no longer be verified).
 
-Retention: :meth:`AuditChain.enforce_retention` drops records older than the retention
-period and writes an anchor (``<file>.anchor``: seq and hash of the last dropped record), so
-the shortened log still verifies from its first record on.
+The head (``<file>.head``: last seq and mac, whether the log is encrypted, itself MACed) is
+written after every append, so removing the last records, emptying the file or swapping it
+for an older copy is found: the file no longer reaches the head. Retention writes a MACed
+anchor (``<file>.anchor``) for the records it drops; an anchor someone wrote to match a cut
+head does not verify. In an encrypted log a plaintext record is refused.
+
+What a keyed chain cannot stop: someone holding the MAC key (or root on the machine) can
+rewrite everything consistently; ship the log, or its heads, to another machine to guard
+against that (see docs/security.md).
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import time
@@ -24,18 +34,24 @@ from pathlib import Path
 
 from .crypto import CryptoError, Keyring
 
-__all__ = ["GENESIS", "AuditChain", "ChainProblem", "verify_chain"]
+__all__ = ["GENESIS", "AuditChain", "ChainProblem", "verify_chain", "verify_copy"]
 
 GENESIS = "0" * 64
 DAY_MS = 86_400_000
+PURPOSE = "dingskill audit chain v2"
 
 
 def _canonical(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _link(prev: str, record: dict) -> str:
-    return hashlib.sha256(prev.encode() + b"\n" + _canonical(record)).hexdigest()
+def _mac(key: bytes, seq: int, prev: str, sealed: bool, record: dict) -> str:
+    msg = f"{seq}\n{prev}\n{'sealed' if sealed else 'plain'}\n".encode() + _canonical(record)
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def _tag(key: bytes, *parts) -> str:
+    return hmac.new(key, "\n".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -43,15 +59,24 @@ class ChainProblem:
     """One finding of :func:`verify_chain`."""
 
     line: int
-    kind: str  # altered | removed | reordered | malformed | undecryptable
+    kind: str  # altered | removed | reordered | malformed | undecryptable | truncated | plaintext | key
     message: str
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.kind}: {self.message}"
 
 
+def _write_durable(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 class AuditChain:
-    """Append-only, hash-chained JSON Lines audit file (safe across processes)."""
+    """Append-only, MAC-chained JSON Lines audit file (safe across processes)."""
 
     def __init__(
         self,
@@ -66,17 +91,58 @@ class AuditChain:
         self.retention_days = retention_days
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    # -- keys and side files -----------------------------------------------------------------
     @property
     def anchor_path(self) -> Path:
         return self.path.with_name(self.path.name + ".anchor")
 
-    def _read_anchor(self) -> tuple[int, str]:
-        try:
-            data = json.loads(self.anchor_path.read_text())
-            return int(data["seq"]), str(data["hash"])
-        except FileNotFoundError:
-            return 0, GENESIS
+    @property
+    def head_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".head")
 
+    @property
+    def mac_key_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.mac-key")
+
+    def _local_ring(self, create: bool) -> Keyring | None:
+        p = self.mac_key_path
+        if p.exists():
+            return Keyring.from_file(p)
+        if not create:
+            return None
+        ring = Keyring({"audit-1": os.urandom(32)}, "audit-1")
+        ring.to_file(p)
+        return ring
+
+    def _signing_key(self) -> tuple[str, bytes]:
+        ring = self.keyring or self._local_ring(create=True)
+        return ring.active, ring.derive(ring.active, PURPOSE)
+
+    def _key(self, kid: str) -> bytes | None:
+        for ring in (self.keyring, self._local_ring(create=False)):
+            if ring is not None and ring.has_key(kid):
+                return ring.derive(kid, PURPOSE)
+        return None
+
+    def _read_json(self, path: Path) -> dict | None:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def _read_anchor(self) -> tuple[int, str]:
+        data = self._read_json(self.anchor_path)
+        if data is None:
+            return 0, GENESIS
+        return int(data["seq"]), str(data["mac"])
+
+    def _write_head(self, seq: int, mac: str, sealed: bool) -> None:
+        kid, key = self._signing_key()
+        head = {"seq": seq, "mac": mac, "sealed": sealed, "kid": kid}
+        head["head_mac"] = _tag(key, "head", seq, mac, sealed)
+        _write_durable(self.head_path, json.dumps(head).encode())
+
+    # -- writing -----------------------------------------------------------------------------
     def _last(self) -> tuple[int, str]:
         seq, prev = self._read_anchor()
         if self.path.exists():
@@ -87,7 +153,7 @@ class AuditChain:
                         last = line
             if last:
                 entry = json.loads(last)
-                seq, prev = int(entry["seq"]), str(entry["hash"])
+                seq, prev = int(entry["seq"]), str(entry["mac"])
         return seq, prev
 
     def append(self, record: dict) -> dict:
@@ -99,6 +165,8 @@ class AuditChain:
         if not records:
             return []
         entries = []
+        kid, key = self._signing_key()
+        sealed = self.keyring is not None
         with open(self.path, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -108,26 +176,32 @@ class AuditChain:
                     record = dict(record)
                     record.setdefault("ts_ms", int(time.time() * 1000))
                     seq += 1
-                    entry: dict = {"seq": seq, "prev": prev, "hash": _link(prev, record)}
-                    if self.keyring is not None:
+                    entry: dict = {
+                        "seq": seq,
+                        "prev": prev,
+                        "mac": _mac(key, seq, prev, sealed, record),
+                        "kid": kid,
+                    }
+                    if sealed:
                         entry["sealed"] = self.keyring.encrypt_text(
                             _canonical(record).decode(), aad=f"audit:{seq}"
                         )
                     else:
                         entry["record"] = record
-                    prev = entry["hash"]
+                    prev = entry["mac"]
                     out.append(_canonical(entry) + b"\n")
                     entries.append(entry)
                 fh.write(b"".join(out))
                 fh.flush()
                 os.fsync(fh.fileno())
+                self._write_head(seq, prev, sealed)
                 self._tail = (fh.tell(), seq, prev)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return entries
 
     def _last_cached(self, fh) -> tuple[int, str]:
-        """(seq, hash) of the last entry; cheap when this object wrote the file's tail."""
+        """(seq, mac) of the last entry; cheap when this object wrote the file's tail."""
         fh.seek(0, os.SEEK_END)
         size = fh.tell()
         tail = getattr(self, "_tail", None)
@@ -135,6 +209,7 @@ class AuditChain:
             return tail[1], tail[2]
         return self._last()
 
+    # -- reading -----------------------------------------------------------------------------
     def _open(self, entry: dict) -> dict:
         if "sealed" in entry:
             if self.keyring is None:
@@ -142,6 +217,8 @@ class AuditChain:
             return json.loads(
                 self.keyring.decrypt_text(entry["sealed"], aad=f"audit:{entry['seq']}")
             )
+        if self.keyring is not None and (self._read_json(self.head_path) or {}).get("sealed"):
+            raise CryptoError(f"seq {entry.get('seq')}: plaintext record in an encrypted log")
         return entry["record"]
 
     def records(self) -> Iterator[dict]:
@@ -156,6 +233,7 @@ class AuditChain:
     def verify(self) -> list[ChainProblem]:
         return verify_chain(self.path, self.keyring)
 
+    # -- maintenance -------------------------------------------------------------------------
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Drop records older than the retention period; returns how many were dropped."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -175,80 +253,184 @@ class AuditChain:
                 if keep_from == 0:
                     return 0
                 dropped = json.loads(lines[keep_from - 1])
-                tmp_anchor = self.anchor_path.with_name(self.anchor_path.name + ".tmp")
-                tmp_anchor.write_text(json.dumps({"seq": dropped["seq"], "hash": dropped["hash"]}))
-                tmp = self.path.with_name(self.path.name + ".tmp")
-                tmp.write_bytes(b"".join(ln + b"\n" for ln in lines[keep_from:]))
-                os.replace(tmp_anchor, self.anchor_path)
-                os.replace(tmp, self.path)
+                kid, key = self._signing_key()
+                anchor = {"seq": dropped["seq"], "mac": dropped["mac"], "kid": kid}
+                anchor["anchor_mac"] = _tag(key, "anchor", anchor["seq"], anchor["mac"])
+                _write_durable(self.anchor_path, json.dumps(anchor).encode())
+                _write_durable(self.path, b"".join(ln + b"\n" for ln in lines[keep_from:]))
                 return keep_from
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def reencrypt(self, keyring: Keyring) -> int:
-        """Re-seal every record with ``keyring``'s active key (key rotation)."""
+        """Re-seal every record with ``keyring``'s active key and re-MAC the chain under it
+        (key rotation), after checking the chain as it is; refuses a chain with problems."""
         if not self.path.exists():
             return 0
+        problems = self.verify()
+        if problems:
+            raise CryptoError(
+                f"{self.path}: not re-encrypted, the chain has problems: {problems[0]}"
+            )
+        new = AuditChain(self.path, keyring, self.retention_days)
+        kid, key = new._signing_key()
         out, n = [], 0
         with open(self.path, "r+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                seq, prev = self._read_anchor()
+                if seq:
+                    anchor = {"seq": seq, "mac": prev, "kid": kid}
+                    anchor["anchor_mac"] = _tag(key, "anchor", seq, prev)
+                    _write_durable(self.anchor_path, json.dumps(anchor).encode())
                 for line in fh.read().splitlines():
                     if not line.strip():
                         continue
                     entry = json.loads(line)
                     record = self._open(entry)
-                    entry.pop("record", None)
+                    seq = int(entry["seq"])
+                    entry = {"seq": seq, "prev": prev, "mac": _mac(key, seq, prev, True, record)}
+                    entry["kid"] = kid
                     entry["sealed"] = keyring.encrypt_text(
-                        _canonical(record).decode(), aad=f"audit:{entry['seq']}"
+                        _canonical(record).decode(), aad=f"audit:{seq}"
                     )
+                    prev = entry["mac"]
                     out.append(_canonical(entry) + b"\n")
                     n += 1
-                tmp = self.path.with_name(self.path.name + ".tmp")
-                tmp.write_bytes(b"".join(out))
-                os.replace(tmp, self.path)
+                _write_durable(self.path, b"".join(out))
+                new._write_head(seq, prev, True)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         self.keyring = keyring
+        self._tail = None
         return n
 
 
+def _entry_problem(chain: AuditChain, lineno: int, entry: dict, seq: int, prev: str, sealed):
+    """(problems, record) of one entry given the chain state before it."""
+    out = []
+    eseq, eprev, emac, kid = int(entry["seq"]), str(entry["prev"]), str(entry["mac"]), entry["kid"]
+    is_sealed = "sealed" in entry
+    if sealed and not is_sealed:
+        out.append(
+            ChainProblem(lineno, "plaintext", f"seq {eseq}: plaintext record in an encrypted log")
+        )
+    try:
+        record = (
+            json.loads(chain.keyring.decrypt_text(entry["sealed"], aad=f"audit:{eseq}"))
+            if is_sealed and chain.keyring is not None
+            else entry.get("record")
+        )
+        if is_sealed and chain.keyring is None:
+            raise CryptoError("audit record is encrypted and no keyring was given")
+    except (CryptoError, ValueError) as exc:
+        return out + [ChainProblem(lineno, "undecryptable", str(exc))]
+    if eseq <= seq:
+        out.append(ChainProblem(lineno, "reordered", f"seq {eseq} after seq {seq}"))
+    elif eseq != seq + 1:
+        out.append(ChainProblem(lineno, "removed", f"seq jumps from {seq} to {eseq}"))
+    elif eprev != prev:
+        out.append(
+            ChainProblem(lineno, "removed", f"seq {eseq} does not link to the record before")
+        )
+    key = chain._key(str(kid))
+    if key is None:
+        out.append(ChainProblem(lineno, "key", f"seq {eseq}: MAC key {kid!r} is not available"))
+    elif not isinstance(record, dict) or not hmac.compare_digest(
+        _mac(key, eseq, eprev, is_sealed, record), emac
+    ):
+        out.append(ChainProblem(lineno, "altered", f"seq {eseq}: content does not match its MAC"))
+    return out
+
+
 def verify_chain(path: str | os.PathLike, keyring: Keyring | None = None) -> list[ChainProblem]:
-    """Check every link of an audit file; an empty list means intact."""
+    """Check every link, the anchor and the head of an audit file; an empty list is intact."""
     chain = AuditChain(path, keyring)
-    seq, prev = chain._read_anchor()
     problems: list[ChainProblem] = []
-    if not chain.path.exists():
-        return problems
-    with chain.path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                eseq, eprev, ehash = int(entry["seq"]), str(entry["prev"]), str(entry["hash"])
-            except (ValueError, KeyError, TypeError) as exc:
-                problems.append(ChainProblem(lineno, "malformed", f"not an audit entry: {exc}"))
-                continue
-            try:
-                record = chain._open(entry)
-            except (CryptoError, ValueError) as exc:
-                problems.append(ChainProblem(lineno, "undecryptable", str(exc)))
-                seq, prev = eseq, ehash
-                continue
-            if eseq <= seq:
-                problems.append(ChainProblem(lineno, "reordered", f"seq {eseq} after seq {seq}"))
-            elif eseq != seq + 1:
-                problems.append(ChainProblem(lineno, "removed", f"seq jumps from {seq} to {eseq}"))
-            elif eprev != prev:
-                problems.append(
-                    ChainProblem(
-                        lineno, "removed", f"seq {eseq} does not link to the record before"
+    seq, prev = 0, GENESIS
+    anchor = chain._read_json(chain.anchor_path)
+    if anchor is not None:
+        key = chain._key(str(anchor.get("kid")))
+        seq, prev = int(anchor.get("seq", 0)), str(anchor.get("mac", ""))
+        if key is None or not hmac.compare_digest(
+            _tag(key, "anchor", seq, prev), str(anchor.get("anchor_mac"))
+        ):
+            problems.append(
+                ChainProblem(0, "altered", f"{chain.anchor_path.name}: anchor does not verify")
+            )
+    head = chain._read_json(chain.head_path)
+    sealed = keyring is not None
+    if head is not None:
+        key = chain._key(str(head.get("kid")))
+        tag = _tag(key, "head", head.get("seq"), head.get("mac"), head.get("sealed")) if key else ""
+        if not key or not hmac.compare_digest(tag, str(head.get("head_mac"))):
+            problems.append(
+                ChainProblem(0, "altered", f"{chain.head_path.name}: head does not verify")
+            )
+            head = None
+        else:
+            sealed = bool(head["sealed"])
+    count = 0
+    if chain.path.exists():
+        with chain.path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                count += 1
+                try:
+                    entry = json.loads(line)
+                    eseq, emac = int(entry["seq"]), str(entry["mac"])
+                    str(entry["prev"]), entry["kid"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    problems.append(
+                        ChainProblem(lineno, "malformed", f"not an audit entry: {exc!r}")
                     )
+                    continue
+                problems += _entry_problem(chain, lineno, entry, seq, prev, sealed)
+                seq, prev = eseq, emac
+    if head is not None:
+        if seq < int(head["seq"]):
+            problems.append(
+                ChainProblem(
+                    count,
+                    "truncated",
+                    f"the head records seq {head['seq']} but the file ends at seq {seq} "
+                    "(records removed from the end, or the file emptied or replaced)",
                 )
-            if _link(eprev, record) != ehash:
-                problems.append(
-                    ChainProblem(lineno, "altered", f"seq {eseq}: content does not match its hash")
-                )
-            seq, prev = eseq, ehash
+            )
+        elif seq == int(head["seq"]) and prev != head["mac"]:
+            problems.append(ChainProblem(count, "altered", "the last record is not the head's"))
+    elif count or anchor is not None:
+        problems.append(
+            ChainProblem(0, "truncated", f"{chain.head_path.name} is missing (log replaced?)")
+        )
+    return problems
+
+
+def verify_copy(records: list[dict], chain: AuditChain, name: str) -> list[ChainProblem]:
+    """Check the store's copy of a chain's records (each carries ``chain``, ``seq``, ``prev``
+    and ``mac``): every MAC, no gaps, and nothing missing at the end against the head."""
+    mine = sorted(
+        (r for r in records if r.get("chain") == name), key=lambda r: int(r.get("seq", 0))
+    )
+    problems: list[ChainProblem] = []
+    seq, prev = None, None
+    for i, r in enumerate(mine, start=1):
+        rec = {k: v for k, v in r.items() if k not in ("chain", "seq", "prev", "mac", "kid")}
+        key = chain._key(str(r.get("kid")))
+        rseq = int(r["seq"])
+        if seq is not None and (rseq != seq + 1 or r["prev"] != prev):
+            problems.append(ChainProblem(i, "removed", f"{name}: seq {seq} then {rseq}"))
+        if key is None or not hmac.compare_digest(
+            _mac(key, rseq, r["prev"], chain.keyring is not None, rec), str(r.get("mac"))
+        ):
+            problems.append(
+                ChainProblem(i, "altered", f"{name}: seq {rseq} does not match its MAC")
+            )
+        seq, prev = rseq, r["mac"]
+    head = chain._read_json(chain.head_path)
+    if head is not None and (seq or 0) < int(head["seq"]) and mine:
+        problems.append(
+            ChainProblem(len(mine), "truncated", f"{name}: copy ends at {seq}, head {head['seq']}")
+        )
     return problems

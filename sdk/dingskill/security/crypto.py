@@ -140,6 +140,19 @@ class Keyring:
         keys[kid] = base64.b64decode(self.generate_key())
         return Keyring(keys, kid)
 
+    def has_key(self, kid: str) -> bool:
+        return kid in self._keys
+
+    def derive(self, kid: str, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (e.g. the audit chain's MAC) derived from key ``kid``
+        with HKDF-SHA256, so one data key never serves two algorithms."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        if kid not in self._keys:
+            raise CryptoError(f"no key {kid!r} in the keyring")
+        return HKDF(hashes.SHA256(), 32, salt=None, info=purpose.encode()).derive(self._keys[kid])
+
     def encrypt(self, plaintext: bytes, aad: bytes = b"") -> bytes:
         """Seal ``plaintext`` with the active key (``aad`` binds it to its place)."""
         kid = self.active.encode()
