@@ -55,7 +55,11 @@ def skills_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("home")
     h = SkillHome(home)
     for name in ("hr-assistant", "it-helpdesk"):
-        h.install(Skill.load(ROOT / "skills" / name).export(dist), trust=True)
+        h.install(
+            Skill.load(ROOT / "skills" / name).export(dist),
+            trust=True,
+            allow_hosts=["127.0.0.1", "helpdesk.example.com"],  # it-helpdesk's outbound hosts
+        )
     return home
 
 

@@ -61,8 +61,23 @@ def _payload(text: str, msg_id: str, group: bool = False, staff: str = "staff-1"
 def runtime(tmp_path_factory):
     work = tmp_path_factory.mktemp("sec-rt")
     home = SkillHome(work / "home")
-    home.install(export(work / "v1", {}))
-    home.install(export(work / "v2", {"version": "1.1.0"}))
+    bomb = {
+        "triggers": [
+            {"intent": "lookup", "words": ["lookup"]},
+            {"intent": "bomb", "words": ["explode"]},
+        ],
+        "intents": {
+            "lookup": {"template": "ok"},
+            "hello": {"template": "hi"},
+            "bomb": {  # doubles its output 60 times: stopped by the template time limit
+                "template": "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}"
+                "{% endmacro %}{{ f(60) }}",
+                "fallback": "stopped",
+            },
+        },
+    }
+    home.install(export(work / "v1", bomb))
+    home.install(export(work / "v2", {**bomb, "version": "1.1.0"}))
     acl = AccessControl(work / "home" / "access.json")
     token = acl.create_token("ops", "admin")
     acl.set_staff_role(STAFF, "admin")
@@ -112,6 +127,29 @@ def test_group_traffic_is_answered_not_500(runtime):
         assert body["msgtype"] == "text", body
     r = _post(runtime, _payload("@bot lookup ticket", "g-ok", group=True))
     assert r.json()["text"]["content"] == "ok"
+
+
+def test_a_template_bomb_does_not_stall_the_server(runtime):
+    import threading
+
+    result = {}
+
+    def send():
+        result["r"] = _post(runtime, _payload("explode now", "b-1"))
+
+    t = threading.Thread(target=send)
+    t.start()
+    worst = 0.0
+    while t.is_alive():
+        t0 = time.monotonic()
+        assert httpx.get(f"{runtime.url}/healthz", timeout=5).status_code == 200
+        worst = max(worst, time.monotonic() - t0)
+        time.sleep(0.05)
+    t.join()
+    assert result["r"].json()["text"]["content"] == "stopped"
+    assert worst < 1.0, f"/healthz took {worst:.2f} s while a template ran"
+    ok = _post(runtime, _payload("lookup ticket", "b-2")).json()
+    assert ok["text"]["content"] == "ok"
 
 
 def test_replayed_pair_with_another_body_is_refused(runtime):

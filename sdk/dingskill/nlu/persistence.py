@@ -32,6 +32,48 @@ _READABLE = (1, 2)
 _META = "dingskill-model.json"
 _ARRAYS = {"coef.npy": "<f4", "intercept.npy": "<f8", "idf.npy": "<f8"}
 _MEMBERS = {_META, *_ARRAYS}
+MAX_MEMBER_BYTES = 64 * 2**20  # a model file comes from a package: inflation is bounded
+MAX_RATIO = 200.0  # members larger than 1 MiB may not inflate more than this
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, limit: int = MAX_MEMBER_BYTES) -> bytes:
+    """A member's bytes, counted while inflating (headers are not trusted): refused over
+    ``limit`` bytes or ``MAX_RATIO`` times its compressed size."""
+    info = zf.getinfo(name)
+    chunks, size = [], 0
+    with zf.open(info) as fh:
+        while chunk := fh.read(65536):
+            size += len(chunk)
+            if size > limit:
+                raise UnsafeModelError(f"{name}: inflates to more than {limit} bytes (refused)")
+            if size > 2**20 and size / max(info.compress_size, 1) > MAX_RATIO:
+                raise UnsafeModelError(
+                    f"{name}: compression ratio above {MAX_RATIO:g} (a zip bomb?), refused"
+                )
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _load_npy(name: str, raw: bytes):
+    """``np.load`` after checking that the header's shape fits the bytes present (a header
+    claiming 10^12 elements is refused before anything is allocated)."""
+    f = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    except ValueError as exc:
+        raise UnsafeModelError(f"{name}: refused ({exc})") from None
+    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if need > len(raw) - f.tell():
+        raise UnsafeModelError(
+            f"{name}: header claims {need} bytes of data, the member holds {len(raw) - f.tell()}"
+        )
+    return np.load(io.BytesIO(raw), allow_pickle=False)
+
+
 _DATE = (1980, 1, 1, 0, 0, 0)
 _PARAMS = {
     "oos_threshold",
@@ -97,7 +139,7 @@ def dumps(clf) -> bytes:
 def _skops_types(zf: zipfile.ZipFile) -> list[str]:
     """Types a skops ``schema.json`` refers to (for the error message); never imports them."""
     try:
-        schema = json.loads(zf.read("schema.json"))
+        schema = json.loads(_read_member(zf, "schema.json", 2**20))
     except Exception:  # noqa: BLE001 - any failure: just report no types
         return []
     found: list[str] = []
@@ -182,7 +224,7 @@ def _read(zf: zipfile.ZipFile):
         if extra or missing or len(names) != len(set(names)):
             raise UnsafeModelError(f"unexpected model members: extra={extra} missing={missing}")
         try:
-            meta = json.loads(zf.read(_META).decode("utf-8"))
+            meta = json.loads(_read_member(zf, _META, 16 * 2**20).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UnsafeModelError(f"{_META}: invalid JSON ({exc})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -192,7 +234,7 @@ def _read(zf: zipfile.ZipFile):
         arrays = {}
         for name, dtype in _ARRAYS.items():
             try:
-                arr = np.load(io.BytesIO(zf.read(name)), allow_pickle=False)
+                arr = _load_npy(name, _read_member(zf, name))
             except ValueError as exc:
                 raise UnsafeModelError(f"{name}: refused ({exc})") from None
             if arr.dtype != np.dtype(dtype):

@@ -215,8 +215,9 @@ class AuditLog:
         if self.chain is not None:
             plain = [r for r in batch if r.get("kind") != "admin"]
             entries = await asyncio.to_thread(self.chain.append_many, plain)
-            for rec, entry in zip(plain, entries, strict=True):
-                _link_copy(rec, "messages", entry)
+            if isinstance(entries, list) and len(entries) == len(plain):  # not a broker sink
+                for rec, entry in zip(plain, entries, strict=True):
+                    _link_copy(rec, "messages", entry)
         if self.store is not None:
             for r in batch:
                 try:

@@ -29,7 +29,7 @@ from .dialogue import (
 from .http_action import HttpAction, HttpActionError
 from .outbound import OutboundPolicy
 from .smalltalk import NO, YES, SmallTalk, match_small_talk, small_talk_reply
-from .templates import choose_variant, render
+from .templates import arender, arender_tree, choose_variant
 
 __all__ = ["Engine", "FALLBACK"]
 
@@ -267,21 +267,21 @@ class Engine:
             reply.text = f"{note}\n{reply.text}"
         return reply
 
-    def _ask(self, skill, spec, flow, message, context) -> str:
+    async def _ask(self, skill, spec, flow, message, context) -> str:
         """The question for the pending slot."""
         ask_spec = next(s for s in spec["slots"] if s["name"] == flow["pending"])
         declared_all = {name: None for name in skill.manifest.slots}
         variables = self._variables(
             message, {**declared_all, **flow["slots"]}, context, flow["intent"], 1.0
         )
-        return render(
+        return await arender(
             choose_variant(ask_spec["ask"], _seed(message, context, flow["asks"])), variables
         )
 
-    def _resume(self, reply: Reply, skill, spec, flow, message, context) -> Reply:
+    async def _resume(self, reply: Reply, skill, spec, flow, message, context) -> Reply:
         """Append "back to the form" and the pending question to a digression's answer."""
         lang = _lang(reply.text) if reply.text else _lang(message.text)
-        back = RESUME[lang].format(ask=self._ask(skill, spec, flow, message, context))
+        back = RESUME[lang].format(ask=await self._ask(skill, spec, flow, message, context))
         reply.text = f"{reply.text}\n{back}" if reply.text else back
         if isinstance(reply.card, dict) and reply.card.get("text"):
             reply.card = {**reply.card, "text": f"{reply.card['text']}\n{back}"}
@@ -311,7 +311,9 @@ class Engine:
                 flow["offer"] = {"skill": other.manifest.id, "intent": d.intent, "text": text}
                 lang = _lang(text)
                 return Reply(
-                    text=OFFER[lang].format(ask=self._ask(skill, spec, flow, message, context)),
+                    text=OFFER[lang].format(
+                        ask=await self._ask(skill, spec, flow, message, context)
+                    ),
                     skill_id=skill.manifest.id,
                     intent=flow["intent"],
                     confidence=d.confidence,
@@ -323,7 +325,7 @@ class Engine:
             reply = await self._start(other, d, message, context)
             context["flow"] = saved
         flow["digressions"] = flow.get("digressions", 0) + 1
-        return self._resume(reply, skill, spec, flow, message, context)
+        return await self._resume(reply, skill, spec, flow, message, context)
 
     async def _continue_flow(self, skill, spec, flow, message, context) -> Reply | None:
         declared = skill.manifest.slots
@@ -343,7 +345,7 @@ class Engine:
                         return await self._start(target, decision, again, context)
                 return None
             if NO.match(bare):
-                return self._resume(
+                return await self._resume(
                     Reply(
                         text="",
                         skill_id=skill.manifest.id,
@@ -370,7 +372,7 @@ class Engine:
                 flow["digressions"] = flow.get("digressions", 0) + 1
                 fallback = self._fallback_reply(message.text, d, context)
                 fallback.slots = dict(slots)
-                return self._resume(fallback, skill, spec, flow, message, context)
+                return await self._resume(fallback, skill, spec, flow, message, context)
         if flow["pending"] not in new:
             reply = await self._digression(skill, spec, flow, message, context)
             if reply is not None:
@@ -395,7 +397,7 @@ class Engine:
         if missing:
             flow["pending"] = missing[0]["name"]
             return Reply(
-                text=self._ask(skill, spec, flow, message, context),
+                text=await self._ask(skill, spec, flow, message, context),
                 skill_id=skill.manifest.id,
                 intent=flow["intent"],
                 confidence=1.0,
@@ -435,7 +437,9 @@ class Engine:
                 variables = self._variables(
                     message, slots, context, decision.intent, decision.confidence
                 )
-                ask = render(choose_variant(missing[0]["ask"], _seed(message, context)), variables)
+                ask = await arender(
+                    choose_variant(missing[0]["ask"], _seed(message, context)), variables
+                )
                 return Reply(
                     text=ask,
                     skill_id=skill.manifest.id,
@@ -499,18 +503,18 @@ class Engine:
                     **base,
                 )
             text = (
-                render(choose_variant(resp["template"], _seed(message, context)), variables)
+                await arender(choose_variant(resp["template"], _seed(message, context)), variables)
                 if "template" in resp
                 else ""
             )
             card = None
             if "card" in resp:
-                card = _render_card(resp["card"], variables)
+                card = await arender_tree(resp["card"], variables)
             return Reply(
                 text=text,
                 format=resp.get("format", "card" if card else "text"),
                 card=card,
-                title=render(resp.get("title", ""), variables),
+                title=await arender(resp.get("title", ""), variables),
                 **base,
             )
         except HttpActionError as exc:
@@ -520,7 +524,7 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - a failing response falls back
             error = f"{type(exc).__name__}: {exc}"
         return Reply(
-            text=render(fallback, variables) if "{" in fallback else fallback,
+            text=await arender(fallback, variables) if "{" in fallback else fallback,
             error=error,
             **{**base, "confidence": confidence},
         )
@@ -541,13 +545,3 @@ def _example(skill, intent: str) -> str:
 def _seed(message: Message, context: dict, extra: object = "") -> str:
     """Variant choice: varied along a conversation, but the same for a replayed one."""
     return f"{message.conversation_id}|{len(context.get('history', []))}|{message.text}|{extra}"
-
-
-def _render_card(card, variables):
-    if isinstance(card, str):
-        return render(card, variables)
-    if isinstance(card, dict):
-        return {k: _render_card(v, variables) for k, v in card.items()}
-    if isinstance(card, list):
-        return [_render_card(v, variables) for v in card]
-    return card

@@ -226,7 +226,8 @@ class HttpAction:
 
         ``policy`` None allows nothing: no host, no secret."""
         policy = policy or OutboundPolicy()
-        method, url, headers, body = self._request(variables, policy)
+        # templates render in the sandbox workers: wait for them off the event loop
+        method, url, headers, body = await asyncio.to_thread(self._request, variables, policy)
         own = client is None
         client = client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         last = ""

@@ -1,10 +1,16 @@
-"""Response templates rendered in a Jinja2 sandbox.
+"""Response templates rendered in a Jinja2 sandbox, in bounded worker processes.
 
 Templates see plain data only: ``message`` (text, sender_id, sender_nick, conversation_type),
 ``sender``, ``slots``, ``context`` (a copy), ``api`` (an HTTP action's kept fields), ``intent``
 and ``confidence``. The immutable sandbox refuses attribute access to Python internals
 (``__class__``, ``__globals__``, ...) and mutation of what it is given; huge powers and
 repetitions (``9**(9**9)``, ``'a'*10**9``) are refused before they are computed.
+
+Templates come from packages, so they render in separate worker processes
+(:mod:`dingskill.skills._sandbox`): each has a memory limit (``RLIMIT_AS``), every render a
+time limit (the worker is killed and replaced when it is exceeded) and an output limit. The
+caller's thread waits; :func:`arender` / :func:`arender_tree` wait in a thread, so the event
+loop (and ``/healthz``) stays responsive while one user's template runs.
 
 ``mode="url"``: every ``{{ expression }}`` is percent-encoded as one path segment or query
 value (``/``, ``?``, ``#``, ``&``, ``..`` cannot change the URL's shape); the literal text the
@@ -13,68 +19,48 @@ author wrote is kept as is.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import json
+import os
+import queue
 import random
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
 from functools import lru_cache
-from urllib.parse import quote
+from pathlib import Path
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2 import TemplateSyntaxError
 
+from . import _sandbox
 from .errors import TemplateError
 
-__all__ = ["render", "render_tree", "compile_template", "choose_variant", "MAX_OUTPUT"]
+__all__ = [
+    "render",
+    "render_tree",
+    "arender",
+    "arender_tree",
+    "compile_template",
+    "choose_variant",
+    "configure",
+    "MAX_OUTPUT",
+]
 
 MAX_OUTPUT = 20_000
-MAX_POWER_DIGITS = 1000  # a ** b refused when the result would have more digits
-MAX_REPEAT = 100_000  # 'a' * n / [x] * n refused when the result would be longer
-
-
-class _Env(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"**", "*"})
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "**":
-            if isinstance(left, int | float) and isinstance(right, int | float):
-                import math
-
-                size = abs(right) * math.log10(abs(left)) if abs(left) > 1 else 0
-                if size > MAX_POWER_DIGITS:
-                    raise SecurityError(f"power with about {size:.0f} digits refused")
-        if operator == "*":
-            seq, n = (
-                (left, right)
-                if isinstance(right, int)
-                else (right, left)
-                if isinstance(left, int)
-                else (None, 0)
-            )
-            if isinstance(seq, str | list | tuple) and len(seq) * max(n, 0) > MAX_REPEAT:
-                raise SecurityError(
-                    f"repetition to {len(seq) * n} items refused (limit {MAX_REPEAT})"
-                )
-            if isinstance(left, int) and isinstance(right, int):
-                if left.bit_length() + right.bit_length() > MAX_POWER_DIGITS * 4:
-                    raise SecurityError("multiplication of huge numbers refused")
-        return super().call_binop(context, operator, left, right)
-
-
-def _url_value(value) -> str:
-    out = quote(str(value), safe="")
-    return out.replace(".", "%2E") if out in (".", "..") else out
-
-
-@lru_cache(maxsize=2)
-def _env(mode: str = "text") -> ImmutableSandboxedEnvironment:
-    kw = {"finalize": _url_value} if mode == "url" else {}
-    env = _Env(undefined=StrictUndefined, autoescape=False, **kw)
-    env.globals.clear()  # no range(), lipsum, dict, cycler, joiner, namespace
-    return env
+TIMEOUT_S = 2.0
+MEMORY_MB = 256
+WORKERS = int(os.environ.get("DINGSKILL_TEMPLATE_WORKERS", "2") or 2)
 
 
 @lru_cache(maxsize=2048)
 def compile_template(source: str, mode: str = "text"):
+    """Compile in this process (a syntax check; rendering happens in the workers)."""
     try:
-        return _env(mode).from_string(source)
+        return _sandbox.compile_source(source, mode)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template line {exc.lineno}: {exc.message}: {source[:60]!r}") from exc
     except RecursionError as exc:
@@ -88,37 +74,138 @@ def choose_variant(variants, seed: str) -> str:
     return random.Random(seed).choice(list(variants))
 
 
+class _Worker:
+    """One sandbox process speaking length-prefixed JSON over its stdin / stdout."""
+
+    def __init__(self, memory_mb: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", str(Path(_sandbox.__file__)), str(memory_mb)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        fd, buf = self.proc.stdout.fileno(), b""
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return buf
+
+    def call(self, request: dict, timeout_s: float) -> dict:
+        data = json.dumps(request, ensure_ascii=False, default=str).encode()
+        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout_s
+        (n,) = struct.unpack(">I", self._read(4, deadline))
+        return json.loads(self._read(n, deadline))
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self.size, self.timeout_s, self.memory_mb = WORKERS, TIMEOUT_S, MEMORY_MB
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def _get(self) -> _Worker:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if len(self._all) < self.size:
+                w = _Worker(self.memory_mb)
+                self._all.append(w)
+                return w
+        return self._idle.get()
+
+    def _drop(self, w: _Worker) -> None:
+        w.kill()
+        with self._lock:
+            if w in self._all:
+                self._all.remove(w)
+
+    def run(self, request: dict) -> dict:
+        w = self._get()
+        try:
+            out = w.call(request, self.timeout_s)
+        except TimeoutError:
+            self._drop(w)
+            raise TemplateError(
+                f"template took longer than {self.timeout_s:g} s and was stopped"
+            ) from None
+        except (EOFError, OSError, ValueError) as exc:
+            self._drop(w)
+            raise TemplateError(
+                f"template worker failed ({type(exc).__name__}; memory limit {self.memory_mb} MB?)"
+            ) from None
+        self._idle.put(w)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._all = self._all, []
+        for w in workers:
+            w.kill()
+
+
+_POOL = _Pool()
+atexit.register(_POOL.close)
+
+
+def configure(
+    workers: int | None = None, timeout_s: float | None = None, memory_mb: int | None = None
+) -> None:
+    """Set the worker count, the time limit per render and the memory limit per worker
+    (running workers are replaced)."""
+    _POOL.close()
+    if workers is not None:
+        _POOL.size = max(1, int(workers))
+    if timeout_s is not None:
+        _POOL.timeout_s = float(timeout_s)
+    if memory_mb is not None:
+        _POOL.memory_mb = int(memory_mb)
+    _POOL._idle = queue.Queue()
+
+
+def render_tree(tree, variables: dict, mode: str = "text", max_output: int = MAX_OUTPUT):
+    """Render every string inside a JSON-like structure (dicts, lists) in one worker call;
+    errors become :class:`TemplateError`."""
+    if isinstance(tree, str) and "{" not in tree:
+        if len(tree) > max_output:
+            raise TemplateError(f"rendered response is longer than {max_output} characters")
+        return tree  # plain text: nothing to render
+    out = _POOL.run({"tree": tree, "vars": variables, "mode": mode, "max_output": max_output})
+    if "error" in out:
+        raise TemplateError(out["error"])
+    return out["ok"]
+
+
 def render(source: str, variables: dict, mode: str = "text", max_output: int = MAX_OUTPUT) -> str:
-    """Render ``source`` in the sandbox; errors become :class:`TemplateError`."""
-    parts: list[str] = []
-    size = 0
-    try:
-        for chunk in compile_template(source, mode).generate(**variables):
-            size += len(chunk)
-            if size > max_output:
-                raise TemplateError(
-                    f"rendered response is longer than the limit of {max_output} characters"
-                )
-            parts.append(chunk)
-    except SecurityError as exc:
-        raise TemplateError(f"template refused by the sandbox: {exc}") from exc
-    except UndefinedError as exc:
-        raise TemplateError(f"template uses an undefined value: {exc.message}") from exc
-    except TemplateError:
-        raise
-    except MemoryError as exc:
-        raise TemplateError("template needs more memory than allowed") from exc
-    except Exception as exc:  # noqa: BLE001 - any rendering failure is the author's template
-        raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from exc
-    return "".join(parts)
+    """Render ``source`` in a sandbox worker; errors become :class:`TemplateError`."""
+    return render_tree(source, variables, mode, max_output)
 
 
-def render_tree(tree, variables: dict, mode: str = "text"):
-    """Render every string inside a JSON-like structure (dicts, lists) with ``render``."""
-    if isinstance(tree, str):
-        return render(tree, variables, mode)
-    if isinstance(tree, dict):
-        return {k: render_tree(v, variables, mode) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [render_tree(v, variables, mode) for v in tree]
-    return tree
+async def arender_tree(tree, variables: dict, mode: str = "text", max_output: int = MAX_OUTPUT):
+    """:func:`render_tree` without blocking the event loop."""
+    return await asyncio.to_thread(render_tree, tree, variables, mode, max_output)
+
+
+async def arender(
+    source: str, variables: dict, mode: str = "text", max_output: int = MAX_OUTPUT
+) -> str:
+    """:func:`render` without blocking the event loop."""
+    return await arender_tree(source, variables, mode, max_output)

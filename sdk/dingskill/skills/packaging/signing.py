@@ -150,14 +150,18 @@ def verify_body(data: bytes, body: dict, trusted: dict[str, str], where: str) ->
     """Check a signature body over ``data`` against trusted keys; returns the key id."""
     try:
         kid, sig = body["key_id"], base64.b64decode(body["signature"], validate=True)
+        if not isinstance(kid, str) or not 0 < len(kid) <= 64:
+            raise SignatureError(
+                f"{where}: malformed (key_id must be a short string, got {type(kid).__name__})"
+            )
         if body.get("algorithm") != "ed25519":
             raise SignatureError(
                 f"{where}: algorithm {body.get('algorithm')!r} is not supported (ed25519 only)"
             )
     except SignatureError:
         raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SignatureError(f"{where}: malformed ({exc})") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SignatureError(f"{where}: malformed ({type(exc).__name__}: {exc})") from exc
     if kid not in trusted:
         raise SignatureError(f"{where}: key {kid} is not trusted (dingskill keys trust PUBKEY)")
     try:

@@ -135,6 +135,10 @@ def read_archive(data: bytes, limits: Limits | None = None) -> dict[str, bytes]:
         if total > limits.max_total_bytes:
             raise UnsafeArchiveError(f"package unpacks to more than {limits.max_total_bytes} bytes")
         out[name] = b"".join(chunks)
+    folders = {"/".join(n.split("/")[:i]) for n in out for i in range(1, n.count("/") + 1)}
+    both = sorted(folders & set(out))
+    if both:
+        raise UnsafeArchiveError(f"member {both[0]!r}: is both a file and a folder")
     return out
 
 
