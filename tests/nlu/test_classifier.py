@@ -165,7 +165,7 @@ def test_explain_weights_add_up_to_the_decision_score(mixed_data, embeddings):
         ("我想请假", ["a"], "single str"),
         (["a", None, "b"], ["x", "y", "x"], r"X\[1\] must be str, got NoneType"),
         (["a", "b", "c"], ["x", "y"], "3 texts, 2 labels"),
-        (["a", "b"], ["x", "x"], "at least 2 classes"),
+        (["a", "b"], ["x", "x"], "only one intent .'x'.*at least two intents"),
         (["a", "  \u200b "], ["x", "y"], r"X\[1\] is empty"),
         (["a", "b"], ["x", 3], r"y\[1\] must be str"),
     ],

@@ -88,10 +88,15 @@ def test_model_file_records_the_table_and_refuses_another(office_en):
     clf = IntentClassifier(random_state=0).fit(train.texts, train.intents)
     data = clf.to_bytes()
     meta = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("dingskill-model.json"))
-    assert meta["embeddings"] == {
+    rec = meta["embeddings"]
+    assert {k: rec[k] for k in ("name", "sha256", "dim")} == {
         "name": "wordllama-l2-64",
         "sha256": load_embeddings("wordllama-l2-64").digest,
         "dim": 64,
+    }
+    assert rec["version"] and set(rec["files"]) == {
+        "l2_supercat_256.safetensors",
+        "l2_supercat_tokenizer_config.json",
     }
     back = IntentClassifier.from_bytes(data)
     probe = ["can I book the big meeting room at 3", "how much annual leave do I have left"]

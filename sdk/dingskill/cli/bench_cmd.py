@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     clinc.add_argument(
         "--embeddings",
         default="default",
-        help="static embedding table: 'default', 'none' or a name (e.g. wordllama-l2-256)",
+        help="embedding block: 'default', 'none', a name (use-m3, wordllama-l2-64, "
+        "wordllama-l2-256) or model2vec:FOLDER / onnx:FOLDER",
     )
     clinc.add_argument("--json", action="store_true", help="print one JSON object last")
     clinc.set_defaults(func=_clinc150)

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--embeddings",
         default="default",
-        help="static embedding table: 'default', 'none' or a name (e.g. wordllama-l2-256)",
+        help="embedding block: 'default', 'none', a name (use-m3, wordllama-l2-64, "
+        "wordllama-l2-256) or model2vec:FOLDER / onnx:FOLDER",
     )
     t.set_defaults(func=_train)
     e = sub.add_parser("evaluate", help="evaluate a trained model folder on a dataset")
@@ -44,7 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("data", help="labelled test data (csv / tsv / jsonl / ...)")
     e.add_argument("--text-col", default="text", help="column holding the utterance")
     e.add_argument("--intent-col", default="intent", help="column holding the label")
-    e.add_argument("--cv", type=int, default=0, help="also cross-validate on DATA with K folds")
+    e.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        help="also cross-validate with K folds on the training data (--train, else the file "
+        "the model was trained on, from its meta.json)",
+    )
+    e.add_argument("--train", default=None, help="training data for --cv")
     e.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     e.add_argument("--html", default=None, help="also write an HTML report here")
     e.set_defaults(func=_evaluate)
@@ -232,26 +240,33 @@ def _evaluate(args) -> int:
     try:
         model = IntentClassifier.load(_model_file(args.model))
         ds = load(args.data, text_col=args.text_col, intent_col=args.intent_col)
-        ev = evaluate(
-            model,
-            ds,
-            cv=args.cv,
-            train=ds if args.cv else None,
-            progress=args.cv > 1,
-            name=str(args.data),
+        train_path = _cv_training_data(args) if args.cv else None
+        train = (
+            load(train_path, text_col=args.text_col, intent_col=args.intent_col)
+            if train_path
+            else None
         )
+        ev = evaluate(model, ds, cv=args.cv, train=train, progress=args.cv > 1, name=str(args.data))
     except (DatasetError, UnsafeModelError, ValueError, OSError) as exc:
         return _err(str(exc))
     if args.html:
         Path(args.html).write_text(ev.to_html(), encoding="utf-8")
     if args.json:
-        print(json.dumps(ev.to_dict()["summary"], ensure_ascii=False, sort_keys=True))
+        out = dict(ev.to_dict()["summary"])
+        if ev.cross_validation is not None:
+            folds = ev.cross_validation
+            out["cross_validation"] = {
+                "data": str(train_path),
+                "folds": json.loads(folds.to_json(orient="records")),
+                "mean": {k: float(folds[k].mean()) for k in SUMMARY_KEYS if k in folds},
+            }
+        print(json.dumps(out, ensure_ascii=False, sort_keys=True))
         return 0
     print(f"{args.data} with {args.model}:")
     _print_summary(ev.summary)
     if ev.cross_validation is not None:
         cv = ev.cross_validation[list(SUMMARY_KEYS)].mean()
-        print(f"\n{args.cv}-fold cross-validation on {args.data} (mean over folds):")
+        print(f"\n{args.cv}-fold cross-validation on {train_path} (mean over folds):")
         _print_summary(cv.to_dict(), SUMMARY_KEYS)
     print("\nweakest intents:\n" + ev.per_intent.head(5).round(3).to_string())
     if len(ev.confused_pairs):
@@ -259,6 +274,22 @@ def _evaluate(args) -> int:
     if args.html:
         print(f"\nHTML report: {args.html}")
     return 0
+
+
+def _cv_training_data(args) -> str:
+    """The data to cross-validate on: ``--train``, else the model folder's training file."""
+    if args.train:
+        return args.train
+    meta = Path(args.model) / "meta.json"
+    data = None
+    if meta.is_file():
+        data = json.loads(meta.read_text(encoding="utf-8")).get("data")
+    if not data or not Path(data).is_file():
+        raise ValueError(
+            "--cv cross-validates on training data, not on the test file: pass --train "
+            f"TRAIN.csv ({meta} names no readable training file)"
+        )
+    return data
 
 
 def _predict(args) -> int:

@@ -26,6 +26,20 @@ def stratified_split(
     y = df["intent"].to_numpy()
     counts = df["intent"].value_counts()
     strat_ok = y if counts.min() >= 2 else None
+    n_test = int(np.ceil(test_size * len(df)))
+    if strat_ok is not None and n_test < len(counts):
+        raise DatasetError(
+            f"the test split would hold {n_test} utterance(s) ({test_size:g} of {len(df)}) but "
+            f"there are {len(counts)} intents: a stratified split needs at least one test "
+            f"utterance per intent. Use a larger test size (at least "
+            f"{len(counts) / len(df):.2f}), add examples, or give a separate test file "
+            "(dingskill train DATA --test TEST.csv)."
+        )
+    if strat_ok is not None and len(df) - n_test < len(counts):
+        raise DatasetError(
+            f"the training split would hold {len(df) - n_test} utterance(s) but there are "
+            f"{len(counts)} intents: use a smaller test size or add examples."
+        )
     train_idx, test_idx = train_test_split(
         idx, test_size=test_size, random_state=seed, stratify=strat_ok
     )

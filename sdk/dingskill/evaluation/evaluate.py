@@ -142,8 +142,14 @@ def _cross_validate(model, texts, labels, cv: int, progress: bool) -> pd.DataFra
     if counts.min() < cv:
         few = counts[counts < cv]
         raise ValueError(
-            f"cv={cv} needs at least {cv} utterances per intent; too few: "
+            f"{cv}-fold cross-validation needs at least {cv} utterances per intent (each fold "
+            f"holds one out); too few: "
             + ", ".join(f"{k} ({v})" for k, v in few.items())
+            + f". Use fewer folds (--cv {max(2, int(counts.min()))} or more data per intent)."
+            if counts.min() >= 2
+            else f"{cv}-fold cross-validation needs at least {cv} utterances per intent; "
+            + ", ".join(f"{k} ({v})" for k, v in few.items())
+            + " cannot be cross-validated: add examples of these intents."
         )
     skf = StratifiedKFold(n_splits=cv, shuffle=True, random_state=0)
     rows = []

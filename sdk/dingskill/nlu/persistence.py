@@ -122,9 +122,7 @@ def dumps(clf) -> bytes:
         "threshold": clf.threshold_,
         "temperature": clf.temperature_,
         "features": clf.featurizer_.feature_names,
-        "embeddings": None
-        if clf.embedder_ is None
-        else {"name": clf.embedder_.name, "sha256": clf.embedder_.digest, "dim": clf.embedder_.dim},
+        "embeddings": None if clf.embedder_ is None else clf.embedder_.describe(),
     }
     body = json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     buf = io.BytesIO()
@@ -198,11 +196,18 @@ def _embedder(recorded, name):
     except EmbeddingsError as exc:
         raise EmbeddingsError(f"cannot load this model: {exc}") from None
     if emb.digest != recorded["sha256"] or emb.dim != recorded["dim"]:
+        now = emb.describe()
+        files = recorded.get("files") if isinstance(recorded.get("files"), dict) else {}
+        changed = sorted(
+            f for f, h in now.get("files", {}).items() if files.get(f) not in (None, h)
+        )
+        was = f" {recorded['version']}" if isinstance(recorded.get("version"), str) else ""
         raise EmbeddingsError(
-            f"cannot load this model: it was trained with embeddings {name!r} "
+            f"cannot load this model: it was trained with embeddings {name!r}{was} "
             f"sha256 {recorded['sha256'][:12]}… (dim {recorded['dim']}), but the installed "
-            f"table is sha256 {emb.digest[:12]}… (dim {emb.dim}); install the package "
-            "version it was trained with, or retrain the model"
+            f"weights are {now.get('version', '')} sha256 {emb.digest[:12]}… (dim {emb.dim})"
+            + (f"; changed file(s): {', '.join(changed)}" if changed else "")
+            + "; install the package version it was trained with, or retrain the model"
         )
     return emb
 
