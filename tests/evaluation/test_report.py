@@ -235,7 +235,9 @@ def test_cross_validation_learning_curve_and_compare(office_zh):
 
 def test_cross_validation_refuses_too_few_examples():
     texts = ["请假", "休假", "订会议室", "订房间"]
-    with pytest.raises(ValueError, match="3-fold cross-validation needs at least 3 utterances per intent"):
+    with pytest.raises(
+        ValueError, match="3-fold cross-validation needs at least 3 utterances per intent"
+    ):
         evaluate(Fixed(PRED, CONF), texts, ["a", "a", "b", "b"], cv=3)
 
 
