@@ -78,7 +78,21 @@ def _text_and_attachments(data: dict, kind: str) -> tuple[str, list[dict]]:
 
 def parse_robot_message(data: dict, channel: str) -> tuple[Message, str | None, int]:
     """Returns (message, session webhook, webhook expiry ms). A message type this runtime
-    does not know is returned with ``msgtype`` set and no text, so it gets a polite answer."""
+    does not know is returned with ``msgtype`` set and no text, so it gets a polite answer.
+    Any malformed payload (wrong types anywhere) raises :class:`FrameError`."""
+    try:
+        return _parse(data, channel)
+    except FrameError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise FrameError(f"malformed robot message ({type(exc).__name__}: {exc})") from None
+
+
+def _str(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _parse(data: dict, channel: str) -> tuple[Message, str | None, int]:
     if not isinstance(data, dict):
         raise FrameError("payload is not a JSON object")
     kind = data.get("msgtype", "text")
@@ -90,14 +104,14 @@ def parse_robot_message(data: dict, channel: str) -> tuple[Message, str | None, 
     text, attachments = _text_and_attachments(data, kind)
     ctype = "group" if str(data.get("conversationType")) == "2" else "single"
     at_users = [
-        u.get("dingtalkId") or u.get("staffId") or ""
+        _str(u.get("dingtalkId")) or _str(u.get("staffId"))
         for u in data.get("atUsers") or []
         if isinstance(u, dict)
     ]
     msg = Message(
         text=text,
-        sender_id=data.get("senderStaffId") or data["senderId"],
-        sender_nick=data.get("senderNick", ""),
+        sender_id=_str(data.get("senderStaffId")) or data["senderId"],
+        sender_nick=_str(data.get("senderNick")),
         conversation_id=data["conversationId"],
         conversation_type=ctype,
         at_users=at_users,
@@ -108,4 +122,9 @@ def parse_robot_message(data: dict, channel: str) -> tuple[Message, str | None, 
         attachments=attachments,
         robot_code=str(data.get("robotCode") or ""),
     )
-    return msg, data.get("sessionWebhook"), int(data.get("sessionWebhookExpiredTime") or 0)
+    hook = data.get("sessionWebhook")
+    return (
+        msg,
+        hook if isinstance(hook, str) else None,
+        int(data.get("sessionWebhookExpiredTime") or 0),
+    )

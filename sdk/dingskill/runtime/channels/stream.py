@@ -69,7 +69,9 @@ class StreamChannel:
         self.pipeline, self.sender, self.skills, self.audit = pipeline, sender, skills, audit
         self.metrics = metrics
         self.sdk, self.endpoint = _import_sdk(endpoint)
-        self.client = self.sdk.DingTalkStreamClient(self.sdk.Credential(app_key, app_secret))
+        from .frame_guard import guarded_client  # malformed frames: ACK + audit, no reconnect
+
+        self.client = guarded_client(self.sdk, self.sdk.Credential(app_key, app_secret), audit)
         for name in ("dingtalk_stream.client", "dingtalk_stream.handler"):
             logging.getLogger(name).setLevel(logging.WARNING)
         cc = cards_config or {}
