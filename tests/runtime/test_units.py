@@ -161,9 +161,10 @@ def test_sqlite_and_redis_hold_no_plaintext_and_survive_rotation(tmp_path, redis
                 "SELECT v FROM kv UNION ALL SELECT v FROM audit"
             )
         )
-        raw_redis = redis.Redis(port=redis_server.port).get("dingskill:ctx:conv-9") + b"".join(
-            redis.Redis(port=redis_server.port).lrange("dingskill:audit", 0, -1)
-        )
+        r = redis.Redis(port=redis_server.port)
+        assert r.keys("*conv-9*") == []  # ids in key names are keyed by HMAC
+        (ctx_key,) = r.keys("dingskill:ctx:h:*")
+        raw_redis = r.get(ctx_key) + b"".join(r.lrange("dingskill:audit", 0, -1))
         for raw in (raw_sqlite, raw_redis):
             assert (
                 "工资条".encode() not in raw

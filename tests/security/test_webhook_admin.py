@@ -78,6 +78,10 @@ def runtime(tmp_path_factory):
     }
     home.install(export(work / "v1", bomb))
     home.install(export(work / "v2", {**bomb, "version": "1.1.0"}))
+    # what a killed install leaves behind: removed when the runtime starts
+    (home.skills_dir / "com.example.hostile" / ".install-k1ll3d").mkdir()
+    (home.skills_dir / "com.example.hostile" / ".install-k1ll3d" / "skill.yaml").write_text("x")
+    (home.home / ".state.json.999.tmp").write_text("{")
     acl = AccessControl(work / "home" / "access.json")
     token = acl.create_token("ops", "admin")
     acl.set_staff_role(STAFF, "admin")
@@ -150,6 +154,12 @@ def test_a_template_bomb_does_not_stall_the_server(runtime):
     assert worst < 1.0, f"/healthz took {worst:.2f} s while a template ran"
     ok = _post(runtime, _payload("lookup ticket", "b-2")).json()
     assert ok["text"]["content"] == "ok"
+
+
+def test_start_cleans_leftovers_and_warns_about_plaintext(runtime):
+    left = list(runtime.home.home.rglob(".install-*")) + list(runtime.home.home.rglob("*.tmp"))
+    assert left == []
+    assert "PLAINTEXT" in runtime.log.read_text()  # no data key configured in this runtime
 
 
 def test_replayed_pair_with_another_body_is_refused(runtime):

@@ -167,6 +167,7 @@ class Runtime:
             self.home.set_config(require_signature=True)
         await self.store.connect()
         await self.audit.start()
+        self._start_checks()
         await asyncio.to_thread(self.skills.reload)
         self.server = make_server(build_app(self), self.config)
         self._tasks.append(asyncio.create_task(self.server.serve()))
@@ -198,6 +199,20 @@ class Runtime:
                 "skills": [s.manifest.id for s in self.skills.skills],
             },
         )
+
+    def _start_checks(self) -> None:
+        """Leftovers of killed installs removed; plaintext storage said loudly."""
+        removed = self.home.clean_stale()
+        if removed:
+            log.warning("removed leftovers of interrupted installs", extra={"paths": removed})
+        if self.keyring is None:
+            reason = (
+                "no data key: message text, conversation context, staff and conversation ids "
+                "and audit records are stored in PLAINTEXT; set DINGSKILL_DATA_KEYS or "
+                "DINGSKILL_KEY_FILE (dingskill keys rotate --key-file keys.json creates one)"
+            )
+            log.warning(reason)
+            self.audit.admin("system", "runtime", "security.plaintext", "warning", reason=reason)
 
     async def _access_report(self, interval_s: float) -> None:
         """The periodic review of who holds which role, written to the admin audit log."""

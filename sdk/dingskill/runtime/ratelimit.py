@@ -43,6 +43,9 @@ class RateLimiter:
         for scope, key, rate, capacity in reversed(self.limits):
             if rate <= 0:
                 continue
-            if not await self.store.take(key(message), rate, capacity):
+            bucket = key(message)
+            if hasattr(self.store, "hash_id"):
+                bucket = await self.store.hash_id(bucket)  # no staff ids in key names
+            if not await self.store.take(bucket, rate, capacity):
                 return scope
         return None

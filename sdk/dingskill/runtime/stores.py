@@ -7,6 +7,8 @@ with AES-256-GCM before they are written: plaintext never reaches SQLite or Redi
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import queue
 import sqlite3
@@ -31,6 +33,26 @@ class Store:
     def __init__(self, keyring: Keyring | None = None, context_ttl_s: float = 7 * 86400) -> None:
         self.keyring = keyring
         self.context_ttl_s = context_ttl_s
+        self._id_key: bytes | None = None
+
+    # ids in key names --------------------------------------------------------------------------
+    async def hash_id(self, name: str) -> str:
+        """``name`` (``ctx:<conversation>:<staff id>``, ``user:<staff id>``, ...) with the ids
+        replaced by an HMAC under a key derived from the data keyring, so SQLite rows and
+        Redis key names do not show who talks to the bot. The key id used is recorded once in
+        the store (``meta:id-kid``), so key rotation keeps the names. Without a keyring the
+        name is kept (the runtime warns that data is stored in plaintext)."""
+        if self.keyring is None:
+            return name
+        if self._id_key is None:
+            kid = (await self.get_raw("meta:id-kid") or b"").decode() or self.keyring.active
+            if not self.keyring.has_key(kid):
+                raise StoreUnavailable(f"ids are keyed with data key {kid!r}, not in the keyring")
+            await self.set_raw("meta:id-kid", kid.encode(), 10 * 365 * 86400)
+            self._id_key = self.keyring.derive(kid, "dingskill ids v1")
+        prefix, _, rest = name.partition(":")
+        digest = hmac.new(self._id_key, rest.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"{prefix}:h:{digest}"
 
     # sealing ---------------------------------------------------------------------------------
     def _seal(self, key: str, value: dict) -> bytes:
@@ -100,10 +122,12 @@ class Store:
         raise NotImplementedError
 
     async def get_context(self, key: str) -> dict:
-        return self._open(f"ctx:{key}", await self.get_raw(f"ctx:{key}")) or {}
+        name = await self.hash_id(f"ctx:{key}")
+        return self._open(name, await self.get_raw(name)) or {}
 
     async def set_context(self, key: str, context: dict) -> None:
-        await self.set_raw(f"ctx:{key}", self._seal(f"ctx:{key}", context), self.context_ttl_s)
+        name = await self.hash_id(f"ctx:{key}")
+        await self.set_raw(name, self._seal(name, context), self.context_ttl_s)
 
     async def add_audit(self, record: dict) -> None:
         await self.append_audit(self._seal("audit", record))
