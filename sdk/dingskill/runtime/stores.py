@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -19,6 +20,10 @@ from pathlib import Path
 from ..security.crypto import Keyring
 
 __all__ = ["Store", "MemoryStore", "SqliteStore", "RedisStore", "make_store", "StoreUnavailable"]
+
+
+ID_KEY = "meta:id-key"
+_TEN_YEARS = 10 * 365 * 86400
 
 
 class StoreUnavailable(RuntimeError):
@@ -38,18 +43,20 @@ class Store:
     # ids in key names --------------------------------------------------------------------------
     async def hash_id(self, name: str) -> str:
         """``name`` (``ctx:<conversation>:<staff id>``, ``user:<staff id>``, ...) with the ids
-        replaced by an HMAC under a key derived from the data keyring, so SQLite rows and
-        Redis key names do not show who talks to the bot. The key id used is recorded once in
-        the store (``meta:id-kid``), so key rotation keeps the names. Without a keyring the
-        name is kept (the runtime warns that data is stored in plaintext)."""
+        replaced by an HMAC, so SQLite rows and Redis key names do not show who talks to the
+        bot. The HMAC key is random, made at first use and kept in the store sealed with the
+        data keyring (``meta:id-key``, re-sealed on key rotation, so names do not change).
+        Without a keyring the name is kept (the runtime warns that it stores plaintext)."""
         if self.keyring is None:
             return name
         if self._id_key is None:
-            kid = (await self.get_raw("meta:id-kid") or b"").decode() or self.keyring.active
-            if not self.keyring.has_key(kid):
-                raise StoreUnavailable(f"ids are keyed with data key {kid!r}, not in the keyring")
-            await self.set_raw("meta:id-kid", kid.encode(), 10 * 365 * 86400)
-            self._id_key = self.keyring.derive(kid, "dingskill ids v1")
+            blob = await self.get_raw(ID_KEY)
+            if blob is None:
+                await self.set_raw(
+                    ID_KEY, self.keyring.encrypt(os.urandom(32), ID_KEY.encode()), _TEN_YEARS
+                )
+                blob = await self.get_raw(ID_KEY)  # a replica that raced us: use what is stored
+            self._id_key = self.keyring.decrypt(blob, ID_KEY.encode())
         prefix, _, rest = name.partition(":")
         digest = hmac.new(self._id_key, rest.encode(), hashlib.sha256).hexdigest()[:32]
         return f"{prefix}:h:{digest}"
@@ -147,6 +154,10 @@ class Store:
             await self.set_raw(k, self._seal(k, value), self.context_ttl_s)
             self.keyring = old
             n += 1
+        blob = await self.get_raw(ID_KEY)
+        if blob is not None:
+            key = self.keyring.decrypt(blob, ID_KEY.encode())
+            await self.set_raw(ID_KEY, new.encrypt(key, ID_KEY.encode()), _TEN_YEARS)
         records = await self.read_audit()
         self.keyring = new
         await self._replace_audit([self._seal("audit", r) for r in records])
