@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dingskill.emulator import Emulator, EmulatorClient
+from dingskill.emulator import Emulator, EmulatorClient, RobotDelivery
 
 BOT = Path(__file__).with_name("sdk_bot.py")
 KEY, SECRET = "dingtestkey", "test-secret"
@@ -58,9 +58,10 @@ def test_group_message_shape(emu, bots):
     bots.append(_bot(emu.url))
     emu.wait_connections(1)
     msg_id = emu.send("订个会议室", conversation_type="group", sender_id="staff-002")
-    assert emu.wait_reply(msg_id)["text"]["content"] == "echo: @办公助手 订个会议室 | 2 | staff-002"
+    assert emu.wait_reply(msg_id)["text"]["content"] == "echo: 订个会议室 | 2 | staff-002"
     payload = emu.messages[msg_id].payload
     assert payload["isInAtList"] is True and payload["atUsers"] and payload["conversationTitle"]
+    assert payload["text"]["content"] == " 订个会议室"  # "@办公助手" removed, the blank kept
 
 
 def test_markdown_reply_and_http_api(emu, bots):
@@ -81,8 +82,13 @@ def test_wrong_secret_is_refused(emu):
         json={"clientId": KEY, "clientSecret": "wrong", "subscriptions": []},
     )
     assert r.status_code == 401 and "clientSecret" in r.json()["message"]
-    ok = httpx.post(
+    missing = httpx.post(
         f"{emu.url}/v1.0/gateway/connections/open", json={"clientId": KEY, "clientSecret": SECRET}
+    )
+    assert missing.status_code == 400 and "subscriptions" in missing.json()["message"]
+    ok = httpx.post(
+        f"{emu.url}/v1.0/gateway/connections/open",
+        json={"clientId": KEY, "clientSecret": SECRET, "subscriptions": []},
     )
     assert (
         ok.status_code == 200 and ok.json()["endpoint"].startswith("ws://") and ok.json()["ticket"]
@@ -90,6 +96,7 @@ def test_wrong_secret_is_refused(emu):
 
 
 def test_unacked_message_is_redelivered_to_another_connection(emu, bots):
+    emu.robot_delivery = RobotDelivery.UNTIL_ACK  # the undocumented behaviour, switched on
     bots.append(_bot(emu.url, "noack"))
     emu.wait_connections(1)
     msg_id = emu.send("没人处理的消息")
@@ -128,7 +135,7 @@ def test_ping_is_answered_and_webhook_faults(emu, bots):
 
 
 def test_expired_session_webhook(emu):
-    msg_id = emu.send("hi", webhook_ttl_ms=-1)  # no connection: stays queued
+    msg_id = emu.send("hi", webhook_ttl_ms=-1)  # no connection: not pushed, webhook expired
     url = emu.messages[msg_id].payload["sessionWebhook"]
     r = httpx.post(url, json={"msgtype": "text", "text": {"content": "late"}})
     assert r.json()["errmsg"] == "session webhook expired"
@@ -136,6 +143,7 @@ def test_expired_session_webhook(emu):
 
 @pytest.mark.slow
 def test_dropped_connection_sdk_reconnects_nothing_lost(emu, bots):
+    emu.robot_delivery = RobotDelivery.UNTIL_ACK  # messages wait for the reconnection
     bots.append(_bot(emu.url))
     emu.wait_connections(1)
     first = emu.send("before the drop")
@@ -152,7 +160,7 @@ def test_dropped_connection_sdk_reconnects_nothing_lost(emu, bots):
     assert emu.stats()["duplicated"] == 0 and emu.counters["opened"] == 2
 
 
-def test_access_token_and_cards(emu):
+def test_access_token_and_card_streaming(emu):
     tok = httpx.post(
         f"{emu.url}/v1.0/oauth2/accessToken", json={"appKey": KEY, "appSecret": SECRET}
     ).json()
@@ -161,30 +169,39 @@ def test_access_token_and_cards(emu):
     assert (
         httpx.post(f"{emu.url}/v1.0/card/instances", json={"outTrackId": "t1"}).status_code == 401
     )
-    assert (
-        httpx.post(
-            f"{emu.url}/v1.0/card/instances", json={"outTrackId": "t1", "cardData": {}}, headers=h
-        ).status_code
-        == 200
-    )
-    assert (
-        httpx.post(
-            f"{emu.url}/v1.0/card/instances/deliver", json={"outTrackId": "t1"}, headers=h
-        ).status_code
-        == 200
-    )
+    emu.register(users=["staff-5"])
+    create = {
+        "outTrackId": "t1",
+        "cardTemplateId": "382e4302-551d-4880-bf29-a30acfab2e71.schema",
+        "cardData": {"cardParamMap": {"content": ""}},
+        "callbackType": "STREAM",
+        "imRobotOpenSpaceModel": {"supportForward": True},
+    }
+    assert httpx.post(f"{emu.url}/v1.0/card/instances", json=create, headers=h).status_code == 200
+    deliver = {
+        "outTrackId": "t1",
+        "openSpaceId": "dtv1.card//IM_ROBOT.staff-5",
+        "imRobotOpenDeliverModel": {"spaceType": "IM_ROBOT"},
+        "userIdType": 1,
+    }
+    r = httpx.post(f"{emu.url}/v1.0/card/instances/deliver", json=deliver, headers=h)
+    assert r.status_code == 200 and r.json()["result"][0]["success"] is True
     for i, part in enumerate(["您好", "您好，已为您"]):
-        httpx.put(
+        r = httpx.put(
             f"{emu.url}/v1.0/card/streaming",
             headers=h,
             json={
                 "outTrackId": "t1",
+                "guid": f"g{i}",
                 "key": "content",
                 "content": part,
                 "isFull": True,
                 "isFinalize": i == 1,
+                "isError": False,
             },
         )
+        assert r.status_code == 200, r.text
     card = emu.cards["t1"]
     assert card["delivered"] and [s["content"] for s in card["stream"]] == ["您好", "您好，已为您"]
     assert card["stream"][-1]["isFinalize"] is True
+    assert card["cardData"]["cardParamMap"]["content"] == "您好，已为您"

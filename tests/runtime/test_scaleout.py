@@ -52,6 +52,7 @@ def test_dedup_and_rate_limits_are_shared(two_replicas, emulator):
 
 
 @pytest.mark.slow
+@pytest.mark.emulator_resend
 def test_sigkill_mid_load_loses_nothing_and_answers_once(two_replicas, emulator):
     a, b = two_replicas
     emulator.max_attempts = 1000  # the platform keeps redelivering; the test bounds time instead

@@ -237,6 +237,7 @@ def test_readiness_follows_redis(tmp_path, home, emulator, start_runtime, redis_
 
 
 @pytest.mark.slow
+@pytest.mark.emulator_resend
 def test_websocket_dropped_mid_load_nothing_lost_nothing_twice(home, emulator, start_runtime):
     start_runtime(home, extra={"limits": {"user_per_minute": 0, "conversation_per_minute": 0}})
     emulator.wait_connections(1)
@@ -254,6 +255,7 @@ def test_websocket_dropped_mid_load_nothing_lost_nothing_twice(home, emulator, s
     assert emulator.counters["opened"] == 2
 
 
+@pytest.mark.emulator_lenient_cards
 def test_ai_card_streaming_for_skills_holding_the_permission(tmp_path, emulator, start_runtime):
     import shutil
 

@@ -23,7 +23,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ack-timeout",
         type=float,
         default=5.0,
-        help="seconds before an unacknowledged event is redelivered (default 5)",
+        help="seconds before an un-ACKed event (or, with --robot-delivery until_ack, robot "
+        "message) is pushed again",
+    )
+    p.add_argument(
+        "--robot-delivery",
+        choices=["once", "until_ack"],
+        default="once",
+        help="robot messages pushed once (documented, default) or again until ACKed",
+    )
+    p.add_argument(
+        "--ping-interval", type=float, default=30.0, help="seconds between server pings (0: off)"
+    )
+    p.add_argument(
+        "--disconnect-close-delay",
+        type=float,
+        default=10.0,
+        help="seconds after a SYSTEM disconnect before the server closes the socket",
+    )
+    p.add_argument(
+        "--card-template",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a card template id that exists (besides the SDKs' built-in ones); repeatable",
+    )
+    p.add_argument(
+        "--org-user",
+        action="append",
+        default=[],
+        metavar="STAFF_ID",
+        help="a staff id of the organisation (proactive messages and cards accept only those)",
+    )
+    p.add_argument(
+        "--robot-group",
+        action="append",
+        default=[],
+        metavar="OPEN_CONVERSATION_ID",
+        help="a group the robot is in",
     )
     p.set_defaults(func=_serve)
     s = p.add_subparsers(dest="emulator", metavar="ACTION")
@@ -32,8 +69,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     send.add_argument("--url", default="http://127.0.0.1:9000", help="the running emulator")
     send.add_argument("--sender", default="user-0001", help="sender staff id")
     send.add_argument("--group", action="store_true", help="send as a group chat message")
+    send.add_argument(
+        "--msgtype",
+        default="text",
+        choices=["text", "richText", "picture", "audio", "video", "file"],
+        help="message type (audio: TEXT is the recognition; file/picture/video: TEXT is ignored)",
+    )
     send.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the reply")
     send.set_defaults(func=_send)
+    ev = s.add_parser("event", help="push an EVENT (re-pushed until ACKed with SUCCESS)")
+    ev.add_argument("event_type", help="e.g. chat_add_member")
+    ev.add_argument("--data", default="{}", help="the event's data, a JSON object")
+    ev.add_argument("--url", default="http://127.0.0.1:9000", help="the running emulator")
+    ev.set_defaults(func=_event)
     rep = s.add_parser("replies", help="print the recorded messages and replies")
     rep.add_argument("--url", default="http://127.0.0.1:9000", help="the running emulator")
     rep.set_defaults(func=_replies)
@@ -49,7 +97,18 @@ def _serve(args) -> int:
             print(f"error: --app {item!r}: expected KEY:SECRET")
             return 2
         apps[key] = secret
-    emu = Emulator(apps, host=args.host, port=args.port, ack_timeout=args.ack_timeout)
+    emu = Emulator(
+        apps,
+        host=args.host,
+        port=args.port,
+        ack_timeout=args.ack_timeout,
+        robot_delivery=args.robot_delivery,
+        ping_interval=args.ping_interval,
+        disconnect_close_delay=args.disconnect_close_delay,
+        card_templates=args.card_template,
+    )
+    for key in apps:
+        emu.register(key, users=args.org_user, groups=args.robot_group)
     url = emu.start()
     print(f"DingTalk emulator on {url}; export DINGTALK_OPENAPI_ENDPOINT={url}", flush=True)
     stop = threading.Event()
@@ -64,8 +123,13 @@ def _send(args) -> int:
     from ..emulator import EmulatorClient
 
     with EmulatorClient(args.url) as c:
+        fields = {"recognition": args.text} if args.msgtype == "audio" else {}
         msg_id = c.send(
-            args.text, sender_id=args.sender, conversation_type="group" if args.group else "single"
+            args.text,
+            sender_id=args.sender,
+            conversation_type="group" if args.group else "single",
+            msgtype=args.msgtype,
+            **fields,
         )
         try:
             body = c.wait_reply(msg_id, args.wait)
@@ -82,4 +146,21 @@ def _replies(args) -> int:
     with EmulatorClient(args.url) as c:
         for m in c.replies():
             print(json.dumps(m, ensure_ascii=False))
+    return 0
+
+
+def _event(args) -> int:
+    from ..emulator import EmulatorClient
+
+    try:
+        data = json.loads(args.data)
+    except ValueError as exc:
+        print(f"error: --data is not JSON: {exc}")
+        return 2
+    if not isinstance(data, dict):
+        print("error: --data must be a JSON object")
+        return 2
+    with EmulatorClient(args.url) as c:
+        push_id = c.push_event(args.event_type, data)
+    print(push_id)
     return 0

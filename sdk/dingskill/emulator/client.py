@@ -1,6 +1,8 @@
-"""``EmulatorClient``: the emulator's small HTTP API from another process."""
+"""``EmulatorClient``: the emulator's dev HTTP API (``/_emulator/...``) from another process."""
 
 from __future__ import annotations
+
+import base64
 
 import httpx
 
@@ -8,7 +10,7 @@ __all__ = ["EmulatorClient"]
 
 
 class EmulatorClient:
-    """Inject user messages into a running emulator and read the bot's replies."""
+    """Play the users and the platform against a running emulator; read what the bot did."""
 
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -28,12 +30,40 @@ class EmulatorClient:
             raise ValueError(f"emulator answered {resp.status_code}: {resp.text}")
         return resp.json()
 
-    def send(self, text: str, **fields) -> str:
-        """Push a user message (fields as ``Emulator.send``); returns its msgId."""
-        return self._json(self._http.post("/_emulator/messages", json={"text": text, **fields}))[
-            "msg_id"
+    def _post(self, path: str, body: dict):
+        return self._json(self._http.post(path, json=body))
+
+    # ------------------------------------------------------------------ playing the users
+    def send(self, text: str = "", *, file_bytes: bytes | None = None, **fields) -> str:
+        """Push a user message (fields as ``Emulator.send``: ``msgtype``, ``conversation_type``,
+        ``recognition``, ``rich_text``, ``external``, ...); returns its msgId."""
+        if file_bytes is not None:
+            fields["file_base64"] = base64.b64encode(file_bytes).decode()
+        return self._post("/_emulator/messages", {"text": text, **fields})["msg_id"]
+
+    def push_event(self, event_type: str, data: dict | None = None, **fields) -> str:
+        """Push an EVENT (re-pushed until ACKed with SUCCESS); returns its id."""
+        return self._post("/_emulator/events", {"event_type": event_type, "data": data, **fields})[
+            "id"
         ]
 
+    def card_click(
+        self, out_track_id: str, user_id: str, action_id: str = "", params: dict | None = None
+    ) -> str:
+        return self._post(
+            "/_emulator/card-callbacks",
+            {
+                "out_track_id": out_track_id,
+                "user_id": user_id,
+                "action_id": action_id,
+                "params": params or {},
+            },
+        )["id"]
+
+    def graph_request(self, uri: str, body: dict | None = None, **fields) -> str:
+        return self._post("/_emulator/graph", {"uri": uri, "body": body or {}, **fields})["id"]
+
+    # ------------------------------------------------------------------ reading
     def wait_reply(self, msg_id: str, timeout: float = 10.0) -> dict:
         view = self._json(
             self._http.get("/_emulator/replies", params={"msg_id": msg_id, "wait": timeout})
@@ -45,22 +75,59 @@ class EmulatorClient:
     def message(self, msg_id: str) -> dict:
         return self._json(self._http.get("/_emulator/replies", params={"msg_id": msg_id}))
 
+    def push(self, push_id: str) -> dict:
+        return self._json(self._http.get("/_emulator/pushes", params={"id": push_id}))
+
     def replies(self) -> list[dict]:
         return self._json(self._http.get("/_emulator/replies"))
 
     def stats(self) -> dict:
         return self._json(self._http.get("/_emulator/stats"))
 
-    def faults(self, **faults) -> dict:
-        return self._json(self._http.post("/_emulator/faults", json=faults))
-
-    def drop(self, app: str | None = None, code: int = 1011) -> int:
-        return self._json(self._http.post("/_emulator/drop", json={"app": app, "code": code}))[
-            "dropped"
-        ]
-
-    def system(self, topic: str = "ping") -> int:
-        return self._json(self._http.post("/_emulator/system", json={"topic": topic}))["sent"]
-
     def cards(self) -> dict:
         return self._json(self._http.get("/_emulator/cards"))
+
+    def openapi(self, path: str | None = None) -> list[dict]:
+        params = {"path": path} if path else {}
+        return self._json(self._http.get("/_emulator/openapi", params=params))
+
+    def proactive(self) -> list[dict]:
+        return self._json(self._http.get("/_emulator/proactive"))
+
+    def connections(self) -> list[dict]:
+        return self._json(self._http.get("/_emulator/connections"))
+
+    # ------------------------------------------------------------------ playing the platform
+    def faults(self, **faults) -> dict:
+        return self._post("/_emulator/faults", faults)
+
+    def settings(self, **changes) -> dict:
+        """Read or change settings (``robot_delivery``, ``ping_interval``, ...)."""
+        return self._post("/_emulator/settings", changes)
+
+    def register(
+        self,
+        users: list[str] = (),
+        groups: list[str] = (),
+        app: str | None = None,
+        card_templates: list[str] = (),
+    ) -> dict:
+        return self._post(
+            "/_emulator/directory",
+            {
+                "app": app,
+                "users": list(users),
+                "groups": list(groups),
+                "card_templates": list(card_templates),
+            },
+        )
+
+    def drop(self, app: str | None = None, code: int = 1011) -> int:
+        return self._post("/_emulator/drop", {"app": app, "code": code})["dropped"]
+
+    def system(
+        self, topic: str = "ping", reason: str = "", close_after: float | None = None
+    ) -> int:
+        return self._post(
+            "/_emulator/system", {"topic": topic, "reason": reason, "close_after": close_after}
+        )["sent"]

@@ -1,20 +1,14 @@
 """A local stand-in for DingTalk's Stream mode, for development, notebooks, tests and benchmarks.
 
-Endpoints (as the platform's, as far as the ``dingtalk-stream`` SDK uses them):
+The :class:`Emulator` puts together, one module per concern:
 
-* ``POST /v1.0/gateway/connections/open`` — checks clientId / clientSecret, returns
-  ``{"endpoint", "ticket"}`` (tickets are single-use and expire);
-* ``GET /connect?ticket=...`` (WebSocket) — pushes CALLBACK frames of robot messages, reads
-  ACKs, answers nothing else; SYSTEM ``ping`` / ``disconnect`` frames on demand;
-  un-ACKed messages are redelivered after ``ack_timeout`` (to another live connection of the
-  app when there is one); one app's messages are spread round-robin over its connections;
-* ``POST /robot/sendBySession?session=...`` — the session webhook; records replies
-  (text, markdown, actionCard) and answers like the platform, errors included;
-* ``POST /v1.0/oauth2/accessToken`` and ``GET /gettoken``;
-* AI cards: ``POST /v1.0/card/instances``, ``POST /v1.0/card/instances/deliver``,
-  ``POST /v1.0/card/instances/createAndDeliver``, ``PUT /v1.0/card/instances``,
-  ``PUT /v1.0/card/streaming``;
-* ``/_emulator/...`` — inject messages, read replies and stats, inject faults.
+* :mod:`.gateway` — ``/v1.0/gateway/connections/open``, the WebSocket, delivery, ACKs, SYSTEM;
+* :mod:`.webhooks` — the session webhook (``/robot/sendBySession``);
+* :mod:`.openapi` — tokens, proactive robot messages, message files, the off-duty prompt;
+* :mod:`.cards` — card instances (AI cards), interactive cards, card clicks;
+* :mod:`.faults` — injected webhook faults;
+* :mod:`.devapi` — the ``/_emulator/...`` dev HTTP API;
+* :mod:`.frames` — the frames and payloads as the platform shapes them.
 
 Point the SDK at it with ``DINGTALK_OPENAPI_ENDPOINT=http://127.0.0.1:<port>``.
 """
@@ -22,63 +16,52 @@ Point the SDK at it with ``DINGTALK_OPENAPI_ENDPOINT=http://127.0.0.1:<port>``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import secrets
 import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .frames import callback_frame, robot_payload, system_frame
+from .cards import SDK_TEMPLATES, Cards
+from .devapi import SETTINGS, DevApi
+from .faults import DEFAULT_FAULTS, set_faults
+from .frames import GRAPH_TOPIC, ROBOT_TOPIC, RobotMessage, robot_payload
+from .gateway import Gateway
+from .openapi import OpenApi
+from .state import (
+    TICKET_TTL_S,
+    WEBHOOK_TTL_MS,
+    App,
+    Delivery,
+    PushKind,
+    RobotDelivery,
+    now_ms,
+)
+from .webhooks import Webhooks
 
 __all__ = ["Emulator"]
 
-TICKET_TTL_S = 60
-WEBHOOK_TTL_MS = 2 * 3600 * 1000
+_MEDIA_MIME = {
+    "picture": "image/png",
+    "audio": "audio/amr",
+    "video": "video/mp4",
+    "file": "application/octet-stream",
+}
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
+    """The emulator; run it in a background thread (``start``) or as a process (CLI).
 
-
-@dataclass
-class _Conn:
-    id: str
-    app: str
-    ws: WebSocket
-    opened_ms: int
-    sent: int = 0
-    acks: int = 0
-    closed: bool = False
-
-
-@dataclass
-class _Msg:
-    msg_id: str
-    frame_id: str
-    app: str
-    payload: dict
-    created_ms: int
-    pushed_ms: int = 0
-    attempts: int = 0
-    acked: bool = False
-    ack_code: int | None = None
-    conn_id: str = ""
-    replies: list = field(default_factory=list)
-    event: threading.Event = field(default_factory=threading.Event)
-    raw: str | None = None  # a raw (possibly malformed) frame body for fault tests
-
-
-class Emulator:
-    """The emulator; run it in a background thread (``start``) or as a process (CLI)."""
+    ``robot_delivery``: ``"once"`` (documented: robot messages are pushed once, and not at all
+    while no connection of the app subscribed to them is up — the user sees the off-duty
+    prompt) or ``"until_ack"`` (pushed again after ``ack_timeout`` until ACKed with 200, up to
+    ``max_attempts``; messages wait for a connection). Events are always pushed until ACKed
+    with SUCCESS (``event_retry_delay`` after LATER, ``ack_timeout`` without an ACK, up to
+    ``event_max_attempts``).
+    """
 
     def __init__(
         self,
@@ -87,31 +70,75 @@ class Emulator:
         port: int = 0,
         ack_timeout: float = 5.0,
         max_attempts: int = 5,
-        robot_code: str = "dingemulatorbot",
+        *,
+        robot_delivery: str | RobotDelivery = RobotDelivery.ONCE,
+        event_retry_delay: float | None = None,
+        event_max_attempts: int = 10,
+        event_ack_requires_status: bool = False,
+        ping_interval: float = 30.0,
+        disconnect_close_delay: float = 10.0,
+        ticket_ttl: float = TICKET_TTL_S,
+        webhook_ttl_ms: int = WEBHOOK_TTL_MS,
+        scopes: dict[str, set[str]] | None = None,
+        card_templates: tuple[str, ...] | list[str] = (),
+        strict_cards: bool = True,
+        bot_name: str = "办公助手",
     ) -> None:
-        self.apps = dict(apps or {"dingemulatorkey": "emulator-secret"})
+        self.apps: dict[str, App] = {
+            k: App(k, s, bot_name=bot_name, unified_app_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, k)))
+            for k, s in (apps or {"dingemulatorkey": "emulator-secret"}).items()
+        }
+        for k, granted in (scopes or {}).items():
+            self._app(k).scopes = set(granted)
         self.host, self.port = host, port
         self.ack_timeout = ack_timeout
         self.max_attempts = max_attempts
-        self.robot_code = robot_code
-        self.tickets: dict[str, tuple[str, float]] = {}
-        self.conns: dict[str, list[_Conn]] = {}
-        self._rr: dict[str, itertools.count] = {}
-        self.messages: dict[str, _Msg] = {}
-        self._by_frame: dict[str, _Msg] = {}
-        self.sessions: dict[str, tuple[str, int]] = {}
+        self.robot_delivery = RobotDelivery(robot_delivery)
+        self.event_retry_delay = ack_timeout if event_retry_delay is None else event_retry_delay
+        self.event_max_attempts = event_max_attempts
+        self.event_ack_requires_status = event_ack_requires_status
+        self.ping_interval = ping_interval
+        self.disconnect_close_delay = disconnect_close_delay
+        self.ticket_ttl = ticket_ttl
+        self.webhook_ttl_ms = webhook_ttl_ms
+        self.card_templates: set[str] = set(SDK_TEMPLATES) | set(card_templates)
+        self.strict_cards = strict_cards
+        self.tickets: dict[str, tuple] = {}
+        self.conns: dict = {}
+        self.closed_conns: list = []
+        self._rr: dict = {}
+        self.messages: dict[str, Delivery] = {}  # robot messages by msgId
+        self.pushes: dict[str, Delivery] = {}  # events, card callbacks, graph requests by id
+        self._by_frame: dict[str, Delivery] = {}
+        self.sessions: dict[str, tuple[str, int, str]] = {}
         self.tokens: dict[str, tuple[str, float]] = {}
         self.cards: dict[str, dict] = {}
-        self.faults = {"webhook_500": 0, "webhook_hang": 0, "hang_seconds": 30.0}
+        self.files: dict[str, dict] = {}  # downloadCode -> {"app", "data", "mime"}
+        self.file_urls: dict[str, tuple[str, float]] = {}
+        self.openapi_log: list[dict] = []
+        self.proactive: list[dict] = []
+        self.refused: list[dict] = []  # session-webhook bodies the platform refused
+        self.faults = dict(DEFAULT_FAULTS)
         self.counters = {
-            "pushed": 0,
-            "frames": 0,
-            "acked": 0,
-            "redelivered": 0,
-            "replies": 0,
-            "opened": 0,
-            "refused": 0,
-            "pings": 0,
+            k: 0
+            for k in (
+                "pushed",
+                "frames",
+                "acked",
+                "redelivered",
+                "replies",
+                "opened",
+                "refused",
+                "pings",
+                "pongs",
+                "bad_pongs",
+                "system_acks",
+                "bad_frames",
+                "later",
+                "not_pushed",
+                "webhook_refused",
+                "openapi",
+            )
         }
         self._lock = threading.Lock()
         self._reply_cond = threading.Condition(self._lock)
@@ -119,26 +146,56 @@ class Emulator:
         self._server = None
         self._thread: threading.Thread | None = None
         self._conn_event = threading.Condition()
-        self.app = Starlette(
-            routes=[
-                Route("/v1.0/gateway/connections/open", self._open, methods=["POST"]),
-                WebSocketRoute("/connect", self._ws),
-                Route("/robot/sendBySession", self._session_webhook, methods=["POST"]),
-                Route("/v1.0/oauth2/accessToken", self._access_token, methods=["POST"]),
-                Route("/gettoken", self._gettoken, methods=["GET"]),
-                Route("/v1.0/card/instances", self._card, methods=["POST", "PUT"]),
-                Route("/v1.0/card/instances/deliver", self._card_deliver, methods=["POST"]),
-                Route("/v1.0/card/instances/createAndDeliver", self._card, methods=["POST"]),
-                Route("/v1.0/card/streaming", self._card_stream, methods=["PUT"]),
-                Route("/_emulator/messages", self._api_send, methods=["POST"]),
-                Route("/_emulator/replies", self._api_replies, methods=["GET"]),
-                Route("/_emulator/stats", self._api_stats, methods=["GET"]),
-                Route("/_emulator/faults", self._api_faults, methods=["POST"]),
-                Route("/_emulator/drop", self._api_drop, methods=["POST"]),
-                Route("/_emulator/system", self._api_system, methods=["POST"]),
-                Route("/_emulator/cards", self._api_cards, methods=["GET"]),
-            ]
-        )
+        self.app = Starlette(routes=self._routes())
+
+    def _routes(self) -> list:
+        r = Route
+        return [
+            r("/v1.0/gateway/connections/open", self._open, methods=["POST"]),
+            WebSocketRoute("/connect", self._ws),
+            r("/robot/sendBySession", self._session_webhook, methods=["POST"]),
+            r("/v1.0/oauth2/accessToken", self._access_token, methods=["POST"]),
+            r("/gettoken", self._gettoken, methods=["GET"]),
+            r("/v1.0/robot/oToMessages/batchSend", self._r_batch_send, methods=["POST"]),
+            r("/v1.0/robot/groupMessages/send", self._r_group_send, methods=["POST"]),
+            r("/v1.0/robot/messageFiles/download", self._r_file_download, methods=["POST"]),
+            r(
+                "/v1.0/innerApi/robot/stream/away/template/update",
+                self._r_off_duty,
+                methods=["POST"],
+            ),
+            r("/v1.0/card/instances", self._r_card_instances, methods=["POST", "PUT"]),
+            r("/v1.0/card/instances/deliver", self._r_card_deliver, methods=["POST"]),
+            r(
+                "/v1.0/card/instances/createAndDeliver",
+                self._r_card_create_deliver,
+                methods=["POST"],
+            ),
+            r("/v1.0/card/streaming", self._r_card_stream, methods=["PUT"]),
+            r(
+                "/v1.0/im/v1.0/robot/interactiveCards/send",
+                self._r_icard_send,
+                methods=["POST"],
+            ),
+            r("/v1.0/im/robots/interactiveCards", self._r_icard_update, methods=["PUT"]),
+            r("/_emulator/messages", self._api_send, methods=["POST"]),
+            r("/_emulator/events", self._api_event, methods=["POST"]),
+            r("/_emulator/card-callbacks", self._api_card_callback, methods=["POST"]),
+            r("/_emulator/graph", self._api_graph, methods=["POST"]),
+            r("/_emulator/replies", self._api_replies, methods=["GET"]),
+            r("/_emulator/pushes", self._api_pushes, methods=["GET"]),
+            r("/_emulator/stats", self._api_stats, methods=["GET"]),
+            r("/_emulator/faults", self._api_faults, methods=["POST"]),
+            r("/_emulator/settings", self._api_settings, methods=["GET", "POST"]),
+            r("/_emulator/directory", self._api_directory, methods=["POST"]),
+            r("/_emulator/drop", self._api_drop, methods=["POST"]),
+            r("/_emulator/system", self._api_system, methods=["POST"]),
+            r("/_emulator/cards", self._api_cards, methods=["GET"]),
+            r("/_emulator/openapi", self._api_openapi, methods=["GET"]),
+            r("/_emulator/proactive", self._api_proactive, methods=["GET"]),
+            r("/_emulator/connections", self._api_connections, methods=["GET"]),
+            r("/_emulator/files/{token}", self._serve_file, methods=["GET"]),
+        ]
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -183,7 +240,7 @@ class Emulator:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
-            if self.loop is not None:
+            if self.loop is not None and self.loop.is_running():
                 for conns in list(self.conns.values()):
                     for c in conns:
                         asyncio.run_coroutine_threadsafe(self._close(c, 1001), self.loop)
@@ -203,418 +260,197 @@ class Emulator:
             raise RuntimeError("emulator is not running")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    # ------------------------------------------------------------------ gateway
-    async def _open(self, request: Request):
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse(
-                {"code": "InvalidParameter", "message": "body is not JSON"}, status_code=400
-            )
-        cid, secret = body.get("clientId"), body.get("clientSecret")
-        if cid not in self.apps or self.apps[cid] != secret:
-            self.counters["refused"] += 1
-            return JSONResponse(
-                {"code": "Forbidden.AccessDenied", "message": "clientId or clientSecret is wrong"},
-                status_code=401,
-            )
-        ticket = secrets.token_urlsafe(24)
-        self.tickets[ticket] = (cid, time.monotonic() + TICKET_TTL_S)
-        host = request.headers.get("host", f"{self.host}:{self.port}")
-        return JSONResponse({"endpoint": f"ws://{host}/connect", "ticket": ticket})
+    # ------------------------------------------------------------------ directory
+    def _app(self, app: str | None) -> App:
+        key = app or next(iter(self.apps))
+        if key not in self.apps:
+            raise ValueError(f"unknown app {key!r}; apps: {sorted(self.apps)}")
+        return self.apps[key]
 
-    async def _ws(self, ws: WebSocket):
-        ticket = ws.query_params.get("ticket", "")
-        entry = self.tickets.pop(ticket, None)
-        if entry is None or entry[1] < time.monotonic():
-            await ws.close(code=4001)
-            return
-        await ws.accept()
-        conn = _Conn(uuid.uuid4().hex, entry[0], ws, _now_ms())
-        self.conns.setdefault(conn.app, []).append(conn)
-        self.counters["opened"] += 1
-        with self._conn_event:
-            self._conn_event.notify_all()
-        try:
-            # flush messages that waited for a connection
-            for m in list(self.messages.values()):
-                if m.app == conn.app and not m.acked and m.attempts == 0:
-                    await self._deliver(m)
-            while True:
-                text = await ws.receive_text()
-                self._on_frame(conn, text)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            conn.closed = True
-            if conn in self.conns.get(conn.app, []):
-                self.conns[conn.app].remove(conn)
-            with self._conn_event:
-                self._conn_event.notify_all()
+    def _register(self, app: str | None, users=(), groups=()) -> None:
+        a = self._app(app)
+        a.users.update(str(u) for u in users)
+        a.groups.update(str(g) for g in groups)
 
-    def _on_frame(self, conn: _Conn, text: str) -> None:
-        try:
-            frame = json.loads(text)
-            fid = frame["headers"]["messageId"]
-        except (ValueError, KeyError, TypeError):
-            return
-        conn.acks += 1
-        m = self._by_frame.get(fid)
-        if m is None:
-            self.counters["pings"] += 1  # an ACK of a SYSTEM frame
-            return
-        code = int(frame.get("code", 0) or 0)
-        m.ack_code = code
-        if code == 200 and not m.acked:  # any other code asks for a redelivery
-            m.acked = True
-            self.counters["acked"] += 1
+    def register(self, app: str | None = None, users=(), groups=()) -> None:
+        """Make staff ids members of the organisation and groups hold the robot (the OpenAPI
+        accepts only those). Senders and groups of pushed messages are registered anyway."""
+        self._register(app, users, groups)
+
+    def settings(self) -> dict:
+        return {k: getattr(self, k) for k in SETTINGS}
+
+    def _apply_settings(self, changes: dict) -> None:
+        for k, v in changes.items():
+            if k not in SETTINGS:
+                raise ValueError(f"unknown setting {k!r}; one of {sorted(SETTINGS)}")
+            setattr(self, k, SETTINGS[k](v))
 
     # ------------------------------------------------------------------ pushing
-    def _live(self, app: str) -> list[_Conn]:
-        return [c for c in self.conns.get(app, []) if not c.closed]
-
-    async def _deliver(self, m: _Msg, avoid: str = "") -> bool:
-        live = self._live(m.app)
-        if not live:
-            return False
-        choices = [c for c in live if c.id != avoid] or live
-        counter = self._rr.setdefault(m.app, itertools.count())
-        conn = choices[next(counter) % len(choices)]
-        now = _now_ms()
-        frame = (
-            m.raw
-            if m.raw is not None
-            else callback_frame(m.app, conn.id, m.frame_id, m.payload, now)
-        )
-        if m.attempts:
-            self.counters["redelivered"] += 1
-        m.attempts += 1
-        m.conn_id = conn.id
-        if not m.pushed_ms:
-            m.pushed_ms = now
-        try:
-            await conn.ws.send_text(frame)
-        except Exception:  # noqa: BLE001 - a dead socket: try again at the ack timeout
-            conn.closed = True
-        conn.sent += 1
-        self.counters["frames"] += 1
-        self.loop.call_later(self.ack_timeout, self._check_ack, m.msg_id, m.attempts)
-        return True
-
-    def _check_ack(self, msg_id: str, attempt: int) -> None:
-        m = self.messages.get(msg_id)
-        if m is None or m.acked or m.attempts != attempt or m.attempts >= self.max_attempts:
-            return
-        asyncio.ensure_future(self._redeliver(m))
-
-    async def _redeliver(self, m: _Msg) -> None:
-        if not await self._deliver(m, avoid=m.conn_id):
-            # no connection of the app is up: try again later (the message is not dropped)
-            self.loop.call_later(self.ack_timeout, self._check_ack, m.msg_id, m.attempts)
+    async def _push_item(self, d: Delivery, reliable: bool) -> None:
+        self.pushes[d.msg_id] = d
+        self._by_frame[d.frame_id] = d
+        self.counters["pushed"] += 1
+        if not await self._deliver(d) and not reliable:
+            d.not_pushed = f"no connection of {d.app} subscribed to {d.topic}"
+            self.counters["not_pushed"] += 1
 
     async def _push(
         self,
         *,
-        text: str,
-        sender_id: str = "user-0001",
-        sender_nick: str = "测试用户",
-        conversation_id: str | None = None,
-        conversation_type: str = "single",
-        conversation_title: str = "测试群",
-        at_bot: bool = True,
+        text: str = "",
         msg_id: str | None = None,
         app: str | None = None,
-        at_users: list[dict] | None = None,
-        staff_id: str | None = None,
-        msgtype: str = "text",
         raw: str | None = None,
-        webhook_ttl_ms: int = WEBHOOK_TTL_MS,
+        webhook_ttl_ms: int | None = None,
+        file_bytes: bytes | None = None,
+        file_mime: str | None = None,
+        **fields,
     ) -> str:
-        app = app or next(iter(self.apps))
-        if app not in self.apps:
-            raise ValueError(f"unknown app {app!r}")
+        a = self._app(app)
+        m = RobotMessage(text=text, **fields)
+        group = m.conversation_type == "group"
+        if m.conversation_type not in ("single", "group"):
+            raise ValueError("conversation_type must be 'single' or 'group'")
+        if group and m.at_bot and m.msgtype == "text" and f"@{a.bot_name}" not in m.text:
+            m.text = f"@{a.bot_name} {m.text}"  # what the user typed
         msg_id = msg_id or f"msg{uuid.uuid4().hex}"
-        now = _now_ms()
-        conv = conversation_id or (
-            f"cid-{sender_id}" if conversation_type == "single" else "cid-group-1"
+        now = now_ms()
+        conv = m.conversation_id or (f"cid-{m.sender_id}" if not group else "cid-group-1")
+        webhook, expires = self._new_session(
+            msg_id, a.client_id, self.webhook_ttl_ms if webhook_ttl_ms is None else webhook_ttl_ms
         )
-        session = secrets.token_urlsafe(16)
-        self.sessions[session] = (msg_id, now + webhook_ttl_ms)
-        webhook = f"{self.url}/robot/sendBySession?session={session}"
-        if at_users is None:
-            at_users = (
-                [{"dingtalkId": f"$:LWCP_v1:${self.robot_code}"}]
-                if (conversation_type == "group" and at_bot)
-                else []
-            )
+        if m.msgtype in _MEDIA_MIME and not m.download_code:
+            m.download_code = f"dc-{uuid.uuid4().hex}"
         payload = robot_payload(
+            m,
             msg_id=msg_id,
-            text=(f"@办公助手 {text}" if conversation_type == "group" and at_bot else text),
-            sender_id=f"$:LWCP_v1:${sender_id}",
-            sender_nick=sender_nick,
-            sender_staff_id=staff_id or sender_id,
-            conversation_id=conv,
-            conversation_type=conversation_type,
-            conversation_title=conversation_title,
-            robot_code=self.robot_code,
+            robot_code=a.robot_code,
+            bot_name=a.bot_name,
             webhook=webhook,
-            webhook_expires_ms=now + webhook_ttl_ms,
+            webhook_expires_ms=expires,
             create_at=now,
-            at_bot=at_bot,
-            at_users=at_users,
-            msgtype=msgtype,
+            conversation_id=conv,
+            corp_id=a.corp_id,
         )
-        m = _Msg(msg_id, uuid.uuid4().hex, app, payload, now, raw=raw)
-        self._by_frame[m.frame_id] = m
-        self.messages[msg_id] = m
+        self._register_media(a, m, payload, file_bytes, file_mime)
+        if not m.external:
+            a.users.add(payload.get("senderStaffId", ""))
+        if group:
+            a.groups.add(conv)
+        d = Delivery(msg_id, uuid.uuid4().hex, a.client_id, payload, now, topic=ROBOT_TOPIC)
+        self._by_frame[d.frame_id] = d
+        self.messages[msg_id] = d
         self.counters["pushed"] += 1
         if raw is not None:
-            m.raw = raw.replace("{frame_id}", m.frame_id)
-        await self._deliver(m)
+            d.raw = raw.replace("{frame_id}", d.frame_id)
+        if group and not m.at_bot:
+            d.not_pushed = "a group message that does not @ the robot is not pushed"
+            self.counters["not_pushed"] += 1
+            return msg_id
+        if not await self._deliver(d) and self.robot_delivery is RobotDelivery.ONCE:
+            d.not_pushed = f"no connection of {a.client_id} subscribed to {ROBOT_TOPIC}"
+            d.offline_prompt = a.off_duty or {"text": "机器人暂时不在线，请稍后再试。"}
+            self.counters["not_pushed"] += 1
         return msg_id
 
-    # ------------------------------------------------------------------ replies
-    async def _session_webhook(self, request: Request):
-        session = request.query_params.get("session", "")
-        entry = self.sessions.get(session)
-        if entry is None:
-            return JSONResponse({"errcode": 300001, "errmsg": "invalid session"}, status_code=200)
-        if self.faults["webhook_500"] > 0:
-            self.faults["webhook_500"] -= 1
-            return JSONResponse({"errcode": -1, "errmsg": "system busy"}, status_code=500)
-        if self.faults["webhook_hang"] > 0:
-            self.faults["webhook_hang"] -= 1
-            await asyncio.sleep(self.faults["hang_seconds"])
-        msg_id, expires = entry
-        if _now_ms() > expires:
-            return JSONResponse(
-                {"errcode": 300002, "errmsg": "session webhook expired"}, status_code=200
-            )
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"errcode": 40035, "errmsg": "body is not JSON"}, status_code=400)
-        kind = body.get("msgtype")
-        if kind not in ("text", "markdown", "actionCard", "sampleMarkdown", "link", "feedCard"):
-            return JSONResponse(
-                {"errcode": 40035, "errmsg": f"unsupported msgtype {kind!r}"}, status_code=200
-            )
-        m = self.messages.get(msg_id)
-        with self._reply_cond:
-            if m is not None:
-                m.replies.append({"at_ms": _now_ms(), "body": body})
-                m.event.set()
-            self.counters["replies"] += 1
-            self._reply_cond.notify_all()
-        return JSONResponse({"errcode": 0, "errmsg": "ok"})
-
-    # ------------------------------------------------------------------ tokens and cards
-    async def _access_token(self, request: Request):
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
-        if self.apps.get(body.get("appKey")) != body.get("appSecret") or not body.get("appKey"):
-            return JSONResponse(
-                {"code": "InvalidAuthentication", "message": "appKey or appSecret is wrong"},
-                status_code=400,
-            )
-        token = secrets.token_hex(16)
-        self.tokens[token] = (body["appKey"], time.time() + 7200)
-        return JSONResponse({"accessToken": token, "expireIn": 7200})
-
-    async def _gettoken(self, request: Request):
-        key, secret = request.query_params.get("appkey"), request.query_params.get("appsecret")
-        if not key or self.apps.get(key) != secret:
-            return JSONResponse({"errcode": 40089, "errmsg": "invalid appkey or appsecret"})
-        token = secrets.token_hex(16)
-        self.tokens[token] = (key, time.time() + 7200)
-        return JSONResponse({"errcode": 0, "access_token": token, "expires_in": 7200})
-
-    def _authorized(self, request: Request) -> bool:
-        token = request.headers.get("x-acs-dingtalk-access-token", "")
-        entry = self.tokens.get(token)
-        return entry is not None and entry[1] > time.time()
-
-    async def _card(self, request: Request):
-        if not self._authorized(request):
-            return JSONResponse(
-                {"code": "InvalidAuthentication", "message": "access token missing or expired"},
-                status_code=401,
-            )
-        body = await request.json()
-        track = body.get("outTrackId")
-        if not track:
-            return JSONResponse(
-                {"code": "MissingParameter", "message": "outTrackId is required"}, status_code=400
-            )
-        card = self.cards.setdefault(
-            track, {"created": None, "delivered": False, "updates": [], "stream": []}
-        )
-        if request.method == "POST":
-            card["created"] = body
-            if request.url.path.endswith("createAndDeliver"):
-                card["delivered"] = True
-        else:
-            card["updates"].append(body)
-        return JSONResponse({"success": True, "result": {"outTrackId": track}})
-
-    async def _card_lookup(self, request: Request):
-        """(card, body, None) or (None, None, error response) for a card update request."""
-        if not self._authorized(request):
-            return (
-                None,
-                None,
-                JSONResponse(
-                    {"code": "InvalidAuthentication", "message": "access token missing"},
-                    status_code=401,
-                ),
-            )
-        body = await request.json()
-        card = self.cards.get(body.get("outTrackId", ""))
-        if card is None:
-            return (
-                None,
-                None,
-                JSONResponse(
-                    {"code": "NotFound", "message": "card instance not created"}, status_code=404
-                ),
-            )
-        return card, body, None
-
-    async def _card_deliver(self, request: Request):
-        card, _, error = await self._card_lookup(request)
-        if error is not None:
-            return error
-        card["delivered"] = True
-        return JSONResponse({"success": True})
-
-    async def _card_stream(self, request: Request):
-        card, body, error = await self._card_lookup(request)
-        if error is not None:
-            return error
-        card["stream"].append(
-            {
-                "key": body.get("key"),
-                "content": body.get("content"),
-                "isFull": body.get("isFull"),
-                "isFinalize": body.get("isFinalize"),
-                "isError": body.get("isError"),
+    def _register_media(self, a: App, m: RobotMessage, payload: dict, data, mime) -> None:
+        codes = []
+        if m.msgtype in _MEDIA_MIME:
+            codes.append((payload["content"]["downloadCode"], _MEDIA_MIME[m.msgtype]))
+        elif m.msgtype == "richText":
+            codes += [
+                (p["downloadCode"], "image/png")
+                for p in payload["content"]["richText"]
+                if isinstance(p, dict) and p.get("downloadCode")
+            ]
+        for code, default_mime in codes:
+            body = data if data is not None else f"emulator file {code}\n".encode()
+            self.files[code] = {
+                "app": a.client_id,
+                "data": body,
+                "mime": file_mime_or(mime, default_mime),
             }
+
+    async def _push_event(
+        self, event_type: str, data: dict | None = None, app: str | None = None, event_id=None
+    ) -> str:
+        a = self._app(app)
+        now = now_ms()
+        eid = event_id or uuid.uuid4().hex
+        d = Delivery(
+            f"evt-{eid}",
+            uuid.uuid4().hex,
+            a.client_id,
+            data or {},
+            now,
+            kind=PushKind.EVENT,
+            topic="*",
+            meta={
+                "headers": {
+                    "event_type": event_type,
+                    "event_id": eid,
+                    "corp_id": a.corp_id,
+                    "born_ms": now,
+                    "unified_app_id": a.unified_app_id,
+                }
+            },
         )
-        return JSONResponse({"success": True})
+        await self._push_item(d, reliable=True)
+        return d.msg_id
 
-    # ------------------------------------------------------------------ test / dev API (HTTP)
-    async def _api_send(self, request: Request):
-        body = await request.json()
-        if not isinstance(body.get("text"), str):
-            return JSONResponse({"error": "field 'text' (string) is required"}, status_code=400)
-        allowed = {
-            "text",
-            "sender_id",
-            "sender_nick",
-            "conversation_id",
-            "conversation_type",
-            "conversation_title",
-            "at_bot",
-            "msg_id",
-            "app",
-            "at_users",
-            "staff_id",
-            "msgtype",
-            "raw",
-            "webhook_ttl_ms",
+    async def _push_graph(
+        self,
+        uri: str,
+        body: dict | None = None,
+        method: str = "POST",
+        headers: dict | None = None,
+        app: str | None = None,
+    ) -> str:
+        a = self._app(app)
+        push_id = f"graph-{uuid.uuid4().hex}"
+        webhook, expires = self._new_session(push_id, a.client_id, self.webhook_ttl_ms)
+        content = {"sessionWebhook": webhook, "sessionWebhookExpiredTime": expires, **(body or {})}
+        payload = {
+            "requestLine": {"method": method, "uri": uri},
+            "headers": {"content-type": "application/json", **(headers or {})},
+            "body": json.dumps(content, ensure_ascii=False),
         }
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            return JSONResponse({"error": f"unknown field(s) {unknown}"}, status_code=400)
-        try:
-            msg_id = await self._push(**body)
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"msg_id": msg_id})
+        d = Delivery(push_id, uuid.uuid4().hex, a.client_id, payload, now_ms(), kind=PushKind.GRAPH)
+        d.topic = GRAPH_TOPIC
+        await self._push_item(d, reliable=False)
+        return push_id
 
-    async def _api_replies(self, request: Request):
-        msg_id = request.query_params.get("msg_id")
-        wait = float(request.query_params.get("wait", 0))
-        if msg_id:
-            m = self.messages.get(msg_id)
-            if m is None:
-                return JSONResponse({"error": f"unknown msg_id {msg_id}"}, status_code=404)
-            deadline = time.monotonic() + wait
-            while not m.replies and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            return JSONResponse(self._msg_view(m))
-        return JSONResponse([self._msg_view(m) for m in self.messages.values()])
-
+    # ------------------------------------------------------------------ views
     @staticmethod
-    def _msg_view(m: _Msg) -> dict:
-        return {
+    def _msg_view(m: Delivery) -> dict:
+        view = {
             "msg_id": m.msg_id,
-            "text": m.payload.get("text", {}).get("content"),
+            "kind": m.kind.value,
+            "topic": m.topic,
             "pushed_ms": m.pushed_ms,
             "attempts": m.attempts,
             "acked": m.acked,
             "ack_code": m.ack_code,
+            "ack_status": m.ack_status,
+            "not_pushed": m.not_pushed,
             "replies": m.replies,
         }
-
-    async def _api_stats(self, request: Request):
-        return JSONResponse(self.stats())
-
-    async def _api_faults(self, request: Request):
-        body = await request.json()
-        for k, v in body.items():
-            if k not in self.faults:
-                return JSONResponse(
-                    {"error": f"unknown fault {k!r}; one of {sorted(self.faults)}"}, status_code=400
-                )
-            self.faults[k] = v
-        return JSONResponse(self.faults)
-
-    async def _api_drop(self, request: Request):
-        body = await request.json() if await request.body() else {}
-        n = await self._drop(body.get("app"), int(body.get("code", 1011)), body.get("count"))
-        return JSONResponse({"dropped": n})
-
-    async def _api_system(self, request: Request):
-        body = await request.json()
-        n = await self._system(body.get("topic", "ping"), body.get("app"))
-        return JSONResponse({"sent": n})
-
-    async def _api_cards(self, request: Request):
-        return JSONResponse(self.cards)
-
-    async def _close(self, conn: _Conn, code: int) -> None:
-        conn.closed = True
-        try:
-            await conn.ws.close(code=code)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-
-    async def _drop(self, app: str | None, code: int = 1011, count: int | None = None) -> int:
-        targets = [
-            c for a, cs in self.conns.items() if app in (None, a) for c in cs if not c.closed
-        ]
-        targets = targets[: count or len(targets)]
-        for c in targets:
-            await self._close(c, code)
-        return len(targets)
-
-    async def _system(self, topic: str, app: str | None) -> int:
-        n = 0
-        for a, cs in self.conns.items():
-            if app not in (None, a):
-                continue
-            for c in cs:
-                if not c.closed:
-                    await c.ws.send_text(system_frame(topic, c.id, _now_ms()))
-                    n += 1
-        return n
+        if m.kind is PushKind.ROBOT:
+            view["text"] = (m.payload.get("text") or {}).get("content")
+            view["msgtype"] = m.payload.get("msgtype")
+            view["payload"] = m.payload
+            view["offline_prompt"] = m.offline_prompt
+        else:
+            view["payload"] = m.payload
+            view["response"] = m.meta.get("response")
+        return view
 
     # ------------------------------------------------------------------ Python API (thread-safe)
-    def send(self, text: str, **fields) -> str:
-        """Inject a user message; returns its msgId."""
+    def send(self, text: str = "", **fields) -> str:
+        """Inject a user message (fields of :class:`~dingskill.emulator.frames.RobotMessage`,
+        plus ``msg_id``, ``app``, ``webhook_ttl_ms``, ``file_bytes``, ``file_mime``, ``raw``);
+        returns its msgId."""
         return self._call(self._push(text=text, **fields))
 
     def send_many(self, items: list[dict]) -> list[str]:
@@ -623,9 +459,37 @@ class Emulator:
 
         return self._call(many(), timeout=60)
 
+    def push_event(
+        self, event_type: str, data: dict | None = None, app: str | None = None, event_id=None
+    ) -> str:
+        """Push an EVENT (pushed again until ACKed with SUCCESS); returns its id."""
+        return self._call(self._push_event(event_type, data, app, event_id))
+
+    def card_click(
+        self, out_track_id: str, user_id: str, action_id: str = "", params: dict | None = None
+    ) -> str:
+        """A user clicks a card: a callback carrying their private data; returns its id."""
+        return self._call(self._card_click(out_track_id, user_id, action_id, params))
+
+    def graph_request(
+        self,
+        uri: str,
+        body: dict | None = None,
+        method: str = "POST",
+        headers: dict | None = None,
+        app: str | None = None,
+    ) -> str:
+        """Push a graph/agent request (``/v1.0/graph/api/invoke``); its body carries a
+        ``sessionWebhook`` the bot may answer through (``contentType: ai_card``)."""
+        return self._call(self._push_graph(uri, body, method, headers, app))
+
+    def push(self, push_id: str) -> dict:
+        """The view of an event, card callback or graph request."""
+        return self._msg_view(self.pushes[push_id])
+
     def wait_reply(self, msg_id: str, timeout: float = 10.0) -> dict:
-        """The first reply body to ``msg_id``; raises TimeoutError."""
-        m = self.messages[msg_id]
+        """The first reply body to ``msg_id`` (a message or a graph request); TimeoutError."""
+        m = self.messages.get(msg_id) or self.pushes[msg_id]
         if not m.event.wait(timeout):
             raise TimeoutError(f"no reply to {msg_id} within {timeout} s")
         return m.replies[0]["body"]
@@ -641,7 +505,7 @@ class Emulator:
                 self._reply_cond.wait(min(left, 0.05))
 
     def wait_connections(self, n: int, app: str | None = None, timeout: float = 20.0) -> None:
-        app = app or next(iter(self.apps))
+        app = self._app(app).client_id
         deadline = time.monotonic() + timeout
         with self._conn_event:
             while len(self._live(app)) < n:
@@ -651,10 +515,16 @@ class Emulator:
                 self._conn_event.wait(min(left, 0.1))
 
     def connections(self, app: str | None = None) -> int:
-        return len(self._live(app or next(iter(self.apps))))
+        return len(self._live(self._app(app).client_id))
+
+    def connection_views(self, app: str | None = None) -> list[dict]:
+        """Every connection (open and closed) with its subscriptions, pings, who closed it."""
+        conns = [c for cs in self.conns.values() for c in cs] + self.closed_conns
+        return [self._conn_view(c) for c in conns if app in (None, c.app)]
 
     def replies(self, msg_id: str) -> list[dict]:
-        return [r["body"] for r in self.messages[msg_id].replies]
+        m = self.messages.get(msg_id) or self.pushes[msg_id]
+        return [r["body"] for r in m.replies]
 
     def message(self, msg_id: str) -> dict:
         return self._msg_view(self.messages[msg_id])
@@ -664,14 +534,23 @@ class Emulator:
     ) -> int:
         return self._call(self._drop(app, code, count))
 
-    def system(self, topic: str = "ping", app: str | None = None) -> int:
-        return self._call(self._system(topic, app))
+    def system(
+        self,
+        topic: str = "ping",
+        app: str | None = None,
+        reason: str = "",
+        close_after: float | None = None,
+    ) -> int:
+        """Send a SYSTEM frame (``ping`` with a fresh ``opaque``, or ``disconnect`` with
+        ``reason``, the socket closed ``close_after`` s later) to every open connection."""
+        return self._call(self._system(topic, app, reason, close_after))
 
     def set_faults(self, **faults) -> None:
-        for k, v in faults.items():
-            if k not in self.faults:
-                raise ValueError(f"unknown fault {k!r}; one of {sorted(self.faults)}")
-            self.faults[k] = v
+        set_faults(self.faults, **faults)
+
+    def openapi_requests(self, path: str | None = None) -> list[dict]:
+        """Recorded OpenAPI requests (method, path, app, body, status, response)."""
+        return [r for r in self.openapi_log if path in (None, r["path"])]
 
     def stats(self) -> dict:
         msgs = list(self.messages.values())
@@ -682,8 +561,9 @@ class Emulator:
             "answered": sum(1 for m in msgs if m.replies),
             "unanswered": sum(1 for m in msgs if not m.replies),
             "duplicated": sum(1 for m in msgs if len(m.replies) > 1),
-            "unacked": sum(1 for m in msgs if not m.acked),
+            "unacked": sum(1 for m in msgs if not m.acked and not m.not_pushed),
             "connections": {a: len(self._live(a)) for a in self.apps},
+            "robot_delivery": self.robot_delivery.value,
             "latency_ms": {
                 "n": len(latencies),
                 "p50": latencies[len(latencies) // 2] if latencies else None,
@@ -692,3 +572,7 @@ class Emulator:
                 else None,
             },
         }
+
+
+def file_mime_or(mime: str | None, default: str) -> str:
+    return mime or default
