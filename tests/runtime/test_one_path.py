@@ -223,9 +223,11 @@ def test_stream_through_emulator_and_sdk(emulator, in_process, reference):
     for text, group in TRANSCRIPT:
         fields = dict(sender_id=SENDER, sender_nick=NICK, conversation_id=CONV)
         if group:
+            # the platform pushes only group messages that @ the robot, and removes the
+            # robot's own "@name" from the content (the transcript's other mention stays)
             fields.update(
                 conversation_type="group",
-                at_bot=False,
+                at_bot=True,
                 at_users=[{"dingtalkId": a} for a in GROUP_AT],
             )
         msg_id = emulator.send(text, **fields)
