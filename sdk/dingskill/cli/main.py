@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "dingskill.cli.plugins_cmd",
     "dingskill.cli.market_cmd",
     "dingskill.cli.release_cmd",
+    "dingskill.cli.report_cmd",
     "dingskill.cli.runtime_cmd",
     "dingskill.cli.broker_cmd",
     "dingskill.cli.emulator_cmd",

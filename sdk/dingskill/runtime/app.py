@@ -67,6 +67,14 @@ class Runtime:
             self.audit.on_baseline_alert = lambda a: self.metrics.baseline_alerts.labels(
                 a.kind
             ).inc()
+        from .review import ReviewQueue
+
+        self.review = ReviewQueue(
+            Path(config.get("audit.path")).with_name("review.jsonl"),
+            self.keyring,
+            config.get("audit.retention_days"),
+            config.get("report.low_confidence"),
+        )
         self.home = SkillHome(config.get("skills.home"))
         limits = config["limits"]
         self.skills = SkillSet(
@@ -106,6 +114,7 @@ class Runtime:
             dict(limits),
             admin=self.admin.chat_command,
             engine_for=self.skills.for_message,
+            review=self.review,
         )
         msgs = config.get("messages")
         self.pipeline.media = MediaPolicy(
@@ -182,6 +191,9 @@ class Runtime:
                 self._access_report(self.config.get("audit.access_report_interval_s"))
             )
         )
+        self._tasks.append(asyncio.create_task(self._review_writer(2.0)))
+        if self.config.get("report.daily_at"):
+            self._tasks.append(asyncio.create_task(self._daily_report()))
         while not self.server.started:
             if self._tasks[0].done():
                 self._tasks[0].result()  # raises the bind error
@@ -221,6 +233,52 @@ class Runtime:
             self.audit.admin("system", "access", "access.report", "ok", holdings=rows)
             await asyncio.sleep(interval_s)
 
+    async def _review_writer(self, interval_s: float) -> None:
+        """Write the buffered review utterances off the event loop."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.to_thread(self.review.flush)
+            except OSError as exc:
+                log.error("review file write failed", extra={"error": str(exc)})
+
+    async def report_now(self, post: bool | None = None):
+        """Write (and post, as configured) the daily report of the last 24 h now."""
+        from .report import build_daily_report
+
+        await self.audit.flush()
+        await asyncio.to_thread(self.review.flush)
+        post = self.config.get("report.post") if post is None else post
+        try:
+            report = await asyncio.to_thread(
+                build_daily_report,
+                self.config,
+                metrics_text=self.metrics.render().decode(),
+                post=post,
+                keyring=self.keyring,
+            )
+        except Exception as exc:  # noqa: BLE001 - a failed report is audited, never fatal
+            self.audit.admin("system", "report", "report.daily", "failed", error=str(exc))
+            log.error("daily report failed", extra={"error": str(exc)})
+            return None
+        self.audit.admin(
+            "system", str(report.html), "report.daily", "ok", posted=report.posted or ""
+        )
+        return report
+
+    async def _daily_report(self) -> None:
+        """At ``report.daily_at`` (UTC) every day: the daily report."""
+        import time as _time
+
+        hh, mm = (int(x) for x in self.config.get("report.daily_at").split(":"))
+        while True:
+            now = _time.time()
+            target = (now // 86400) * 86400 + hh * 3600 + mm * 60
+            if target <= now:
+                target += 86400
+            await asyncio.sleep(target - now)
+            await self.report_now()
+
     @property
     def port(self) -> int:
         servers = getattr(self.server, "servers", [])
@@ -239,6 +297,7 @@ class Runtime:
         for t in self._tasks[1:]:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.review.flush)
         await self.audit.stop()
         await self.sender.close()
         await self.store.close()

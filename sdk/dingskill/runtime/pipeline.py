@@ -52,11 +52,14 @@ class Pipeline:
         limits: dict | None = None,
         admin=None,
         engine_for: Callable[[Message], object] | None = None,
+        review=None,
     ) -> None:
         self.engine_provider = engine_provider
         # optional: the engine for one message (visibility scopes and staged releases choose
         # skill versions per sender); else every message gets ``engine_provider()``
         self.engine_for = engine_for
+        # optional ReviewQueue: unrecognised / low-confidence utterances kept for labelling
+        self.review = review
         # one store per concern (a single backend serves all four unless a Stores is given)
         self.stores = Stores.of(store)
         self.store = self.stores.dedup  # message-id claims (the claim code below)
@@ -206,9 +209,12 @@ class Pipeline:
                     channel=message.channel,
                     conversation=message.conversation_id,
                     source=reply.source,
+                    confidence=round(reply.confidence, 4),
                     latency_ms=round((time.perf_counter() - t0) * 1000, 2),
                     error=reply.error,
                 )
+            if self.review is not None and outcome in ("ok", "fallback", "error"):
+                self.review.observe(message.text, reply)
             return reply
         finally:
             self._active.discard(message.msg_id)

@@ -176,6 +176,33 @@ class Baseline:
 
 
 @dataclass
+class Report:
+    daily_at: str | None = setting(
+        None, "HH:MM (UTC): the runtime writes (and posts) the daily report then; None: off"
+    )
+    output_dir: str | None = setting(None, "where reports go (default SKILLS_HOME/reports)")
+    post: bool = setting(False, "post the digest to the operators' group (robot OpenAPI)")
+    robot_code: str | None = setting(None, "robot that posts (default: the AppKey)")
+    open_conversation_id: str | None = setting(None, "the operators' group (openConversationId)")
+    openapi_endpoint: str | None = setting(
+        None, "OpenAPI base URL (default: the channel endpoint, else https://api.dingtalk.com)"
+    )
+    low_confidence: float = setting(
+        0.6, "answers under this confidence go to the review file", minimum=0, maximum=1
+    )
+
+    def check(self) -> None:
+        import re
+
+        if self.daily_at is not None and not re.fullmatch(
+            r"([01]\d|2[0-3]):[0-5]\d", self.daily_at
+        ):
+            raise ValueError(f"daily_at: {self.daily_at!r} is not HH:MM (UTC)")
+        if self.post and not self.open_conversation_id:
+            raise ValueError("open_conversation_id: required when post is true")
+
+
+@dataclass
 class Logging:
     level: str = setting(
         "INFO", "DEBUG, INFO, WARNING or ERROR", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$"
@@ -258,6 +285,7 @@ SECTIONS: dict[str, type] = {
     "audit": Audit,
     "security": Security,
     "baseline": Baseline,
+    "report": Report,
     "logging": Logging,
     "broker": Broker,
     "messages": Messages,

@@ -1,0 +1,155 @@
+"""The daily report from a real runtime's audit: messages through the webhook channel, an
+actor's burst (baseline alert), then ``dingskill report daily``: Markdown + HTML with plots,
+the key figures, and the review file of unrecognised / low-confidence utterances that the
+dataset loader reads; the digest posted through the robot OpenAPI."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from dingskill.cli.main import main
+from dingskill.datasets import load
+from dingskill.emulator import Emulator
+from dingskill.security.audit_chain import AuditChain
+from dingskill.skills import Skill
+from dingskill.skills.packaging import SkillHome
+from dingskill.skills.starters import new_skill
+
+from tests.runtime.harness import RuntimeProcess, wait_until
+
+APP = ("dingtestapp", "test-app-secret")
+
+
+def _send(url: str, text: str, sender: str, n: int) -> dict:
+    ts = str(int(time.time() * 1000))
+    sign = base64.b64encode(
+        hmac.new(APP[1].encode(), f"{ts}\n{APP[1]}".encode(), hashlib.sha256).digest()
+    ).decode()
+    payload = {
+        "msgId": f"r-{sender}-{n}",
+        "conversationId": f"cid-{sender}",
+        "senderId": sender,
+        "senderStaffId": sender,
+        "conversationType": "1",
+        "text": {"content": text},
+        "msgtype": "text",
+    }
+    r = httpx.post(url, json=payload, headers={"timestamp": ts, "sign": sign}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def openapi():
+    """The two robot OpenAPI calls the report makes, recorded."""
+    got: list[dict] = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            got.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            out = (
+                {"accessToken": "tok-1", "expireIn": 7200}
+                if self.path == "/v1.0/oauth2/accessToken"
+                else {"processQueryKey": "pqk-1"}
+            )
+            data = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", got
+    server.shutdown()
+    server.server_close()
+
+
+def test_daily_report_from_a_runtime(tmp_path, openapi, capsys, monkeypatch):
+    monkeypatch.setenv("DINGSKILL_APP_KEY", APP[0])
+    monkeypatch.setenv("DINGSKILL_APP_SECRET", APP[1])
+    api_url, posted = openapi
+    src = new_skill("desk", "faq", "zh", tmp_path / "src")
+    home = tmp_path / "home"
+    SkillHome(home).install(Skill.load(src).export(tmp_path / "dist"))
+    emu = Emulator({APP[0]: APP[1]})
+    emu.start()
+    rt = RuntimeProcess(
+        tmp_path / "rt",
+        home,
+        emu.url,
+        APP,
+        extra={
+            "channels": {"enterprise_chat": {"mode": "webhook"}},
+            "baseline": {"min_messages": 8},
+            "report": {
+                "output_dir": str(tmp_path / "reports"),
+                "low_confidence": 0.999,
+                "open_conversation_id": "cid-operators",
+                "openapi_endpoint": api_url,
+            },
+        },
+    )
+    try:
+        rt.start()
+        hook = f"{rt.url}/api/v1/webhook"
+        asks = ["几点上班", "公司地址是什么", "怎么报销", "财务找谁", "帮我订一张去上海的机票"]
+        for i, text in enumerate(asks * 2):
+            _send(hook, text, f"user-{i % 3}", i)
+        for i in range(12):  # one sender floods: a departure from the message baseline
+            _send(hook, "几点上班", "flooder", 100 + i)
+        review = AuditChain(tmp_path / "rt" / "audit" / "review.jsonl")
+        audit = AuditChain(tmp_path / "rt" / "audit" / "messages.jsonl")
+        wait_until(lambda: len(list(review.records())) >= 2, 30, what="review records")
+        wait_until(
+            lambda: sum(r["operation"] == "message" for r in audit.records()) >= 22,
+            30,
+            what="audit records",
+        )
+        capsys.readouterr()
+        argv = ["report", "daily", "--config", str(rt.config_path), "--post", "--json"]
+        assert main([*argv, "--metrics-url", f"{rt.url}/metrics"]) == 0
+        out = json.loads(capsys.readouterr().out)
+    finally:
+        rt.stop("term")
+        emu.stop()
+    st = out["stats"]
+    assert st["messages"] == 22 and st["p50_ms"] is not None and st["p99_ms"] >= st["p50_ms"]
+    assert 0.05 < st["oos_rate"] < 0.2  # the flight booking, twice
+    assert st["skills"][0]["skill_id"] == "com.example.desk"
+    assert st["resources"]["memory_rss_mb"] > 10 and st["resources"]["skills_loaded"] == 1
+    assert dict(map(tuple, st["top_intents"]))["office_hours"] >= 12
+    assert any(
+        a["operation"] == "baseline.alert" and a["object"] == "flooder" for a in st["alerts"]
+    )
+    md = open(out["markdown"], encoding="utf-8").read()
+    assert "| messages | 22 |" in md and "![latency](latency.png)" in md
+    html = open(out["html"], encoding="utf-8").read()
+    assert html.count("data:image/png;base64,") == 4 and "baseline.alert" in html
+    # the review file is a dataset the loaders (and notebooks) read
+    ds = load(out["review"])
+    texts = list(ds.texts)
+    assert "帮我订一张去上海的机票" in texts and len(texts) == len(set(texts))
+    assert dict(zip(ds.texts, ds.intents, strict=True))["帮我订一张去上海的机票"] == "oos"
+    # posted: token, then groupMessages/send with a markdown digest to the operators' group
+    token, send = posted
+    assert token["path"] == "/v1.0/oauth2/accessToken" and token["body"]["appKey"] == APP[0]
+    assert send["path"] == "/v1.0/robot/groupMessages/send"
+    assert send["headers"]["x-acs-dingtalk-access-token"] == "tok-1"
+    assert send["body"]["openConversationId"] == "cid-operators"
+    assert send["body"]["msgKey"] == "sampleMarkdown"
+    assert "P50 / P99" in json.loads(send["body"]["msgParam"])["text"]
+    assert out["posted"] == "pqk-1"
