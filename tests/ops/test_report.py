@@ -9,12 +9,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-import pytest
 from dingskill.cli.main import main
 from dingskill.datasets import load
 from dingskill.emulator import Emulator
@@ -47,46 +44,15 @@ def _send(url: str, text: str, sender: str, n: int) -> dict:
     return r.json()
 
 
-@pytest.fixture
-def openapi():
-    """The two robot OpenAPI calls the report makes, recorded."""
-    got: list[dict] = []
-
-    class H(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            got.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            out = (
-                {"accessToken": "tok-1", "expireIn": 7200}
-                if self.path == "/v1.0/oauth2/accessToken"
-                else {"processQueryKey": "pqk-1"}
-            )
-            data = json.dumps(out).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", got
-    server.shutdown()
-    server.server_close()
-
-
-def test_daily_report_from_a_runtime(tmp_path, openapi, capsys, monkeypatch):
+def test_daily_report_from_a_runtime(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DINGSKILL_APP_KEY", APP[0])
     monkeypatch.setenv("DINGSKILL_APP_SECRET", APP[1])
-    api_url, posted = openapi
     src = new_skill("desk", "faq", "zh", tmp_path / "src")
     home = tmp_path / "home"
     SkillHome(home).install(Skill.load(src).export(tmp_path / "dist"))
     emu = Emulator({APP[0]: APP[1]})
     emu.start()
+    emu.register(APP[0], groups=["cid-operators"])  # the operators' group holds the robot
     rt = RuntimeProcess(
         tmp_path / "rt",
         home,
@@ -99,7 +65,7 @@ def test_daily_report_from_a_runtime(tmp_path, openapi, capsys, monkeypatch):
                 "output_dir": str(tmp_path / "reports"),
                 "low_confidence": 0.999,
                 "open_conversation_id": "cid-operators",
-                "openapi_endpoint": api_url,
+                "openapi_endpoint": emu.url,
             },
         },
     )
@@ -123,6 +89,7 @@ def test_daily_report_from_a_runtime(tmp_path, openapi, capsys, monkeypatch):
         argv = ["report", "daily", "--config", str(rt.config_path), "--post", "--json"]
         assert main([*argv, "--metrics-url", f"{rt.url}/metrics"]) == 0
         out = json.loads(capsys.readouterr().out)
+        sent = [p for p in emu.proactive if p.get("to_group") == "cid-operators"]
     finally:
         rt.stop("term")
         emu.stop()
@@ -144,12 +111,7 @@ def test_daily_report_from_a_runtime(tmp_path, openapi, capsys, monkeypatch):
     texts = list(ds.texts)
     assert "帮我订一张去上海的机票" in texts and len(texts) == len(set(texts))
     assert dict(zip(ds.texts, ds.intents, strict=True))["帮我订一张去上海的机票"] == "oos"
-    # posted: token, then groupMessages/send with a markdown digest to the operators' group
-    token, send = posted
-    assert token["path"] == "/v1.0/oauth2/accessToken" and token["body"]["appKey"] == APP[0]
-    assert send["path"] == "/v1.0/robot/groupMessages/send"
-    assert send["headers"]["x-acs-dingtalk-access-token"] == "tok-1"
-    assert send["body"]["openConversationId"] == "cid-operators"
-    assert send["body"]["msgKey"] == "sampleMarkdown"
-    assert "P50 / P99" in json.loads(send["body"]["msgParam"])["text"]
-    assert out["posted"] == "pqk-1"
+    # posted through the emulator's robot OpenAPI: a markdown digest to the operators' group
+    (msg,) = sent
+    assert msg["msgKey"] == "sampleMarkdown" and msg["processQueryKey"] == out["posted"]
+    assert "P50 / P99" in msg["msgParam"]["text"] and "daily report" in msg["msgParam"]["title"]
