@@ -104,16 +104,18 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         (
             "md",
             "## What the embedding block brings 语义特征的作用\n\nBeside the character and word n-grams the "
-            "default model uses a static embedding table shipped in a wheel (`embeddings='wordllama-l2-64'`, "
-            "see `docs/evaluation.md`): it helps most where the test set uses words the training set never "
-            "did. Train both variants on each sample dataset and compare:",
+            "default model uses a multilingual sentence encoder shipped in a wheel (`embeddings='use-m3'`, "
+            "Google's Universal Sentence Encoder v3, 16 languages including Chinese; see "
+            "`docs/evaluation.md`); a static WordLlama table is the lighter option. The encoder helps most "
+            "where the test set uses words the training set never did. Train the variants on each sample "
+            "dataset and compare:",
         ),
         (
             "code",
             "rows = {}\nfor name in ['office-zh', 'office-en']:\n"
             "    tr = load(ROOT / f'datasets/{name}/utterances.csv')\n"
             "    te = load(ROOT / f'datasets/{name}/test.csv')\n"
-            "    for emb in [None, 'wordllama-l2-64']:\n"
+            "    for emb in [None, 'wordllama-l2-64', 'use-m3']:\n"
             "        m = IntentClassifier(embeddings=emb).fit(tr.texts, tr.intents)\n"
             "        rows[(name, emb or 'n-grams only')] = evaluate(m, te, sweep=False).summary\n"
             "compare = pd.DataFrame(rows).T[['in_scope_accuracy', 'oos_recall', 'macro_f1']].astype(float)\n"

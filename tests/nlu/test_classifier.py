@@ -139,7 +139,7 @@ def test_explain_lists_ngrams_that_pushed_the_intent(mixed_data):
     df = clf.explain("帮我报销打车费", k=5)
     assert list(df.columns) == ["feature", "intent", "value", "coef", "weight"]
     assert len(df) == 5 and set(df["intent"]) == {"expense"}
-    assert df["feature"].str.match(r"^(z:|semantic:wordllama-l2-64$)").all()
+    assert df["feature"].str.match(r"^(z:|semantic:use-m3$)").all()
     assert (df["weight"].abs().diff().dropna() <= 1e-12).all()
     assert any("报销" in f for f in df["feature"])
     en = clf.explain("reimburse my taxi", k=3)

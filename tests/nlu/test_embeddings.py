@@ -85,7 +85,8 @@ def office_en():
 
 def test_model_file_records_the_table_and_refuses_another(office_en):
     train, _ = office_en
-    clf = IntentClassifier(random_state=0).fit(train.texts, train.intents)
+    clf = IntentClassifier(embeddings="wordllama-l2-64", random_state=0)
+    clf.fit(train.texts, train.intents)
     data = clf.to_bytes()
     meta = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("dingskill-model.json"))
     rec = meta["embeddings"]

@@ -115,6 +115,21 @@ def test_model_file_records_encoder_version_and_weight_digests(zh_data, use):
         IntentClassifier.from_bytes(_rewrite_meta(data, other_weights))
 
 
+def test_novelty_gate_is_chosen_on_small_data_and_saved(zh_data):
+    clf = IntentClassifier(random_state=0).fit(*zh_data)
+    assert clf.gate_ is not None and 0 < clf.gate_ < 1
+    assert clf.prototypes_.dtype == np.float16 and clf.prototypes_.shape[1] == 512
+    far = ["what is the capital of canada", "tell me a joke about cats"]
+    assert list(clf.predict(far)) == ["oos", "oos"]
+    assert [clf.decide(t).intent for t in far] == ["oos", "oos"]
+    back = IntentClassifier.from_bytes(clf.to_bytes())
+    assert back.gate_ == clf.gate_
+    np.testing.assert_array_equal(back.prototypes_, clf.prototypes_)
+    probe = [*far, "明天想请假", "帮我订会议室"]
+    assert list(back.predict(probe)) == list(clf.predict(probe))
+    assert IntentClassifier(oos_threshold=None, random_state=0).fit(*zh_data).gate_ is None
+
+
 def test_missing_package_is_a_clear_error(monkeypatch):
     from dingskill.nlu import use_m3
 

@@ -40,6 +40,7 @@ def test_zip_members_have_fixed_order_and_timestamps(fitted):
         "coef.npy",
         "idf.npy",
         "intercept.npy",
+        "prototypes.npy",  # the novelty gate's examples (small data with embeddings)
     ]
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
 

@@ -183,7 +183,7 @@ def test_skill_cli_validate_train_and_chat(tiny, tmp_path, capsys, monkeypatch):
 
 
 def test_classifier_section_chooses_the_embedding_table(tmp_path, tiny):
-    assert tiny.train().embedder_.name == "wordllama-l2-64"  # the default
+    assert tiny.train().embedder_.name == "use-m3"  # the default
     (tmp_path / "skill.yaml").write_text(GOOD + "classifier: {embeddings: null}\n")
     plain = Skill.load(tmp_path).train()
     assert plain.embedder_ is None and plain.predict(["你好3"])[0] == "greet"

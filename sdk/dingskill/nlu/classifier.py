@@ -40,6 +40,10 @@ __all__ = ["Decision", "IntentClassifier", "InputError"]
 
 
 _PARALLEL_MIN_NNZ = 300_000  # below this, worker start-up costs more than it saves
+# novelty gate (small data only, see ``_choose_gate``)
+GATE_MAX_INSCOPE = 5000  # in-scope training rows up to which the gate is used
+GATE_REJECT = 0.05  # share of held-out in-scope examples the gate may turn away
+GATE_PER_INTENT = 64  # prototypes kept per intent
 
 
 def _fit_ovr_group(X, labels: np.ndarray, group: np.ndarray, C: float) -> tuple:
@@ -52,6 +56,11 @@ def _fit_ovr_group(X, labels: np.ndarray, group: np.ndarray, C: float) -> tuple:
         icpt = np.array([-icpt[0], icpt[0]]) / 2.0
     keep = np.searchsorted(model.classes_, group)
     return coef[keep].astype(np.float32), icpt[keep]
+
+
+def _nearest(unit: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each unit row to its most similar prototype."""
+    return (unit @ prototypes.T.astype(np.float32)).max(axis=1)
 
 
 class InputError(ValueError):
@@ -126,9 +135,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         rate, see :mod:`dingskill.nlu.threshold`); a float fixes it; None never answers "oos" on
         confidence (an "oos" class still can).
     rules : list of {"intent", "words", "patterns"} dicts applied before the model.
-    embeddings : name of a static token-embedding table (see
-        :mod:`dingskill.nlu.embeddings`) whose mean-pooled unit vector is appended to the
-        n-gram features, or None for n-grams only. Default "wordllama-l2-64".
+    embeddings : name of an embedding block (see :mod:`dingskill.nlu.embeddings`) whose unit
+        sentence vector is appended to the n-gram features, or None for n-grams only. Default
+        "use-m3" (multilingual USE v3); with it and small data (at most 5,000 in-scope rows)
+        ``oos_threshold="auto"`` also sets a novelty gate (``gate_``): utterances less similar
+        to every in-scope training example than 95 % of held-out paraphrases are "oos".
     embedding_weight : scale of the embedding block against the (unit-norm) n-gram block.
     C : regularisation of the linear SVM (larger = less regularisation).
     char_ngram, cjk_ngram : character n-gram ranges for Latin text and CJK runs.
@@ -190,6 +201,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         return TextFeaturizer(tuple(self.char_ngram), tuple(self.cjk_ngram), self.min_df)
 
     @property
+    def _weight(self) -> float:
+        """The embedding block's scale."""
+        return float(self.embedding_weight)
+
+    @property
     def _n_ngrams(self) -> int:
         """Rows of ``coef_`` that belong to the n-gram block (the rest: the embedding block)."""
         return len(self.featurizer_.vocabulary_)
@@ -198,23 +214,32 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         """The weighted embedding block of normalised ``texts`` (None without embeddings)."""
         if self.embedder_ is None:
             return None
-        return self.embedder_.transform(texts, normalized=True) * np.float32(self.embedding_weight)
+        return self.embedder_.transform(texts, normalized=True) * np.float32(self._weight)
 
-    def _design(self, texts: list[str], ngrams: sp.csr_matrix) -> sp.csr_matrix:
-        """Training design matrix: the n-grams, then the weighted embedding block."""
+    def _design(self, texts: list[str], ngrams: sp.csr_matrix):
+        """Training design matrix (the n-grams, then the weighted embedding block) and the
+        unit embedding rows (None without embeddings)."""
         dense = self._dense([normalize_text(t) for t in texts])
-        return ngrams if dense is None else sp.hstack([ngrams, sp.csr_matrix(dense)], format="csr")
+        if dense is None:
+            return ngrams, None
+        unit = dense / np.float32(self._weight)
+        return sp.hstack([ngrams, sp.csr_matrix(dense)], format="csr"), unit
 
-    def _scores(self, texts: list[str]) -> tuple[np.ndarray, sp.csr_matrix]:
-        """Raw scores of ``texts`` and their n-gram block (sparse and dense parts apart)."""
+    def _scores(self, texts: list[str]):
+        """Raw scores of ``texts``, their n-gram block and the gate's rejections (bool per
+        text: too far from every training example; all False without a gate)."""
         texts = [normalize_text(t) for t in texts]  # once, for both blocks
         ngrams = self.featurizer_.transform(texts, normalized=True).astype(self.coef_.dtype)
         n = self._n_ngrams
         scores = np.asarray(ngrams @ self.coef_[:n], dtype=np.float64) + self.intercept_
         dense = self._dense(texts)
+        far = np.zeros(len(texts), dtype=bool)
         if dense is not None:
             scores += dense @ self.coef_[n:]
-        return scores, ngrams
+            if self.gate_ is not None and len(texts):
+                unit = dense / np.float32(self._weight)
+                far = _nearest(unit, self.prototypes_) < self.gate_
+        return scores, ngrams, far
 
     def _blocks_one(self, norm: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
         """One normalised text: its n-gram columns and values, and the embedding block's
@@ -222,7 +247,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         idx, vals = self.featurizer_.transform_one(norm, normalized=True)
         if self.embedder_ is None:
             return idx, vals, 0.0
-        v = self.embedder_.transform_one(norm, normalized=True) * np.float32(self.embedding_weight)
+        v = self.embedder_.transform_one(norm, normalized=True) * np.float32(self._weight)
         return idx, vals, v @ self.coef_[self._n_ngrams :]
 
     def _fit_many(self, X, y_idx: np.ndarray, jobs: list[np.ndarray]) -> list[tuple]:
@@ -290,7 +315,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.featurizer_ = feat = self._featurizer()
         ngrams = feat.fit_transform(texts)
         self.embedder_ = load_embeddings(self.embeddings) if self.embeddings else None
-        Xm = self._design(texts, ngrams)
+        Xm, unit = self._design(texts, ngrams)
         oos_pos = np.flatnonzero(classes == OUT_OF_SCOPE)
         self._oos_index = int(oos_pos[0]) if len(oos_pos) else -1
         # held-out decision scores (calibration temperature, auto threshold) and the final
@@ -316,12 +341,54 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             threshold = 0.0  # too few rows per class for held-out folds
         elif self.oos_threshold != "auto":
             threshold = None if self.oos_threshold is None else float(self.oos_threshold)
+        self.gate_, self.prototypes_ = self._choose_gate(unit, y_idx, folds)
         W, b = fits[-1]
         self.coef_ = W.astype(np.float32)  # (n_features, n_classes); float32 as saved
         self.intercept_ = b
         self.temperature_ = float(temperature)
         self.threshold_ = threshold
         return self
+
+    def _prototypes(self, unit: np.ndarray, y_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Unit vectors of up to ``GATE_PER_INTENT`` in-scope examples per intent in ``rows``."""
+        rng = np.random.default_rng(0)
+        keep = []
+        for c in np.unique(y_idx[rows]):
+            if c == self._oos_index:
+                continue
+            r = rows[y_idx[rows] == c]
+            keep.append(rng.permutation(r)[:GATE_PER_INTENT] if len(r) > GATE_PER_INTENT else r)
+        return unit[np.sort(np.concatenate(keep))].astype(np.float16)
+
+    def _choose_gate(self, unit, y_idx: np.ndarray, folds) -> tuple:
+        """The novelty gate for small training sets: an utterance whose embedding is less
+        similar (cosine) to every in-scope training example than ``gate_`` is out of scope.
+
+        ``gate_`` is the ``GATE_REJECT`` quantile of the nearest-example similarity of
+        held-out in-scope examples (each against its fold's training rows): the gate turns
+        away about 5 % of in-domain paraphrases (the budget the threshold uses when there are
+        no oos examples), many of them wrongly classified anyway,, and everything farther from the skill's
+        examples than that. Small data gives the confidence threshold too few
+        out-of-scope examples to learn where the domain ends; large data (CLINC150: 15,000
+        rows) does not need the gate and keeps its accuracy without it.
+        """
+        inscope = y_idx != self._oos_index
+        if (
+            unit is None
+            or self.oos_threshold != "auto"
+            or not folds
+            or inscope.sum() > GATE_MAX_INSCOPE
+        ):
+            return None, None
+        sims = []
+        for tr, te in folds:
+            te = te[inscope[te]]
+            if len(te):
+                sims.append(_nearest(unit[te], self._prototypes(unit, y_idx, tr)))
+        if not sims:
+            return None, None
+        gate = float(np.quantile(np.concatenate(sims), GATE_REJECT, method="lower"))
+        return gate, self._prototypes(unit, y_idx, np.arange(len(y_idx)))
 
     def _select(self, proba: np.ndarray, y_idx: np.ndarray) -> float:
         conf, top = self._inscope_top(proba)
@@ -389,8 +456,9 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         texts = _check_texts(X)
-        scores, ngrams = self._scores(texts)
+        scores, ngrams, far = self._scores(texts)
         out = self._labels(softmax(scores, self.temperature_))
+        out[far] = OUT_OF_SCOPE
         for i in np.flatnonzero(np.diff(ngrams.indptr) == 0):  # no known n-gram: maybe empty
             if not normalize_text(texts[i]):
                 out[i] = OUT_OF_SCOPE  # empty after normalisation: nothing to understand
@@ -428,6 +496,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         intent, conf = alts[0]
         if self.threshold_ is not None and conf < self.threshold_:
             intent = OUT_OF_SCOPE
+        elif self.gate_ is not None:
+            unit = self.embedder_.transform_one(norm, normalized=True)  # cached encoders: a lookup
+            if _nearest(unit[None], self.prototypes_)[0] < self.gate_:
+                intent = OUT_OF_SCOPE  # far from every example the skill was trained on
         return Decision(intent, conf, alts, "model", None)
 
     def explain(self, text: str, k: int = 10) -> pd.DataFrame:
@@ -448,7 +520,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         coefs = self.coef_[idx, j].astype(np.float64)
         values = np.asarray(vals, dtype=np.float64)
         if self.embedder_ is not None:  # the embedding block as one row: its whole push
-            w = float(self.embedding_weight)
+            w = float(self._weight)
             feats.append(f"semantic:{self.embeddings}")
             values = np.append(values, w)
             coefs = np.append(coefs, float(dense[j]) / w)

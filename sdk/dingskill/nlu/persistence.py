@@ -27,11 +27,12 @@ import numpy as np
 __all__ = ["FORMAT", "UnsafeModelError", "dumps", "loads"]
 
 FORMAT = "dingskill.IntentClassifier"
-VERSION = 2
-_READABLE = (1, 2)
+VERSION = 3
+_READABLE = (1, 2, 3)
 _META = "dingskill-model.json"
 _ARRAYS = {"coef.npy": "<f4", "intercept.npy": "<f8", "idf.npy": "<f8"}
 _MEMBERS = {_META, *_ARRAYS}
+_GATE = "prototypes.npy"  # version 3, only with a novelty gate: float16 unit vectors
 MAX_MEMBER_BYTES = 64 * 2**20  # a model file comes from a package: inflation is bounded
 MAX_RATIO = 200.0  # members larger than 1 MiB may not inflate more than this
 
@@ -123,6 +124,7 @@ def dumps(clf) -> bytes:
         "temperature": clf.temperature_,
         "features": clf.featurizer_.feature_names,
         "embeddings": None if clf.embedder_ is None else clf.embedder_.describe(),
+        "gate": getattr(clf, "gate_", None),
     }
     body = json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     buf = io.BytesIO()
@@ -131,6 +133,8 @@ def dumps(clf) -> bytes:
         _entry(zf, "coef.npy", _npy(clf.coef_, "<f4"))
         _entry(zf, "idf.npy", _npy(clf.featurizer_.idf_, "<f8"))
         _entry(zf, "intercept.npy", _npy(clf.intercept_, "<f8"))
+        if meta["gate"] is not None:
+            _entry(zf, _GATE, _npy(clf.prototypes_, "<f2"))
     return buf.getvalue()
 
 
@@ -224,7 +228,7 @@ def _read(zf: zipfile.ZipFile):
             bad = [t for t in types if not t.startswith(("builtins.", "numpy."))]
             shown = ", ".join(sorted(set(bad or types))[:5]) or "unknown"
             raise UnsafeModelError(f"refusing a skops file with untrusted type(s): {shown}")
-        extra = sorted(set(names) - _MEMBERS)
+        extra = sorted(set(names) - _MEMBERS - {_GATE})
         missing = sorted(_MEMBERS - set(names))
         if extra or missing or len(names) != len(set(names)):
             raise UnsafeModelError(f"unexpected model members: extra={extra} missing={missing}")
@@ -247,6 +251,20 @@ def _read(zf: zipfile.ZipFile):
                     f"{name}: dtype {arr.dtype} is not allowed (expected {dtype})"
                 )
             arrays[name] = arr
+        gate = meta.get("gate")
+        if (gate is not None) != (_GATE in names) or not (
+            gate is None or (isinstance(gate, (int, float)) and -1.0 <= gate <= 1.0)
+        ):
+            raise UnsafeModelError(
+                f"{_META}: 'gate' must be null or a number in [-1, 1] that comes with {_GATE}"
+            )
+        if gate is not None:
+            try:
+                protos = _load_npy(_GATE, _read_member(zf, _GATE))
+            except ValueError as exc:
+                raise UnsafeModelError(f"{_GATE}: refused ({exc})") from None
+            if protos.dtype != np.dtype("<f2") or protos.ndim != 2:
+                raise UnsafeModelError(f"{_GATE}: must be a 2-D <f2 array, got {protos.dtype}")
     params = meta.get("params")
     if not isinstance(params, dict) or set(params) - _PARAMS:
         raise UnsafeModelError(f"{_META}: unknown parameters {sorted(set(params or {}) - _PARAMS)}")
@@ -282,6 +300,10 @@ def _read(zf: zipfile.ZipFile):
     clf.coef_ = coef
     clf.intercept_ = icpt
     clf.temperature_ = float(meta["temperature"])
+    clf.gate_ = None if gate is None else float(gate)
+    clf.prototypes_ = protos if gate is not None else None
+    if gate is not None and (embedder is None or protos.shape[1] != embedder.dim):
+        raise UnsafeModelError(f"{_GATE}: shape {protos.shape} does not fit the embeddings")
     thr = meta.get("threshold")
     clf.threshold_ = None if thr is None else float(thr)
     return clf
