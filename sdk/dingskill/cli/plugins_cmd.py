@@ -178,7 +178,7 @@ def _keys_wrap(args) -> int:
     except (CryptoError, HsmError) as exc:
         print(f"error: {exc}")
         return 1
-    print(f"wrote {out}: data keys wrapped by {args.kek!r}; set DINGSKILL_KEY_FILE={out}")
+    print(f"wrote {out}: data keys wrapped by {args.kek!r}; set DINGSKILL_KEY_FILE={out.resolve()}")
     return 0
 
 
