@@ -282,6 +282,7 @@ class Pipeline:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             context = await self.store.get_context(key)
-            result = await fn(self.engine_provider(), context)
+            engine = self.engine_for(message) if self.engine_for else self.engine_provider()
+            result = await fn(engine, context)
             await self.store.set_context(key, context)
         return result
