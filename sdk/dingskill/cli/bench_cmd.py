@@ -35,6 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     rt.add_argument("--users", type=int, default=200, help="distinct senders (default 200)")
     rt.add_argument("--rate", type=float, default=200.0, help="offered msg/s in the latency phase")
     rt.add_argument("--duration", type=float, default=10.0, help="seconds of the latency phase")
+    rt.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help="skip the bare SDK echo bot and the harness ceiling run after the runtime",
+    )
+    rt.add_argument(
+        "--starve", type=int, default=0, help="CPU-bound processes running beside (default 0)"
+    )
+    rt.add_argument(
+        "--resend-after",
+        type=float,
+        default=30.0,
+        help="seconds before the emulator re-pushes an un-ACKed message (default 30)",
+    )
     rt.add_argument("--json", action="store_true", help="print one JSON object last")
     rt.set_defaults(func=_runtime)
 
@@ -72,6 +86,9 @@ def _runtime(args: argparse.Namespace) -> int:
         rate=args.rate,
         duration=args.duration,
         progress=not args.json,
+        anchor=not args.no_anchor,
+        starve=args.starve,
+        resend_after=args.resend_after,
     )
     _print(result, args.json)
     return 0

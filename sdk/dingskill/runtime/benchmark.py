@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -52,6 +51,82 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _drive(emu, texts, messages, users, window, rate, duration, say, label) -> dict:
+    """Warm up, then phase 1 (sustained rate, ``window`` in flight) and phase 2 (``rate``
+    offered for ``duration`` s, end-to-end latency from push to reply) on the connected bot."""
+    warm = [emu.send(texts[i % len(texts)], sender_id=f"warm-{i}") for i in range(50)]
+    for w in warm:
+        emu.wait_reply(w, timeout=60)
+    say(f"bench[{label}]: phase 1: {messages} messages from {users} users, window {window}")
+    ids: list[str] = []
+    base = emu.counters["replies"]
+    t0 = time.perf_counter()
+    i = 0
+    while i < messages:
+        room = window - (len(ids) - (emu.counters["replies"] - base))
+        if room <= 0:
+            with emu._reply_cond:
+                emu._reply_cond.wait(0.05)
+            continue
+        # a batch per wake-up: one hop to the emulator's loop, not one per message
+        batch = [
+            {
+                "text": texts[k % len(texts)],
+                "sender_id": f"user-{k % users}",
+                "sender_nick": f"用户{k % users}",
+            }
+            for k in range(i, min(messages, i + room))
+        ]
+        ids += emu.send_many(batch)
+        i += len(batch)
+    try:
+        emu.wait_for(lambda: emu.counters["replies"] - base >= messages, timeout=180)
+    except TimeoutError:
+        pass
+    sustained = messages / (time.perf_counter() - t0)
+    say(f"bench[{label}]: phase 1: {sustained:.0f} msg/s")
+    n2 = int(rate * duration)
+    say(f"bench[{label}]: phase 2: {rate:g} msg/s offered for {duration:g} s")
+    ids2: list[str] = []
+    start = time.perf_counter()
+    for i in range(n2):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)  # pacing the offered load
+        ids2.append(emu.send(texts[(i * 7) % len(texts)], sender_id=f"user-{i % users}"))
+    try:
+        emu.wait_for(lambda: all(emu.messages[m].replies for m in ids2), timeout=60)
+    except TimeoutError:
+        pass
+    time.sleep(0.5)  # a late second answer would show up now
+    lat = [
+        emu.messages[m].replies[0]["at_ms"] - emu.messages[m].pushed_ms
+        for m in ids2
+        if emu.messages[m].replies
+    ]
+    all_ids = ids + ids2
+    return {
+        "msgs_per_s": round(sustained, 1),
+        "p50_ms": _pct(lat, 0.50),
+        "p99_ms": _pct(lat, 0.99),
+        "lost": sum(1 for m in all_ids if not emu.messages[m].replies),
+        "duplicated": sum(1 for m in all_ids if len(emu.messages[m].replies) > 1),
+        "latency_samples": len(lat),
+        "max_ms": max(lat) if lat else None,
+    }
+
+
 def run_benchmark(
     replicas: int = 1,
     messages: int = 10_000,
@@ -61,9 +136,16 @@ def run_benchmark(
     progress: bool = True,
     window: int = 200,
     project=None,
+    anchor: bool = True,
+    starve: int = 0,
+    resend_after: float = 30.0,
 ) -> dict:
     """``project``: the folder holding the example skills and datasets (default:
-    :func:`dingskill.project.find_project`)."""
+    :func:`dingskill.project.find_project`). ``anchor``: also drive the bare SDK echo bot
+    and the harness's raw ceiling bot through the same phases (``echo_*``, ``raw_*`` keys).
+    ``starve``: CPU-bound processes running beside everything (a starved machine).
+    ``resend_after``: the emulator re-pushes a message not ACKed within this many seconds
+    (short values resend messages whose first attempt is still running)."""
     from ..emulator import Emulator
     from ..project import find_project
     from ..skills import Skill
@@ -73,7 +155,8 @@ def run_benchmark(
     work = Path(tempfile.mkdtemp(prefix="dingskill-bench-"))
     procs: list[subprocess.Popen] = []
     redis_proc = None
-    emu = Emulator({APP[0]: APP[1]}, ack_timeout=30.0)
+    emu = Emulator({APP[0]: APP[1]}, ack_timeout=resend_after, max_attempts=1000)
+    hogs: list[subprocess.Popen] = []
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
     try:
         home = SkillHome(work / "home")
@@ -136,73 +219,48 @@ def run_benchmark(
             )
         emu.wait_connections(replicas, timeout=60)
         texts = _texts(root)
-        say(f"bench: {replicas} runtime process(es) connected; warming up")
-        warm = [emu.send(texts[i % len(texts)], sender_id=f"warm-{i}") for i in range(50)]
-        for w in warm:
-            emu.wait_reply(w, timeout=30)
-
-        # phase 1: sustained rate with a window of in-flight messages
-        say(f"bench: phase 1: {messages} messages from {users} users, window {window}")
-        cond = threading.Condition()
-        ids: list[str] = []
-        base = emu.counters["replies"]
-        t0 = time.perf_counter()
-        for i in range(messages):
-            while len(ids) - (emu.counters["replies"] - base) >= window:
-                with emu._reply_cond:
-                    emu._reply_cond.wait(0.05)
-            ids.append(
-                emu.send(
-                    texts[i % len(texts)],
-                    sender_id=f"user-{i % users}",
-                    sender_nick=f"用户{i % users}",
+        for _ in range(starve):
+            hogs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", "while True: pass"], stdout=subprocess.DEVNULL
                 )
             )
-        emu.wait_for(lambda: emu.counters["replies"] - base >= messages, timeout=120)
-        elapsed = time.perf_counter() - t0
-        sustained = messages / elapsed
-        say(f"bench: phase 1: {sustained:.0f} msg/s")
-        del cond
-
-        # phase 2: offered load, end-to-end latency
-        n2 = int(rate * duration)
-        say(f"bench: phase 2: {rate:g} msg/s offered for {duration:g} s")
-        ids2: list[str] = []
-        start = time.perf_counter()
-        for i in range(n2):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)  # pacing the offered load
-            ids2.append(emu.send(texts[(i * 7) % len(texts)], sender_id=f"user-{i % users}"))
-        try:
-            emu.wait_for(lambda: all(emu.messages[m].replies for m in ids2), timeout=60)
-        except TimeoutError:
-            pass
-        lat = [
-            emu.messages[m].replies[0]["at_ms"] - emu.messages[m].pushed_ms
-            for m in ids2
-            if emu.messages[m].replies
-        ]
-        all_ids = ids + ids2
-        lost = sum(1 for m in all_ids if not emu.messages[m].replies)
-        dup = sum(1 for m in all_ids if len(emu.messages[m].replies) > 1)
-        return {
-            "msgs_per_s": round(sustained, 1),
-            "p50_ms": _pct(lat, 0.50),
-            "p99_ms": _pct(lat, 0.99),
-            "lost": lost,
-            "duplicated": dup,
-            "replicas": replicas,
-            "messages": messages,
-            "users": users,
-            "window": window,
-            "offered_rate": rate,
-            "offered_seconds": duration,
-            "latency_samples": len(lat),
-            "max_ms": max(lat) if lat else None,
-        }
+        say(f"bench: {replicas} runtime process(es) connected ({starve} CPU hogs beside)")
+        result = _drive(emu, texts, messages, users, window, rate, duration, say, "runtime")
+        result.update(
+            replicas=replicas,
+            messages=messages,
+            users=users,
+            window=window,
+            offered_rate=rate,
+            offered_seconds=duration,
+            starve=starve,
+            resend_after_s=resend_after,
+            redelivered=emu.counters["redelivered"],
+        )
+        _stop(procs)
+        if anchor:
+            for kind in ("echo", "raw"):
+                base = emu.counters["redelivered"]
+                bot = subprocess.Popen(
+                    [sys.executable, "-m", "dingskill.runtime.bench_bots", kind, url, *APP],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(work / f"{kind}.log").open("w"),
+                )
+                procs.append(bot)
+                emu.wait_connections(1, timeout=60)
+                r = _drive(emu, texts, messages, users, window, rate, duration, say, kind)
+                r["redelivered"] = emu.counters["redelivered"] - base
+                _stop([bot])
+                result.update({f"{kind}_{k}": v for k, v in r.items()})
+            result["ratio_msgs_per_s"] = round(result["msgs_per_s"] / result["echo_msgs_per_s"], 2)
+            result["ratio_p99"] = round(result["p99_ms"] / max(result["echo_p99_ms"], 1), 2)
+            result["share_of_ceiling"] = round(result["msgs_per_s"] / result["raw_msgs_per_s"], 2)
+        return result
     finally:
+        for h in hogs:
+            h.kill()
         for p in procs:
             p.terminate()
         for p in procs:

@@ -31,6 +31,23 @@ CARD_CALLBACK_TOPIC = "/v1.0/card/instances/callback"
 log = logging.getLogger("dingskill.runtime")
 
 
+class _PlainWebsockets:
+    """The ``websockets`` module as the SDK sees it, connecting without per-message deflate:
+    frames are small JSON, and compressing each one cost both ends more CPU than the bytes
+    saved (it showed in the runtime's stall stacks). Declining the extension is the client's
+    choice in RFC 7692; everything else is the real module."""
+
+    def __init__(self, module) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str):
+        return getattr(self._module, name)
+
+    def connect(self, *args, **kwargs):
+        kwargs.setdefault("compression", None)
+        return self._module.connect(*args, **kwargs)
+
+
 def _import_sdk(endpoint: str | None):
     """Import the SDK with ``endpoint`` (it reads DINGTALK_OPENAPI_ENDPOINT at import time)."""
     if endpoint:
@@ -38,6 +55,8 @@ def _import_sdk(endpoint: str | None):
     import dingtalk_stream
     import dingtalk_stream.stream as sdk_stream
 
+    if not isinstance(sdk_stream.websockets, _PlainWebsockets):
+        sdk_stream.websockets = _PlainWebsockets(sdk_stream.websockets)
     want = os.environ.get("DINGTALK_OPENAPI_ENDPOINT", DEFAULT_ENDPOINT)
     if sdk_stream.DINGTALK_OPENAPI_ENDPOINT != want:  # imported earlier in this process
         sdk_stream.DINGTALK_OPENAPI_ENDPOINT = want
