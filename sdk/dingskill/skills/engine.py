@@ -56,6 +56,16 @@ SUGGEST_TITLE = {"zh": "您是不是想：", "en": "Did you mean:"}
 DIGRESSION_CONFIDENCE = 0.8
 # a slot answer longer than this many characters is checked for being a question instead
 SHORT_ANSWER = 6
+SHORT_ANSWER_WORDS = 3  # the same for space-separated text ("next wednesday" is an answer)
+
+
+def _long_answer(text: str) -> bool:
+    """Longer than a bare answer: characters for Chinese, words for space-separated text."""
+    if text.isascii():
+        return len(text.split()) > SHORT_ANSWER_WORDS
+    return len(text) > SHORT_ANSWER
+
+
 HISTORY = 6
 # handlers run here, not in the loop's default executor, so a hanging handler never blocks
 # a caller's loop shutdown (asyncio.run waits for the default executor)
@@ -362,7 +372,7 @@ class Engine:
                 )
         # typed values first (a date, a number, a listed word): a real answer to the form
         new = fill_slots(declared, wanted, message.text, slots, self._today())
-        if flow["pending"] in new and len(message.text) > SHORT_ANSWER:
+        if flow["pending"] in new and _long_answer(message.text):
             # a long message that happens to hold a date or number ("明天北京会下雨吗") and
             # that the models confidently call out of scope is a question, not an answer
             other, d = self.route(message.text)
