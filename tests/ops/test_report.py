@@ -12,6 +12,7 @@ import json
 import time
 
 import httpx
+import pytest
 from dingskill.cli.main import main
 from dingskill.datasets import load
 from dingskill.emulator import Emulator
@@ -115,3 +116,40 @@ def test_daily_report_from_a_runtime(tmp_path, capsys, monkeypatch):
     (msg,) = sent
     assert msg["msgKey"] == "sampleMarkdown" and msg["processQueryKey"] == out["posted"]
     assert "P50 / P99" in msg["msgParam"]["text"] and "daily report" in msg["msgParam"]["title"]
+
+
+def test_runtime_writes_the_report_itself_and_config_is_checked(tmp_path):
+    """``report.daily_at`` runs :meth:`Runtime.report_now`: the runtime's own metrics give
+    the resource use; the report is recorded in the admin audit."""
+    import asyncio
+
+    from dingskill.runtime.app import Runtime
+    from dingskill.runtime.config import ConfigError, load_config
+
+    env = {"DINGSKILL_HOME": str(tmp_path / "home")}
+    with pytest.raises(ConfigError, match="report.daily_at: '25:00' is not HH:MM"):
+        load_config(None, environ=env, overrides={"report": {"daily_at": "25:00"}})
+    with pytest.raises(ConfigError, match="report.open_conversation_id: required"):
+        load_config(None, environ=env, overrides={"report": {"post": True}})
+    cfg = load_config(
+        None,
+        environ=env,
+        overrides={
+            "channels": {"enterprise_chat": {"enabled": False}},
+            "report": {"daily_at": "07:30"},
+        },
+    )
+    rt = Runtime(cfg)
+
+    async def run():
+        await rt.store.connect()
+        try:
+            return await rt.report_now()
+        finally:
+            await rt.store.close()
+
+    report = asyncio.run(run())
+    assert report.html.is_file() and report.stats.messages == 0
+    assert report.stats.resources["memory_rss_mb"] > 10
+    ops = [r["operation"] for r in AuditChain(rt.audit.admin_chain.path).records()]
+    assert "report.daily" in ops

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,6 +211,13 @@ def _checks(d: dict) -> None:
         raise ConfigError("security.encrypt: true, false or auto")
     if d["logging"]["level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"logging.level: {d['logging']['level']!r} is not a log level")
+    rep = d["report"]
+    if rep["daily_at"] is not None and not re.fullmatch(
+        r"([01]\d|2[0-3]):[0-5]\d", str(rep["daily_at"])
+    ):
+        raise ConfigError(f"report.daily_at: {rep['daily_at']!r} is not HH:MM (UTC)")
+    if rep["post"] and not rep["open_conversation_id"]:
+        raise ConfigError("report.open_conversation_id: required when report.post is true")
     if d["baseline"]["window_s"] <= 0 or d["baseline"]["factor"] < 1:
         raise ConfigError("baseline: window_s must be > 0 and factor >= 1")
     if d["logging"]["format"] not in ("json", "ecs"):

@@ -191,16 +191,6 @@ class Report:
         0.6, "answers under this confidence go to the review file", minimum=0, maximum=1
     )
 
-    def check(self) -> None:
-        import re
-
-        if self.daily_at is not None and not re.fullmatch(
-            r"([01]\d|2[0-3]):[0-5]\d", self.daily_at
-        ):
-            raise ValueError(f"daily_at: {self.daily_at!r} is not HH:MM (UTC)")
-        if self.post and not self.open_conversation_id:
-            raise ValueError("open_conversation_id: required when post is true")
-
 
 @dataclass
 class Logging:
