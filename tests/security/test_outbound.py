@@ -184,3 +184,14 @@ def test_manifest_and_install_refuse_undeclared_or_unapproved_hosts(tmp_path, ca
     assert main([*args, "--allow-hosts", "api.example.com"]) == 0
     assert "outbound hosts: api.example.com" in capsys.readouterr().out
     assert home.installed()[0].approved_hosts == ["api.example.com"]
+
+
+def test_downloads_for_the_admin_api_do_not_follow_redirects(server, tmp_path):
+    home = SkillHome(tmp_path / "home")
+    remote = OutboundPolicy(allow_private=("127.0.0.1",))
+    with pytest.raises(PackageError, match="redirects are not followed"):
+        home.install(f"{server.url}/redirect?to={server.url}/x.skill", remote=remote)
+    assert [r["path"] for r in server.requests] == [f"/redirect?to={server.url}/x.skill"]
+    with pytest.raises(PackageError, match="download refused: .*loopback"):
+        home.install(f"{server.url}/x.skill", remote=OutboundPolicy())
+    assert not (tmp_path / "home" / "skills").exists()

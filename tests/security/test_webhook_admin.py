@@ -207,6 +207,8 @@ def test_admin_api_authenticates_first_and_refuses_bad_input(runtime):
         )
         head = s.recv(4096)
     assert head.startswith(b"HTTP/1.1 401"), head[:100]
+    for body in (b"[]", b"not json"):
+        assert httpx.post(f"{api}/skills", content=body, timeout=10).status_code == 401
     for body in (b"[]", b"not json", b'{"source": 5}'):
         r = httpx.post(f"{api}/skills", content=body, headers=auth, timeout=10)
         assert r.status_code == 400, (body, r.status_code, r.text)

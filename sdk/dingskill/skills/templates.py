@@ -121,16 +121,22 @@ class _Pool:
         self._lock = threading.Lock()
 
     def _get(self) -> _Worker:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            if len(self._all) < self.size:
-                w = _Worker(self.memory_mb)
-                self._all.append(w)
-                return w
-        return self._idle.get()
+        """An idle worker, or a new one while fewer than ``size`` run (a killed worker's
+        place is taken by a new one, so waiters never wait for a worker that is gone)."""
+        while True:
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            with self._lock:
+                if len(self._all) < self.size:
+                    w = _Worker(self.memory_mb)
+                    self._all.append(w)
+                    return w
+            try:
+                return self._idle.get(timeout=0.05)
+            except queue.Empty:
+                continue
 
     def _drop(self, w: _Worker) -> None:
         w.kill()
