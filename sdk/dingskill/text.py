@@ -29,6 +29,7 @@ __all__ = [
     "clean_message",
     "dates_to_iso",
     "detect_language",
+    "find_control",
     "fold",
     "is_cjk",
     "strip_mentions",
@@ -65,6 +66,12 @@ _MENTION_RE = re.compile(r"(^|\s)@[^\s@]{1,40}\s?")
 _DATE_RE = re.compile(
     r"(?<!\d)(\d{4})(?:年(\d{1,2})月(\d{1,2})[日号]?|([-/.])(\d{1,2})\4(\d{1,2}))(?!\d)"
 )
+
+
+def find_control(text: str) -> str | None:
+    """The first control or invalid character in ``text`` (tab and line breaks allowed)."""
+    m = _CONTROL_KEEP_LINES_RE.search(text)
+    return m.group() if m else None
 
 
 def is_cjk(text: str) -> bool:

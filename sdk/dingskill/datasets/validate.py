@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from dataclasses import dataclass
 
 import pandas as pd
 
+from ..text import find_control, fold
+
 __all__ = ["ValidationReport", "validate_frame"]
 
-_CONTROL = re.compile(
-    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\ufeff\ufffd]"
-)
 _NEAR = re.compile(r"[\W_]+", re.UNICODE)
 
 COLUMNS = ["severity", "code", "file", "line", "intent", "text", "message"]
@@ -57,7 +55,7 @@ class ValidationReport:
 
 
 def _near_key(text: str) -> str:
-    return _NEAR.sub("", unicodedata.normalize("NFKC", text).lower())
+    return _NEAR.sub("", fold(text))
 
 
 def validate_frame(
@@ -124,8 +122,7 @@ def validate_frame(
             )
             add("error", "empty-intent", r, "missing intent label" + hint, intent="")
             continue
-        if _CONTROL.search(text):
-            ch = _CONTROL.search(text).group()
+        if (ch := find_control(text)) is not None:
             add("error", "control-char", r, f"control or invalid character U+{ord(ch):04X}")
         if len(text) > max_length:
             add("error", "too-long", r, f"text has {len(text)} characters, limit {max_length}")
