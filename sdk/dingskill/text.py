@@ -61,7 +61,7 @@ _KEPT_RE = re.compile(f"([{re.escape(KEPT_FULLWIDTH)}])")
 _SPACES_RE = re.compile(r"[ \t\u3000]+")
 _WS_RE = re.compile(r"\s+")
 # "@name" at the start or after a space (a DingTalk @mention of the bot or of someone)
-_MENTION_RE = re.compile(r"(^|\s)@[^\s@]{1,40}\s?")
+_MENTION_RE = re.compile(r"(?:^|(?<=\s))@[^\s@]{1,40}\s?")
 # absolute dates: 2026年12月3日 / 2026年12月3号 / 2026年12月3, 2026/12/3, 2026.12.3, 2026-12-3
 _DATE_RE = re.compile(
     r"(?<!\d)(\d{4})(?:年(\d{1,2})月(\d{1,2})[日号]?|([-/.])(\d{1,2})\4(\d{1,2}))(?!\d)"
