@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 
 
@@ -76,6 +77,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="message type (audio: TEXT is the recognition; file/picture/video: TEXT is ignored)",
     )
     send.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the reply")
+    send.add_argument(
+        "--wait-for-bot",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the emulator to listen and a bot to connect "
+        "(for scripts that start both in the background)",
+    )
     send.set_defaults(func=_send)
     ev = s.add_parser("event", help="push an EVENT (re-pushed until ACKed with SUCCESS)")
     ev.add_argument("event_type", help="e.g. chat_add_member")
@@ -109,7 +118,15 @@ def _serve(args) -> int:
     )
     for key in apps:
         emu.register(key, users=args.org_user, groups=args.robot_group)
-    url = emu.start()
+    try:
+        url = emu.start()
+    except (RuntimeError, OSError) as exc:
+        print(
+            f"error: the emulator cannot listen on {args.host}:{args.port} ({exc}): "
+            "is another one running? pick another --port",
+            file=sys.stderr,
+        )
+        return 1
     print(f"DingTalk emulator on {url}; export DINGTALK_OPENAPI_ENDPOINT={url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -119,10 +136,34 @@ def _serve(args) -> int:
     return 0
 
 
+def _wait_for_bot(c, seconds: float) -> str | None:
+    """None once the emulator answers and an app has a live connection, else the reason."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    reason = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            if any(c.stats()["connections"].values()):
+                return None
+            reason = "no bot connected"
+        except (httpx.HTTPError, ValueError):
+            reason = "the emulator does not answer"
+        time.sleep(0.2)
+    return reason
+
+
 def _send(args) -> int:
     from ..emulator import EmulatorClient
 
     with EmulatorClient(args.url) as c:
+        if args.wait_for_bot > 0:
+            reason = _wait_for_bot(c, args.wait_for_bot)
+            if reason:
+                print(f"error: {args.url}: {reason} within {args.wait_for_bot:g} s")
+                return 1
         fields = {"recognition": args.text} if args.msgtype == "audio" else {}
         msg_id = c.send(
             args.text,

@@ -7,6 +7,7 @@ changed on the machine. Network checks are bounded by ``timeout_s`` each.
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import os
 import re
 import socket
 import sys
@@ -142,8 +143,6 @@ def _sqlite(path: str) -> Check:
     probe = parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    import os
-
     if not os.access(probe, os.W_OK):
         return Check(
             "storage",
@@ -324,7 +323,9 @@ def run_checks(config_path=None, timeout_s: float = 5.0, broker: bool | None = N
         checks.append(_broker(config.get("broker"), timeout_s))
     chat = config.get("channels.enterprise_chat")
     if chat.get("enabled", True):
-        endpoint = chat.get("endpoint") or DEFAULT_ENDPOINT
+        endpoint = (
+            chat.get("endpoint") or os.environ.get("DINGTALK_OPENAPI_ENDPOINT") or DEFAULT_ENDPOINT
+        )
         auth = chat.get("auth") or {}
         checks.append(
             _credentials(endpoint, auth.get("app_key"), auth.get("app_secret"), timeout_s)
