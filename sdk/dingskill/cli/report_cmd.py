@@ -14,10 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = rs.add_parser("daily", help="last 24 h: messages, latency, skills, intents, alerts")
     d.add_argument("--config", default=None, help="the runtime's configuration file")
     d.add_argument("-o", "--output", default=None, help="report folder (default report.output_dir)")
-    d.add_argument("--hours", type=float, default=24.0)
+    d.add_argument("--hours", type=float, default=24.0, help="the last N hours (default 24)")
     d.add_argument("--metrics-url", default=None, help="scrape resource use from /metrics")
     d.add_argument("--post", action="store_true", help="post the digest to the operators' group")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(func=_daily)
 
 
