@@ -6,15 +6,11 @@ where a fresh process is not what is tested."""
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 from dingskill.emulator import Emulator
-from dingskill.emulator.frames import callback_frame
 from dingskill.skills import Skill
 from dingskill.skills.packaging import SkillHome
 
@@ -23,12 +19,31 @@ from .harness import RuntimeProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "tpl-ai.schema"
+ITEMPLATE = "tpl-buttons.schema"
 
 HANDLERS = """
 def on_media(message, slots, context):
     att = message["attachments"][0]
     return f"got your {att['type']} ({att.get('file_name', att['download_code'])})"
 """
+
+
+def _ai_skill(tmp: Path) -> Path:
+    """hr-assistant answering in AI cards (Card.Streaming.Write)."""
+    src = tmp / "src-hr"
+    shutil.copytree(ROOT / "skills" / "hr-assistant", src / "skills" / "hr-assistant")
+    (src / "datasets").symlink_to(ROOT / "datasets")
+    d = src / "skills" / "hr-assistant"
+    y = d / "skill.yaml"
+    lines = y.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("permissions:"):
+            lines[i] = line.replace("[", "[Card.Streaming.Write, ").replace(", ]", "]")
+            break
+    else:
+        lines.insert(1, "permissions: [Card.Streaming.Write]")
+    y.write_text("\n".join(lines) + "\n")
+    return Skill.load(d).export(tmp / "dist-hr")
 
 
 def _media_skill(tmp: Path) -> Path:
@@ -39,7 +54,12 @@ def _media_skill(tmp: Path) -> Path:
     d = src / "skills" / "faq-en"
     text = (d / "skill.yaml").read_text()
     text = text.replace(
-        "permissions: [qyapi_robot_sendmsg]", "permissions: [qyapi_robot_sendmsg, handlers]"
+        "permissions: [qyapi_robot_sendmsg]",
+        "permissions: [qyapi_robot_sendmsg, handlers, Card.Instance.Write]",
+    )
+    text = text.replace(
+        '{title: "Office hours", action: "what are the office hours?"}',
+        '{title: "Office hours", intent: company_hours}',
     )
     text += (
         "\nmedia:\n  types: [picture, file]\n  handler: on_media\n"
@@ -51,19 +71,22 @@ def _media_skill(tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory, packages):
+def platform(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("platform")
-    emu = Emulator({APP[0]: APP[1]}, ack_timeout=2.0, max_attempts=20)
+    emu = Emulator({APP[0]: APP[1]}, card_templates=[TEMPLATE, ITEMPLATE])
     emu.start()
     home = SkillHome(tmp / "home")
-    home.install(packages["hr-assistant"])
+    home.install(_ai_skill(tmp))
     home.install(_media_skill(tmp), trust=True)
     rt = RuntimeProcess(
         tmp / "rt",
         tmp / "home",
         emu.url,
         APP,
-        extra={"events": {"subscribe": ["chat_add_member"]}},
+        extra={
+            "events": {"subscribe": ["chat_add_member"]},
+            "cards": {"ai_template_id": TEMPLATE, "interactive_template_id": ITEMPLATE},
+        },
     )
     try:
         rt.start()
@@ -74,85 +97,110 @@ def platform(tmp_path_factory, packages):
         emu.stop()
 
 
-def push(emu: Emulator, msgtype: str, fields: dict, group: bool = False, sender="user-7") -> str:
-    """Push a robot message of any documented shape (built here, field by field)."""
-    msg_id = f"msg{uuid.uuid4().hex}"
-    token = secrets.token_urlsafe(12)
-    now = int(time.time() * 1000)
-    emu.sessions[token] = (msg_id, now + 90 * 60 * 1000)
-    payload = {
-        "conversationId": "cid-group-9" if group else f"cid-{sender}",
-        "chatbotCorpId": "dingcorp",
-        "chatbotUserId": "$:LWCP_v1:$bot",
-        "msgId": msg_id,
-        "senderNick": "测试用户",
-        "isAdmin": False,
-        "senderStaffId": sender,
-        "sessionWebhookExpiredTime": now + 90 * 60 * 1000,
-        "createAt": now,
-        "senderCorpId": "dingcorp",
-        "conversationType": "2" if group else "1",
-        "senderId": f"$:LWCP_v1:${sender}",
-        "sessionWebhook": f"{emu.url}/robot/sendBySession?session={token}",
-        "robotCode": APP[0],
-        "msgtype": msgtype,
-        **fields,
-    }
-    raw = callback_frame(APP[0], "conn", "{frame_id}", payload, now)
-    return emu.send("", msg_id=msg_id, raw=raw)
-
-
 def _text(emu: Emulator, msg_id: str) -> str:
     body = emu.wait_reply(msg_id, timeout=20)
     return body.get("text", {}).get("content") or body.get("markdown", {}).get("text") or ""
 
 
+def _card_text(emu: Emulator, before: set, timeout: float = 30) -> tuple[str, dict]:
+    """The finished AI card created since ``before``: (its content, the card)."""
+
+    def done():
+        for track, card in list(emu.cards.items()):
+            if track not in before and card.get("stream") and card["stream"][-1].get("isFinalize"):
+                return track
+        return None
+
+    track = wait_until(done, timeout, what="a finished AI card")
+    return emu.cards[track]["stream"][-1]["content"], emu.cards[track]
+
+
 def test_every_message_type_is_answered(platform):
     emu, rt, _ = platform
-    voice = push(
-        emu,
-        "audio",
-        {"content": {"duration": 3000, "downloadCode": "dc-voice", "recognition": "我想看工资条"}},
+    before = set(emu.cards)
+    voice = emu.send(msgtype="audio", recognition="我想看工资条", sender_id="u-voice")
+    text, card = _card_text(emu, before)  # hr-assistant answers in an AI card, 1:1
+    assert "工资条" in text and emu.messages[voice].replies == []
+    assert card["deliveries"][-1]["body"]["openSpaceId"] == "dtv1.card//IM_ROBOT.u-voice"
+    assert all(r["success"] for r in card["deliveries"][-1]["results"])
+    before = set(emu.cards)
+    emu.send(
+        msgtype="richText",
+        rich_text=[
+            {"text": "我想看"},
+            {"type": "picture", "downloadCode": "dc-p"},
+            {"text": "工资条"},
+        ],
+        conversation_type="group",
+        conversation_id="cid-group-rich",
+        sender_id="u-rich",
     )
-    rich = push(
-        emu,
-        "richText",
-        {
-            "content": {
-                "richText": [
-                    {"text": "我想看"},
-                    {"pictureDownloadCode": "pdc", "downloadCode": "dc-pic", "type": "picture"},
-                    {"text": "工资条"},
-                ]
-            }
-        },
-    )
-    picture = push(
-        emu, "picture", {"content": {"downloadCode": "dc-1", "pictureDownloadCode": "p1"}}
-    )
-    file = push(
-        emu,
-        "file",
-        {
-            "content": {
-                "downloadCode": "dc-2",
-                "fileName": "报销单.pdf",
-                "spaceId": "s",
-                "fileId": "f",
-            }
-        },
-    )
-    video = push(
-        emu, "video", {"content": {"downloadCode": "dc-3", "duration": "5", "videoType": "mp4"}}
-    )
-    odd = push(emu, "interactiveCard", {"content": {"whatever": 1}})
-    assert "工资条" in _text(emu, voice)
-    assert "工资条" in _text(emu, rich)
+    text, card = _card_text(emu, before)  # in a group: IM_GROUP.<conversationId>
+    assert "工资条" in text
+    body = card["deliveries"][-1]["body"]
+    assert body["openSpaceId"] == "dtv1.card//IM_GROUP.cid-group-rich"
+    assert body["imGroupOpenDeliverModel"] == {"robotCode": APP[0]}
+    picture = emu.send(msgtype="picture", download_code="dc-1")
+    file = emu.send(msgtype="file", file_name="报销单.pdf")
+    video = emu.send(msgtype="video")
     assert _text(emu, picture) == "got your picture (dc-1)"
     assert _text(emu, file) == "got your file (报销单.pdf)"
     assert "视频" in _text(emu, video)  # no skill takes videos: a polite answer, in Chinese
-    assert "这类消息" in _text(emu, odd)  # an unknown type is never silent
-    assert rt.metric("dingskill_messages_total", 'channel="stream",outcome="unsupported"') == 2
+    assert rt.metric("dingskill_messages_total", 'channel="stream",outcome="unsupported"') == 1
+    assert rt.metric("dingskill_card_deliveries_total", 'kind="ai",outcome="ok"') == 2
+
+
+def test_unknown_message_type_gets_a_polite_answer():
+    from dingskill.runtime.channels.parse import parse_robot_message
+    from dingskill.runtime.media import MediaPolicy
+
+    data = {
+        "msgId": "m",
+        "conversationId": "c",
+        "senderId": "s",
+        "msgtype": "location",
+        "content": {},
+    }
+    message, _, _ = parse_robot_message(data, "stream")
+    assert message.msgtype == "location" and message.text == ""
+    assert "这类消息" in MediaPolicy().polite(message, {}).text
+    en = MediaPolicy().polite(message, {"history": [{"user": "hello there"}]})
+    assert "this kind of message" in en.text
+
+
+def test_reply_after_the_webhook_expired_goes_through_the_robot_openapi(platform):
+    emu, rt, _ = platform
+    before = len(emu.proactive)
+    msg = emu.send("what are the office hours?", sender_id="u-late", webhook_ttl_ms=0)
+    wait_until(lambda: len(emu.proactive) > before, 30, what="a proactive message")
+    sent = emu.proactive[-1]
+    assert sent["to_user"] == "u-late" and sent["msgKey"] == "sampleText"
+    assert "8:30" in sent["msgParam"]["content"] and emu.messages[msg].replies == []
+    wait_until(
+        lambda: rt.metric("dingskill_openapi_messages_total", 'outcome="ok",purpose="reply"') == 1,
+        10,
+        what="the OpenAPI reply counted",
+        output=lambda: "\n".join(x for x in rt.metrics().splitlines() if "openapi" in x),
+    )
+
+
+def test_card_click_runs_the_intent_and_updates_the_card(platform):
+    emu, rt, _ = platform
+    before = set(emu.cards)
+    emu.send("help", sender_id="u-click")
+    track = wait_until(
+        lambda: next(
+            (t for t, c in emu.cards.items() if t not in before and c.get("delivered")), None
+        ),
+        30,
+        what="an interactive card",
+    )
+    buttons = json.loads(emu.cards[track]["cardData"]["cardParamMap"]["buttons"])
+    assert buttons[0]["text"] == "Office hours"
+    emu.card_click(track, "u-click", action_id=buttons[0]["actionId"])
+    wait_until(lambda: emu.cards[track]["updates"], 30, what="the card updated by the callback")
+    assert "8:30" in emu.cards[track]["cardData"]["cardParamMap"]["text"]
+    wait_until(lambda: rt.metric("dingskill_card_callbacks_total", 'outcome="ok"') == 1, 10)
 
 
 def test_ai_card_bodies_are_the_sdks(platform, monkeypatch):
@@ -209,22 +257,23 @@ def test_ai_card_bodies_are_the_sdks(platform, monkeypatch):
 
 def test_event_welcomes_a_new_member(platform):
     emu, rt, _ = platform
-    if not hasattr(emu, "push_event"):
-        pytest.skip("this emulator cannot push EVENT frames yet")
-    emu.push_event(
+    emu.send("hello", conversation_type="group", conversation_id="cid-group-9")  # the robot's group
+    before = len(emu.proactive)
+    eid = emu.push_event(
         "chat_add_member",
         {"openConversationId": "cid-group-9", "UserId": ["u-8"], "UserNames": ["小王"]},
     )
-    wait_until(
-        lambda: rt.metric("dingskill_events_total", 'type="chat_add_member",outcome="ok"') == 1, 20
-    )
+    wait_until(lambda: len(emu.proactive) > before, 30, what="the welcome")
+    assert emu.proactive[-1]["to_group"] == "cid-group-9"
+    assert emu.proactive[-1]["msgParam"]["content"] == "Welcome 小王!"
+    wait_until(lambda: emu.push(eid).get("acked"), 30, what="the event ACKed SUCCESS")
 
 
 def test_stopping_runtime_under_load_answers_everything_it_received(tmp_path, packages):
     """SIGTERM under load: the connection closes first, every message received is answered;
     a restart on the same database answers the rest (the emulator re-pushes un-ACKed
     messages: its lenient setting) and answers none of them twice."""
-    emu = Emulator({APP[0]: APP[1]}, ack_timeout=2.0, max_attempts=50)
+    emu = Emulator({APP[0]: APP[1]}, ack_timeout=2.0, max_attempts=50, robot_delivery="until_ack")
     emu.start()
     home = SkillHome(tmp_path / "home")
     home.install(packages["hr-assistant"])

@@ -219,9 +219,11 @@ def deliver_body(message, track: str, robot_code: str) -> dict:
 
 def check_delivered(data: dict) -> None:
     """Raise unless every ``result.deliverResults[]`` entry says ``success``."""
-    results = ((data or {}).get("result") or {}).get("deliverResults")
-    if results is None:
-        return  # the platform answers a bare success to some deliveries
+    result = (data or {}).get("result")
+    # /deliver answers the list itself, /createAndDeliver {"deliverResults": [...]}
+    results = result if isinstance(result, list) else (result or {}).get("deliverResults")
+    if not isinstance(results, list):
+        return
     failed = [r for r in results if not r.get("success")]
     if failed:
         raise CardDeliveryError(
