@@ -69,7 +69,7 @@ def _clinc150(args: argparse.Namespace) -> int:
     result = clinc150_benchmark(
         data_home=args.data_home,
         variant=args.variant,
-        progress=not args.json,
+        progress=True,  # on stderr: stdout keeps the one JSON object with --json
         embeddings=embeddings_option(args.embeddings),
     )
     _print(result, args.json)

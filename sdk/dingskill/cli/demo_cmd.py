@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -67,10 +68,7 @@ def _step(n: int, text: str) -> None:
 
 
 def _demo(args) -> int:
-    from ..emulator import Emulator
     from ..project import ProjectNotFound, find_project
-    from ..skills import Skill, SkillError
-    from ..skills.packaging import PackageError, SkillHome
 
     try:
         root = Path(args.skills_dir) if args.skills_dir else find_project() / "skills"
@@ -81,6 +79,32 @@ def _demo(args) -> int:
         print(f"error: example skills not found in {root}; pass --skills-dir")
         return 1
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dingskill-demo-"))
+    code = 1
+    try:
+        code = _run_demo(args, root, work)
+    finally:
+        if args.workdir is None and code == 0:
+            shutil.rmtree(work, ignore_errors=True)  # the temp home, packages and logs
+        elif args.workdir is None:
+            print(f"kept {work} (runtime log, packages) to look at; remove it when done")
+    if code == 0:
+        print(NEXT_STEPS)
+    return code
+
+
+NEXT_STEPS = """
+next steps:
+  dingskill chat skills/hr-assistant skills/faq-en   talk to the skills in your terminal
+  make lab                                           the notebooks: label, train, evaluate, chat
+  dingskill demo --workdir demo-run                  keep the home, packages and runtime log
+  README "Run on DingTalk"                           your own app: export, install, doctor, run"""
+
+
+def _run_demo(args, root: Path, work: Path) -> int:
+    from ..emulator import Emulator
+    from ..skills import Skill, SkillError
+    from ..skills.packaging import PackageError, SkillHome
+
     home, dist = work / "home", work / "dist"
     home.mkdir(parents=True, exist_ok=True)
 
@@ -193,7 +217,8 @@ def _demo(args) -> int:
             proc.kill()
             code = proc.wait()
         emu.stop()
-    _step(6, f"runtime stopped gracefully (exit code {code}); files in {work}")
+    kept = f"; files in {work}" if args.workdir else ""
+    _step(6, f"runtime stopped gracefully (exit code {code}){kept}")
     ok = stats["answered"] == len(CONVERSATION) and stats["duplicated"] == 0 and code == 0
     print("\ndemo " + ("succeeded" if ok else "FAILED"))
     return 0 if ok else 1
