@@ -48,7 +48,7 @@ def _mutations(m: dict):
         yield clone
 
 
-def _reference():
+def _reference(schema_: dict | None = None):
     """jsonschema with the manifest's rule: a final ``$`` in a pattern is ``\\Z``."""
 
     def strict_pattern(validator, pattern, instance, schema_):
@@ -59,7 +59,7 @@ def _reference():
             yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
     cls = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": strict_pattern})
-    return cls(schema())
+    return cls(schema() if schema_ is None else schema_)
 
 
 def _key(issue) -> tuple:
@@ -83,3 +83,18 @@ def test_same_verdicts_and_errors_as_jsonschema():
 def test_unknown_keywords_are_refused_not_ignored():
     with pytest.raises(SchemaError, match="not supported"):
         list(SchemaValidator({"dependentRequired": {"a": ["b"]}}).iter_errors({"a": 1}))
+
+
+def test_runtime_config_schema_agrees_with_jsonschema():
+    from dingskill.runtime.config import SCHEMA, load_config
+
+    base = json.loads(json.dumps(load_config(None, environ={}).data))
+    reference = _reference(SCHEMA)  # the same strict '$' as the manifest's
+    ours = SchemaValidator(SCHEMA)
+    checked = 0
+    for instance in itertools.islice(_mutations(base), 0, None, 9):
+        want = sorted({_key(e) for e in reference.iter_errors(instance)})
+        got = sorted({_key(e) for e in ours.iter_errors(instance)})
+        assert got == want, json.dumps(instance, ensure_ascii=False)[:500]
+        checked += 1
+    assert checked > 60

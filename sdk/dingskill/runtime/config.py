@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
 import yaml
 
+from ..schema_check import SchemaValidator
 from .settings import Settings, config_schema, defaults, to_settings
 
 __all__ = ["ConfigError", "RuntimeConfig", "SCHEMA", "load_config"]
@@ -134,7 +134,7 @@ _TYPE_CHECKS = ("type", "enum", "anyOf", "additionalProperties")
 def _schema_errors(d: dict, kinds: tuple[str, ...] | None) -> None:
     """Errors against the schema (only the validators in ``kinds``; None: all); the first
     one raises, naming its dotted field and what the field is for."""
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = SchemaValidator(SCHEMA)  # jsonschema's rules without its import cost
     errors = sorted(
         (e for e in validator.iter_errors(d) if kinds is None or e.validator in kinds),
         key=lambda e: list(e.absolute_path),
