@@ -47,7 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resend-after",
         type=float,
         default=30.0,
-        help="seconds before the emulator re-pushes an un-ACKed message (default 30)",
+        help="with --delivery until_ack: seconds before an un-ACKed message is pushed again",
+    )
+    rt.add_argument(
+        "--delivery",
+        choices=["once", "until_ack"],
+        default="once",
+        help="robot messages pushed once (documented, default) or until ACKed (lenient)",
     )
     rt.add_argument("--json", action="store_true", help="print one JSON object last")
     rt.set_defaults(func=_runtime)
@@ -89,6 +95,7 @@ def _runtime(args: argparse.Namespace) -> int:
         anchor=not args.no_anchor,
         starve=args.starve,
         resend_after=args.resend_after,
+        delivery=args.delivery,
     )
     _print(result, args.json)
     return 0

@@ -139,13 +139,15 @@ def run_benchmark(
     anchor: bool = True,
     starve: int = 0,
     resend_after: float = 30.0,
+    delivery: str = "once",
 ) -> dict:
     """``project``: the folder holding the example skills and datasets (default:
     :func:`dingskill.project.find_project`). ``anchor``: also drive the bare SDK echo bot
     and the harness's raw ceiling bot through the same phases (``echo_*``, ``raw_*`` keys).
     ``starve``: CPU-bound processes running beside everything (a starved machine).
     ``resend_after``: the emulator re-pushes a message not ACKed within this many seconds
-    (short values resend messages whose first attempt is still running)."""
+    (short values resend messages whose first attempt is still running) when ``delivery`` is
+    ``until_ack`` (the emulator's lenient setting; ``once`` is the platform's documented one)."""
     from ..emulator import Emulator
     from ..project import find_project
     from ..skills import Skill
@@ -155,7 +157,9 @@ def run_benchmark(
     work = Path(tempfile.mkdtemp(prefix="dingskill-bench-"))
     procs: list[subprocess.Popen] = []
     redis_proc = None
-    emu = Emulator({APP[0]: APP[1]}, ack_timeout=resend_after, max_attempts=1000)
+    emu = Emulator(
+        {APP[0]: APP[1]}, ack_timeout=resend_after, max_attempts=1000, robot_delivery=delivery
+    )
     hogs: list[subprocess.Popen] = []
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
     try:
@@ -235,6 +239,7 @@ def run_benchmark(
             offered_rate=rate,
             offered_seconds=duration,
             starve=starve,
+            delivery=delivery,
             resend_after_s=resend_after,
             redelivered=emu.counters["redelivered"],
         )
