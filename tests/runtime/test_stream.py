@@ -142,8 +142,7 @@ def test_bad_input_gets_answers_and_nothing_crashes(home, emulator, start_runtim
     empty = emulator.send("   ")
     assert _text(emulator.wait_reply(empty))
     pic = emulator.send("[图片]", msgtype="picture")
-    emulator.wait_for(lambda: emulator.messages[pic].acked)
-    assert emulator.messages[pic].replies == []
+    assert "图片" in _text(emulator.wait_reply(pic))  # no skill takes pictures: never silent
     broken = emulator.send(
         "x",
         raw='{"specVersion":"1.0","type":"CALLBACK","headers":{"messageId":"{frame_id}",'
