@@ -23,7 +23,15 @@ ITEMPLATE = "tpl-buttons.schema"
 
 HANDLERS = """
 def on_media(message, slots, context):
+    from dingskill.runtime.files import FileTooLarge, download_message_file
+
     att = message["attachments"][0]
+    if att.get("file_name", "").endswith(".bin"):
+        try:
+            data = download_message_file(att["download_code"], max_bytes=1000)
+        except FileTooLarge:
+            return "file too large"
+        return f"read {len(data)} bytes"
     return f"got your {att['type']} ({att.get('file_name', att['download_code'])})"
 """
 
@@ -145,6 +153,10 @@ def test_every_message_type_is_answered(platform):
     video = emu.send(msgtype="video")
     assert _text(emu, picture) == "got your picture (dc-1)"
     assert _text(emu, file) == "got your file (报销单.pdf)"
+    small = emu.send(msgtype="file", file_name="a.bin", file_bytes=b"x" * 600)
+    big = emu.send(msgtype="file", file_name="b.bin", file_bytes=b"x" * 5000)
+    assert _text(emu, small) == "read 600 bytes"  # through messageFiles/download
+    assert _text(emu, big) == "file too large"  # the handler's size limit
     assert "视频" in _text(emu, video)  # no skill takes videos: a polite answer, in Chinese
     assert rt.metric("dingskill_messages_total", 'channel="stream",outcome="unsupported"') == 1
     assert rt.metric("dingskill_card_deliveries_total", 'kind="ai",outcome="ok"') == 2
