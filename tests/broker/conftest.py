@@ -58,8 +58,33 @@ def skills_home(tmp_path_factory) -> Path:
         h.install(
             Skill.load(ROOT / "skills" / name).export(dist),
             trust=True,
-            allow_hosts=["127.0.0.1", "helpdesk.example.com"],  # it-helpdesk's outbound hosts
+            allow_hosts=["127.0.0.1", "helpdesk.example.com"] if name == "it-helpdesk" else None,
         )
+    return home
+
+
+@pytest.fixture(scope="session")
+def hanging_home(tmp_path_factory) -> Path:
+    """The IT help-desk skill whose password-reset handler hangs (sleeps 30 s; the runtime's
+    handler timeout cuts it off)."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("hanging")
+    (base / "datasets").symlink_to(ROOT / "datasets")
+    src = base / "skills" / "it-helpdesk"
+    shutil.copytree(ROOT / "skills" / "it-helpdesk", src)
+    (src / "handlers.py").write_text(
+        "import time\n\n\n"
+        "def password_reset(message, slots, context):\n"
+        "    time.sleep(30)\n"
+        "    return {'text': 'too late'}\n"
+    )
+    home = base / "home"
+    SkillHome(home).install(
+        Skill.load(src).export(base / "dist"),
+        trust=True,
+        allow_hosts=["127.0.0.1", "helpdesk.example.com"],
+    )
     return home
 
 

@@ -15,7 +15,11 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def _exported_metrics() -> set[str]:
-    text = Metrics().render().decode()
+    from dingskill.runtime.broker.metrics import BrokerMetrics
+
+    m = Metrics()
+    BrokerMetrics(m.registry)  # the gateway's, workers' and audit-writer's /metrics
+    text = m.render().decode()
     names = set()
     for line in text.splitlines():
         if line.startswith("# TYPE "):
@@ -53,10 +57,29 @@ def test_ports_paths_and_users_match_the_config():
     docker = (DEPLOY / "Dockerfile").read_text()
     assert f"EXPOSE {port}" in docker and f"127.0.0.1:{port}/healthz" in docker
     assert re.search(r"^USER 10001", docker, re.M) and "USER root" not in docker
+    # services listen beyond their own loopback (probes, port mappings, scrapes reach them)
+    assert cfg.get("server.host") == "0.0.0.0"
     compose = yaml.safe_load((DEPLOY / "compose/docker-compose.yml").read_text())
-    assert set(compose["services"]) >= {"runtime", "redis", "prometheus", "grafana", "alertmanager"}
-    assert f"{port}:{port}" in compose["services"]["runtime"]["ports"]
-    for svc in compose["services"].values():
+    services = compose["services"]
+    assert set(services) >= {
+        "gateway",
+        "worker",
+        "audit-writer",
+        "rabbitmq",
+        "redis",
+        "prometheus",
+        "grafana",
+        "alertmanager",
+    }
+    assert f"{port}:{port}" in services["gateway"]["ports"]
+    for name in ("gateway", "worker", "audit-writer"):
+        assert services[name]["command"][0] == name
+        assert services[name]["command"][1:] == ["--config", "/etc/dingskill/config.yaml"]
+        assert "DINGSKILL_BROKER_URL" in services[name]["environment"]
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["audit-writer"]["deploy"]["replicas"] == 1  # the single writer
+    assert 'ENTRYPOINT ["dingskill"]' in docker and ".[broker]" in docker
+    for svc in services.values():
         for vol in svc.get("volumes", []):
             src = vol.split(":")[0]
             if src.startswith(".."):
@@ -64,27 +87,63 @@ def test_ports_paths_and_users_match_the_config():
     prom = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     job = prom["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics" and job["dns_sd_configs"][0]["port"] == port
+    assert set(job["dns_sd_configs"][0]["names"]) == {"gateway", "worker", "audit-writer"}
     docs = list(yaml.safe_load_all((DEPLOY / "kubernetes/dingskill.yaml").read_text()))
-    deploy = next(
-        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "dingskill"
-    )
-    assert deploy["spec"]["replicas"] >= 2
-    pod = deploy["spec"]["template"]["spec"]
-    c = pod["containers"][0]
-    assert c["ports"][0]["containerPort"] == port and pod["securityContext"]["runAsNonRoot"]
-    assert (
-        c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    )
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    for name, command in (
+        ("dingskill-gateway", "gateway"),
+        ("dingskill-worker", "worker"),
+        ("dingskill-audit-writer", "audit-writer"),
+    ):
+        deploy = by[("Deployment", name)]
+        pod = deploy["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        assert c["args"] == [command, "--config", "/etc/dingskill/config.yaml"]
+        assert c["ports"][0]["containerPort"] == port and pod["securityContext"]["runAsNonRoot"]
+        assert (
+            c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        )
+    assert by[("Deployment", "dingskill-gateway")]["spec"]["replicas"] >= 2
+    assert by[("Deployment", "dingskill-audit-writer")]["spec"]["replicas"] == 1
+    for name in ("dingskill-gateway", "dingskill-worker"):
+        assert by[("PodDisruptionBudget", name)]["spec"]["minAvailable"] >= 1
+    scaled = by[("ScaledObject", "dingskill-worker")]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "dingskill-worker"
+    query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+    assert _names_in(query) <= _exported_metrics() and "queue_depth" in query
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     k8s_cfg = yaml.safe_load(cm["data"]["config.yaml"])
     assert k8s_cfg["server"]["port"] == port and k8s_cfg["storage"]["type"] == "redis"
-    unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.read_string((DEPLOY / "systemd/dingskill.service").read_text())
-    assert (
-        unit["Service"]["User"] == "dingskill"
-        and "dingskill run --config" in unit["Service"]["ExecStart"]
-    )
+    assert k8s_cfg["server"]["host"] == "0.0.0.0"
+    for key in ("queue", "shards", "max_attempts"):  # the same topology everywhere
+        assert k8s_cfg["broker"][key] == cfg.get(f"broker.{key}"), key
+    systemd = DEPLOY / "systemd"
+    for unit_file, command in (
+        ("dingskill.service", "dingskill run --config"),
+        ("dingskill-gateway.service", "dingskill gateway --config"),
+        ("dingskill-worker@.service", "dingskill worker --config"),
+        ("dingskill-audit-writer.service", "dingskill audit-writer --config"),
+    ):
+        unit = configparser.ConfigParser(strict=False, interpolation=None)
+        unit.read_string((systemd / unit_file).read_text())
+        assert unit["Service"]["User"] == "dingskill" and command in unit["Service"]["ExecStart"]
+        assert "/etc/dingskill/config.yaml" in unit["Service"]["ExecStart"]
+
+
+def test_broker_alerts_cover_dead_letters_backlog_and_consumers():
+    rules = yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())
+    exprs = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
+    for name in (
+        "dingskill_broker_queue_depth",
+        "dingskill_broker_consumers",
+        "dingskill_broker_publish_failures_total",
+    ):
+        assert name in exprs
+    dash = json.loads((DEPLOY / "grafana/dashboards/dingskill.json").read_text())
+    titles = " ".join(p["title"] for p in dash["panels"]).lower()
+    for topic in ("queue depth", "consumers", "dead letters", "publish-to-confirm"):
+        assert topic in titles
 
 
 def test_runtime_serves_the_probed_paths():
@@ -97,3 +156,11 @@ def test_runtime_serves_the_probed_paths():
 
     paths = {r.path for r in build_app(Fake()).routes}
     assert {"/metrics", "/healthz", "/readyz"} <= paths
+    from dingskill.runtime.broker.service import service_app
+
+    async def ready():
+        return {}
+
+    assert {"/metrics", "/healthz", "/readyz"} <= {
+        r.path for r in service_app(Metrics(), ready).routes
+    }

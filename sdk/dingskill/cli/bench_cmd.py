@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="once",
         help="robot messages pushed once (documented, default) or until ACKed (lenient)",
     )
+    rt.add_argument(
+        "--broker",
+        action="store_true",
+        help="the split deployment: RabbitMQ, one gateway, --workers workers, audit-writer",
+    )
+    rt.add_argument("--workers", type=int, default=2, help="workers with --broker")
     rt.add_argument("--json", action="store_true", help="print one JSON object last")
     rt.set_defaults(func=_runtime)
 
@@ -83,6 +89,19 @@ def _clinc150(args: argparse.Namespace) -> int:
 
 
 def _runtime(args: argparse.Namespace) -> int:
+    if args.broker:
+        from ..runtime.broker.benchmark import run_broker_benchmark
+
+        result = run_broker_benchmark(
+            workers=args.workers,
+            messages=args.messages,
+            users=args.users,
+            rate=args.rate,
+            duration=args.duration,
+            progress=not args.json,
+        )
+        _print(result, args.json)
+        return 0
     from ..runtime.benchmark import run_benchmark
 
     result = run_benchmark(

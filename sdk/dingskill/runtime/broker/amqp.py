@@ -168,9 +168,10 @@ async def connect(broker: dict, name: str, robust: bool = True):
     if url.startswith("amqps://"):
         kw["ssl_context"] = _ssl_context(broker.get("tls") or {})
     fn = aio_pika.connect_robust if robust else aio_pika.connect
-    quiet = logging.getLogger("aiormq.connection")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # the first failure is reported once, below
+    quiet = [logging.getLogger(n) for n in ("aiormq.connection", "aio_pika.robust_connection")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)  # the first failure is reported once, below
     try:
         return await fn(url, **kw)
     except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
@@ -182,7 +183,8 @@ async def connect(broker: dict, name: str, robust: bool = True):
             f"cannot connect to the broker at {redact_password(url)}: {_why(exc)}"
         ) from None
     finally:
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
 
 
 def _why(exc: BaseException) -> str:

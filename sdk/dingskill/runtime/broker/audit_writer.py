@@ -52,7 +52,7 @@ class AuditWriter:
         ch = await self.connection.channel()
         await self.topology.declare(ch)
         await ch.set_qos(prefetch_count=500)
-        q = await ch.get_queue(self.topology.audit_queue, ensure=False)
+        q = await ch.declare_queue(self.topology.audit_queue, passive=True)  # restored on reconnect
         self._channel = ch
         await q.consume(self._on_message)
         self.server = make_server(service_app(self.metrics, self.readiness), self.config)

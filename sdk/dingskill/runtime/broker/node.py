@@ -162,6 +162,11 @@ class RabbitNode:
                 pass
         self.proc = None
 
+    def restart(self, timeout: float = 90.0) -> RabbitNode:
+        """Stop cleanly and start again with the same name, ports and data (messages kept)."""
+        self.stop()
+        return self.start().wait_ready(timeout)
+
 
 def _amqp_handshake(port: int) -> bool:
     """True when the node answers the AMQP 0-9-1 protocol header with Connection.Start."""

@@ -107,7 +107,9 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         await self.runtime.start()
         presence = await self.connection.channel()
-        pq = await presence.get_queue(self.topology.presence_queue, ensure=False)
+        # declared (passively) through the robust channel: restored with its consumer after a
+        # reconnection (get_queue would not be)
+        pq = await presence.declare_queue(self.topology.presence_queue, passive=True)
         await pq.consume(_never, no_ack=True)
         self._presence = presence
         for shard in self.shards:
@@ -122,7 +124,7 @@ class Worker:
     async def _subscribe(self, shard: _Shard) -> None:
         shard.channel = await self.connection.channel()
         await shard.channel.set_qos(prefetch_count=self.prefetch)
-        shard.queue = await shard.channel.get_queue(shard.name, ensure=False)
+        shard.queue = await shard.channel.declare_queue(shard.name, passive=True)
         shard.paused, shard.held = False, []
         shard.tag = await shard.queue.consume(lambda m, s=shard: self._on_message(s, m))
 
@@ -296,13 +298,14 @@ class Worker:
                 log.debug("balance round failed", extra={"error": repr(exc)})
 
     async def _gauges(self) -> None:
-        ch = self.pub
-        q = await ch.declare_queue(self.topology.presence_queue, passive=True)
-        self.workers = max(1, q.declaration_result.consumer_count)
+        # passive declares on the raw channel: a robust channel answers them from its cache
+        ch = await self.pub.get_underlay_channel()
+        ok = await ch.queue_declare(self.topology.presence_queue, passive=True)
+        self.workers = max(1, ok.consumer_count)
         self.bm.consumers.labels("worker").set(self.workers)
         for name in [*self.topology.shard_queues, self.topology.dlq, self.topology.audit_queue]:
-            q = await ch.declare_queue(name, passive=True)
-            self.bm.queue_depth.labels(name).set(q.declaration_result.message_count)
+            ok = await ch.queue_declare(name, passive=True)
+            self.bm.queue_depth.labels(name).set(ok.message_count)
 
     async def _hand_over(self, shard: _Shard) -> None:
         """Give ``shard`` to the next consumer in line without breaking its order."""
