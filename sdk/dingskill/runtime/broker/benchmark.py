@@ -27,12 +27,13 @@ from pathlib import Path
 
 import httpx
 
-from ..benchmark import APP, ROOT, _free_port, _pct, _texts
+from ..benchmark import APP, _free_port, _pct, _texts
 from .node import RabbitNode
 
 __all__ = ["run_broker_benchmark"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -169,7 +170,7 @@ def run_broker_benchmark(
                     raise TimeoutError(f"{role} not ready: {(work / f'{role}.log').read_text()}")
                 time.sleep(0.2)
         emu.wait_connections(1, timeout=60)
-        texts = _texts()
+        texts = _texts(ROOT)
         say(f"bench: gateway + {workers} worker(s) + audit-writer ready; warming up")
         # warm-up until every worker delivers its share of the shards
         for _round in range(30):
