@@ -223,6 +223,12 @@ class Broker:
     retry_max_delay_s: float = setting(30.0, "longest retry delay", exclusiveMinimum=0)
     confirm_timeout_s: float = setting(10.0, "publisher confirm wait", exclusiveMinimum=0)
     connect_timeout_s: float = setting(10.0, "connection wait", exclusiveMinimum=0)
+    publish_retry_s: float = setting(
+        120.0,
+        "how long the gateway keeps retrying an unconfirmed publish (broker away) before it "
+        "refuses the message; the platform does not resend robot messages",
+        minimum=0,
+    )
     tls: BrokerTLS = setting(BrokerTLS(), "TLS to the broker")
 
 

@@ -59,7 +59,19 @@ class Publisher:
         return self.connection is not None and not self.connection.is_closed
 
     async def publish(self, data: dict, channel: str) -> None:
-        """Publish one robot message; returns once the broker confirmed it (else NotQueued)."""
+        """Publish one robot message; returns once the broker confirmed it. While the broker
+        is away (restarting, say) it tries again until ``broker.publish_retry_s``: the platform
+        does not resend robot messages, so the frame waits un-ACKed meanwhile."""
+        deadline = time.monotonic() + float(self.broker.get("publish_retry_s", 0) or 0)
+        while True:
+            try:
+                return await self._publish_once(data, channel)
+            except NotQueued:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _publish_once(self, data: dict, channel: str) -> None:
         import aio_pika
 
         conv = str(data.get("conversationId") or "")
@@ -127,6 +139,7 @@ class Gateway:
         self.redactor = Redactor([config.app_secret or ""])
         self.publisher = Publisher(config["broker"], "dingskill-gateway", self.bm)
         self.inflight = 0  # read by the channel's drain on stop
+        self.store = None  # the channel's reply path is never used here
         ch = config["channels"]["enterprise_chat"]
         self.stream = self.webhook = None
         if ch["mode"] == "stream":
