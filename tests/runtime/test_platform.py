@@ -316,3 +316,31 @@ def test_stopping_runtime_under_load_answers_everything_it_received(tmp_path, pa
             if rt.proc is not None:
                 rt.stop("kill")
         emu.stop()
+
+
+def test_dingskill_send_writes_to_a_user_and_a_group(platform, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    emu, _, _ = platform
+    emu.send("hello", sender_id="u-send")  # a staff id of the organisation
+    emu.send("hello", conversation_type="group", conversation_id="cid-send-group")
+    cfg = tmp_path / "send.json"
+    cfg.write_text(json.dumps({"channels": {"enterprise_chat": {"endpoint": emu.url}}}))
+    env = {**os.environ, "DINGSKILL_APP_KEY": APP[0], "DINGSKILL_APP_SECRET": APP[1]}
+
+    def send(*args):
+        cmd = [sys.executable, "-m", "dingskill.cli.main", "send", *args, "--config", str(cfg)]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+    before = len(emu.proactive)
+    out = send("--user", "u-send", "审批已通过")
+    assert out.returncode == 0, out.stderr
+    assert emu.proactive[before]["to_user"] == "u-send"
+    assert emu.proactive[before]["msgParam"] == {"content": "审批已通过"}
+    out = send("--group", "cid-send-group", "**会议**改到三点", "--title", "通知")
+    assert out.returncode == 0, out.stderr
+    assert emu.proactive[-1]["msgKey"] == "sampleMarkdown"
+    out = send("--user", "nobody-here", "hi")
+    assert out.returncode == 1 and "not sent" in out.stderr
