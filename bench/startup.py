@@ -57,7 +57,10 @@ def _install_examples(home: Path, dist: Path) -> None:
 
     skill_home = SkillHome(home)
     for name in EXAMPLES:
-        skill_home.install(Skill.load(ROOT / "skills" / name).export(dist), trust=True)
+        skill = Skill.load(ROOT / "skills" / name)
+        # the example helpdesk's API lives on 127.0.0.1 in the tests: approve what it declares
+        hosts = list(skill.manifest.raw.get("outbound") or []) or None
+        skill_home.install(skill.export(dist), trust=True, allow_hosts=hosts)
 
 
 def time_ready(repeat: int, work: Path) -> list[float]:
