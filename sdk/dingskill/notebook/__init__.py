@@ -1,8 +1,13 @@
-"""Notebook widgets: the chat widget, dataset / evaluation views, regression cases."""
+"""Notebook widgets: the chat widget, dataset / evaluation views, regression cases.
 
-from .chat import ChatWidget
-from .regression import assert_conversations, replay_cases
-from .views import compare_view, confusion_view, dataset_view, threshold_view
+Names are imported on first use: the regression cases (``dingskill test-conversations``,
+``dingskill schema conversations``) work without the ``notebook`` extra (ipywidgets).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ChatWidget",
@@ -13,3 +18,24 @@ __all__ = [
     "replay_cases",
     "threshold_view",
 ]
+
+_LAZY = {
+    "ChatWidget": ".chat",
+    "assert_conversations": ".regression",
+    "replay_cases": ".regression",
+    "compare_view": ".views",
+    "confusion_view": ".views",
+    "dataset_view": ".views",
+    "threshold_view": ".views",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .chat import ChatWidget
+    from .regression import assert_conversations, replay_cases
+    from .views import compare_view, confusion_view, dataset_view, threshold_view
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'dingskill.notebook' has no attribute {name!r}")
