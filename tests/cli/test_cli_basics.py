@@ -92,3 +92,18 @@ def test_missing_column_suggests_the_option(tmp_path, capsys):
     data.write_text("utterance,label\n你好,greet\n", encoding="utf-8")
     assert main(["datasets", "validate", str(data)]) == 1
     assert "--text-col" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "module, absent",
+    [
+        # test-conversations / schema conversations without the notebook extra
+        ("dingskill.notebook.regression", ("ipywidgets", "matplotlib")),
+        # doctor, run --print-config: the configuration without skills and models
+        ("dingskill.runtime.config", ("sklearn", "pandas", "jsonschema")),
+    ],
+)
+def test_light_modules_stay_light(module, absent):
+    code = f"import sys, {module}; print([m for m in {absent!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
