@@ -51,6 +51,7 @@ SETTINGS = {
     "event_ack_requires_status": bool,
     "ping_interval": float,
     "disconnect_close_delay": float,
+    "connection_lifetime": float,
     "strict_cards": bool,
 }
 

@@ -12,6 +12,7 @@
   per connection); the server pings every ``ping_interval`` s. ``disconnect`` carries
   ``{"reason"}``; nothing new is pushed to that connection and the server closes the socket
   ``disconnect_close_delay`` s later (the protocol page: "服务端在静默10s之后会主动断开 tcp 连接").
+  With ``connection_lifetime`` (off by default) the server retires connections that old.
   The Python and Go SDKs close the socket themselves on ``disconnect``; the Java and Node SDKs
   wait for the server's close.
 
@@ -103,9 +104,7 @@ class Gateway:
         self.counters["opened"] += 1
         with self._conn_event:
             self._conn_event.notify_all()
-        pinger = None
-        if self.ping_interval:
-            pinger = asyncio.ensure_future(self._ping_loop(conn))
+        pinger = asyncio.ensure_future(self._ping_loop(conn))
         try:
             await self._flush_waiting(conn.app)
             while True:
@@ -115,8 +114,7 @@ class Gateway:
             if not conn.closed_by:
                 conn.closed_by = "client"
         finally:
-            if pinger is not None:
-                pinger.cancel()
+            pinger.cancel()
             conn.closed = True
             if conn in self.conns.get(conn.app, []):
                 self.conns[conn.app].remove(conn)
@@ -257,10 +255,21 @@ class Gateway:
         await conn.ws.send_text(system_frame("ping", conn.id, now_ms(), {"opaque": opaque}, fid))
 
     async def _ping_loop(self, conn: Conn) -> None:
+        """Server pings every ``ping_interval`` s; with ``connection_lifetime`` the server
+        retires the connection (SYSTEM ``disconnect``) once it is that old, as the platform
+        does periodically "for the health of long connections and load balancing"."""
+        started = time.monotonic()
+        last_ping = started
         try:
             while not conn.closed:
-                await asyncio.sleep(self.ping_interval)
-                if not conn.closed and not conn.closing:
+                await asyncio.sleep(0.05)
+                if conn.closed or conn.closing:
+                    continue
+                now = time.monotonic()
+                if self.connection_lifetime and now - started >= self.connection_lifetime:
+                    await self._disconnect(conn, "connection is expired", None)
+                elif self.ping_interval and now - last_ping >= self.ping_interval:
+                    last_ping = now
                     await self._ping(conn)
         except Exception:  # noqa: BLE001 - the socket went away: the reader cleans up
             pass

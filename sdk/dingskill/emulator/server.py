@@ -77,6 +77,7 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
         event_ack_requires_status: bool = False,
         ping_interval: float = 30.0,
         disconnect_close_delay: float = 10.0,
+        connection_lifetime: float = 0.0,
         ticket_ttl: float = TICKET_TTL_S,
         webhook_ttl_ms: int = WEBHOOK_TTL_MS,
         scopes: dict[str, set[str]] | None = None,
@@ -99,6 +100,7 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
         self.event_ack_requires_status = event_ack_requires_status
         self.ping_interval = ping_interval
         self.disconnect_close_delay = disconnect_close_delay
+        self.connection_lifetime = connection_lifetime
         self.ticket_ttl = ticket_ttl
         self.webhook_ttl_ms = webhook_ttl_ms
         self.card_templates: set[str] = set(SDK_TEMPLATES) | set(card_templates)
