@@ -346,6 +346,7 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
         self.counters["pushed"] += 1
         if raw is not None:
             d.raw = raw.replace("{frame_id}", d.frame_id)
+            self._register_raw(a, d.raw)
         if group and not m.at_bot:
             d.not_pushed = "a group message that does not @ the robot is not pushed"
             self.counters["not_pushed"] += 1
@@ -355,6 +356,20 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
             d.offline_prompt = a.off_duty or {"text": "机器人暂时不在线，请稍后再试。"}
             self.counters["not_pushed"] += 1
         return msg_id
+
+    @staticmethod
+    def _register_raw(a: App, raw: str) -> None:
+        """A hand-built frame: its sender and group become known, as for built messages."""
+        try:
+            data = json.loads(json.loads(raw)["data"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if not isinstance(data, dict):
+            return
+        if isinstance(data.get("senderStaffId"), str):
+            a.users.add(data["senderStaffId"])
+        if str(data.get("conversationType")) == "2" and isinstance(data.get("conversationId"), str):
+            a.groups.add(data["conversationId"])
 
     def _register_media(self, a: App, m: RobotMessage, payload: dict, data, mime) -> None:
         codes = []
@@ -380,6 +395,9 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
         a = self._app(app)
         now = now_ms()
         eid = event_id or uuid.uuid4().hex
+        group = (data or {}).get("openConversationId")
+        if isinstance(group, str) and group:
+            a.groups.add(group)  # a group event is about a group the app's robot is in
         d = Delivery(
             f"evt-{eid}",
             uuid.uuid4().hex,

@@ -86,7 +86,7 @@ class Webhooks:
         if self.faults["webhook_hang"] > 0:
             self.faults["webhook_hang"] -= 1
             await asyncio.sleep(self.faults["hang_seconds"])
-        msg_id, expires, _app = entry
+        msg_id, expires = entry[0], entry[1]  # (msg_id, expiry ms[, app])
         if now_ms() > expires:
             return JSONResponse(
                 {"errcode": 300002, "errmsg": "session webhook expired"}, status_code=200
