@@ -1,11 +1,11 @@
-"""Several `dingskill run` replicas sharing Redis: context, dedup, rate limits, and a replica
-killed with SIGKILL mid-load."""
+"""Several `dingskill run` replicas sharing Redis: context, dedup and rate limits.
+
+Fail-over of a killed process is the broker's job (tests/broker/test_faults.py): DingTalk
+pushes a robot message once, so no replica can take over a message another one had taken."""
 
 from __future__ import annotations
 
 import pytest
-
-from .harness import wait_until
 
 pytestmark = [pytest.mark.redis]
 
@@ -52,28 +52,6 @@ def test_dedup_and_rate_limits_are_shared(two_replicas, emulator):
 
 
 @pytest.mark.slow
-@pytest.mark.emulator_resend
-def test_sigkill_mid_load_loses_nothing_and_answers_once(two_replicas, emulator):
-    a, b = two_replicas
-    emulator.max_attempts = 1000  # the platform keeps redelivering; the test bounds time instead
-    ids = [emulator.send(f"工资条 {i}", sender_id=f"user-{i % 50}") for i in range(300)]
-    wait_until(
-        lambda: sum(1 for i in ids if emulator.messages[i].replies) >= 60, 30, what="some answered"
-    )
-    kill_ms = int(__import__("time").time() * 1000)
-    a.stop("kill")
-    wait_until(
-        lambda: all(emulator.messages[i].replies for i in ids),
-        120,
-        what="all answered by the survivor",
-    )
-    # at least once: only a reply already on its way from the killed replica may repeat
-    twice = [emulator.messages[i] for i in ids if len(emulator.messages[i].replies) > 1]
-    assert all(m.replies[0]["at_ms"] <= kill_ms + 3000 for m in twice)
-    assert len(twice) < len(ids) // 3  # the kill cuts off the replies then in flight, no more
-    assert b.metric("dingskill_takeovers_total") >= 1
-
-
 def _audit(rt):
     from dingskill.security.audit_chain import AuditChain
 
