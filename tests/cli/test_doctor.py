@@ -119,16 +119,22 @@ def test_redis_and_tampered_skills(tmp_path, emulator, home, capsys, monkeypatch
     )
 
 
-def test_run_with_unreachable_redis_says_so_in_one_line(tmp_path, emulator, home):
+@pytest.mark.parametrize("what", ["redis", "endpoint"])
+def test_run_with_unreachable_address_says_so_in_one_line(tmp_path, emulator, home, what):
     import subprocess
 
     dead = free_port()
-    cfg = _config(
-        tmp_path,
-        emulator,
-        home,
-        storage={"type": "redis", "connection_string": f"redis://127.0.0.1:{dead}/0"},
-    )
+    if what == "redis":
+        extra = {"storage": {"type": "redis", "connection_string": f"redis://127.0.0.1:{dead}/0"}}
+        field = "storage.connection_string"
+    else:
+        extra = {
+            "channels": {
+                "enterprise_chat": {"mode": "stream", "endpoint": f"http://127.0.0.1:{dead}"}
+            }
+        }
+        field = "channels.enterprise_chat.endpoint"
+    cfg = _config(tmp_path, emulator, home, **extra)
     env = {"DINGSKILL_APP_KEY": APP[0], "DINGSKILL_APP_SECRET": APP[1]}
     out = subprocess.run(
         [sys.executable, "-m", "dingskill.cli.main", "run", "--config", str(cfg)],
@@ -140,4 +146,4 @@ def test_run_with_unreachable_redis_says_so_in_one_line(tmp_path, emulator, home
     assert out.returncode == 1
     errors = [line for line in out.stderr.splitlines() if not line.startswith("{")]
     assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert f"127.0.0.1:{dead}" in errors[0] and "storage.connection_string" in errors[0]
+    assert f"127.0.0.1:{dead}" in errors[0] and field in errors[0]

@@ -71,11 +71,12 @@ def _run(args) -> int:
         config.get("logging.format"),
         config.get("logging.service_name"),
     )
+    from ..runtime.channels.stream import EndpointUnreachable
     from ..runtime.stores import StoreUnavailable
 
     try:
         asyncio.run(runtime.run())
-    except StoreUnavailable as exc:  # one line naming the address and the fix
+    except (StoreUnavailable, EndpointUnreachable) as exc:  # one line: the address, the fix
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

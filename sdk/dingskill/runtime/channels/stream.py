@@ -66,6 +66,30 @@ def _import_sdk(endpoint: str | None):
     return dingtalk_stream, want
 
 
+class EndpointUnreachable(RuntimeError):
+    """The DingTalk OpenAPI endpoint cannot be reached at start-up."""
+
+
+async def check_reachable(endpoint: str, timeout_s: float = 5.0) -> None:
+    """Fail at start-up with one line naming the endpoint, instead of the SDK's endless
+    reconnect tracebacks, when nothing answers at ``endpoint``'s host and port."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except (OSError, asyncio.TimeoutError) as exc:
+        reason = (str(exc) or type(exc).__name__).splitlines()[0][:160]
+        raise EndpointUnreachable(
+            f"cannot reach DingTalk at {endpoint} ({reason}): check "
+            "channels.enterprise_chat.endpoint and the network "
+            "(`dingskill doctor --config FILE` checks it)"
+        ) from None
+    writer.close()
+
+
 class StreamChannel:
     def __init__(
         self,
@@ -238,6 +262,7 @@ class StreamChannel:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        await check_reachable(self.endpoint)
         self._task = asyncio.create_task(self.client.start())
 
     async def stop(self, drain_timeout: float = 30.0) -> None:
