@@ -16,7 +16,10 @@ from tests.runtime.harness import timeout_scale  # noqa: E402
 def pytest_collection_modifyitems(config, items):
     """The per-test time limit (pytest-timeout, ``timeout`` in pyproject.toml) stretched like
     every wait in the harness: by ``DINGSKILL_TEST_TIMEOUT_SCALE`` or the machine's load."""
-    base = config.getini("timeout") if "timeout" in config.inicfg else None
+    try:
+        base = config.getini("timeout")  # registered by pytest-timeout
+    except ValueError:
+        base = None
     if not base or config.getoption("timeout", None):
         return
     limit = float(base) * timeout_scale()
