@@ -19,6 +19,8 @@ import os
 
 import httpx
 
+from ..download import read_capped
+
 __all__ = ["download_message_file", "FileTooLarge", "DownloadError", "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 10 * 2**20
@@ -69,12 +71,12 @@ def download_message_file(
         with client.stream("GET", url) as resp:
             if resp.status_code != 200:
                 raise DownloadError(f"download answered {resp.status_code}")
-            size = int(resp.headers.get("content-length") or 0)
-            if size > max_bytes:
-                raise FileTooLarge(f"file is {size} bytes, the limit is {max_bytes}")
-            out = bytearray()
-            for chunk in resp.iter_bytes():
-                out += chunk
-                if len(out) > max_bytes:
-                    raise FileTooLarge(f"file is over the limit of {max_bytes} bytes")
-        return bytes(out)
+            return read_capped(
+                resp,
+                max_bytes,
+                lambda size: FileTooLarge(
+                    f"file is {size} bytes, the limit is {max_bytes}"
+                    if size
+                    else f"file is over the limit of {max_bytes} bytes"
+                ),
+            )

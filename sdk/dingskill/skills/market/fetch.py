@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ...download import read_capped
 from .index import MarketError
 
 __all__ = ["fetch_bytes", "check_address"]
@@ -63,14 +64,14 @@ def fetch_bytes(url: str, limit: int, allow_private: bool = False) -> bytes:
         with httpx.stream("GET", url, timeout=TIMEOUT_S, follow_redirects=False) as resp:
             if resp.status_code != 200:
                 raise MarketError(f"{url}: HTTP {resp.status_code}")
-            declared = int(resp.headers.get("content-length") or 0)
-            if declared > limit:
-                raise MarketError(f"{url}: {declared} bytes, limit {limit}")
-            buf = bytearray()
-            for chunk in resp.iter_bytes():
-                buf += chunk
-                if len(buf) > limit:
-                    raise MarketError(f"{url}: larger than the limit of {limit} bytes")
-            return bytes(buf)
+            return read_capped(
+                resp,
+                limit,
+                lambda size: MarketError(
+                    f"{url}: {size} bytes, limit {limit}"
+                    if size
+                    else f"{url}: larger than the limit of {limit} bytes"
+                ),
+            )
     except httpx.HTTPError as exc:
         raise MarketError(f"{url}: download failed ({type(exc).__name__}: {exc})") from exc

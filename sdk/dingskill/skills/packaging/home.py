@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...download import read_capped
 from ..outbound import normalize_host
 from .archive import RECORD, SIGNATURE, parse_record, record_digest
 from .errors import PackageError, PolicyError
@@ -213,18 +214,17 @@ class SkillHome:
                         )
                     if resp.status_code != 200:
                         raise PackageError(f"{src}: download answered HTTP {resp.status_code}")
-                    declared = int(resp.headers.get("content-length") or 0)
-                    if declared > limit:
-                        raise PackageError(f"{src}: {declared} bytes, limit {limit}")
-                    buf = bytearray()
-                    for chunk in resp.iter_bytes():
-                        buf += chunk
-                        if len(buf) > limit:
-                            raise PackageError(
-                                f"{src}: download larger than the limit of {limit} bytes"
-                            )
+                    data = read_capped(
+                        resp,
+                        limit,
+                        lambda size: PackageError(
+                            f"{src}: {size} bytes, limit {limit}"
+                            if size
+                            else f"{src}: download larger than the limit of {limit} bytes"
+                        ),
+                    )
                     resp.close()
-                    return bytes(buf)
+                    return data
             except httpx.HTTPError as exc:
                 raise PackageError(f"{src}: download failed ({type(exc).__name__})") from exc
         path = Path(src)
