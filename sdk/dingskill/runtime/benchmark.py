@@ -62,6 +62,51 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
+def _start_redis(port: int, work: Path) -> subprocess.Popen:
+    """A throw-away redis-server on 127.0.0.1:``port`` (no persistence) for a benchmark."""
+    return subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def _paced_phase(
+    emu, texts, users, rate, duration, wait_s: float, settle_s: float
+) -> tuple[list[str], list[float]]:
+    """Offer ``rate`` msg/s for ``duration`` s, wait up to ``wait_s`` for the answers, then
+    ``settle_s`` more so that a late second answer shows; returns the ids and latencies (ms)."""
+    ids: list[str] = []
+    start = time.perf_counter()
+    for i in range(int(rate * duration)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)  # pacing the offered load
+        ids.append(emu.send(texts[(i * 7) % len(texts)], sender_id=f"user-{i % users}"))
+    try:
+        emu.wait_for(lambda: all(emu.messages[m].replies for m in ids), timeout=wait_s)
+    except TimeoutError:
+        pass
+    time.sleep(settle_s)
+    lat = [
+        emu.messages[m].replies[0]["at_ms"] - emu.messages[m].pushed_ms
+        for m in ids
+        if emu.messages[m].replies
+    ]
+    return ids, lat
+
+
 def _drive(emu, texts, messages, users, window, rate, duration, say, label) -> dict:
     """Warm up, then phase 1 (sustained rate, ``window`` in flight) and phase 2 (``rate``
     offered for ``duration`` s, end-to-end latency from push to reply) on the connected bot."""
@@ -96,25 +141,8 @@ def _drive(emu, texts, messages, users, window, rate, duration, say, label) -> d
         pass
     sustained = messages / (time.perf_counter() - t0)
     say(f"bench[{label}]: phase 1: {sustained:.0f} msg/s")
-    n2 = int(rate * duration)
     say(f"bench[{label}]: phase 2: {rate:g} msg/s offered for {duration:g} s")
-    ids2: list[str] = []
-    start = time.perf_counter()
-    for i in range(n2):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)  # pacing the offered load
-        ids2.append(emu.send(texts[(i * 7) % len(texts)], sender_id=f"user-{i % users}"))
-    try:
-        emu.wait_for(lambda: all(emu.messages[m].replies for m in ids2), timeout=60)
-    except TimeoutError:
-        pass
-    time.sleep(0.5)  # a late second answer would show up now
-    lat = [
-        emu.messages[m].replies[0]["at_ms"] - emu.messages[m].pushed_ms
-        for m in ids2
-        if emu.messages[m].replies
-    ]
+    ids2, lat = _paced_phase(emu, texts, users, rate, duration, wait_s=60, settle_s=0.5)
     all_ids = ids + ids2
     return {
         "msgs_per_s": round(sustained, 1),
@@ -170,20 +198,7 @@ def run_benchmark(
         storage: dict = {"type": "sqlite", "path": str(work / "runtime.db")}
         if replicas > 1:
             port = _free_port()
-            redis_proc = subprocess.Popen(
-                [
-                    shutil.which("redis-server") or "redis-server",
-                    "--port",
-                    str(port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(work),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
+            redis_proc = _start_redis(port, work)
             storage = {"type": "redis", "connection_string": f"redis://127.0.0.1:{port}/0"}
             import redis
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from ..benchmark import APP, _free_port, _pct, _texts
+from ..benchmark import APP, _free_port, _paced_phase, _pct, _start_redis, _texts
 from .node import RabbitNode
 
 __all__ = ["run_broker_benchmark"]
@@ -98,22 +98,7 @@ def run_broker_benchmark(
     try:
         node.start()
         redis_port = _free_port()
-        redis_proc = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(work),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        redis_proc = _start_redis(redis_port, work)
         home = SkillHome(work / "home")
         for name in ("hr-assistant", "faq-en"):
             home.install(Skill.load(ROOT / "skills" / name).export(work / "dist"))
@@ -222,24 +207,7 @@ def run_broker_benchmark(
         service_ms = sum(v for k, v in group.items() if k != "emulator_and_driver")
 
         say(f"bench: phase 2: {rate:g} msg/s offered for {duration:g} s")
-        n2 = int(rate * duration)
-        ids2: list[str] = []
-        start = time.perf_counter()
-        for i in range(n2):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)  # pacing the offered load
-            ids2.append(emu.send(texts[(i * 7) % len(texts)], sender_id=f"user-{i % users}"))
-        try:
-            emu.wait_for(lambda: all(emu.messages[m].replies for m in ids2), timeout=120)
-        except TimeoutError:
-            pass
-        time.sleep(1.0)  # late duplicates would show up here
-        lat = [
-            emu.messages[m].replies[0]["at_ms"] - emu.messages[m].pushed_ms
-            for m in ids2
-            if emu.messages[m].replies
-        ]
+        ids2, lat = _paced_phase(emu, texts, users, rate, duration, wait_s=120, settle_s=1.0)
         all_ids = ids + ids2
         redeliveries = sum(
             _metric(ports[f"worker-{i}"], "dingskill_broker_redeliveries_total")
