@@ -195,3 +195,51 @@ def test_downloads_for_the_admin_api_do_not_follow_redirects(server, tmp_path):
     with pytest.raises(PackageError, match="download refused: .*loopback"):
         home.install(f"{server.url}/x.skill", remote=OutboundPolicy())
     assert not (tmp_path / "home" / "skills").exists()
+
+
+def test_names_connect_only_to_checked_addresses(server):
+    """A name goes through the session's CheckedResolver: refused when an address it resolves
+    to is private, connected by name (Host header, TLS name) when the operator allows it."""
+    import asyncio
+
+    import aiohttp
+    from dingskill.skills.outbound import OutboundRefused
+    from dingskill.skills.outbound_session import (
+        CheckedResolver,
+        close_outbound_sessions,
+        outbound_session,
+        outbound_sessions,
+    )
+
+    port = server.server_address[1]
+    local = OutboundPolicy(hosts=("localhost",), allow_private=("localhost",), skill_id="t")
+    r = HttpAction(url=f"http://localhost:{port}/by-name", retries=0).call_sync({}, local)
+    assert r["path"] == "/by-name"
+    assert server.requests[-1]["headers"]["Host"] == f"localhost:{port}"
+
+    async def resolver_and_sessions() -> None:
+        found = await CheckedResolver(local).resolve("localhost", port, 0)
+        assert found and all(a["hostname"] == "localhost" for a in found)
+        with pytest.raises(OutboundRefused, match="'localhost' resolves to .*loopback"):
+            await CheckedResolver(OutboundPolicy(hosts=("localhost",))).resolve("localhost")
+        with pytest.raises(OutboundRefused, match="may not call host 'example.org'"):
+            await CheckedResolver(local).resolve("example.org")
+        # the connection itself is refused by the resolver, not only the pre-check
+        refusing = OutboundPolicy(hosts=("localhost",), skill_id="t")
+        async with outbound_session(refusing) as session:
+            with pytest.raises(aiohttp.ClientConnectorError) as err:
+                await session.get(f"http://localhost:{port}/never")
+            assert isinstance(err.value.os_error, OutboundRefused)
+        # equal policies share one session per loop; closed on shutdown
+        same = OutboundPolicy(hosts=("localhost",), allow_private=("localhost",), skill_id="t")
+        async with outbound_session(local) as a, outbound_session(same) as b:
+            assert a is b
+        action = HttpAction(url=f"http://localhost:{port}/twice", retries=0)
+        await asyncio.gather(action.call({}, local), action.call({}, same))
+        assert len(outbound_sessions()._entries) == 2
+        await close_outbound_sessions()
+        assert a.closed
+
+    before = len(server.requests)
+    asyncio.run(resolver_and_sessions())
+    assert [q["path"] for q in server.requests[before:]] == ["/twice", "/twice"]

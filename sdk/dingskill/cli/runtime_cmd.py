@@ -95,8 +95,6 @@ def _run(args) -> int:
 def _send(args) -> int:
     import asyncio
 
-    import httpx
-
     from ..runtime.config import ConfigError, load_config
     from ..runtime.proactive import ProactiveError, send
 
@@ -125,7 +123,7 @@ def _send(args) -> int:
                 args.title,
             )
         )
-    except (ProactiveError, OSError, httpx.HTTPError) as exc:
+    except (ProactiveError, OSError) as exc:
         print(f"error: not sent: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"sent": True, "to": args.user or args.group, **result}, ensure_ascii=False))

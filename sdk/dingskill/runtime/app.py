@@ -12,6 +12,7 @@ from pathlib import Path
 from ..security.crypto import Keyring
 from ..security.rbac import AccessControl
 from ..security.redact import Redactor
+from ..skills.outbound_session import close_outbound_sessions
 from ..skills.packaging import SkillHome
 from .admin import AdminAPI
 from .audit import AuditLog
@@ -300,6 +301,7 @@ class Runtime:
         await asyncio.to_thread(self.review.flush)
         await self.audit.stop()
         await self.sender.close()
+        await close_outbound_sessions()
         await self.store.close()
         log.info("runtime stopped")
 

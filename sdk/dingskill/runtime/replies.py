@@ -11,8 +11,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import httpx
-
 from ..skills.conversation import Reply
 
 __all__ = [
@@ -72,8 +70,9 @@ class ReplySender:
     request that may have been delivered (a timeout, a connection lost mid-request), since
     the platform has no idempotency key and the user would be answered twice.
 
-    Uses aiohttp's client: its connection pool stays cheap with hundreds of replies in flight
-    (httpx's pool scans every connection per request, which dominated the runtime's profile)."""
+    Uses aiohttp's client, the project's one async HTTP client: its connection pool stays
+    cheap with hundreds of replies in flight (httpx's pool scanned every connection per
+    request, which dominated the runtime's profile)."""
 
     def __init__(
         self, timeout_s: float = 5.0, retries: int = 3, backoff_s: float = 0.2, metrics=None
@@ -152,50 +151,84 @@ class ReplySender:
 
 
 class CardDeliveryError(RuntimeError):
-    """The platform refused a card or did not deliver it (``deliverResults[].success``)."""
+    """An OpenAPI call failed: the platform refused it, could not be reached, or did not
+    deliver a card (``deliverResults[].success``)."""
 
 
 class OpenApi:
-    """Access token (cached until 5 min before it expires) and JSON calls to the OpenAPI."""
+    """Access token (cached until 5 min before it expires) and JSON calls to the OpenAPI,
+    over one aiohttp session (created on first use inside the running loop, closed by
+    :meth:`close`)."""
 
     def __init__(
-        self, endpoint: str, app_key: str, app_secret: str, client: httpx.AsyncClient | None = None
+        self, endpoint: str, app_key: str, app_secret: str, timeout_s: float = 5.0
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.app_key, self.app_secret = app_key, app_secret
-        self._client = client or httpx.AsyncClient(timeout=5)
+        self.timeout_s = timeout_s
+        self._session = None
         self._token: tuple[str, float] | None = None
+
+    def _client(self):
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            )
+        return self._session
+
+    async def _json(
+        self, method: str, path: str, body: dict, headers: dict
+    ) -> tuple[int, dict, str]:
+        """(status, JSON object or {}, the start of the raw body) of one request; a timeout or
+        a connection failure raises :class:`CardDeliveryError` naming the endpoint."""
+        import aiohttp
+
+        try:
+            async with self._client().request(
+                method, f"{self.endpoint}{path}", json=body, headers=headers
+            ) as r:
+                status, raw = r.status, await r.read()
+        except asyncio.TimeoutError:
+            raise CardDeliveryError(
+                f"{method} {path}: no answer from {self.endpoint} within {self.timeout_s:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise CardDeliveryError(
+                f"{method} {path}: {self.endpoint} unreachable ({type(exc).__name__}: {exc})"
+            ) from None
+        text = raw.decode("utf-8", "replace")
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        return status, data if isinstance(data, dict) else {}, text[:200]
 
     async def headers(self) -> dict:
         if self._token is None or self._token[1] < time.time():
-            r = await self._client.post(
-                f"{self.endpoint}/v1.0/oauth2/accessToken",
-                json={"appKey": self.app_key, "appSecret": self.app_secret},
+            path = "/v1.0/oauth2/accessToken"
+            status, data, text = await self._json(
+                "POST", path, {"appKey": self.app_key, "appSecret": self.app_secret}, {}
             )
-            if r.status_code != 200:
-                raise CardDeliveryError(f"access token refused: {r.status_code} {r.text[:200]}")
-            data = r.json()
+            if status != 200 or "accessToken" not in data:
+                raise CardDeliveryError(f"access token refused: {status} {text}")
             self._token = (data["accessToken"], time.time() + data["expireIn"] - 300)
         return {"x-acs-dingtalk-access-token": self._token[0]}
 
     async def call(self, method: str, path: str, body: dict) -> dict:
         """One OpenAPI call; a non-2xx answer raises with the platform's code and message."""
-        r = await self._client.request(
-            method, f"{self.endpoint}{path}", headers=await self.headers(), json=body
-        )
-        try:
-            data = r.json() if r.content else {}
-        except ValueError:
-            data = {}
-        if r.status_code // 100 != 2:
+        status, data, text = await self._json(method, path, body, await self.headers())
+        if status // 100 != 2:
             raise CardDeliveryError(
-                f"{method} {path}: {r.status_code} {data.get('code', '')} "
-                f"{data.get('message', r.text[:200])}".strip()
+                f"{method} {path}: {status} {data.get('code', '')} "
+                f"{data.get('message', text)}".strip()
             )
         return data
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def card_id(message) -> str:
@@ -252,9 +285,8 @@ class CardStreamer:
         template_id: str | None = None,
         content_key: str = "content",
         callback_type: str = "STREAM",
-        client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.api = OpenApi(endpoint, app_key, app_secret, client)
+        self.api = OpenApi(endpoint, app_key, app_secret)
         self.robot_code = app_key  # the robot code of an app's robot is its client id
         self.template_id, self.content_key = template_id, content_key
         self.callback_type = callback_type

@@ -10,22 +10,28 @@ Safety (see :mod:`dingskill.skills.outbound`):
 - Values inserted by ``{{ ... }}`` in the URL are percent-encoded as one path segment or query
   value; header values may not contain line breaks.
 - The host must be declared and approved; every resolved address must be public unless the
-  operator allows it; the request goes to the checked address; redirects are followed by hand
-  and re-checked; the response body (after decompression) is limited in size.
+  operator allows it; the connection goes only to checked addresses (the aiohttp session's
+  resolver checks them, :mod:`dingskill.skills.outbound_session`) while TLS still verifies
+  the name; redirects are followed by hand and re-checked; the response body (after
+  decompression) is limited in size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
 import zlib
 from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from .errors import TemplateError
 from .outbound import OutboundPolicy, OutboundRefused, resolve_checked
+from .outbound_session import close_outbound_sessions, outbound_session
 from .templates import render, render_tree
 
 __all__ = ["HttpAction", "HttpActionError", "json_path", "secret_names"]
@@ -33,6 +39,23 @@ __all__ = ["HttpAction", "HttpActionError", "json_path", "secret_names"]
 SECRET_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _REDIRECT_STATUS = {301, 302, 303, 307, 308}
+
+
+# characters sent as they are: unreserved, sub-delims, ":@/?", and "%" of an escape
+_KEEP = "!$&'()*+,;=:@/?~%"
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _requote(text: str) -> str:
+    """``text`` with its escapes kept and every character a URL may not hold escaped."""
+    return quote(_STRAY_PERCENT.sub("%25", text), safe=_KEEP)
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).netloc.rpartition("@")[2] or "?"
+    except ValueError:
+        return "?"
 
 
 class HttpActionError(RuntimeError):
@@ -164,91 +187,113 @@ class HttpAction:
         return {name: json_path(data, path) for name, path in self.keep.items()}
 
     @staticmethod
-    def _target(url: str, policy: OutboundPolicy) -> tuple[httpx.URL, str]:
+    def _target(url: str, policy: OutboundPolicy) -> URL:
+        """The request URL of ``url`` (sent as written: escapes kept, stray characters
+        escaped) after the scheme, host and, for a literal address, address checks."""
         try:
-            u = httpx.URL(url)
-        except (httpx.InvalidURL, ValueError) as exc:
+            parsed = URL(url)
+            split = urlsplit(url)
+            port = split.port
+        except ValueError as exc:
             raise HttpActionError(f"URL {url[:80]!r} is not valid ({exc})") from None
-        if u.scheme not in ("http", "https") or not u.host:
+        if parsed.scheme not in ("http", "https") or not parsed.raw_host:
             raise HttpActionError(f"URL {url[:80]!r}: only http(s) URLs with a host are allowed")
-        if u.userinfo:
+        if split.username is not None or split.password is not None:
             raise HttpActionError(f"URL {url[:80]!r}: credentials in the URL are refused")
+        host = parsed.raw_host
         try:
-            policy.check_host(u.host)
-            ip = resolve_checked(u.host, u.port or (443 if u.scheme == "https" else 80), policy)
+            policy.check_host(parsed.host or host)
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                pass  # a name: resolved and checked by the session's CheckedResolver
+            else:  # a literal address never reaches a resolver: check it here
+                resolve_checked(host, port or 0, policy)
         except OutboundRefused as exc:
             raise HttpActionError(f"refused: {exc}") from None
-        return u, ip
+        netloc = f"[{host}]" if ":" in host else host
+        if port is not None:
+            netloc += f":{port}"
+        target = f"{parsed.scheme}://{netloc}{_requote(split.path) or '/'}"
+        if split.query:
+            target += "?" + _requote(split.query)
+        return URL(target, encoded=True)
 
-    async def _send(self, client, method, url, headers, body, policy) -> tuple[int, bytes]:
-        """One attempt: check the host, pin the checked address, follow redirects by hand."""
+    async def _send(self, session, method, url, headers, body, policy) -> tuple[int, bytes]:
+        """One attempt: check the host, connect through the checking resolver, follow
+        redirects by hand (each hop checked again)."""
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
         for _hop in range(policy.max_redirects + 1):
-            u, ip = await asyncio.to_thread(self._target, url, policy)  # DNS off the loop
-            pinned = u.copy_with(host=ip)
-            hdrs = {**headers, "Host": u.netloc.decode("ascii"), "Accept-Encoding": "gzip, deflate"}
-            req = client.build_request(
-                method,
-                pinned,
-                headers=hdrs,
-                content=body,
-                timeout=self.timeout,
-                extensions={"sni_hostname": u.host} if u.scheme == "https" else {},
-            )
-            resp = await client.send(req, stream=True)
+            target = self._target(url, policy)
+            hdrs = {**headers, "Accept-Encoding": "gzip, deflate"}
             try:
-                if resp.status_code in _REDIRECT_STATUS and "location" in resp.headers:
-                    url = str(u.join(resp.headers["location"]))
-                    if resp.status_code == 303 or (
-                        resp.status_code in (301, 302) and method == "POST"
-                    ):
-                        method, body = "GET", None
-                    continue
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > policy.max_response_bytes * 64:
-                    raise HttpActionError(
-                        f"API response declares {declared} bytes, limit {policy.max_response_bytes}"
+                async with session.request(
+                    method,
+                    target,
+                    headers=hdrs,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=timeout,
+                ) as resp:
+                    location = resp.headers.get("location")
+                    if resp.status in _REDIRECT_STATUS and location is not None:
+                        url = str(target.join(URL(_requote(location), encoded=True)))
+                        if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                            method, body = "GET", None
+                        continue
+                    declared = resp.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > policy.max_response_bytes * 64:
+                        raise HttpActionError(
+                            f"API response declares {declared} bytes, "
+                            f"limit {policy.max_response_bytes}"
+                        )
+                    dec = _Decoder(
+                        resp.headers.get("content-encoding", ""), policy.max_response_bytes
                     )
-                dec = _Decoder(resp.headers.get("content-encoding", ""), policy.max_response_bytes)
-                async for raw in resp.aiter_raw():
-                    dec.feed(raw)
-                return resp.status_code, dec.body()
-            finally:
-                await resp.aclose()
+                    async for raw in resp.content.iter_any():
+                        dec.feed(raw)
+                    return resp.status, dec.body()
+            except aiohttp.ClientConnectorError as exc:
+                refused = getattr(exc, "os_error", None)
+                if isinstance(refused, OutboundRefused):  # from the CheckedResolver
+                    raise HttpActionError(f"refused: {refused}") from None
+                raise
         raise HttpActionError(f"more than {policy.max_redirects} redirects")
 
-    async def call(
-        self,
-        variables: dict,
-        client: httpx.AsyncClient | None = None,
-        policy: OutboundPolicy | None = None,
-    ) -> dict:
+    async def call(self, variables: dict, policy: OutboundPolicy | None = None) -> dict:
         """Make the call (async), retrying timeouts, connection errors and 429/5xx.
 
-        ``policy`` None allows nothing: no host, no secret."""
+        ``policy`` None allows nothing: no host, no secret. Requests go out through the
+        running loop's shared session of ``policy``
+        (:mod:`dingskill.skills.outbound_session`)."""
         policy = policy or OutboundPolicy()
         # templates render in the sandbox workers: wait for them off the event loop
         method, url, headers, body = await asyncio.to_thread(self._request, variables, policy)
-        own = client is None
-        client = client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         last = ""
-        try:
+        async with outbound_session(policy) as session:
             for attempt in range(self.retries + 1):
                 try:
-                    status, content = await self._send(client, method, url, headers, body, policy)
+                    status, content = await self._send(session, method, url, headers, body, policy)
                     if status not in _RETRY_STATUS:
                         if status >= 400:
                             raise HttpActionError(f"API answered {status}")
                         return self._result(status, content)
                     last = f"API answered {status}"
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    last = f"{type(exc).__name__} calling {httpx.URL(url).host}"
+                except asyncio.TimeoutError:
+                    last = f"no answer from {_host(url)} within {self.timeout:g} s (timeout)"
+                except aiohttp.ClientError as exc:
+                    last = f"connection to {_host(url)} failed ({type(exc).__name__}: {exc})"
                 if attempt < self.retries:
                     await asyncio.sleep(self.backoff * (2**attempt))
-        finally:
-            if own:
-                await client.aclose()
         raise HttpActionError(f"{last} after {self.retries + 1} attempt(s)")
 
     def call_sync(self, variables: dict, policy: OutboundPolicy | None = None) -> dict:
         """Blocking variant of :meth:`call` (runs it on a private event loop)."""
-        return asyncio.run(self.call(variables, policy=policy))
+
+        async def once() -> dict:
+            try:
+                return await self.call(variables, policy=policy)
+            finally:
+                await close_outbound_sessions()
+
+        return asyncio.run(once())

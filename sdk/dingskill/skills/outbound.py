@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "OutboundPolicy",
     "OutboundRefused",
+    "check_addresses",
     "host_allowed",
     "normalize_host",
     "resolve_checked",
@@ -130,6 +131,21 @@ class OutboundPolicy:
         return False
 
 
+def check_addresses(host: str, ips, policy: OutboundPolicy) -> None:
+    """Raise :class:`OutboundRefused` naming the first of ``ips`` (the addresses ``host``
+    resolved to) that is not public and not allowed by ``policy``."""
+    if not ips:
+        raise OutboundRefused(f"host {normalize_host(host)!r} has no address")
+    for ip in ips:
+        ip = ip if not isinstance(ip, str) else ipaddress.ip_address(ip.split("%")[0])
+        if not _is_public(ip) and not policy.private_allowed(normalize_host(host), ip):
+            raise OutboundRefused(
+                f"host {normalize_host(host)!r} resolves to {ip}, a private, loopback or "
+                "link-local address; refused unless the operator allows it "
+                "(security.outbound_allow_private)"
+            )
+
+
 def resolve_checked(host: str, port: int, policy: OutboundPolicy) -> str:
     """The first address of ``host`` after checking every resolved address against the
     policy; raises :class:`OutboundRefused` naming the address that is not public."""
@@ -146,12 +162,5 @@ def resolve_checked(host: str, port: int, policy: OutboundPolicy) -> str:
             ip = ipaddress.ip_address(info[4][0].split("%")[0])
             if ip not in ips:
                 ips.append(ip)
-    if not ips:
-        raise OutboundRefused(f"host {host!r} has no address")
-    for ip in ips:
-        if not _is_public(ip) and not policy.private_allowed(host, ip):
-            raise OutboundRefused(
-                f"host {host!r} resolves to {ip}, a private, loopback or link-local address; "
-                "refused unless the operator allows it (security.outbound_allow_private)"
-            )
+    check_addresses(host, ips, policy)
     return str(ips[0])
