@@ -92,6 +92,37 @@ def test_scripted_burst_departs_from_the_baseline(tmp_path, hook):
     assert len(texts) == 2 and any("ops-bob" in t for t in texts)
 
 
+def test_alerts_raised_on_the_message_path_are_written_off_the_event_loop(tmp_path, monkeypatch):
+    """With the background writer running, a departure found while a message is recorded
+    is chained by the writer (no fsync on the event loop), in order and verifiable."""
+    import asyncio
+
+    from dingskill.security.audit_chain import verify_chain
+
+    audit = AuditLog(str(tmp_path / "audit" / "messages.jsonl"))
+    audit.baseline = BehaviourBaseline(BaselineConfig(window_s=60), clock=lambda: 1.0)
+    on_loop: list[bool] = []
+    real = audit.admin_chain.append_many
+
+    def spy(records):
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return real(records)
+
+    monkeypatch.setattr(audit.admin_chain, "append_many", spy)
+
+    async def main():
+        await audit.start()
+        for _ in range(200):
+            audit.record("flooder", "skill", "message", "ok")
+        await audit.stop()
+
+    asyncio.run(main())
+    flagged = [r for r in audit.admin_chain.records() if r["operation"] == "baseline.alert"]
+    assert [r["object"] for r in flagged] == ["flooder"]
+    assert on_loop == [False]  # one batch, written in a worker thread
+    assert verify_chain(audit.admin_chain.path, audit.admin_chain.keyring) == []
+
+
 def test_baseline_config_is_validated():
     cfg = load_config(None, environ={}, overrides={"baseline": {"window_s": 30}})
     assert cfg.get("baseline.window_s") == 30 and cfg.get("baseline.enabled") is True

@@ -187,3 +187,50 @@ def test_out_of_scope_suggests_closest_intents(hr):
         "工资条",
         "我还有几天年假？",
     ]  # trigger, example
+
+
+def test_route_runs_only_the_models_of_the_message_language(hr, faq, monkeypatch):
+    """A skill of another language contributes only its rules: same routing as running
+    every model, without the cost of the models that cannot win."""
+    from dingskill.text import detect_language
+
+    e = _engine(hr, faq)
+    texts = ["我想看工资条", "what are the office hours?", "明天北京会下雨吗", "你好", "thanks"]
+
+    def reference(text):  # every model runs; another language's model only for its rules
+        best, best_skill, lang = None, None, detect_language(text)
+        for skill in e.skills:
+            d = skill.model.decide(text)
+            if d.source == "rule":
+                return skill, d
+            if lang != "mixed" and lang not in skill.manifest.languages:
+                continue
+            if d.intent != "oos" and (
+                best is None or best.intent == "oos" or d.confidence > best.confidence
+            ):
+                best, best_skill = d, skill
+            elif best is None:
+                best = d
+        return (best_skill, best) if best is not None and best.intent != "oos" else (None, best)
+
+    expected = {t: reference(t) for t in texts}
+    ran: list[str] = []
+    for skill in (hr, faq):
+        real = skill.model.decide
+        monkeypatch.setattr(
+            skill.model,
+            "decide",
+            lambda t, real=real, s=skill: ran.append(s.manifest.id) or real(t),
+        )
+    for text in texts:
+        ran.clear()
+        skill, decision = e.route(text)
+        assert (skill, decision) == expected[text] or (
+            skill is expected[text][0] and decision.intent == expected[text][1].intent
+        )
+        lang = detect_language(text)
+        if lang != "mixed":
+            assert all(lang in s.manifest.languages for s in (hr, faq) if s.manifest.id in ran), (
+                text,
+                ran,
+            )

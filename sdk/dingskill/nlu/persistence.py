@@ -301,7 +301,7 @@ def _read(zf: zipfile.ZipFile):
     clf.intercept_ = icpt
     clf.temperature_ = float(meta["temperature"])
     clf.gate_ = None if gate is None else float(gate)
-    clf.prototypes_ = protos if gate is not None else None
+    clf.prototypes_ = protos.astype(np.float32) if gate is not None else None
     if gate is not None and (embedder is None or protos.shape[1] != embedder.dim):
         raise UnsafeModelError(f"{_GATE}: shape {protos.shape} does not fit the embeddings")
     thr = meta.get("threshold")

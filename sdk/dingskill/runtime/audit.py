@@ -50,6 +50,7 @@ class AuditLog:
         self.store = store
         self.redactor = redactor or Redactor()
         self._queue: list[dict] = []
+        self._admin_queue: list[dict] = []  # deferred admin records (see ``admin``)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.written = 0
@@ -96,15 +97,28 @@ class AuditLog:
         )
         if self.on_baseline_alert is not None:
             self.on_baseline_alert(alert)
-        self.admin("system", actor, "baseline.alert", "alert", **alert.to_dict())
+        # raised on the message path: written by the background writer, off the event loop
+        # (a synchronous fsync per alert stalled every conversation for milliseconds)
+        self.admin("system", actor, "baseline.alert", "alert", defer=True, **alert.to_dict())
 
     def admin(
-        self, actor: str, obj: str, operation: str, result: str, client_ip: str = "", **extra
+        self,
+        actor: str,
+        obj: str,
+        operation: str,
+        result: str,
+        client_ip: str = "",
+        defer: bool = False,
+        **extra,
     ) -> dict:
-        """An admin action: written at once to ``admin.jsonl`` (and queued for the store)."""
+        """An admin action: written at once to ``admin.jsonl`` (and queued for the store).
+        ``defer``: written by the background writer instead (with a running writer only)."""
         rec = self.record(actor, obj, operation, result, client_ip, kind="admin", **extra)
         if self.admin_chain is not None:
-            _link_copy(rec, "admin", self.admin_chain.append(rec))
+            if defer and self._task is not None and not self._task.done():
+                self._admin_queue.append(rec)
+            else:
+                _link_copy(rec, "admin", self.admin_chain.append(rec))
         self._maybe_alert(rec)
         return rec
 
@@ -209,7 +223,12 @@ class AuditLog:
                 last_retention = time.monotonic()
 
     async def flush(self) -> None:
+        deferred, self._admin_queue = self._admin_queue, []
         batch, self._queue = self._queue, []
+        if deferred:  # before the store copies below, which carry their place in the chain
+            entries = await asyncio.to_thread(self.admin_chain.append_many, deferred)
+            for rec, entry in zip(deferred, entries, strict=True):
+                _link_copy(rec, "admin", entry)
         if not batch:
             return
         if self.chain is not None:
@@ -219,11 +238,10 @@ class AuditLog:
                 for rec, entry in zip(plain, entries, strict=True):
                     _link_copy(rec, "messages", entry)
         if self.store is not None:
-            for r in batch:
-                try:
-                    await self.store.add_audit(r)
-                except Exception:  # noqa: BLE001 - the file keeps it; the store may be down
-                    pass
+            try:
+                await self.store.add_audit_many(batch)
+            except Exception:  # noqa: BLE001 - the file keeps it; the store may be down
+                pass
         self.written += len(batch)
 
     async def stop(self) -> None:

@@ -122,6 +122,11 @@ class Store:
     async def append_audit(self, blob: bytes) -> None:
         raise NotImplementedError
 
+    async def append_audit_many(self, blobs: list[bytes]) -> None:
+        """Several records in one round trip (the audit writer's batches)."""
+        for blob in blobs:
+            await self.append_audit(blob)
+
     async def audit_records(self) -> list[bytes]:
         raise NotImplementedError
 
@@ -138,6 +143,10 @@ class Store:
 
     async def add_audit(self, record: dict) -> None:
         await self.append_audit(self._seal("audit", record))
+
+    async def add_audit_many(self, records: list[dict]) -> None:
+        """Several audit records in one round trip, in order."""
+        await self.append_audit_many([self._seal("audit", r) for r in records])
 
     async def read_audit(self) -> list[dict]:
         return [self._open("audit", b) for b in await self.audit_records()]
@@ -461,6 +470,10 @@ class SqliteStore(Store):
     async def append_audit(self, blob):
         await self._run(lambda db: db.execute("INSERT INTO audit (v) VALUES (?)", (blob,)))
 
+    async def append_audit_many(self, blobs):
+        rows = [(b,) for b in blobs]
+        await self._run(lambda db: db.executemany("INSERT INTO audit (v) VALUES (?)", rows))
+
     async def audit_records(self):
         rows = await self._run(lambda db: db.execute("SELECT v FROM audit ORDER BY seq").fetchall())
         return [bytes(r[0]) for r in rows]
@@ -597,6 +610,10 @@ class RedisStore(Store):
 
     async def append_audit(self, blob):
         await self._r.rpush(self._k("audit"), blob)
+
+    async def append_audit_many(self, blobs):
+        if blobs:
+            await self._r.rpush(self._k("audit"), *blobs)
 
     async def audit_records(self):
         return await self._r.lrange(self._k("audit"), 0, -1)

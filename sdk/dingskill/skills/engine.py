@@ -139,11 +139,16 @@ class Engine:
         best, best_skill = None, None
         lang = detect_language(text)
         for skill in self.skills:
+            if lang != "mixed" and lang not in skill.manifest.languages and len(self.skills) > 1:
+                # a Chinese-only model does not judge English text, and vice versa: only its
+                # rules apply (and the model is not run for nothing)
+                d = skill.match_rule(text)
+                if d is not None:
+                    return skill, d
+                continue
             d = skill.decide(text)
             if d.source == "rule":
                 return skill, d
-            if lang != "mixed" and lang not in skill.manifest.languages and len(self.skills) > 1:
-                continue  # a Chinese-only model does not judge English text, and vice versa
             if d.intent != "oos" and (
                 best is None or best.intent == "oos" or d.confidence > best.confidence
             ):

@@ -119,6 +119,10 @@ class Skill:
     def decide(self, text: str):
         return self.model.decide(text)
 
+    def match_rule(self, text: str):
+        """The rule :meth:`decide` would apply to ``text``, or None (no model run)."""
+        return self.model.match_rule(text)
+
     def handlers(self) -> dict:
         if self._handlers is None:
             self._handlers = load_handlers(self.path, self.manifest.handlers, self.trusted)
