@@ -132,6 +132,24 @@ def test_novelty_gate_is_chosen_on_small_data_and_saved(zh_data):
     assert IntentClassifier(oos_threshold=None, random_state=0).fit(*zh_data).gate_ is None
 
 
+def test_decisions_are_cached_per_text_bounded_and_forgotten_on_refit(zh_data, monkeypatch):
+    from dingskill.nlu import classifier as mod
+
+    monkeypatch.setattr(mod, "VIEW_CACHE", 3)
+    clf = IntentClassifier(random_state=0).fit(*zh_data)
+    texts = ["明天想请假", "帮我订会议室", "what is the capital of canada", "工资条", "明天想请假"]
+    first = [clf.decide(t) for t in texts]
+    assert [clf.decide(t) for t in texts] == first  # hits decide as misses did
+    fresh = IntentClassifier.from_bytes(clf.to_bytes())  # no cache yet: computes everything
+    assert [fresh.decide(t) for t in texts] == first
+    assert clf._views.cache_info().currsize == 3  # bounded
+    clf.decide("明天想请假").alternatives.clear()  # a caller's change does not reach the cache
+    assert clf.decide("明天想请假") == first[0]
+    assert "_views" not in clf.__getstate__()  # copies do not share it
+    clf.fit(*zh_data)
+    assert "_views" not in clf.__dict__  # a refit model starts afresh
+
+
 def test_missing_package_is_a_clear_error(monkeypatch):
     from dingskill.nlu import use_m3
 

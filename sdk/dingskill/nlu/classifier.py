@@ -45,6 +45,9 @@ _PARALLEL_MIN_NNZ = 1_000_000  # below this, worker start-up costs more than it 
 GATE_MAX_INSCOPE = 5000  # in-scope training rows up to which the gate is used
 GATE_REJECT = 0.05  # share of held-out in-scope examples the gate may turn away
 GATE_PER_INTENT = 64  # prototypes kept per intent
+# normalised utterances whose model view (top intents, novelty gate) a fitted classifier keeps:
+# greetings, commands and common requests repeat in chat; ~1 KB each, so ~4 MB at most
+VIEW_CACHE = 4096
 
 
 def _fit_ovr_group(X, labels: np.ndarray, group: np.ndarray, C: float) -> tuple:
@@ -291,9 +294,15 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             out.append((W, b))
         return out
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_views", None)  # a copy gets its own cache, bound to itself
+        return state
+
     def fit(self, X, y) -> IntentClassifier:
         """Fit on texts ``X`` and intent labels ``y`` ("oos" rows train the oos class)."""
         self._validate_params()
+        self.__dict__.pop("_views", None)
         texts = _check_texts(X)
         if y is None:
             raise InputError("y is required: one intent label per text")
@@ -484,6 +493,24 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         order = np.argsort(-p, kind="stable")[: max(int(k), 0)]
         return [(str(self.classes_[j]), float(p[j])) for j in order]
 
+    def _view(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool]:
+        """The model's view of one normalised text: its top 3 intents and whether it lies
+        beyond the novelty gate. Kept in a bounded, thread-safe LRU cache (``VIEW_CACHE``)."""
+        views = self.__dict__.get("_views")
+        if views is None:
+            from functools import lru_cache
+
+            views = self.__dict__["_views"] = lru_cache(maxsize=VIEW_CACHE)(self._view_fresh)
+        return views(norm)
+
+    def _view_fresh(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool]:
+        alts = tuple(self._top_k(norm, 3))
+        far = False
+        if self.gate_ is not None:
+            unit = self.embedder_.transform_one(norm, normalized=True)  # cached encoders: a lookup
+            far = bool(_nearest(unit[None], self.prototypes_)[0] < self.gate_)
+        return alts, far
+
     def decide(self, text: str) -> Decision:
         """Route one utterance: a rule if one matches, else the model with the oos threshold."""
         self._check_fitted()
@@ -492,17 +519,16 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         norm = normalize_text(text)
         if not norm:  # nothing to understand: never claim an intent
             return Decision(OUT_OF_SCOPE, 0.0, [], "model", None)
-        alts = self._top_k(norm, 3)
+        view, far = self._view(norm)
+        alts = list(view)
         m = self._ruleset.match(norm, normalized=True) if len(self._ruleset) else None
         if m is not None:
             return Decision(m.intent, 1.0, alts, "rule", m.rule)
         intent, conf = alts[0]
         if self.threshold_ is not None and conf < self.threshold_:
             intent = OUT_OF_SCOPE
-        elif self.gate_ is not None:
-            unit = self.embedder_.transform_one(norm, normalized=True)  # cached encoders: a lookup
-            if _nearest(unit[None], self.prototypes_)[0] < self.gate_:
-                intent = OUT_OF_SCOPE  # far from every example the skill was trained on
+        elif far:
+            intent = OUT_OF_SCOPE  # far from every example the skill was trained on
         return Decision(intent, conf, alts, "model", None)
 
     def match_rule(self, text: str) -> Decision | None:
@@ -515,7 +541,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         if not norm or not len(self._ruleset):
             return None
         m = self._ruleset.match(norm, normalized=True)
-        return None if m is None else Decision(m.intent, 1.0, self._top_k(norm, 3), "rule", m.rule)
+        return (
+            None
+            if m is None
+            else Decision(m.intent, 1.0, list(self._view(norm)[0]), "rule", m.rule)
+        )
 
     def explain(self, text: str, k: int = 10) -> pd.DataFrame:
         """Features of ``text`` that pushed the predicted intent most, with their weights.
