@@ -15,6 +15,7 @@ from dingskill.runtime.channels.webhook import WebhookChannel, sign
 from dingskill.runtime.config import ConfigError, load_config
 from dingskill.runtime.preprocess import PreprocessError, preprocess
 from dingskill.runtime.ratelimit import RateLimiter
+from dingskill.runtime.storage import DedupState
 from dingskill.runtime.stores import MemoryStore, RedisStore, SqliteStore
 from dingskill.security.crypto import Keyring
 from dingskill.skills.conversation import Message
@@ -124,18 +125,21 @@ def test_store_contract(store):
         await store.set_context("conv-1", ctx)
         assert await store.get_context("conv-1") == ctx
         assert await store.get_context("nope") == {}
-        assert await store.claim("m1", 10) == "new"
-        assert await store.claim("m1", 10) == "processing:"
+        assert await store.claim("m1", 10) is DedupState.NEW
+        assert await store.claim("m1", 10) is DedupState.PROCESSING
         await store.finish("m1", 60)
-        assert await store.claim("m1", 10) == "done"
-        assert await store.claim("m2", 10, "replica-x") == "new"
-        assert await store.claim("m2", 10, "replica-y") == "processing:replica-x"
-        assert await store.takeover("m2", "processing:replica-x", "replica-y", 10)
-        assert not await store.takeover("m2", "processing:replica-x", "replica-z", 10)
-        await store.replying("m2", "replica-y", 10)
-        assert await store.claim("m2", 10, "replica-z") == "replying:replica-y"
-        await store.heartbeat("replica-y", 5)
-        assert await store.alive("replica-y") and not await store.alive("replica-x")
+        assert await store.claim("m1", 10) is DedupState.DONE
+        assert await store.claim("m2", 10) is DedupState.NEW
+        await store.replying("m2", 10)
+        assert await store.claim("m2", 10) is DedupState.REPLYING
+        await store.release("m2")
+        assert await store.claim("m2", 10) is DedupState.NEW
+        # set-if-absent is atomic: of many claims at once exactly one finds nothing
+        states = await asyncio.gather(*(store.claim("m3", 10) for _ in range(20)))
+        assert states.count(DedupState.NEW) == 1
+        assert await store.claim("m4", 0.05) is DedupState.NEW  # "processing" expires
+        await asyncio.sleep(0.15)
+        assert await store.claim("m4", 10) is DedupState.NEW
         results = [await store.take("bucket-a", 0.001, 3) for _ in range(5)]
         assert results == [True, True, True, False, False]
         await store.add_audit({"actor": "staff-1", "operation": "message", "text": "请假"})
@@ -263,14 +267,12 @@ def test_max_inflight_bounds_concurrent_messages():
     assert len(replies) == 8 and SlowEngine.peak == 2
 
 
-def test_stores_split_by_concern_and_typed_claims():
+def test_stores_split_by_concern_and_typed_dedup_states():
     import asyncio
 
     from dingskill.runtime.pipeline import Pipeline
     from dingskill.runtime.storage import (
         AuditStore,
-        Claim,
-        ClaimKind,
         ContextStore,
         DedupStore,
         LimitStore,
@@ -282,10 +284,11 @@ def test_stores_split_by_concern_and_typed_claims():
     backend = MemoryStore()
     for iface in (ContextStore, DedupStore, LimitStore, AuditStore):
         assert isinstance(backend, iface)
-    assert Claim.parse("processing:r1") == Claim(ClaimKind.PROCESSING, "r1")
-    assert Claim.parse("done").held is False and str(Claim(ClaimKind.REPLYING, "x")) == "replying:x"
-    with pytest.raises(ValueError, match="unknown claim state"):
-        Claim.parse("maybe")
+    assert DedupState.parse(None) is DedupState.NEW and DedupState.parse(b"done").answered
+    assert DedupState.parse("processing:3f2a") is DedupState.PROCESSING  # an older version's
+    assert DedupState.REPLYING.answered and not DedupState.PROCESSING.answered
+    with pytest.raises(ValueError, match="unknown message-id dedup state 'maybe'"):
+        DedupState.parse("maybe")
 
     class Echo:
         async def handle(self, message, context):
@@ -305,6 +308,76 @@ def test_stores_split_by_concern_and_typed_claims():
     a, dup, b, ctx, other = asyncio.run(run())
     assert (a.text, dup, b.text) == ("1", None, "2")
     assert ctx["n"] == 2 and other == {}
+
+
+def test_dedup_states_decide_alone_without_owners_or_liveness():
+    """PROCESSING: a second delivery while the first runs is refused (InProgress), a
+    redelivery (the previous attempt ended) is handled again; REPLYING is never answered
+    again (a redelivery of it is "uncertain"); DONE is a duplicate; a failed attempt forgets
+    the message so a later delivery answers it."""
+    from dingskill.runtime.metrics import Metrics
+    from dingskill.runtime.pipeline import InProgress, Pipeline
+    from dingskill.skills.conversation import Reply
+
+    class Gate:
+        def __init__(self):
+            self.open, self.calls, self.fail = asyncio.Event(), 0, False
+
+        async def handle(self, message, context):
+            self.calls += 1
+            await self.open.wait()
+            if self.fail:
+                raise OSError("disk gone")
+            return Reply(text="ok", intent="x")
+
+    def outcomes(metrics):
+        return {
+            s.labels["outcome"]: s.value
+            for m in metrics.registry.collect()
+            if m.name == "dingskill_messages"
+            for s in m.samples
+            if s.name.endswith("_total")
+        }
+
+    async def run():
+        engine, dedup, metrics = Gate(), MemoryStore(), Metrics()
+        p = Pipeline(lambda: engine, dedup, metrics, limits={"user_per_minute": 0})
+        sent = []
+
+        async def sink(reply):
+            sent.append(reply.text)
+            return True
+
+        first = asyncio.ensure_future(p.process(Message(text="a", msg_id="m1"), sink))
+        await asyncio.sleep(0.01)
+        with pytest.raises(InProgress):  # same process, first attempt running
+            await p.process(Message(text="a", msg_id="m1"), sink)
+        other = Pipeline(lambda: engine, dedup, metrics, limits={"user_per_minute": 0})
+        with pytest.raises(InProgress):  # another process sharing the store
+            await other.process(Message(text="a", msg_id="m1"), sink)
+        engine.open.set()
+        assert (await first).text == "ok"
+        assert await other.process(Message(text="a", msg_id="m1"), sink) is None  # DONE
+        # leftovers of an attempt that ended half-way: only a redelivery acts on them
+        await dedup.claim("m2", 60)  # PROCESSING, nobody on it
+        with pytest.raises(InProgress):
+            await other.process(Message(text="b", msg_id="m2"), sink)
+        assert (await other.process(Message(text="b", msg_id="m2"), sink, redelivered=True)).text
+        await dedup.claim("m3", 60)
+        await dedup.replying("m3", 60)
+        assert await other.process(Message(text="c", msg_id="m3"), sink, redelivered=True) is None
+        assert await other.process(Message(text="c", msg_id="m3"), sink) is None
+        engine.fail = True  # a failed attempt forgets the message: a later delivery answers
+        with pytest.raises(RuntimeError, match="not handled: OSError"):
+            await other.process(Message(text="d", msg_id="m4"), sink)
+        engine.fail = False
+        assert (await other.process(Message(text="d", msg_id="m4"), sink)).text == "ok"
+        return sent, engine.calls, outcomes(metrics)
+
+    sent, calls, counted = asyncio.run(run())
+    assert sent == ["ok", "ok", "ok"] and calls == 4
+    assert counted["in_progress"] == 3 and counted["uncertain"] == 1
+    assert counted["duplicate"] == 2 and counted["ok"] == 3
 
 
 def test_find_project_from_cwd_env_or_argument(tmp_path, monkeypatch):

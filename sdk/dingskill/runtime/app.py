@@ -185,8 +185,6 @@ class Runtime:
             asyncio.create_task(self.skills.watch(self.config.get("skills.reload_interval_s")))
         )
         self._tasks.append(asyncio.create_task(self.loopwatch.run()))
-        await self.store.heartbeat(self.pipeline.replica_id, 10.0)
-        self._tasks.append(asyncio.create_task(self.pipeline.heartbeat(1.0)))
         self._tasks.append(
             asyncio.create_task(
                 self._access_report(self.config.get("audit.access_report_interval_s"))

@@ -26,7 +26,6 @@ METRIC_NAMES = (
     "dingskill_reply_failures_total",
     "dingskill_inflight_messages",
     "dingskill_skills_loaded",
-    "dingskill_takeovers_total",
     "dingskill_duplicates_total",
     "dingskill_access_denied_total",
     "dingskill_event_loop_lag_seconds",
@@ -74,9 +73,6 @@ class Metrics:
         self.skills_loaded = Gauge("dingskill_skills_loaded", "Skills loaded", registry=r)
         self.duplicates = Counter(
             "dingskill_duplicates_total", "Redelivered messages ignored", registry=r
-        )
-        self.takeovers = Counter(
-            "dingskill_takeovers_total", "Messages taken over from a replica that died", registry=r
         )
         self.denied = Counter(
             "dingskill_access_denied_total", "Refused operator actions", registry=r

@@ -1,6 +1,6 @@
 """``Pipeline``: the one path every message takes, whatever channel it came from.
 
-validate -> dedup -> rate limits -> preprocess -> load context -> engine (route, execute)
+validate -> message-id dedup -> rate limits -> preprocess -> load context -> engine (route, execute)
 -> reply (through the channel's sink, retried) -> save context -> metrics and audit.
 It never raises to the channel: failures become fallback replies, counted and audited."""
 
@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from ..skills.conversation import Message, Reply, context_key
 from ..text import detect_language
 from .preprocess import PreprocessError, preprocess
 from .ratelimit import POLITE, RateLimiter
-from .storage import Claim, ClaimKind, Stores
+from .storage import DedupState, Stores
 
-__all__ = ["Pipeline", "ReplySink", "InProgressElsewhere"]
+__all__ = ["Pipeline", "ReplySink", "InProgress"]
 
 ReplySink = Callable[[Reply], Awaitable[bool]]
 TOO_LONG = {
@@ -31,9 +30,10 @@ EMPTY = {
 }
 
 
-class InProgressElsewhere(RuntimeError):
-    """A redelivered message another handler (maybe on a dead replica) has claimed and not
-    finished: do not ACK it, so the platform redelivers it after the claim expires."""
+class InProgress(RuntimeError):
+    """A second delivery of a message whose first attempt is still running (its dedup entry
+    says ``processing``): it will be answered once, by that attempt. The channel says so
+    (Stream: an "in progress" ACK; webhook: 409; broker worker: ack the copy)."""
 
 
 def _lang(text: str) -> str:
@@ -62,7 +62,7 @@ class Pipeline:
         self.review = review
         # one store per concern (a single backend serves all four unless a Stores is given)
         self.stores = Stores.of(store)
-        self.store = self.stores.dedup  # message-id claims (the claim code below)
+        self.store = self.stores.dedup  # message-id dedup (the top of ``process``)
         self.metrics = metrics
         self.audit = audit
         self.limits = {
@@ -87,10 +87,7 @@ class Pipeline:
         self.observers: list[Callable[[Message, Reply], None]] = []
         self.media = None  # runtime.media.MediaPolicy: messages without readable text
         self.inflight = 0
-        self.replica_id = uuid.uuid4().hex[:12]
-        self._active: set[str] = set()  # message ids being handled by this replica now
-        # True under a broker: a message comes back only after its holder died or gave it back
-        self.exclusive_redelivery = False
+        self._active: set[str] = set()  # message ids this process is handling now
         self._locks: dict[str, asyncio.Lock] = {}
 
     def use_store(self, store) -> None:
@@ -108,62 +105,53 @@ class Pipeline:
             return None, None
         return self.engine_provider().route(clean) if clean else (None, None)
 
-    async def heartbeat(self, interval_s: float = 1.0) -> None:
-        """Tell other replicas this one is alive (its claims must not be taken over)."""
-        while True:
-            try:
-                await self.store.heartbeat(self.replica_id, interval_s * 10)
-            except Exception:  # noqa: BLE001 - storage down: readiness reports it
-                pass
-            await asyncio.sleep(interval_s)
-
     async def _release(self, msg_id: str) -> None:
         try:
             await self.store.release(msg_id)
         except Exception:  # noqa: BLE001 - the claim expires by itself
             pass
 
+    async def _admit(self, message: Message, redelivered: bool) -> bool:
+        """Message-id dedup: True to handle ``message``; False for one answered (or maybe
+        answered); raises :class:`InProgress` for one whose first attempt still runs."""
+        if message.msg_id in self._active:  # this process is on it now: no store round trip
+            self._count(message.channel, "in_progress")
+            raise InProgress(message.msg_id)
+        state = await self.store.claim(message.msg_id, self.limits.get("claim_ttl_s", 120))
+        if state is DedupState.NEW:
+            return True
+        if state is DedupState.PROCESSING:
+            if redelivered:  # the attempt that set it has ended half-way: handle it again
+                return True
+            self._count(message.channel, "in_progress")
+            raise InProgress(message.msg_id)
+        if state is DedupState.REPLYING and redelivered:
+            # its attempt ended while replying: the reply may have reached the user
+            self._count(message.channel, "uncertain")
+            return False
+        if self.metrics is not None:
+            self.metrics.duplicates.inc()
+        self._count(message.channel, "duplicate")
+        return False
+
     def _count(self, channel: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.messages.labels(channel, outcome).inc()
 
-    async def process(self, message: Message, reply_sink: ReplySink | None = None) -> Reply | None:
-        """Handle one message; returns the reply, or None for a redelivered duplicate that was
-        already answered. Raises :class:`InProgressElsewhere` for one still being handled."""
+    async def process(
+        self, message: Message, reply_sink: ReplySink | None = None, *, redelivered: bool = False
+    ) -> Reply | None:
+        """Handle one message; returns the reply, or None for a message already answered (or
+        whose reply may have reached the user). Raises :class:`InProgress` for a second
+        delivery while its first attempt still runs.
+
+        ``redelivered``: the transport guarantees the previous attempt has ended (a broker
+        gives a message back only after its consumer's channel closed, or a retry / replay
+        published after a failed attempt), so a ``processing`` entry is a leftover and the
+        message is handled again. A platform resend is not one (``dingskill run``)."""
         t0 = time.perf_counter()
         if message.msg_id:
-            ttl = self.limits.get("claim_ttl_s", 15)
-            state = await self.store.claim(message.msg_id, ttl, self.replica_id)
-            claim = Claim.parse(state)
-            if claim.held:
-                owner = claim.owner
-                if self.exclusive_redelivery and claim.kind is ClaimKind.REPLYING:
-                    # its reply may already have reached the user: never answer twice
-                    self._count(message.channel, "uncertain")
-                    return None
-                # a redelivery of a message whose replica died: take it over (at least once;
-                # a reply that was already on its way when the replica died may repeat)
-                if self.exclusive_redelivery:
-                    # the transport (a broker) redelivers only once the holder is gone
-                    orphan = True
-                elif owner == self.replica_id:
-                    # ours: still being handled here, or an earlier attempt failed half-way
-                    # (storage error) and left the claim: then handle it again
-                    orphan = message.msg_id not in self._active
-                else:
-                    orphan = not await self.store.alive(owner)
-                if not (
-                    orphan
-                    and await self.store.takeover(message.msg_id, state, self.replica_id, ttl)
-                ):
-                    self._count(message.channel, "in_progress")
-                    raise InProgressElsewhere(message.msg_id)
-                if self.metrics is not None:
-                    self.metrics.takeovers.inc()
-            elif claim.kind is not ClaimKind.NEW:
-                if self.metrics is not None:
-                    self.metrics.duplicates.inc()
-                self._count(message.channel, "duplicate")
+            if not await self._admit(message, redelivered):
                 return None
         self.inflight += 1
         self._active.add(message.msg_id)
@@ -182,9 +170,7 @@ class Pipeline:
             sent = True
             if reply_sink is not None:
                 if message.msg_id:
-                    await self.store.replying(
-                        message.msg_id, self.replica_id, self.limits["dedup_ttl_s"]
-                    )
+                    await self.store.replying(message.msg_id, self.limits["dedup_ttl_s"])
                 sent = await reply_sink(reply)
                 if not sent:
                     outcome = "reply_failed"

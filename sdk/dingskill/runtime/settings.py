@@ -141,7 +141,11 @@ class Limits:
     reply_backoff_s: float = setting(0.2, "first back-off between reply attempts", minimum=0)
     max_inflight: int = setting(1000, "messages processed at once; more wait their turn", minimum=1)
     dedup_ttl_s: float = setting(86400, "a message id is remembered this long", minimum=0)
-    claim_ttl_s: float = setting(120, "a claim on a message expires after this", minimum=0)
+    claim_ttl_s: float = setting(
+        120,
+        "a message's 'processing' mark expires after this (then a resend is handled again)",
+        minimum=0,
+    )
 
 
 @dataclass

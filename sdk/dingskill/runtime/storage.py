@@ -1,5 +1,5 @@
 """The storage the runtime needs, split by concern: conversation context, message-id dedup
-(claims), rate-limit buckets and stored audit records. Each consumer depends on one narrow
+(:class:`DedupState` per message id), rate-limit buckets and stored audit records. Each consumer depends on one narrow
 interface (the Pipeline on context + dedup, the rate limiter on limits, the audit log on
 audit); :class:`Stores` bundles them. One backend of :mod:`.stores` (memory, SQLite, Redis)
 implements all four over one connection, but a deployment may mix backends per concern."""
@@ -12,9 +12,8 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "AuditStore",
-    "Claim",
-    "ClaimKind",
     "ContextStore",
+    "DedupState",
     "DedupStore",
     "LimitStore",
     "Stores",
@@ -31,15 +30,17 @@ class ContextStore(Protocol):
 
 @runtime_checkable
 class DedupStore(Protocol):
-    """Message-id claims: a message is handled once (see :class:`Claim`)."""
+    """Message-id dedup: one :class:`DedupState` per message id, no owners.
 
-    async def claim(self, msg_id: str, ttl_s: float, owner: str = "") -> str: ...
-    async def replying(self, msg_id: str, owner: str, ttl_s: float) -> None: ...
+    ``claim`` is an atomic set-if-absent: it stores ``processing`` for ``ttl_s`` when nothing
+    (or an expired entry) is stored and returns the state found before (``NEW`` when it set
+    it). ``replying`` and ``finish`` overwrite the state for ``ttl_s``; ``release`` forgets
+    the message (an attempt that failed before replying: a later delivery handles it)."""
+
+    async def claim(self, msg_id: str, ttl_s: float) -> DedupState: ...
+    async def replying(self, msg_id: str, ttl_s: float) -> None: ...
     async def finish(self, msg_id: str, ttl_s: float) -> None: ...
     async def release(self, msg_id: str) -> None: ...
-    async def takeover(self, msg_id: str, old_state: str, owner: str, ttl_s: float) -> bool: ...
-    async def alive(self, owner: str) -> bool: ...
-    async def heartbeat(self, owner: str, ttl_s: float) -> None: ...
 
 
 @runtime_checkable
@@ -75,32 +76,27 @@ class Stores:
         return cls(backend, backend, backend, backend)  # type: ignore[arg-type]
 
 
-class ClaimKind(str, Enum):
-    NEW = "new"  # nobody handled the message: this caller now owns it
-    PROCESSING = "processing"  # a replica is handling it
-    REPLYING = "replying"  # a replica is sending the reply
-    DONE = "done"  # answered
+class DedupState(str, Enum):
+    """What a message id's dedup entry says (stored as the value's text)."""
 
-
-@dataclass(frozen=True)
-class Claim:
-    """The state of a message-id claim as stored (``"processing:<replica>"``)."""
-
-    kind: ClaimKind
-    owner: str = ""
+    NEW = "new"  # nothing stored: the caller has just set PROCESSING and handles the message
+    PROCESSING = "processing"  # being handled (expires after limits.claim_ttl_s)
+    REPLYING = "replying"  # its reply is being sent: it may have reached the user
+    DONE = "done"  # answered (kept limits.dedup_ttl_s)
 
     @classmethod
-    def parse(cls, state: str) -> Claim:
-        kind, _, owner = state.partition(":")
+    def parse(cls, stored: str | bytes | None) -> DedupState:
+        """The state of a stored value (``None``: ``NEW``). Values written by older versions
+        carried the replica after a colon (``processing:<replica>``); the suffix is ignored."""
+        if stored is None:
+            return cls.NEW
+        text = stored.decode() if isinstance(stored, bytes) else stored
         try:
-            return cls(ClaimKind(kind), owner)
+            return cls(text.partition(":")[0])
         except ValueError:
-            raise ValueError(f"unknown claim state {state!r}") from None
+            raise ValueError(f"unknown message-id dedup state {text!r}") from None
 
     @property
-    def held(self) -> bool:
-        """Being handled by a replica (not new, not done)."""
-        return self.kind in (ClaimKind.PROCESSING, ClaimKind.REPLYING)
-
-    def __str__(self) -> str:
-        return f"{self.kind.value}:{self.owner}" if self.owner else self.kind.value
+    def answered(self) -> bool:
+        """A reply was (maybe) sent: never answer this message again."""
+        return self in (DedupState.REPLYING, DedupState.DONE)

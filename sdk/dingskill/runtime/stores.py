@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..security.crypto import Keyring
+from .storage import DedupState
 
 __all__ = ["Store", "MemoryStore", "SqliteStore", "RedisStore", "make_store", "StoreUnavailable"]
 
@@ -89,31 +90,23 @@ class Store:
     async def set_raw(self, key: str, blob: bytes, ttl_s: float) -> None:
         raise NotImplementedError
 
-    async def claim(self, msg_id: str, ttl_s: float, owner: str = "") -> str:
-        """``"new"`` (now ``owner``'s for ``ttl_s``), ``"done"`` or ``"processing:<owner>"``."""
+    async def claim(self, msg_id: str, ttl_s: float) -> DedupState:
+        """Atomic set-if-absent: store ``processing`` for ``ttl_s`` unless an unexpired state
+        is stored; returns the state found (``NEW`` when this call set it)."""
         raise NotImplementedError
 
-    async def takeover(self, msg_id: str, old_state: str, owner: str, ttl_s: float) -> bool:
-        """Take a claim whose owner died: compare-and-set from ``old_state`` (e.g.
-        ``"processing:<owner>"``); True when it is now ours."""
+    async def replying(self, msg_id: str, ttl_s: float) -> None:
+        """Mark a message as being replied to: from here on its reply may have reached the
+        user, so nobody answers it again (kept ``ttl_s``)."""
         raise NotImplementedError
-
-    async def heartbeat(self, owner: str, ttl_s: float) -> None:
-        await self.set_raw(f"alive:{owner}", b"1", ttl_s)
-
-    async def replying(self, msg_id: str, owner: str, ttl_s: float) -> None:
-        """Mark a claimed message as being replied to: from here on, a replica that dies
-        leaves it marked (its reply may have reached the user) and nobody answers it again."""
-        raise NotImplementedError
-
-    async def alive(self, owner: str) -> bool:
-        return await self.get_raw(f"alive:{owner}") is not None
 
     async def finish(self, msg_id: str, ttl_s: float) -> None:
-        """Mark a claimed message answered (kept ``ttl_s`` to ignore redeliveries)."""
+        """Mark a message answered (kept ``ttl_s`` to ignore later deliveries)."""
         raise NotImplementedError
 
     async def release(self, msg_id: str) -> None:
+        """Forget a message whose attempt failed before its reply: a later delivery (a
+        broker retry, a platform resend) handles it again."""
         raise NotImplementedError
 
     async def take(self, bucket: str, rate: float, capacity: float) -> bool:
@@ -194,7 +187,7 @@ class MemoryStore(Store):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self._kv: dict[str, tuple[bytes, float]] = {}
-        self._claims: dict[str, tuple[float, str]] = {}
+        self._claims: dict[str, tuple[float, DedupState]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}
         self._audit: list[bytes] = []
 
@@ -210,26 +203,19 @@ class MemoryStore(Store):
     async def set_raw(self, key, blob, ttl_s):
         self._kv[key] = (blob, time.time() + ttl_s)
 
-    async def claim(self, msg_id, ttl_s, owner=""):
+    async def claim(self, msg_id, ttl_s):
         now = time.time()
         entry = self._claims.get(msg_id)
         if entry and entry[0] > now:
             return entry[1]
-        self._claims[msg_id] = (now + ttl_s, f"processing:{owner}")
-        return "new"
+        self._claims[msg_id] = (now + ttl_s, DedupState.PROCESSING)
+        return DedupState.NEW
 
-    async def replying(self, msg_id, owner, ttl_s):
-        self._claims[msg_id] = (time.time() + ttl_s, f"replying:{owner}")
-
-    async def takeover(self, msg_id, old_state, owner, ttl_s):
-        entry = self._claims.get(msg_id)
-        if entry is None or entry[1] != old_state:
-            return False
-        self._claims[msg_id] = (time.time() + ttl_s, f"processing:{owner}")
-        return True
+    async def replying(self, msg_id, ttl_s):
+        self._claims[msg_id] = (time.time() + ttl_s, DedupState.REPLYING)
 
     async def finish(self, msg_id, ttl_s):
-        self._claims[msg_id] = (time.time() + ttl_s, "done")
+        self._claims[msg_id] = (time.time() + ttl_s, DedupState.DONE)
 
     async def release(self, msg_id):
         self._claims.pop(msg_id, None)
@@ -410,48 +396,34 @@ class SqliteStore(Store):
             lambda db: db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (key, blob, exp))
         )
 
-    async def claim(self, msg_id, ttl_s, owner=""):
+    async def claim(self, msg_id, ttl_s):
         now = time.time()
 
-        def op(db):  # atomic: the worker runs it inside its transaction
+        def op(db):  # atomic: the worker runs it inside its transaction (BEGIN IMMEDIATE)
             row = db.execute("SELECT exp, state FROM claims WHERE id=?", (msg_id,)).fetchone()
             if row and row[0] > now:
-                return row[1]
+                return DedupState.parse(row[1])
             db.execute(
                 "INSERT OR REPLACE INTO claims VALUES (?,?,?)",
-                (msg_id, now + ttl_s, f"processing:{owner}"),
+                (msg_id, now + ttl_s, DedupState.PROCESSING.value),
             )
-            return "new"
+            return DedupState.NEW
 
         return await self._run(op)
 
-    async def replying(self, msg_id, owner, ttl_s):
+    async def _mark(self, msg_id: str, state: DedupState, ttl_s: float) -> None:
         exp = time.time() + ttl_s
         await self._run(
             lambda db: db.execute(
-                "INSERT OR REPLACE INTO claims VALUES (?,?,?)", (msg_id, exp, f"replying:{owner}")
+                "INSERT OR REPLACE INTO claims VALUES (?,?,?)", (msg_id, exp, state.value)
             )
         )
 
-    async def takeover(self, msg_id, old_state, owner, ttl_s):
-        exp = time.time() + ttl_s
-        cur = await self._run(
-            lambda db: (
-                db.execute(
-                    "UPDATE claims SET state=?, exp=? WHERE id=? AND state=?",
-                    (f"processing:{owner}", exp, msg_id, old_state),
-                ).rowcount
-            )
-        )
-        return cur == 1
+    async def replying(self, msg_id, ttl_s):
+        await self._mark(msg_id, DedupState.REPLYING, ttl_s)
 
     async def finish(self, msg_id, ttl_s):
-        exp = time.time() + ttl_s
-        await self._run(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO claims VALUES (?,?,?)", (msg_id, exp, "done")
-            )
-        )
+        await self._mark(msg_id, DedupState.DONE, ttl_s)
 
     async def release(self, msg_id):
         await self._run(lambda db: db.execute("DELETE FROM claims WHERE id=?", (msg_id,)))
@@ -506,17 +478,17 @@ return ok
 """
 
 
-_CAS_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
+# set-if-absent returning what was there, in one atomic step (SET NX GET needs Redis 7)
+_CLAIM_LUA = """
+local old = redis.call('GET', KEYS[1])
+if old then return old end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
 """
 
 
 class RedisStore(Store):
-    """Shared by several replicas: context, dedup claims (SET NX) and buckets (a Lua script)."""
+    """Shared by several processes: context, message-id dedup and buckets (Lua scripts)."""
 
     kind = "redis"
 
@@ -540,7 +512,7 @@ class RedisStore(Store):
         )
         self._r = aioredis.Redis(connection_pool=pool)
         self._take = self._r.register_script(_TAKE_LUA)
-        self._cas = self._r.register_script(_CAS_LUA)
+        self._claim = self._r.register_script(_CLAIM_LUA)
         try:  # fail at start-up with the address, not at the first message with a traceback
             await asyncio.wait_for(self._r.ping(), 5)
         except Exception as exc:  # noqa: BLE001 - connection, auth, timeout: all unreachable
@@ -573,28 +545,22 @@ class RedisStore(Store):
     async def set_raw(self, key, blob, ttl_s):
         await self._r.set(self._k(key), blob, px=int(ttl_s * 1000))
 
-    async def claim(self, msg_id, ttl_s, owner=""):
-        key = self._k(f"msg:{msg_id}")
-        if await self._r.set(key, f"processing:{owner}".encode(), nx=True, px=int(ttl_s * 1000)):
-            return "new"
-        state = await self._r.get(key)
-        return state.decode() if state else "processing:"
-
-    async def replying(self, msg_id, owner, ttl_s):
-        await self._r.set(
-            self._k(f"msg:{msg_id}"), f"replying:{owner}".encode(), px=int(ttl_s * 1000)
+    async def claim(self, msg_id, ttl_s):
+        old = await self._claim(
+            keys=[self._k(f"msg:{msg_id}")],
+            args=[DedupState.PROCESSING.value, max(1, int(ttl_s * 1000))],
         )
+        return DedupState.parse(old)
 
-    async def takeover(self, msg_id, old_state, owner, ttl_s):
-        return bool(
-            await self._cas(
-                keys=[self._k(f"msg:{msg_id}")],
-                args=[old_state, f"processing:{owner}", int(ttl_s * 1000)],
-            )
+    async def replying(self, msg_id, ttl_s):
+        await self._r.set(
+            self._k(f"msg:{msg_id}"), DedupState.REPLYING.value, px=max(1, int(ttl_s * 1000))
         )
 
     async def finish(self, msg_id, ttl_s):
-        await self._r.set(self._k(f"msg:{msg_id}"), b"done", px=int(ttl_s * 1000))
+        await self._r.set(
+            self._k(f"msg:{msg_id}"), DedupState.DONE.value, px=max(1, int(ttl_s * 1000))
+        )
 
     async def release(self, msg_id):
         await self._r.delete(self._k(f"msg:{msg_id}"))

@@ -33,12 +33,14 @@ __all__ = [
     "HDR_PUBLISHED_MS",
     "HDR_ERROR",
     "HDR_CHANNEL",
+    "HDR_REPLAYED",
 ]
 
 HDR_ATTEMPT = "x-dingskill-attempt"  # failed attempts so far
 HDR_PUBLISHED_MS = "x-dingskill-published-ms"
 HDR_ERROR = "x-dingskill-error"
 HDR_CHANNEL = "x-dingskill-channel"
+HDR_REPLAYED = "x-dingskill-replayed"  # published again by `dingskill dlq replay`
 
 
 class BrokerUnavailable(RuntimeError):

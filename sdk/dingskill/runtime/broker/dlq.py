@@ -8,7 +8,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 
-from .amqp import HDR_ATTEMPT, HDR_ERROR, Topology, connect, shard_of
+from .amqp import HDR_ATTEMPT, HDR_ERROR, HDR_REPLAYED, Topology, connect, shard_of
 
 __all__ = ["DeadLetter", "dlq_list", "dlq_replay", "dlq_purge"]
 
@@ -105,7 +105,7 @@ async def dlq_replay(broker: dict, msg_id: str | None = None) -> list[str]:
                 )
             }
             headers[HDR_ATTEMPT] = 0
-            headers["x-dingskill-replayed"] = 1
+            headers[HDR_REPLAYED] = 1
             await asyncio.wait_for(
                 ex.publish(
                     aio_pika.Message(

@@ -12,8 +12,15 @@ started ones finish, then closes that shard's channel: the broker gives the not-
 messages back, first in line, to the next consumer, and the worker re-subscribes last).
 
 Failures: an attempt that raises (storage down, reply refused) goes to a back-off queue
-(TTL, dead-lettered back to its shard) until ``broker.max_attempts``, then to ``Q.dlq``. A
-redelivered message already answered (message-id dedup in Redis) is acked without a reply."""
+(TTL, dead-lettered back to its shard) until ``broker.max_attempts``, then to ``Q.dlq``.
+
+Duplicates (message-id dedup in Redis, no coordination of our own): a copy the broker gives
+back (``redelivered``: only after the consumer holding it closed its channel), a retry or a
+replay comes after its previous attempt ended, so a ``processing`` entry is that attempt's
+leftover and the message is handled again; ``replying`` means the reply may have reached the
+user: acked without answering (``outcome="uncertain"``); ``done``: acked without a reply. A
+second copy published for the same message (a platform resend the gateway published again)
+arriving while the first is ``processing`` is acked: the first copy answers it."""
 
 from __future__ import annotations
 
@@ -30,9 +37,10 @@ from ..channels.parse import FrameError, parse_robot_message
 from ..channels.stream import DEFAULT_ENDPOINT
 from ..config import RuntimeConfig
 from ..delivery import Delivery
+from ..pipeline import InProgress
 from ..proactive import RobotSender
 from ..replies import CardStreamer
-from .amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_ERROR, Topology, connect
+from .amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_ERROR, HDR_REPLAYED, Topology, connect
 from .metrics import BrokerMetrics
 from .service import run_until_signal
 
@@ -63,8 +71,6 @@ class Worker:
         self.runtime = Runtime(self.config, keyring)
         self.runtime.readiness = self.readiness  # /readyz: broker, storage, skills
         self.pipeline = self.runtime.pipeline
-        # the broker redelivers only once the previous holder is gone: no heartbeats needed
-        self.pipeline.exclusive_redelivery = True
         self.bm = BrokerMetrics(self.runtime.metrics.registry)
         self.broker = config["broker"]
         self.topology = Topology.from_config(self.broker)
@@ -216,13 +222,17 @@ class Worker:
                 raise ReplyFailed(reply.error or "reply failed")
             return ok  # no (usable) session webhook: answered as well as it can be
 
+        # an earlier attempt of this message has ended (see the module's docstring)
+        again = bool(msg.redelivered or attempt or headers.get(HDR_REPLAYED))
         try:
-            await self.pipeline.process(message, sink)
+            await self.pipeline.process(message, sink, redelivered=again)
+        except InProgress:
+            pass  # another copy is being handled: it answers (or comes back if its holder dies)
         except Exception as exc:  # noqa: BLE001 - storage down, reply refused: try later
             if isinstance(exc, ReplyFailed) and message.msg_id:
                 try:  # not delivered: a later attempt may answer it
                     await self.pipeline.store.release(message.msg_id)
-                except Exception:  # noqa: BLE001 - the claim expires by itself
+                except Exception:  # noqa: BLE001 - the entry expires by itself
                     pass
             await self._retry(msg, attempt + 1, f"{type(exc).__name__}: {exc}")
             return

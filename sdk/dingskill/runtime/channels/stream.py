@@ -19,7 +19,7 @@ import time
 
 from ...skills.conversation import Message, Reply
 from ..delivery import Delivery
-from ..pipeline import InProgressElsewhere
+from ..pipeline import InProgress
 from ..proactive import RobotSender
 from ..replies import CardStreamer
 from .parse import FrameError, parse_robot_message
@@ -212,7 +212,7 @@ class StreamChannel:
 
         try:
             await self.pipeline.process(message, sink)
-        except InProgressElsewhere:
+        except InProgress:
             # a second push of a message this process is answering: it will be answered
             # once (by the first attempt); the ACK only says so
             return ok, "in progress"

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..http_limits import BodyError, read_json
-from ..pipeline import InProgressElsewhere
+from ..pipeline import InProgress
 from ..replies import reply_body
 from .parse import FrameError, parse_robot_message
 
@@ -133,7 +133,7 @@ class WebhookChannel:
             reply = await asyncio.wait_for(
                 self.pipeline.process(message, None), timeout=self.timeout_s
             )
-        except InProgressElsewhere:
+        except InProgress:
             return JSONResponse(
                 {"errcode": 409, "errmsg": "message is being handled"}, status_code=409
             )
