@@ -55,3 +55,67 @@ def test_messages_flow_once_in_context_and_audited(stack):
     assert out.returncode == 0 and "intact" in out.stdout, out.stdout + out.stderr
     records = [json.loads(line) for line in audit.open()]
     assert len(records) >= 44
+
+
+def test_worker_decides_duplicates_by_dedup_state_alone(stack):
+    """No owners, no liveness checks: what is stored for a message id and whether the copy
+    comes after an ended attempt (a retry, a replay; the broker's own redelivery is
+    tests/broker/test_faults.py's kill -9) decide. `processing` + a first copy: another copy
+    answers it, ack unanswered; `processing` + a retry or replay: answered; `replying` + a
+    retry: the reply may have reached the user, ack unanswered ("uncertain")."""
+    import asyncio
+
+    import aio_pika
+    import redis
+    from dingskill.runtime.broker.amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_REPLAYED, shard_of
+
+    emu = stack.emulator
+    worker = stack.start("worker")
+    cases = {  # stored state, headers of the copy, answered?
+        "first-copy": ("processing", {}, False),
+        "retry": ("processing", {HDR_ATTEMPT: 1}, True),
+        "replay": ("processing", {HDR_REPLAYED: 1}, True),
+        "uncertain": ("replying", {HDR_ATTEMPT: 1}, False),
+    }
+    r = redis.Redis(port=stack.redis.port)
+    payloads = {}
+    for name, (state, _, _) in cases.items():
+        # not pushed (no gateway connected): the emulator keeps the payload and its webhook
+        emu.send("工资条", msg_id=f"dedup-{name}", sender_id=f"staff-{name}")
+        payloads[name] = emu.message(f"dedup-{name}")["payload"]
+        r.set(f"dingskill:msg:dedup-{name}", state, px=60_000)
+
+    async def publish():
+        conn = await aio_pika.connect(stack.rabbit.url)
+        try:
+            ch = await conn.channel(publisher_confirms=True)
+            ex = await ch.get_exchange(stack.queue, ensure=False)
+            for name, (_, headers, _) in cases.items():
+                data = payloads[name]
+                await ex.publish(
+                    aio_pika.Message(
+                        json.dumps(data, ensure_ascii=False).encode(),
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id=data["msgId"],
+                        headers={HDR_CHANNEL: "stream", HDR_ATTEMPT: 0, **headers},
+                    ),
+                    routing_key=str(shard_of(data["conversationId"], stack.broker["shards"])),
+                    mandatory=True,
+                )
+        finally:
+            await conn.close()
+
+    asyncio.run(publish())
+
+    def outcome(name):
+        return worker.metric("dingskill_messages_total", f'outcome="{name}"')
+
+    wait_until(
+        lambda: outcome("in_progress") == 1 and outcome("uncertain") == 1 and outcome("ok") == 2,
+        30,
+        what="four copies decided",
+    )
+    for name, (_, _, answered) in cases.items():
+        assert len(emu.replies(f"dedup-{name}")) == (1 if answered else 0), name
+    assert worker.metric("dingskill_broker_retries_total") == 0  # all acked, none retried
