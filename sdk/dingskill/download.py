@@ -9,7 +9,8 @@ __all__ = ["read_capped"]
 
 
 def read_capped(resp, limit: int, too_large: Callable[[int | None], Exception]) -> bytes:
-    """The body of a streamed ``httpx`` response, at most ``limit`` bytes.
+    """The body of a streamed response (:func:`dingskill.http_sync.stream`), at most
+    ``limit`` bytes.
 
     Refuses a declared ``Content-Length`` over the limit before reading, then stops as soon as
     what arrived passes it. ``too_large(declared)`` builds the error (``declared`` is None when

@@ -196,10 +196,10 @@ def _run_demo(args, root: Path, work: Path) -> int:
             )
 
         _step(5, "what the runtime reports")
-        import httpx
+        from .. import http_sync
 
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
+        metrics = http_sync.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        ready = http_sync.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
         for line in metrics.splitlines():
             if line.startswith(("dingskill_messages_total{", "dingskill_skills_loaded ")):
                 print("    " + line)

@@ -140,7 +140,7 @@ def _wait_for_bot(c, seconds: float) -> str | None:
     """None once the emulator answers and an app has a live connection, else the reason."""
     import time
 
-    import httpx
+    from ..http_sync import HttpError
 
     deadline = time.monotonic() + seconds
     reason = "no answer"
@@ -149,7 +149,7 @@ def _wait_for_bot(c, seconds: float) -> str | None:
             if any(c.stats()["connections"].values()):
                 return None
             reason = "no bot connected"
-        except (httpx.HTTPError, ValueError):
+        except (HttpError, ValueError):
             reason = "the emulator does not answer"
         time.sleep(0.2)
     return reason

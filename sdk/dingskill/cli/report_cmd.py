@@ -22,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _daily(args) -> int:
-    import httpx
-
+    from .. import http_sync
     from ..runtime.config import ConfigError, load_config
     from ..runtime.report import build_daily_report
     from ..runtime.report.post import ReportPostError
@@ -38,8 +37,8 @@ def _daily(args) -> int:
     metrics = ""
     if args.metrics_url:
         try:
-            metrics = httpx.get(args.metrics_url, timeout=10).text
-        except httpx.HTTPError as exc:
+            metrics = http_sync.get(args.metrics_url, timeout=10).text
+        except http_sync.HttpError as exc:
             print(f"warning: {args.metrics_url}: {exc}; resource use left out", file=sys.stderr)
     try:
         report = build_daily_report(

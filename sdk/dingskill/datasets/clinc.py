@@ -57,11 +57,16 @@ def fetch_clinc150(
                 f"DINGSKILL_DATA, or call fetch_clinc150(download=True) to fetch it from {CLINC150_URL.format(variant=variant)}",
                 str(path),
             )
-        import httpx
+        from .. import http_sync
 
         home.mkdir(parents=True, exist_ok=True)
-        resp = httpx.get(CLINC150_URL.format(variant=variant), timeout=60, follow_redirects=True)
-        resp.raise_for_status()
+        url = CLINC150_URL.format(variant=variant)
+        try:
+            resp = http_sync.get(url, timeout=60)
+        except http_sync.HttpError as exc:
+            raise DatasetError(f"download failed: {exc}", str(path)) from None
+        if resp.status != 200:
+            raise DatasetError(f"download failed: {url} answered HTTP {resp.status}", str(path))
         tmp = path.with_suffix(".part")
         tmp.write_bytes(resp.content)
         if _sha256(tmp) != CLINC150_SHA256[variant]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-import httpx
+from .. import http_sync
 
 __all__ = ["EmulatorClient"]
 
@@ -14,10 +14,10 @@ class EmulatorClient:
 
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.timeout = timeout
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release (each request is its own connection); kept for ``with``."""
 
     def __enter__(self) -> EmulatorClient:
         return self
@@ -25,13 +25,20 @@ class EmulatorClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _json(self, resp: httpx.Response):
-        if resp.status_code >= 400:
-            raise ValueError(f"emulator answered {resp.status_code}: {resp.text}")
+    def _json(self, resp: http_sync.Response):
+        if resp.status >= 400:
+            raise ValueError(f"emulator answered {resp.status}: {resp.text}")
         return resp.json()
 
+    def _get(self, path: str, params: dict | None = None, timeout: float | None = None):
+        """GET ``path``; :class:`dingskill.http_sync.HttpError` when the emulator does not
+        answer, ``ValueError`` when it answers an error."""
+        resp = http_sync.get(self.base_url + path, params=params, timeout=timeout or self.timeout)
+        return self._json(resp)
+
     def _post(self, path: str, body: dict):
-        return self._json(self._http.post(path, json=body))
+        resp = http_sync.post(self.base_url + path, json=body, timeout=self.timeout)
+        return self._json(resp)
 
     # ------------------------------------------------------------------ playing the users
     def send(self, text: str = "", *, file_bytes: bytes | None = None, **fields) -> str:
@@ -65,37 +72,39 @@ class EmulatorClient:
 
     # ------------------------------------------------------------------ reading
     def wait_reply(self, msg_id: str, timeout: float = 10.0) -> dict:
-        view = self._json(
-            self._http.get("/_emulator/replies", params={"msg_id": msg_id, "wait": timeout})
+        view = self._get(
+            "/_emulator/replies",
+            {"msg_id": msg_id, "wait": timeout},
+            timeout=max(self.timeout, timeout + 5),
         )
         if not view["replies"]:
             raise TimeoutError(f"no reply to {msg_id} within {timeout} s")
         return view["replies"][0]["body"]
 
     def message(self, msg_id: str) -> dict:
-        return self._json(self._http.get("/_emulator/replies", params={"msg_id": msg_id}))
+        return self._get("/_emulator/replies", {"msg_id": msg_id})
 
     def push(self, push_id: str) -> dict:
-        return self._json(self._http.get("/_emulator/pushes", params={"id": push_id}))
+        return self._get("/_emulator/pushes", {"id": push_id})
 
     def replies(self) -> list[dict]:
-        return self._json(self._http.get("/_emulator/replies"))
+        return self._get("/_emulator/replies")
 
     def stats(self) -> dict:
-        return self._json(self._http.get("/_emulator/stats"))
+        return self._get("/_emulator/stats")
 
     def cards(self) -> dict:
-        return self._json(self._http.get("/_emulator/cards"))
+        return self._get("/_emulator/cards")
 
     def openapi(self, path: str | None = None) -> list[dict]:
         params = {"path": path} if path else {}
-        return self._json(self._http.get("/_emulator/openapi", params=params))
+        return self._get("/_emulator/openapi", params)
 
     def proactive(self) -> list[dict]:
-        return self._json(self._http.get("/_emulator/proactive"))
+        return self._get("/_emulator/proactive")
 
     def connections(self) -> list[dict]:
-        return self._json(self._http.get("/_emulator/connections"))
+        return self._get("/_emulator/connections")
 
     # ------------------------------------------------------------------ playing the platform
     def faults(self, **faults) -> dict:

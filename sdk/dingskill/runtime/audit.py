@@ -184,12 +184,12 @@ class AuditLog:
         )
 
     def _post_sync(self, body: dict) -> None:
-        import httpx
+        from .. import http_sync
 
         try:
-            httpx.post(self.alert_webhook, json=body, timeout=5)
+            http_sync.post(self.alert_webhook, json=body, timeout=5)
             self.alerts_sent += 1
-        except httpx.HTTPError:
+        except http_sync.HttpError:
             pass
 
     def admin_sink(self, rec: dict) -> None:

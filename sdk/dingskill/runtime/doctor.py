@@ -200,19 +200,19 @@ def _credentials(endpoint: str, key: str | None, secret: str | None, timeout_s: 
             "export DINGSKILL_APP_KEY=... DINGSKILL_APP_SECRET=... (the app's AppKey and "
             "AppSecret from the DingTalk developer console)",
         )
-    import httpx
+    from .. import http_sync
 
     url = f"{endpoint.rstrip('/')}/v1.0/oauth2/accessToken"
     try:
-        r = httpx.post(url, json={"appKey": key, "appSecret": secret}, timeout=timeout_s)
-    except httpx.HTTPError as exc:
+        r = http_sync.post(url, json={"appKey": key, "appSecret": secret}, timeout=timeout_s)
+    except http_sync.HttpError as exc:
         return Check(
             "credentials",
             Status.FAIL,
-            f"cannot reach {endpoint} ({type(exc).__name__}: {str(exc)[:120]})",
+            f"cannot reach {endpoint} ({str(exc)[:160]})",
             "check the network / proxy, or channels.enterprise_chat.endpoint",
         )
-    if r.status_code == 200 and "accessToken" in r.text:
+    if r.status == 200 and "accessToken" in r.text:
         return Check("credentials", Status.OK, f"app {key}: access token granted by {endpoint}")
     try:
         why = r.json().get("message") or r.text[:160]
@@ -221,7 +221,7 @@ def _credentials(endpoint: str, key: str | None, secret: str | None, timeout_s: 
     return Check(
         "credentials",
         Status.FAIL,
-        f"app {key}: {endpoint} refused the token request (HTTP {r.status_code}: {why})",
+        f"app {key}: {endpoint} refused the token request (HTTP {r.status}: {why})",
         "copy AppKey and AppSecret again from the developer console (Credentials page)",
     )
 

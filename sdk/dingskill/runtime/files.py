@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import os
 
-import httpx
-
+from .. import http_sync
 from ..download import read_capped
 
 __all__ = ["download_message_file", "FileTooLarge", "DownloadError", "DEFAULT_MAX_BYTES"]
@@ -51,26 +50,29 @@ def download_message_file(
     secret = app_secret or os.environ.get("DINGSKILL_APP_SECRET")
     if not key or not secret:
         raise DownloadError("no app credentials (DINGSKILL_APP_KEY / DINGSKILL_APP_SECRET)")
-    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-        r = client.post(
-            f"{endpoint}/v1.0/oauth2/accessToken", json={"appKey": key, "appSecret": secret}
+    try:
+        r = http_sync.post(
+            f"{endpoint}/v1.0/oauth2/accessToken",
+            json={"appKey": key, "appSecret": secret},
+            timeout=timeout_s,
         )
-        if r.status_code != 200:
-            raise DownloadError(f"access token refused: {r.status_code}")
-        token = r.json()["accessToken"]
-        r = client.post(
+        if r.status != 200:
+            raise DownloadError(f"access token refused: {r.status}")
+        token = _json(r).get("accessToken")
+        r = http_sync.post(
             f"{endpoint}/v1.0/robot/messageFiles/download",
             headers={"x-acs-dingtalk-access-token": token},
             json={"robotCode": key, "downloadCode": download_code},
+            timeout=timeout_s,
         )
-        if r.status_code != 200 or "downloadUrl" not in r.json():
-            raise DownloadError(f"download code refused: {r.status_code} {r.text[:200]}")
-        url = r.json()["downloadUrl"]
+        url = _json(r).get("downloadUrl") if r.status == 200 else None
+        if not isinstance(url, str):
+            raise DownloadError(f"download code refused: {r.status} {r.text[:200]}")
         if not url.startswith(("https://", "http://")):
             raise DownloadError(f"download URL {url[:80]!r} is not http(s)")
-        with client.stream("GET", url) as resp:
-            if resp.status_code != 200:
-                raise DownloadError(f"download answered {resp.status_code}")
+        with http_sync.stream("GET", url, timeout=timeout_s, follow_redirects=False) as resp:
+            if resp.status != 200:
+                raise DownloadError(f"download answered {resp.status}")
             return read_capped(
                 resp,
                 max_bytes,
@@ -80,3 +82,13 @@ def download_message_file(
                     else f"file is over the limit of {max_bytes} bytes"
                 ),
             )
+    except http_sync.HttpError as exc:
+        raise DownloadError(f"download failed: {exc}") from exc
+
+
+def _json(r: http_sync.Response) -> dict:
+    try:
+        data = r.json()
+    except ValueError:
+        raise DownloadError(f"{r.url}: answered a body that is not JSON ({r.status})") from None
+    return data if isinstance(data, dict) else {}

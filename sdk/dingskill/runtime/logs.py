@@ -133,5 +133,5 @@ def setup_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "websockets"):
+    for noisy in ("uvicorn.access", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

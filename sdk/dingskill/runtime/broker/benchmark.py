@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
+from ... import http_sync
 from ..benchmark import APP, _free_port, _paced_phase, _pct, _start_redis, _texts
 from .node import RabbitNode
 
@@ -63,8 +62,8 @@ def _group_pids(pgid: int) -> list[int]:
 
 def _metric(port: int, name: str) -> float:
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.HTTPError:
+        text = http_sync.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except http_sync.HttpError:
         return float("nan")
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -147,9 +146,9 @@ def run_broker_benchmark(
                         f"{role} exited: {(work / f'{role}.log').read_text()[-2000:]}"
                     )
                 try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    if http_sync.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
                         break
-                except httpx.HTTPError:
+                except http_sync.HttpError:
                     pass
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{role} not ready: {(work / f'{role}.log').read_text()}")

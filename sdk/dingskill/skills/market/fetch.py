@@ -25,12 +25,17 @@ def check_address(url: str, allow_private: bool) -> None:
         raise MarketError(f"{url}: only http(s):// and file:// markets are supported")
     if allow_private:
         return
+    _checked_ip(url, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+
+def _checked_ip(url: str, host: str, port: int) -> str:
+    """The first address of ``host`` once every address it resolves to passed the check."""
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise MarketError(f"{url}: cannot resolve {parts.hostname} ({exc})") from exc
+        raise MarketError(f"{url}: cannot resolve {host} ({exc})") from exc
     for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
+        addr = ipaddress.ip_address(info[4][0].split("%")[0])
         if (
             addr.is_loopback
             or addr.is_private
@@ -40,9 +45,10 @@ def check_address(url: str, allow_private: bool) -> None:
             or addr.is_unspecified
         ):
             raise MarketError(
-                f"{url}: {parts.hostname} resolves to {addr}, a non-public address; if this "
+                f"{url}: {host} resolves to {addr}, a non-public address; if this "
                 "market is meant to be there, add it with --allow-private-network"
             )
+    return infos[0][4][0]
 
 
 def fetch_bytes(url: str, limit: int, allow_private: bool = False) -> bytes:
@@ -57,13 +63,23 @@ def fetch_bytes(url: str, limit: int, allow_private: bool = False) -> bytes:
             raise MarketError(f"{url}: {size} bytes, limit {limit}")
         return path.read_bytes()
     check_address(url, allow_private)
-    import httpx
+    from ... import http_sync
+
+    def connect_to(host: str, port: int) -> str:
+        # connect to an address checked here (a second DNS answer cannot swap it), by name
+        return _checked_ip(url, host, port)
 
     try:
         # no redirects: a redirect could lead to an address the check above refused
-        with httpx.stream("GET", url, timeout=TIMEOUT_S, follow_redirects=False) as resp:
-            if resp.status_code != 200:
-                raise MarketError(f"{url}: HTTP {resp.status_code}")
+        with http_sync.stream(
+            "GET",
+            url,
+            timeout=TIMEOUT_S,
+            follow_redirects=False,
+            connect_to=None if allow_private else connect_to,
+        ) as resp:
+            if resp.status != 200:
+                raise MarketError(f"{url}: HTTP {resp.status}")
             return read_capped(
                 resp,
                 limit,
@@ -73,5 +89,5 @@ def fetch_bytes(url: str, limit: int, allow_private: bool = False) -> bytes:
                     else f"{url}: larger than the limit of {limit} bytes"
                 ),
             )
-    except httpx.HTTPError as exc:
-        raise MarketError(f"{url}: download failed ({type(exc).__name__}: {exc})") from exc
+    except http_sync.HttpError as exc:
+        raise MarketError(f"{url}: download failed ({exc})") from exc

@@ -187,34 +187,36 @@ class SkillHome:
         says whether the file exists)."""
         src = str(source)
         if src.startswith(("http://", "https://")):
-            import httpx
+            from ... import http_sync
 
             limit = self.limits.max_package_bytes
-            url, headers, ext = src, {}, {}
+            connect_to = None
             if remote is not None:
                 from ..outbound import OutboundRefused, resolve_checked
 
-                u = httpx.URL(src)
-                try:
-                    ip = resolve_checked(u.host, u.port or 443, remote)
-                except OutboundRefused as exc:
-                    raise PackageError(f"download refused: {exc}") from None
-                url, headers = u.copy_with(host=ip), {"Host": u.netloc.decode("ascii")}
-                ext = {"sni_hostname": u.host} if u.scheme == "https" else {}
+                def connect_to(host: str, port: int) -> str:
+                    # the connection goes to the address checked here, by name (Host, TLS)
+                    try:
+                        return resolve_checked(host, port, remote)
+                    except OutboundRefused as exc:
+                        raise PackageError(f"download refused: {exc}") from None
+
             try:
-                with httpx.Client(trust_env=False, follow_redirects=remote is None) as client:
-                    req = client.build_request(
-                        "GET", url, headers=headers, timeout=DOWNLOAD_TIMEOUT_S, extensions=ext
-                    )
-                    resp = client.send(req, stream=True)
+                with http_sync.stream(
+                    "GET",
+                    src,
+                    timeout=DOWNLOAD_TIMEOUT_S,
+                    follow_redirects=remote is None,
+                    trust_env=False,
+                    connect_to=connect_to,
+                ) as resp:
                     if resp.is_redirect:
-                        resp.close()
                         raise PackageError(
                             f"{src}: download answered a redirect; redirects are not followed"
                         )
-                    if resp.status_code != 200:
-                        raise PackageError(f"{src}: download answered HTTP {resp.status_code}")
-                    data = read_capped(
+                    if resp.status != 200:
+                        raise PackageError(f"{src}: download answered HTTP {resp.status}")
+                    return read_capped(
                         resp,
                         limit,
                         lambda size: PackageError(
@@ -223,10 +225,8 @@ class SkillHome:
                             else f"{src}: download larger than the limit of {limit} bytes"
                         ),
                     )
-                    resp.close()
-                    return data
-            except httpx.HTTPError as exc:
-                raise PackageError(f"{src}: download failed ({type(exc).__name__})") from exc
+            except http_sync.HttpError as exc:
+                raise PackageError(f"{src}: download failed ({exc})") from exc
         path = Path(src)
         if remote is not None:
             data, ok = b"", False
