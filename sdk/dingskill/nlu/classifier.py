@@ -493,9 +493,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         order = np.argsort(-p, kind="stable")[: max(int(k), 0)]
         return [(str(self.classes_[j]), float(p[j])) for j in order]
 
-    def _view(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool]:
-        """The model's view of one normalised text: its top 3 intents and whether it lies
-        beyond the novelty gate. Kept in a bounded, thread-safe LRU cache (``VIEW_CACHE``)."""
+    def _view(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool, tuple | None]:
+        """The model's view of one normalised text: its top 3 intents, whether it lies beyond
+        the novelty gate and the matching rule's (intent, name), if any. Kept in a bounded,
+        thread-safe LRU cache (``VIEW_CACHE``)."""
         views = self.__dict__.get("_views")
         if views is None:
             from functools import lru_cache
@@ -503,13 +504,14 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             views = self.__dict__["_views"] = lru_cache(maxsize=VIEW_CACHE)(self._view_fresh)
         return views(norm)
 
-    def _view_fresh(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool]:
+    def _view_fresh(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool, tuple | None]:
         alts = tuple(self._top_k(norm, 3))
         far = False
         if self.gate_ is not None:
             unit = self.embedder_.transform_one(norm, normalized=True)  # cached encoders: a lookup
             far = bool(_nearest(unit[None], self.prototypes_)[0] < self.gate_)
-        return alts, far
+        m = self._ruleset.match(norm, normalized=True) if len(self._ruleset) else None
+        return alts, far, None if m is None else (m.intent, m.rule)
 
     def decide(self, text: str) -> Decision:
         """Route one utterance: a rule if one matches, else the model with the oos threshold."""
@@ -519,11 +521,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         norm = normalize_text(text)
         if not norm:  # nothing to understand: never claim an intent
             return Decision(OUT_OF_SCOPE, 0.0, [], "model", None)
-        view, far = self._view(norm)
+        view, far, rule = self._view(norm)
         alts = list(view)
-        m = self._ruleset.match(norm, normalized=True) if len(self._ruleset) else None
-        if m is not None:
-            return Decision(m.intent, 1.0, alts, "rule", m.rule)
+        if rule is not None:
+            return Decision(rule[0], 1.0, alts, "rule", rule[1])
         intent, conf = alts[0]
         if self.threshold_ is not None and conf < self.threshold_:
             intent = OUT_OF_SCOPE
@@ -540,7 +541,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         norm = normalize_text(text)
         if not norm or not len(self._ruleset):
             return None
-        m = self._ruleset.match(norm, normalized=True)
+        m = self._ruleset.match(norm, normalized=True)  # alone: the model runs only on a hit
         return (
             None
             if m is None
