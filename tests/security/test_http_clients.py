@@ -76,3 +76,127 @@ def test_redirects_statuses_errors_and_caps(server):
         http_sync.get("http://127.0.0.1:9/", timeout=5)
     with pytest.raises(http_sync.HttpError, match="not a valid URL"):
         http_sync.get("nota url")
+
+
+_TLS_SCRIPT = r"""
+import asyncio, http.server, json, ssl, sys, threading
+from dingskill import http_sync
+from dingskill.skills.http_action import HttpAction, HttpActionError
+from dingskill.skills.outbound import OutboundPolicy
+
+class Ok(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        body = json.dumps({"host": self.headers["Host"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+out = {}
+for name, cert in (("good", sys.argv[1]), ("other", sys.argv[2])):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://localhost:{server.server_address[1]}/x"
+    policy = OutboundPolicy(hosts=("localhost",), allow_private=("localhost",))
+    try:
+        out[name + "_action"] = HttpAction(url=url, retries=0).call_sync({}, policy)["host"]
+    except HttpActionError as exc:
+        out[name + "_action"] = "error: " + str(exc)
+    try:
+        r = http_sync.get(url, connect_to=lambda host, port: "127.0.0.1", timeout=10)
+        out[name + "_sync"] = r.json()["host"]
+    except http_sync.HttpError as exc:
+        out[name + "_sync"] = "error: " + str(exc)
+    server.shutdown()
+print(json.dumps(out))
+"""
+
+
+def _cert_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and two server certificates it signed: for localhost, for another name."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    pem = serialization.Encoding.PEM
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dingskill test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
+    paths = []
+    for dns in ("localhost", "other.example"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        path = tmp_path / f"{dns}.pem"
+        path.write_bytes(
+            cert.public_bytes(pem)
+            + key.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        paths.append(path)
+    return tmp_path / "ca.pem", paths[0], paths[1]
+
+
+def test_tls_is_checked_against_the_name_while_connecting_to_the_checked_address(tmp_path):
+    """Both clients connect by name through their address check: the certificate must be the
+    name's (a certificate for another name is refused), and the Host header is the name."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.runtime.harness import timeout_scale
+
+    ca, good, other = _cert_files(tmp_path)
+    env = {**os.environ, "SSL_CERT_FILE": str(ca)}  # read when the TLS contexts are made
+    proc = subprocess.run(
+        [sys.executable, "-c", _TLS_SCRIPT, str(good), str(other)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60 * timeout_scale(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["good_action"].startswith("localhost:"), out
+    assert out["good_sync"].startswith("localhost:"), out
+    assert "certificate" in out["other_action"].lower(), out
+    assert "certificate" in out["other_sync"].lower(), out
