@@ -325,11 +325,11 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ),
         (
             "code",
-            "import httpx\nmetrics = httpx.get(f'http://127.0.0.1:{port}/metrics').text\n"
+            "from dingskill import http_sync\nmetrics = http_sync.get(f'http://127.0.0.1:{port}/metrics').text\n"
             "lines = [l for l in metrics.splitlines() if l.startswith(('dingskill_messages_total{', 'dingskill_skill_calls_total{', 'dingskill_skills_loaded'))]\n"
             "pd.DataFrame([l.rsplit(' ', 1) for l in lines], columns=['metric', 'value'])",
         ),
-        ("code", "httpx.get(f'http://127.0.0.1:{port}/readyz').json()"),
+        ("code", "http_sync.get(f'http://127.0.0.1:{port}/readyz').json()"),
         (
             "code",
             "ax = pd.DataFrame(rows)['latency_ms'].plot.bar(title='push → reply latency (ms)')",
