@@ -267,8 +267,8 @@ class Pipeline:
         key = context_key(message)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            context = await self.store.get_context(key)
+            context = await self.stores.context.get_context(key)
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             result = await fn(engine, context)
-            await self.store.set_context(key, context)
+            await self.stores.context.set_context(key, context)
         return result
