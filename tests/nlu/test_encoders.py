@@ -146,6 +146,11 @@ def test_decisions_are_cached_per_text_bounded_and_forgotten_on_refit(zh_data, m
     clf.decide("明天想请假").alternatives.clear()  # a caller's change does not reach the cache
     assert clf.decide("明天想请假") == first[0]
     assert "_views" not in clf.__getstate__()  # copies do not share it
+    clf.clear_cache()
+    assert "_views" not in clf.__dict__
+    again = [clf.decide(t) for t in texts]  # recomputed (floats may differ in the last bits)
+    assert [d.intent for d in again] == [d.intent for d in first]
+    assert [d.confidence for d in again] == pytest.approx([d.confidence for d in first], abs=1e-6)
     clf.fit(*zh_data)
     assert "_views" not in clf.__dict__  # a refit model starts afresh
 

@@ -493,6 +493,14 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         order = np.argsort(-p, kind="stable")[: max(int(k), 0)]
         return [(str(self.classes_[j]), float(p[j])) for j in order]
 
+    def clear_cache(self) -> None:
+        """Forget cached decisions and utterance encodings (to time cold decisions, or to
+        give the memory back)."""
+        self.__dict__.pop("_views", None)
+        clear = getattr(getattr(self, "embedder_", None), "clear_cache", None)
+        if clear is not None:
+            clear()
+
     def _view(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool, tuple | None]:
         """The model's view of one normalised text: its top 3 intents, whether it lies beyond
         the novelty gate and the matching rule's (intent, name), if any. Kept in a bounded,
