@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from .outbound import OutboundPolicy, OutboundRefused, check_addresses
+from .outbound import OutboundPolicy, OutboundRefused, check_addresses, host_allowed
 
 __all__ = ["CheckedResolver", "OutboundSessions", "close_outbound_sessions", "outbound_session"]
 
@@ -45,7 +45,15 @@ class CheckedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        self.policy.check_host(host)  # also checked before the request: defence in depth
+        try:  # also checked before the request: defence in depth
+            self.policy.check_host(host)
+        except OutboundRefused:
+            try:  # a name declared in Unicode arrives here IDNA-encoded
+                unicode_host = host.encode().decode("idna") if "xn--" in host else None
+            except UnicodeError:
+                unicode_host = None
+            if unicode_host is None or not host_allowed(unicode_host, self.policy.hosts):
+                raise
         try:
             found = await self._inner.resolve(host, port, family)
         except socket.gaierror as exc:
