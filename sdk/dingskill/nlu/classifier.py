@@ -50,6 +50,19 @@ GATE_PER_INTENT = 64  # prototypes kept per intent
 VIEW_CACHE = 4096
 
 
+def _fit_piece(X, rows: np.ndarray, y_idx: np.ndarray, group: np.ndarray, C: float) -> tuple:
+    """:func:`_fit_ovr_group` on the ``rows`` of ``X``."""
+    return _fit_rows(X[rows], y_idx[rows], group, C)
+
+
+def _fit_rows(part, y_part: np.ndarray, group: np.ndarray, C: float) -> tuple:
+    from threadpoolctl import threadpool_limits
+
+    labels = np.where(np.isin(y_part, group), y_part, -1)
+    with threadpool_limits(limits=1, user_api="blas"):  # same sums in every process
+        return _fit_ovr_group(part, labels, group, C)
+
+
 def _fit_ovr_group(X, labels: np.ndarray, group: np.ndarray, C: float) -> tuple:
     """One-vs-rest linear SVMs for the class indices in ``group`` (other rows are -1)."""
     model = LinearSVC(C=C, tol=1e-3, max_iter=2000, random_state=0)
@@ -66,6 +79,68 @@ def _nearest(unit: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
     """Cosine similarity of each unit row to its most similar prototype (``prototypes`` is
     float32 in memory: converting it per call used to be a quarter of the runtime's CPU)."""
     return (unit @ prototypes.T).max(axis=1)
+
+
+def _give_back_memory() -> None:
+    """Return freed heap to the operating system (glibc keeps it otherwise): the n-gram
+    analysis and the encodings leave ~100 MB of it before the fits on large data."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def _fit_shared(folder: str, shape: tuple, rows, y_idx, group, C: float) -> tuple:
+    """:func:`_fit_piece` in a worker process on the design matrix memory-mapped from
+    ``folder`` (read-only, shared with the parent: only the row slice is private)."""
+    import os
+
+    def load(name: str) -> np.ndarray:
+        return np.load(os.path.join(folder, name + ".npy"), mmap_mode="r")
+
+    X = sp.csr_matrix((load("data"), load("indices"), load("indptr")), shape=shape, copy=False)
+    part = X[rows]
+    del X  # unmapped before the fit: the slice is all this process holds of it
+    return _fit_rows(part, y_idx[rows], group, C)
+
+
+def _fit_alongside(X, y_idx: np.ndarray, pieces: list[tuple], C: float, workers: int) -> list:
+    """Fit ``pieces`` (rows, group): this process takes every ``workers``-th piece and
+    ``workers - 1`` worker processes the rest, at the same time. One process fewer than a
+    pool of ``workers`` for the same parallelism, and the workers read ``X`` from one shared
+    memory-mapped copy. Not threads: liblinear's ``rand()`` is process-global, so two fits in
+    one process would change each other's results; here every piece comes out as it would
+    one by one."""
+    import shutil
+    import tempfile
+
+    from joblib.externals.loky import get_reusable_executor
+
+    folder = tempfile.mkdtemp(prefix="dingskill-fit-")
+    try:
+        for name in ("data", "indices", "indptr"):
+            np.save(f"{folder}/{name}.npy", getattr(X, name))
+        executor = get_reusable_executor(max_workers=workers - 1)
+        remote = {
+            i: executor.submit(_fit_shared, folder, X.shape, rows, y_idx, g, C)
+            for i, (rows, g) in enumerate(pieces)
+            if i % workers
+        }
+        done = {
+            i: _fit_piece(X, rows, y_idx, g, C)
+            for i, (rows, g) in enumerate(pieces)
+            if i % workers == 0
+        }
+        done.update({i: f.result() for i, f in remote.items()})
+    finally:
+        # the workers go: an idle one would keep its ~0.4 GB while the model is used
+        get_reusable_executor(max_workers=workers - 1).shutdown(wait=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    return [done[i] for i in range(len(pieces))]
 
 
 class InputError(ValueError):
@@ -151,7 +226,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     min_df : features seen in fewer training texts are dropped (smaller, faster model).
     cv : number of internal folds for calibration and the threshold.
     random_state : seed for the internal folds.
-    n_jobs : threads for fitting (results do not depend on it).
+    n_jobs : processes fitting at once on large data, this one included (results do not
+        depend on it).
     """
 
     def __init__(
@@ -259,9 +335,9 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         """Fit a linear model on each row subset in ``jobs``; coef (n_features x k), intercept.
 
         Each job's classes are split into fixed groups whose one-vs-rest problems are
-        independent, so on large data the pieces run in ``n_jobs`` worker processes (not
-        threads: liblinear's solver draws from the process-global C ``rand()``, which it
-        seeds at every fit); the result does not depend on ``n_jobs``.
+        independent, so on large data the pieces run in ``n_jobs`` processes, this one and
+        ``n_jobs - 1`` workers (not threads: liblinear's solver draws from the process-global
+        C ``rand()``, which it seeds at every fit); the result does not depend on ``n_jobs``.
         """
         tasks = []
         for j, rows in enumerate(jobs):
@@ -270,25 +346,20 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             for g in np.array_split(present, n_groups):
                 tasks.append((j, rows, g))
         workers = max(1, int(self.n_jobs or 1))
-        pieces = (  # built lazily: only the pieces being fitted are held in memory
-            (X[rows], np.where(np.isin(y_idx[rows], g), y_idx[rows], -1), g, float(self.C))
-            for _, rows, g in tasks
-        )
+        C = float(self.C)
         if workers > 1 and len(tasks) > 1 and X.nnz >= _PARALLEL_MIN_NNZ:
-            from joblib import Parallel, delayed
-
-            parts = Parallel(n_jobs=workers, backend="loky", pre_dispatch="n_jobs")(
-                delayed(_fit_ovr_group)(*p) for p in pieces
-            )
-        else:
-            parts = [_fit_ovr_group(*p) for p in pieces]
+            parts = _fit_alongside(X, y_idx, [(rows, g) for _, rows, g in tasks], C, workers)
+        else:  # one piece at a time: only the piece being fitted is held in memory
+            parts = [_fit_piece(X, rows, y_idx, g, C) for _, rows, g in tasks]
         out = []
         k = len(self.classes_)
         for j in range(len(jobs)):
             W = np.zeros((X.shape[1], k), dtype=np.float32)
             b = np.full(k, -1e3)  # classes absent from a fold never win
-            for (jj, _, g), (coef, icpt) in zip(tasks, parts, strict=True):
+            for t, (jj, _, g) in enumerate(tasks):
                 if jj == j:
+                    coef, icpt = parts[t]
+                    parts[t] = None  # given back as the job's matrix fills (peak memory)
                     W[:, g] = coef.T
                     b[g] = icpt
             out.append((W, b))
@@ -327,8 +398,15 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         ngrams = feat.fit_transform(texts)
         self.embedder_ = load_embeddings(self.embeddings) if self.embeddings else None
         Xm, unit = self._design(texts, ngrams)
+        del ngrams  # in Xm now
         oos_pos = np.flatnonzero(classes == OUT_OF_SCOPE)
         self._oos_index = int(oos_pos[0]) if len(oos_pos) else -1
+        if unit is not None and int((y_idx != self._oos_index).sum()) > GATE_MAX_INSCOPE:
+            # large data: no novelty gate, and the training encodings would only hold memory
+            unit = None
+            self.clear_cache()
+        if Xm.nnz >= _PARALLEL_MIN_NNZ:
+            _give_back_memory()
         # held-out decision scores (calibration temperature, auto threshold) and the final
         # model: all fits are independent and run together
         temperature, threshold = 1.0, None
@@ -342,7 +420,9 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         fits = self._fit_many(Xm, y_idx, [tr for tr, _ in folds] + [all_rows])
         if folds:
             scores = np.zeros((len(texts), len(classes)))
-            for (_, te), (W, b) in zip(folds, fits[:-1], strict=True):
+            for f, (_, te) in enumerate(folds):
+                W, b = fits[f]
+                fits[f] = None  # one fold model at a time (peak memory)
                 scores[te] = Xm[te] @ W + b
             temperature = fit_temperature(scores, y_idx)
             if self.oos_threshold == "auto":
@@ -379,7 +459,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         ``gate_`` is the ``GATE_REJECT`` quantile of the nearest-example similarity of
         held-out in-scope examples (each against its fold's training rows): the gate turns
         away about 5 % of in-domain paraphrases (the budget the threshold uses when there are
-        no oos examples), many of them wrongly classified anyway,, and everything farther from the skill's
+        no oos examples), many of them wrongly classified anyway, and everything farther from the skill's
         examples than that. Small data gives the confidence threshold too few
         out-of-scope examples to learn where the domain ends; large data (CLINC150: 15,000
         rows) does not need the gate and keeps its accuracy without it.
