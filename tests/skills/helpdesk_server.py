@@ -17,6 +17,7 @@ class HelpdeskServer:
         self.fail_next = 0
         self.slow_next = 0
         self.slow_seconds = 3.0
+        self.assignee: str | None = None  # the staff id new tickets are assigned to, if any
         self._lock = threading.Lock()
         server = self
 
@@ -30,7 +31,10 @@ class HelpdeskServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (its timeout is shorter than a slow answer)
 
             def _gate(self) -> bool:
                 with server._lock:
@@ -61,7 +65,10 @@ class HelpdeskServer:
                 with server._lock:
                     tid = f"INC-{1001 + len(server.tickets)}"
                     server.tickets.append({"id": tid, "status": "处理中", **body})
-                self._reply(201, {"ticket": {"id": tid, "eta_hours": 4}})
+                ticket = {"id": tid, "eta_hours": 4}
+                if server.assignee:
+                    ticket["assignee"] = server.assignee
+                self._reply(201, {"ticket": ticket})
 
             def do_GET(self):
                 if not self._gate():
@@ -75,7 +82,10 @@ class HelpdeskServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # a short poll interval: shutdown() returns within it (not the default 0.5 s)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> HelpdeskServer:
         self.thread.start()

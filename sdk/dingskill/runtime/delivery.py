@@ -1,7 +1,9 @@
 """Where a reply goes: an AI card (skills holding ``Card.Streaming.Write``), the message's
 session webhook, or - once the webhook expired - the robot OpenAPI for skills holding
-``qyapi_robot_sendmsg``; then the handler's follow-up messages (``notify``), also only
-within ``qyapi_robot_sendmsg``. Used by the Stream channel and the broker worker alike."""
+``qyapi_robot_sendmsg``; then the reply's follow-up messages (``notify``: returned by a
+handler or declared in ``skill.yaml``, see :mod:`dingskill.skills.notify`), also only within
+``qyapi_robot_sendmsg`` (the manifest loader refuses a declared ``notify`` without it; this
+check stays for handlers and as defence in depth). Used by the Stream channel and the broker worker alike."""
 
 from __future__ import annotations
 
@@ -122,7 +124,7 @@ class Delivery:
         return True
 
     async def followups(self, reply: Reply, perms: list[str]) -> None:
-        """Messages a handler asked for (``{"notify": [{"user"|"group", "text"}]}``)."""
+        """The reply's follow-ups (``[{"user"|"group", "text", "format", "title"}]``)."""
         for item in reply.followups:
             if self.robot is None or PERMISSION not in perms:
                 self._count("openapi_messages", "notify", "refused")

@@ -13,11 +13,10 @@ import json
 from dataclasses import dataclass
 
 from ..skills.conversation import Reply
+from ..skills.notify import PERMISSION
 from .replies import CardDeliveryError, OpenApi
 
 __all__ = ["RobotSender", "ProactiveError", "PERMISSION", "message_param"]
-
-PERMISSION = "qyapi_robot_sendmsg"
 
 
 class ProactiveError(RuntimeError):

@@ -60,9 +60,17 @@ def url_value(value) -> str:
     return out.replace(".", "%2E") if out in (".", "..") else out
 
 
-@lru_cache(maxsize=2)
+def target_value(value):
+    """A follow-up's recipient: a missing value (None, an API field that was absent) is ""."""
+    return "" if value is None else value
+
+
+FINALIZE = {"url": url_value, "target": target_value}
+
+
+@lru_cache(maxsize=4)
 def env(mode: str = "text") -> ImmutableSandboxedEnvironment:
-    kw = {"finalize": url_value} if mode == "url" else {}
+    kw = {"finalize": FINALIZE[mode]} if mode in FINALIZE else {}
     e = SandboxEnv(undefined=StrictUndefined, autoescape=False, **kw)
     e.globals.clear()  # no range(), lipsum, dict, cycler, joiner, namespace
     return e

@@ -27,6 +27,7 @@ from .dialogue import (
     new_flow,
 )
 from .http_action import HttpAction, HttpActionError
+from .notify import normalize_all, render_notify
 from .outbound import OutboundPolicy
 from .smalltalk import NO, YES, SmallTalk, match_small_talk, small_talk_reply
 from .templates import arender, arender_tree, choose_variant
@@ -514,7 +515,9 @@ class Engine:
                     format=out.get("format", resp.get("format", "text")),
                     card=out.get("card"),
                     title=out.get("title", ""),
-                    followups=[f for f in out.get("notify") or [] if isinstance(f, dict)],
+                    followups=normalize_all(
+                        out.get("notify"), f"{skill.manifest.id} handler {resp['handler']}"
+                    ),
                     **base,
                 )
             text = (
@@ -525,13 +528,17 @@ class Engine:
             card = None
             if "card" in resp:
                 card = await arender_tree(resp["card"], variables)
-            return Reply(
+            reply = Reply(
                 text=text,
                 format=resp.get("format", "card" if card else "text"),
                 card=card,
                 title=await arender(resp.get("title", ""), variables),
                 **base,
             )
+            if resp.get("notify"):  # after the reply rendered: a follow-up never costs it
+                where = f"{skill.manifest.id} intents.{intent}"
+                reply.followups = await render_notify(resp["notify"], variables, where)
+            return reply
         except HttpActionError as exc:
             error = f"http: {exc}"
         except asyncio.TimeoutError:

@@ -169,6 +169,13 @@ def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
                 msg = f"{err.instance!r} is not a reverse-DNS id such as com.example.hr-assistant"
         elif err.validator == "anyOf" and len(path) == 2 and path[0] == "intents":
             msg = "a response needs 'template', 'handler' or 'card'"
+        elif err.validator == "oneOf" and len(path) == 4 and path[2] == "notify":
+            msg = (
+                "a follow-up needs exactly one recipient: 'user' (a staff id) or 'group' "
+                "(an open conversation id), each a template such as '{{ api.assignee }}'"
+            )
+        elif err.validator == "required" and len(path) == 4 and path[2] == "notify":
+            msg = "a follow-up needs 'text' (the message, a template)"
         problems.append(f"{source}:{line}: {name}: {msg}")
     if not problems:
         intents = set(data["intents"])
@@ -187,6 +194,7 @@ def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
                     )
         problems += _check_patterns(data, lines, source)
         problems += _check_outbound(data, lines, source)
+        problems += _check_notify(data, lines, source)
         need = data.get("min_dingskill")
         if need and version_tuple(need) > version_tuple(__version__):
             problems.append(
@@ -246,6 +254,44 @@ def _check_outbound(data: dict, lines: dict, source: str) -> list[str]:
                 f"{source}:{where}: intents.{name}.http.url: host {host!r} is not declared "
                 f"under 'outbound' ({', '.join(declared) or 'none declared'})"
             )
+    return out
+
+
+def _check_notify(data: dict, lines: dict, source: str) -> list[str]:
+    """Declared follow-ups (``notify``) need ``qyapi_robot_sendmsg``, come from template /
+    HTTP-action responses (a handler returns its own), and their templates must compile."""
+    from .errors import TemplateError
+    from .notify import PERMISSION, TARGETS
+    from .templates import compile_template
+
+    out = []
+    for name, resp in data["intents"].items():
+        items = resp.get("notify")
+        if not items:
+            continue
+        where = lines.get(("intents", name, "notify"), 1)
+        if PERMISSION not in data.get("permissions", []):
+            out.append(
+                f"{source}:{where}: intents.{name}.notify: follow-up messages need the "
+                f"'{PERMISSION}' permission: add it to 'permissions' (the operator sees it at "
+                "install), or remove 'notify'"
+            )
+        if "handler" in resp:
+            out.append(
+                f"{source}:{where}: intents.{name}.notify: a handler returns its own follow-ups "
+                "({'text': ..., 'notify': [...]}); remove 'notify' here or the handler"
+            )
+        for i, item in enumerate(items):
+            for key in (*TARGETS, "text", "title"):
+                if key not in item:
+                    continue
+                try:
+                    compile_template(item[key], "target" if key in TARGETS else "text")
+                except TemplateError as exc:
+                    path = ("intents", name, "notify", i, key)
+                    out.append(
+                        f"{source}:{lines.get(path, where)}: {'.'.join(map(str, path))}: {exc}"
+                    )
     return out
 
 

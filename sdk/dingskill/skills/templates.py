@@ -14,7 +14,8 @@ loop (and ``/healthz``) stays responsive while one user's template runs.
 
 ``mode="url"``: every ``{{ expression }}`` is percent-encoded as one path segment or query
 value (``/``, ``?``, ``#``, ``&``, ``..`` cannot change the URL's shape); the literal text the
-author wrote is kept as is.
+author wrote is kept as is. ``mode="target"`` (a follow-up's recipient): ``None`` renders as
+nothing, so an API field that was absent gives an empty recipient, which is skipped.
 """
 
 from __future__ import annotations

@@ -1,0 +1,59 @@
+"""Declared follow-ups through the real runtime: the IT help-desk skill files a ticket over
+HTTP, answers the reporter through the session webhook, and tells the engineer the API
+assigned through the emulator's robot OpenAPI (``/v1.0/robot/oToMessages/batchSend``), with
+the text rendered from the API's answer; no assignee, no follow-up, the reply unchanged."""
+
+from __future__ import annotations
+
+import pytest
+from dingskill.skills.packaging import SkillHome
+
+from ..skills.helpdesk_server import HelpdeskServer
+from .harness import wait_until
+
+
+@pytest.fixture
+def helpdesk_api():
+    with HelpdeskServer() as server:
+        yield server
+
+
+def test_http_action_follow_up_reaches_the_robot_openapi(
+    tmp_path, emulator, start_runtime, packages, helpdesk_api
+):
+    h = SkillHome(tmp_path / "home")
+    h.install(
+        packages["it-helpdesk"], trust=True, allow_hosts=["127.0.0.1", "helpdesk.example.com"]
+    )
+    rt = start_runtime(
+        tmp_path / "home",
+        env={"HELPDESK_API_URL": helpdesk_api.url},
+        extra={
+            "skills": {"secrets": {"com.dingskill.it-helpdesk": ["HELPDESK_API_URL"]}},
+            "security": {"outbound_allow_private": ["127.0.0.1"]},
+        },
+    )
+    emulator.wait_connections(1)
+    emulator.register(users=["it-zhang"])  # the engineer is a member of the organisation
+    helpdesk_api.assignee = "it-zhang"
+
+    msg = emulator.send("我的电脑蓝屏了，一直重启", sender_id="staff-9", sender_nick="小李")
+    reply = emulator.wait_reply(msg, timeout=30)
+    assert "已为您创建工单 INC-1001" in reply["text"]["content"]
+    wait_until(lambda: emulator.proactive, 20, what="the follow-up on the robot OpenAPI")
+    (sent,) = emulator.proactive
+    assert sent["to_user"] == "it-zhang" and sent["msgKey"] == "sampleText"
+    assert sent["msgParam"] == {
+        "content": "新工单 INC-1001：小李 报修「我的电脑蓝屏了，一直重启」，请在 4 小时内处理。"
+    }
+
+    helpdesk_api.assignee = None  # the API assigns nobody: the follow-up is skipped
+    msg = emulator.send("打印机卡纸了，打不出来", sender_id="staff-9")
+    assert "INC-1002" in emulator.wait_reply(msg, timeout=30)["text"]["content"]
+    wait_until(
+        lambda: rt.metric("dingskill_openapi_messages_total", 'outcome="ok",purpose="notify"') == 1,
+        10,
+        what="one follow-up counted",
+        output=lambda: "\n".join(x for x in rt.metrics().splitlines() if "openapi" in x),
+    )
+    assert len(emulator.proactive) == 1
