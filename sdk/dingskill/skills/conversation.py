@@ -49,7 +49,8 @@ class Reply:
     state: dict = field(default_factory=dict)
     latency_ms: float = 0.0
     error: str | None = None
-    # proactive messages a handler asks for: [{"user" | "group": id, "text": ...}]
+    # follow-ups (a handler's or the manifest's ``notify``), sent after the reply through the
+    # robot OpenAPI: [{"user" | "group": id, "text", "format", "title"}] (skills/notify.py)
     followups: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
