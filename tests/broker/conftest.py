@@ -1,9 +1,13 @@
 """One rabbitmq-server node and one redis-server for the whole session; a fresh queue name
-(and a flushed Redis) per test, so tests share the servers but not their messages."""
+(and a flushed Redis) per test, so tests share the servers but not their messages.
+
+The node listens for plain AMQP and for AMQP over TLS (``rabbit.amqps_url``) with a server
+certificate from a throw-away CA made for the session (``pki``): one node start serves both."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,17 +15,44 @@ from dingskill.emulator import Emulator
 from dingskill.skills import Skill
 from dingskill.skills.packaging import SkillHome
 
+from .certs import Issued, TestCA
 from .harness import APP, Service, scale
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def rabbit(tmp_path_factory):
-    from dingskill.runtime.broker.node import RabbitNode
+@dataclass(frozen=True)
+class PKI:
+    """The session's TLS material: ``ca`` signed ``server`` (for ``localhost`` only, so
+    ``127.0.0.1`` is a name mismatch) and ``client``; ``rogue_client`` comes from another CA."""
 
+    ca: TestCA
+    server: Issued
+    client: Issued
+    rogue_client: Issued
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> PKI:
+    d = tmp_path_factory.mktemp("pki")
+    ca = TestCA.create(d / "ca")
+    rogue = TestCA.create(d / "rogue", "rogue CA")
+    return PKI(
+        ca,
+        ca.issue(d / "server", "server", ["localhost"]),
+        ca.issue(d / "client", "client", ["dingskill-worker-7"], client=True),
+        rogue.issue(d / "rogue", "client", ["dingskill-worker-7"], client=True),
+    )
+
+
+@pytest.fixture(scope="session")
+def rabbit(tmp_path_factory, pki):
+    from dingskill.runtime.broker.node import NodeTLS, RabbitNode
+
+    # client certificates are checked when sent, not required (plain TLS clients connect too)
+    tls = NodeTLS(pki.server.cert, pki.server.key, pki.ca.cert, fail_if_no_peer_cert=False)
     try:
-        node = RabbitNode(tmp_path_factory.mktemp("rabbit"))
+        node = RabbitNode(tmp_path_factory.mktemp("rabbit"), tls=tls)
     except RuntimeError as exc:
         pytest.fail(str(exc))
     node.start()

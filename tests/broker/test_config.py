@@ -102,3 +102,14 @@ def test_unreachable_broker_is_one_line_naming_the_url(tmp_path, command):
         f"error: cannot reach the broker at amqp://bot:***@127.0.0.1:{port}/"
     ), out.stderr
     assert "s3cret" not in out.stderr + out.stdout
+
+
+def test_tls_files_that_do_not_load_name_the_field(tmp_path):
+    from dingskill.runtime.broker.amqp import BrokerUnavailable
+
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(BrokerUnavailable, match=r"broker\.tls\.ca_path: cannot load CA .*ca\.pem"):
+        _ssl_context({"ca_path": str(junk)})
+    with pytest.raises(BrokerUnavailable, match=r"broker\.tls\.cert_path/key_path: .*ca\.pem"):
+        _ssl_context({"cert_path": str(junk), "key_path": str(junk)})

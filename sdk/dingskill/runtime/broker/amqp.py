@@ -16,6 +16,7 @@ Topology for ``broker.queue = Q`` and ``broker.shards = S``:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -144,10 +145,28 @@ class Topology:
 
 
 def _ssl_context(tls: dict) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=tls.get("ca_path") or None)
+    """The client side of ``amqps://``: TLS 1.2+, the server certificate verified against
+    ``ca_path`` (else the system's CAs) and its host name checked, unless ``verify: false``;
+    a client certificate from ``cert_path``/``key_path`` (mutual TLS). A file that cannot be
+    loaded is a :class:`BrokerUnavailable` naming the field and the file."""
+    ca = tls.get("ca_path") or None
+    try:
+        ctx = ssl.create_default_context(cafile=ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise BrokerUnavailable(
+            f"broker.tls.ca_path: cannot load CA certificates from {ca}: {_why(exc)} "
+            "(expected one or more PEM certificates)"
+        ) from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if tls.get("cert_path"):
-        ctx.load_cert_chain(tls["cert_path"], tls.get("key_path"))
+        try:
+            ctx.load_cert_chain(tls["cert_path"], tls.get("key_path"))
+        except (ssl.SSLError, OSError) as exc:
+            raise BrokerUnavailable(
+                f"broker.tls.cert_path/key_path: cannot load the client certificate "
+                f"{tls['cert_path']} with key {tls.get('key_path')}: {_why(exc)} "
+                "(expected PEM files, an unencrypted key that matches the certificate)"
+            ) from None
     if not tls.get("verify", True):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -158,8 +177,6 @@ async def connect(broker: dict, name: str, robust: bool = True):
     """A (robust: reconnecting, restoring channels and consumers) connection to
     ``broker.url``; :class:`BrokerUnavailable` with the URL (password redacted) if the first
     attempt fails."""
-    import asyncio
-
     import aio_pika
 
     url = broker["url"]
@@ -176,17 +193,100 @@ async def connect(broker: dict, name: str, robust: bool = True):
         q.setLevel(logging.CRITICAL)  # the first failure is reported once, below
     try:
         return await fn(url, **kw)
-    except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
-        raise BrokerUnavailable(
-            f"cannot reach the broker at {redact_password(url)}: {_why(exc)}"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - aiormq's protocol/auth errors
-        raise BrokerUnavailable(
-            f"cannot connect to the broker at {redact_password(url)}: {_why(exc)}"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - socket, TLS (raw or wrapped by aiormq), protocol
+        raise BrokerUnavailable(_failure(exc, url, broker.get("tls"))) from None
     finally:
         for q, level in zip(quiet, levels, strict=True):
             q.setLevel(level)
+
+
+def _failure(exc: BaseException, url: str, tls: dict | None = None) -> str:
+    """The one line for a failed first connection: the URL (password redacted), what went
+    wrong and, for TLS, what to change."""
+    where = redact_password(url)
+    problem = _tls_problem(exc)
+    if problem is not None:
+        return f"cannot connect to the broker at {where}: {problem}"
+    reset = isinstance(exc, ConnectionResetError) or "connection reset" in str(exc).lower()
+    hint = ""
+    if reset and url.startswith("amqp://"):
+        hint = " (if this port is a TLS listener, use amqps://)"
+    elif reset and url.startswith("amqps://"):
+        # TLS 1.3: the broker judges a client certificate after the client's handshake is
+        # done, so its refusal may arrive as a reset instead of an alert
+        hint = " (the broker closed the TLS connection: if it checks client certificates, " + (
+            "broker.tls.cert_path must be signed by a CA the broker trusts, its "
+            "ssl_options.cacertfile)"
+            if (tls or {}).get("cert_path")
+            else "set broker.tls.cert_path and broker.tls.key_path)"
+        )
+    if isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError):
+        return f"cannot reach the broker at {where}: {_why(exc)}{hint}"
+    return f"cannot connect to the broker at {where}: {_why(exc)}{hint}"
+
+
+# OpenSSL verify codes (X509_V_ERR_*) of an untrusted chain and of a name mismatch
+_UNTRUSTED = {2, 18, 19, 20, 21}
+_NAME_MISMATCH = {62, 64}
+_EXPIRED = {9, 10}
+
+
+def _ssl_error(exc: BaseException | None, depth: int = 0) -> ssl.SSLError | None:
+    """The :class:`ssl.SSLError` behind ``exc`` (itself, its cause/context or an argument:
+    aiormq wraps some in its own errors)."""
+    if exc is None or depth > 4:
+        return None
+    if isinstance(exc, ssl.SSLError):
+        return exc
+    for inner in (exc.__cause__, exc.__context__, *getattr(exc, "args", ())):
+        if isinstance(inner, BaseException):
+            found = _ssl_error(inner, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    """What a TLS failure means and what to do, or None when ``exc`` is not one."""
+    err = _ssl_error(exc)
+    if err is None:
+        return None
+    if isinstance(err, ssl.SSLCertVerificationError):
+        code, why = err.verify_code, (err.verify_message or _why(err)).rstrip(".")
+        if code in _NAME_MISMATCH:
+            return (
+                f"TLS hostname mismatch: the broker's certificate is not valid for this host "
+                f"({why}); use a host name the certificate lists in broker.url, or have the "
+                "certificate issued for this name"
+            )
+        if code in _EXPIRED:
+            return f"TLS certificate verify failed: {why}; renew the broker's certificate"
+        if code in _UNTRUSTED:
+            return (
+                f"TLS certificate verify failed: {why}; set broker.tls.ca_path to the CA "
+                "certificate (PEM) that signed the broker's certificate"
+            )
+        return f"TLS certificate verify failed: {why}"
+    reason = (err.reason or "").upper()
+    if reason == "WRONG_VERSION_NUMBER":
+        return (
+            "TLS handshake failed (wrong version number): this port does not speak TLS; "
+            "use amqp:// for it, or the broker's TLS port (5671 by default) with amqps://"
+        )
+    if "CERTIFICATE_REQUIRED" in reason:
+        return (
+            "the broker requires a client certificate (mutual TLS): set broker.tls.cert_path "
+            "and broker.tls.key_path"
+        )
+    if reason.startswith("TLSV1_ALERT_") and any(
+        w in reason for w in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")
+    ):
+        return (
+            f"the broker refused our client certificate ({reason.lower()}): "
+            "broker.tls.cert_path must be signed by a CA the broker trusts "
+            "(its ssl_options.cacertfile)"
+        )
+    return f"TLS handshake failed: {_why(err)}"
 
 
 def _why(exc: BaseException) -> str:

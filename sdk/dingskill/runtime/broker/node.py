@@ -1,7 +1,12 @@
 """A private ``rabbitmq-server`` node for tests and benchmarks: its own node name, free AMQP
 and distribution ports, data, log and config files in one directory, and its own Erlang
 cookie (``HOME`` points into the directory), so parallel nodes never clash with each other or
-with the Debian package's system service (which it does not use)."""
+with the Debian package's system service (which it does not use).
+
+With ``tls=`` (a :class:`NodeTLS`: the server's certificate, key and the CA it trusts for
+client certificates) the node also listens for AMQP over TLS (``amqps://``) on a second free
+port; :attr:`RabbitNode.amqps_url` names it by ``localhost``, so the server certificate must
+list that name."""
 
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ import socket
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RabbitNode", "find_rabbitmq"]
+__all__ = ["NodeTLS", "RabbitNode", "find_rabbitmq"]
 
 _LIB = Path("/usr/lib/rabbitmq")
 
@@ -45,22 +51,62 @@ def _plugins_dir(bin_dir: Path) -> str | None:
     return str(libs[-1]) if libs else None
 
 
+@dataclass(frozen=True)
+class NodeTLS:
+    """The TLS listener's files (PEM) and how it treats client certificates.
+
+    ``verify_peer``: ask clients for a certificate and check any that is sent against
+    ``cacertfile``; ``fail_if_no_peer_cert``: refuse clients without one (mutual TLS)."""
+
+    certfile: Path
+    keyfile: Path
+    cacertfile: Path
+    verify_peer: bool = True
+    fail_if_no_peer_cert: bool = False
+
+    def config_lines(self, port: int) -> str:
+        """The ``rabbitmq.conf`` lines of a TLS listener on ``127.0.0.1:port``."""
+        for f in (self.certfile, self.keyfile, self.cacertfile):
+            if not Path(f).is_file():
+                raise FileNotFoundError(f"TLS file for rabbitmq-server not found: {f}")
+        return (
+            f"listeners.ssl.default = 127.0.0.1:{port}\n"
+            f"ssl_options.cacertfile = {self.cacertfile}\n"
+            f"ssl_options.certfile = {self.certfile}\n"
+            f"ssl_options.keyfile = {self.keyfile}\n"
+            f"ssl_options.verify = {'verify_peer' if self.verify_peer else 'verify_none'}\n"
+            f"ssl_options.fail_if_no_peer_cert = {str(self.fail_if_no_peer_cert).lower()}\n"
+        )
+
+
 class RabbitNode:
     """Start with :meth:`start` (returns at once), wait with :meth:`wait_ready`, end with
     :meth:`stop`. Register :meth:`stop` for clean-up before waiting."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, tls: NodeTLS | None = None) -> None:
         self.bin = find_rabbitmq()
         self.dir = Path(workdir)
         self.name = f"dingskill-{uuid.uuid4().hex[:10]}@localhost"
         self.port = port or _free_port()
         self.dist_port = _free_port()
+        self.tls = tls
+        self.tls_port = _free_port() if tls is not None else None
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "server.log"
 
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def amqps_url(self) -> str:
+        """The TLS listener's URL (host ``localhost``: the name the server certificate must
+        list); only for a node started with ``tls=``."""
+        if self.tls_port is None:
+            raise RuntimeError(
+                "this RabbitNode has no TLS listener: create it with tls=NodeTLS(...)"
+            )
+        return f"amqps://guest:guest@localhost:{self.tls_port}/"
 
     def env(self) -> dict:
         d = self.dir
@@ -92,6 +138,7 @@ class RabbitNode:
             "log.console = true\nlog.console.level = warning\nlog.file = false\n"
             # small disk/memory of a test machine: never block publishers for it
             "disk_free_limit.absolute = 1MB\nvm_memory_high_watermark.relative = 0.9\n"
+            + (self.tls.config_lines(self.tls_port) if self.tls is not None else "")
         )
         (self.dir / "advanced.config").write_text("[].\n")
         (self.dir / "enabled_plugins").write_text("[].\n")  # management off: not needed
@@ -118,7 +165,7 @@ class RabbitNode:
                 raise RuntimeError(
                     f"rabbitmq-server exited {self.proc.returncode}:\n{self.output()}"
                 )
-            if _amqp_handshake(self.port):
+            if _amqp_handshake(self.port) and (self.tls_port is None or _accepts(self.tls_port)):
                 return self
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -176,5 +223,14 @@ def _amqp_handshake(port: int) -> bool:
             s.settimeout(2)
             head = s.recv(7)
             return len(head) == 7 and head[0] == 1  # a METHOD frame (Connection.Start)
+    except OSError:
+        return False
+
+
+def _accepts(port: int) -> bool:
+    """True when something accepts TCP connections on ``127.0.0.1:port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
     except OSError:
         return False
