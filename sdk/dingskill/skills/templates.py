@@ -207,7 +207,10 @@ def render(source: str, variables: dict, mode: str = "text", max_output: int = M
 
 
 async def arender_tree(tree, variables: dict, mode: str = "text", max_output: int = MAX_OUTPUT):
-    """:func:`render_tree` without blocking the event loop."""
+    """:func:`render_tree` without blocking the event loop (plain text, the common case of
+    titles and fixed answers, is returned at once: no thread, no worker)."""
+    if isinstance(tree, str) and "{" not in tree:
+        return render_tree(tree, variables, mode, max_output)
     return await asyncio.to_thread(render_tree, tree, variables, mode, max_output)
 
 
