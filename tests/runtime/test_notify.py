@@ -5,6 +5,8 @@ the text rendered from the API's answer; no assignee, no follow-up, the reply un
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from dingskill.skills.packaging import SkillHome
 
@@ -57,3 +59,50 @@ def test_http_action_follow_up_reaches_the_robot_openapi(
         output=lambda: "\n".join(x for x in rt.metrics().splitlines() if "openapi" in x),
     )
     assert len(emulator.proactive) == 1
+
+
+def test_delivery_refuses_follow_ups_of_a_skill_without_the_permission(emulator, caplog):
+    """Defence in depth (a handler's follow-ups; a manifest's are refused at load): without
+    qyapi_robot_sendmsg nothing reaches the robot OpenAPI; with it, a user and a group."""
+    from dingskill.runtime.delivery import Delivery
+    from dingskill.runtime.metrics import Metrics
+    from dingskill.runtime.proactive import RobotSender
+    from dingskill.runtime.replies import OpenApi
+    from dingskill.skills.conversation import Reply
+    from dingskill.skills.notify import normalize_all
+
+    from .conftest import APP
+
+    emulator.register(users=["it-zhang"], groups=["cid-it-team"])
+    followups = normalize_all(
+        [
+            {"user": " it-zhang ", "text": "审批已通过"},
+            {"group": "cid-it-team", "text": "**INC-1001** 已关闭", "format": "markdown"},
+            {"user": "", "text": "没有收件人"},  # skipped, logged
+        ],
+        "com.example.approvals handler approve",
+    )
+    assert [f.get("user") or f.get("group") for f in followups] == ["it-zhang", "cid-it-team"]
+    metrics = Metrics()
+
+    async def deliver(perms: list[str]) -> None:
+        api = OpenApi(emulator.url, *APP)
+        try:
+            delivery = Delivery(None, None, None, RobotSender(api, APP[0]), metrics)
+            reply = Reply(text="好的", skill_id="com.example.approvals", followups=followups)
+            await delivery.followups(reply, perms)
+        finally:
+            await api.close()
+
+    asyncio.run(deliver([]))
+    assert emulator.proactive == []
+    assert "follow-up refused: the skill does not hold qyapi_robot_sendmsg" in caplog.text
+    asyncio.run(deliver(["qyapi_robot_sendmsg"]))
+    assert [(p.get("to_user") or p.get("to_group"), p["msgKey"]) for p in emulator.proactive] == [
+        ("it-zhang", "sampleText"),
+        ("cid-it-team", "sampleMarkdown"),
+    ]
+    assert emulator.proactive[1]["msgParam"]["text"] == "**INC-1001** 已关闭"
+    counts = metrics.render().decode()
+    assert 'dingskill_openapi_messages_total{outcome="refused",purpose="notify"} 2.0' in counts
+    assert 'dingskill_openapi_messages_total{outcome="ok",purpose="notify"} 2.0' in counts

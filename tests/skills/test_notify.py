@@ -146,3 +146,19 @@ def test_validate_command_reports_the_missing_permission(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "intents.report_issue.notify: follow-up messages need the 'qyapi_robot_sendmsg'" in out
     assert cli(["skills", "validate", str(ROOT / "skills" / "it-helpdesk")]) == 0
+
+
+def test_terminal_and_widget_show_the_follow_up_they_do_not_send(helpdesk_skill, api):
+    import io
+
+    from dingskill.notebook import ChatWidget
+    from dingskill.runtime.terminal import chat
+
+    api.assignee = "it-zhang"
+    out = io.StringIO()
+    chat([helpdesk_skill], [REPORT], out, sender_id="staff-9")
+    assert "-> follow-up to user it-zhang (sent by the runtime): 新工单 INC-1001" in out.getvalue()
+    widget = ChatWidget([helpdesk_skill])
+    turn = widget.send(REPORT)
+    assert turn["followups"][0]["user"] == "it-zhang"
+    assert "follow-up to user it-zhang" in widget._html.value

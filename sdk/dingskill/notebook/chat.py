@@ -163,6 +163,7 @@ class ChatWidget(widgets.VBox):
             "latency_ms": float(reply.latency_ms),
             "error": reply.error,
             "user_text": shown,
+            "followups": [dict(f) for f in reply.followups],
         }
         self.transcript.append(turn)
         self._render()

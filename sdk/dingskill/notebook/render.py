@@ -93,6 +93,12 @@ def bubble_html(turn: dict) -> str:
         if turn.get("error")
         else ""
     )
+    for f in turn.get("followups") or []:  # what the runtime would send after the reply
+        to = f"user {f['user']}" if f.get("user") else f"group {f.get('group', '')}"
+        err += (
+            f"<div class='ds-followup'>→ follow-up to {html.escape(to)} (sent by the runtime): "
+            f"{html.escape(str(f.get('text', '')))}</div>"
+        )
     meta = (
         f"<div class='ds-meta' data-intent='{html.escape(turn['intent'])}'>#{turn['index']} intent "
         f"<code class='ds-intent'>{html.escape(turn['intent'])}</code> {turn['confidence']:.2f} · via "

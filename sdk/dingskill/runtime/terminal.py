@@ -9,7 +9,7 @@ from typing import TextIO
 from ..skills.conversation import Reply
 from .local import LocalPipeline
 
-__all__ = ["chat", "describe_reply"]
+__all__ = ["chat", "describe_reply", "describe_followups"]
 
 
 def describe_reply(reply: Reply) -> str:
@@ -22,6 +22,16 @@ def describe_reply(reply: Reply) -> str:
         f"{' | slots ' + json.dumps(reply.slots, ensure_ascii=False) if reply.slots else ''}"
         f" | {reply.latency_ms:.1f} ms]"
     )
+
+
+def describe_followups(reply: Reply) -> list[str]:
+    """One line per follow-up the runtime would send after this reply (not sent here)."""
+    out = []
+    for f in reply.followups:
+        to = f"user {f['user']}" if f.get("user") else f"group {f.get('group')}"
+        text = str(f.get("text", "")).replace("\n", " ")
+        out.append(f"  -> follow-up to {to} (sent by the runtime): {text}")
+    return out
 
 
 def chat(
@@ -60,5 +70,7 @@ def chat(
             if echo:
                 out.write(f"> {text}\n")
             out.write(reply.text + "\n" + describe_reply(reply) + "\n")
+            for line in describe_followups(reply):
+                out.write(line + "\n")
         out.flush()
     return sent
