@@ -28,6 +28,8 @@ command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 # stopped below if the package started it)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 \
   || need+=(rabbitmq-server)
+# docs/broker.md makes its TLS certificates with the openssl command line (checked by tests/docs)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${DINGSKILL_SKIP_BROWSER:-0}" != 1 ]; then
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
   # Chinese glyphs for the browser test's screenshots and for matplotlib's plot labels

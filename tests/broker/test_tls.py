@@ -22,16 +22,17 @@ def _broker(url: str, **tls) -> dict:
     return {"url": url, "connect_timeout_s": 10 * scale(), "tls": tls}
 
 
-def _connections(rabbit) -> dict[str, dict]:
-    """The broker's own view of its client connections, by connection name."""
+def _connections(rabbit) -> list[dict]:
+    """The broker's own view of its client connections (``name``: the connection name the
+    client gave)."""
     fields = ["client_properties", "ssl", "ssl_protocol", "peer_cert_subject"]
     out = rabbit.ctl("list_connections", *fields, "--formatter", "json", timeout=60 * scale())
     assert out.returncode == 0, out.stdout + out.stderr
-    named = {}
+    seen = []
     for c in json.loads(out.stdout):
-        props = {k: v for k, _type, v in c["client_properties"]}
-        named[props.get("connection_name", "")] = c
-    return named
+        props = {k: v for k, _type, v in c.pop("client_properties")}
+        seen.append({**c, "name": props.get("connection_name", "")})
+    return seen
 
 
 async def _round_trip(sender, receiver, text: str) -> str:
@@ -76,7 +77,7 @@ def test_amqps_publishes_and_consumes_over_verified_tls(rabbit, pki):
             await plain_tls.close()
             await mutual.close()
 
-    seen = asyncio.run(main())
+    seen = {c["name"]: c for c in asyncio.run(main())}
     ca_only, mutual = seen["tls-ca"], seen["tls-mutual"]
     assert ca_only["ssl"] is True and ca_only["ssl_protocol"] in ("tlsv1.2", "tlsv1.3"), seen
     assert mutual["ssl"] is True and "CN=dingskill-worker-7" in mutual["peer_cert_subject"], seen
@@ -159,3 +160,27 @@ def test_wrong_scheme_for_the_port_says_so(rabbit, pki):
     assert "this port does not speak TLS; use amqp://" in tls_to_plain, tls_to_plain
     plain_to_tls = _refusal(_broker(rabbit.amqps_url.replace("amqps://", "amqp://")))
     assert "use amqps://" in plain_to_tls, plain_to_tls
+
+
+@pytest.mark.redis
+def test_gateway_and_worker_over_mutual_tls(stack, pki):
+    """A message from the emulator through `dingskill gateway` -> amqps -> `dingskill
+    worker` -> reply, both services on TLS connections with their client certificate."""
+    tls = {
+        "ca_path": str(pki.ca.cert),
+        "cert_path": str(pki.client.cert),
+        "key_path": str(pki.client.key),
+    }
+    broker = {"url": stack.rabbit.amqps_url, "tls": tls}
+    stack.start("worker", broker=broker)
+    stack.start("gateway", broker=broker)
+    stack.emulator.wait_connections(1)
+    i = stack.emulator.send("工资条", sender_id="staff-tls")
+    reply = stack.emulator.wait_reply(i, timeout=20 * scale())
+    assert reply.get("text", {}).get("content") or reply.get("markdown", {}).get("text")
+    seen = _connections(stack.rabbit)
+    for name in ("dingskill-worker", "dingskill-gateway"):
+        assert any(
+            c["name"] == name and c["ssl"] and "CN=dingskill-worker-7" in c["peer_cert_subject"]
+            for c in seen
+        ), (name, seen)

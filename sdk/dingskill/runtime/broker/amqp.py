@@ -208,18 +208,20 @@ def _failure(exc: BaseException, url: str, tls: dict | None = None) -> str:
     if problem is not None:
         return f"cannot connect to the broker at {where}: {problem}"
     reset = isinstance(exc, ConnectionResetError) or "connection reset" in str(exc).lower()
-    hint = ""
-    if reset and url.startswith("amqp://"):
-        hint = " (if this port is a TLS listener, use amqps://)"
-    elif reset and url.startswith("amqps://"):
-        # TLS 1.3: the broker judges a client certificate after the client's handshake is
-        # done, so its refusal may arrive as a reset instead of an alert
-        hint = " (the broker closed the TLS connection: if it checks client certificates, " + (
-            "broker.tls.cert_path must be signed by a CA the broker trusts, its "
-            "ssl_options.cacertfile)"
-            if (tls or {}).get("cert_path")
-            else "set broker.tls.cert_path and broker.tls.key_path)"
+    if reset and url.startswith("amqps://"):
+        # TLS 1.3: the broker judges a client certificate after the client's side of the
+        # handshake is done, so its refusal may arrive as a reset instead of an alert
+        return (
+            f"cannot connect to the broker at {where}: the broker closed the TLS connection "
+            "after the handshake (connection reset); if it checks client certificates, "
+            + (
+                "broker.tls.cert_path must be signed by a CA the broker trusts "
+                "(its ssl_options.cacertfile)"
+                if (tls or {}).get("cert_path")
+                else "set broker.tls.cert_path and broker.tls.key_path"
+            )
         )
+    hint = " (if this port is a TLS listener, use amqps://)" if reset else ""
     if isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError):
         return f"cannot reach the broker at {where}: {_why(exc)}{hint}"
     return f"cannot connect to the broker at {where}: {_why(exc)}{hint}"
