@@ -184,3 +184,35 @@ def test_gateway_and_worker_over_mutual_tls(stack, pki):
             c["name"] == name and c["ssl"] and "CN=dingskill-worker-7" in c["peer_cert_subject"]
             for c in seen
         ), (name, seen)
+
+
+def test_doctor_names_the_tls_problem_and_its_fix(rabbit, pki, tmp_path):
+    """`dingskill doctor`'s broker check over amqps: FAIL with the TLS reason and a broker.tls
+    fix without the CA; OK with it."""
+    from dingskill.runtime.broker.node import _free_port
+    from dingskill.runtime.doctor import run_checks
+
+    def broker_check(tls: dict):
+        cfg = tmp_path / f"doctor-{len(tls)}.json"
+        cfg.write_text(
+            json.dumps(
+                {
+                    "broker": {"url": rabbit.amqps_url, "tls": tls},
+                    "storage": {"type": "memory"},
+                    "channels": {"enterprise_chat": {"enabled": False}},
+                    "server": {"port": _free_port()},
+                    "skills": {"home": str(tmp_path / "home")},
+                }
+            )
+        )
+        checks = {c.name: c for c in run_checks(cfg, timeout_s=10 * scale())}
+        return checks["broker"]
+
+    failed = broker_check({})
+    assert failed.status.value == "fail", failed
+    assert (
+        "TLS certificate verify failed" in failed.detail and "broker.tls.ca_path" in failed.detail
+    )
+    assert "broker.tls" in failed.fix and "guest:guest" not in failed.detail
+    ok = broker_check({"ca_path": str(pki.ca.cert)})
+    assert ok.status.value == "ok", ok

@@ -179,7 +179,10 @@ def _broker(broker: dict, timeout_s: float) -> Check:
             "broker",
             Status.FAIL,
             str(exc),
-            "start RabbitMQ there or fix broker.url (user, password, host, port, vhost)",
+            "fix broker.tls or the broker's certificate as the message says "
+            "(docs/broker.md, TLS to the broker)"
+            if exc.tls
+            else "start RabbitMQ there or fix broker.url (user, password, host, port, vhost)",
         )
     except (asyncio.TimeoutError, OSError) as exc:
         return Check(

@@ -45,7 +45,13 @@ HDR_REPLAYED = "x-dingskill-replayed"  # published again by `dingskill dlq repla
 
 
 class BrokerUnavailable(RuntimeError):
-    """The broker cannot be reached (the message names the URL, password redacted)."""
+    """The broker cannot be reached (the message names the URL, password redacted).
+    ``tls``: the failure is in TLS (certificates, host name, client certificate, a TLS file
+    that does not load): the message says which field of ``broker.tls`` to change."""
+
+    def __init__(self, message: str, tls: bool = False) -> None:
+        super().__init__(message)
+        self.tls = tls
 
 
 def shard_of(conversation_id: str, shards: int) -> int:
@@ -155,7 +161,8 @@ def _ssl_context(tls: dict) -> ssl.SSLContext:
     except (ssl.SSLError, OSError) as exc:
         raise BrokerUnavailable(
             f"broker.tls.ca_path: cannot load CA certificates from {ca}: {_why(exc)} "
-            "(expected one or more PEM certificates)"
+            "(expected one or more PEM certificates)",
+            tls=True,
         ) from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if tls.get("cert_path"):
@@ -165,7 +172,8 @@ def _ssl_context(tls: dict) -> ssl.SSLContext:
             raise BrokerUnavailable(
                 f"broker.tls.cert_path/key_path: cannot load the client certificate "
                 f"{tls['cert_path']} with key {tls.get('key_path')}: {_why(exc)} "
-                "(expected PEM files, an unencrypted key that matches the certificate)"
+                "(expected PEM files, an unencrypted key that matches the certificate)",
+                tls=True,
             ) from None
     if not tls.get("verify", True):
         ctx.check_hostname = False
@@ -194,7 +202,10 @@ async def connect(broker: dict, name: str, robust: bool = True):
     try:
         return await fn(url, **kw)
     except Exception as exc:  # noqa: BLE001 - socket, TLS (raw or wrapped by aiormq), protocol
-        raise BrokerUnavailable(_failure(exc, url, broker.get("tls"))) from None
+        raise BrokerUnavailable(
+            _failure(exc, url, broker.get("tls")),
+            tls=url.startswith("amqps://") and _tls_related(exc),
+        ) from None
     finally:
         for q, level in zip(quiet, levels, strict=True):
             q.setLevel(level)
@@ -225,6 +236,10 @@ def _failure(exc: BaseException, url: str, tls: dict | None = None) -> str:
     if isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError):
         return f"cannot reach the broker at {where}: {_why(exc)}{hint}"
     return f"cannot connect to the broker at {where}: {_why(exc)}{hint}"
+
+
+def _tls_related(exc: BaseException) -> bool:
+    return _ssl_error(exc) is not None or "connection reset" in str(exc).lower()
 
 
 # OpenSSL verify codes (X509_V_ERR_*) of an untrusted chain and of a name mismatch
