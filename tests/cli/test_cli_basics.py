@@ -107,3 +107,12 @@ def test_light_modules_stay_light(module, absent):
     code = f"import sys, {module}; print([m for m in {absent!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_command_run_outside_the_project_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DINGSKILL_PROJECT", raising=False)
+    assert main(["bench", "runtime", "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "no dingskill project" in err and "DINGSKILL_PROJECT" in err

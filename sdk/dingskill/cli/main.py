@@ -53,8 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ..project import ProjectNotFound
+
     try:
         return int(args.func(args) or 0)
+    except ProjectNotFound as exc:  # a command that needs the project, run elsewhere
+        print(f"dingskill: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
