@@ -62,7 +62,7 @@ def test_worker_decides_duplicates_by_dedup_state_alone(stack):
     comes after an ended attempt (a retry, a replay; the broker's own redelivery is
     tests/broker/test_faults.py's kill -9) decide. `processing` + a first copy: another copy
     answers it, ack unanswered; `processing` + a retry or replay: answered; `replying` + a
-    retry: the reply may have reached the user, ack unanswered ("uncertain")."""
+    retry: the reply may have reached the user, not answered but dead-lettered ("uncertain")."""
     import asyncio
 
     import aio_pika
@@ -118,4 +118,24 @@ def test_worker_decides_duplicates_by_dedup_state_alone(stack):
     )
     for name, (_, _, answered) in cases.items():
         assert len(emu.replies(f"dedup-{name}")) == (1 if answered else 0), name
-    assert worker.metric("dingskill_broker_retries_total") == 0  # all acked, none retried
+    assert worker.metric("dingskill_broker_retries_total") == 0  # none retried
+    # the uncertain one is not dropped: it waits in the dead-letter queue for an operator,
+    # and a replay answers it whatever its dedup entry says
+    assert worker.metric("dingskill_broker_dead_letters_total", 'reason="uncertain"') == 1
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "dingskill.cli.main", "dlq", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    listed = cli("list", "--json", "--config", str(worker.config_path))
+    assert [json.loads(line)["reason"] for line in listed.stdout.splitlines()] == ["uncertain"]
+    out = cli("replay", "dedup-uncertain", "--config", str(worker.config_path))
+    assert out.returncode == 0 and "replayed 1" in out.stdout, out.stdout + out.stderr
+    wait_until(lambda: emu.replies("dedup-uncertain"), 30, what="replayed one answered")
+    assert len(emu.replies("dedup-uncertain")) == 1

@@ -316,7 +316,7 @@ def test_dedup_states_decide_alone_without_owners_or_liveness():
     again (a redelivery of it is "uncertain"); DONE is a duplicate; a failed attempt forgets
     the message so a later delivery answers it."""
     from dingskill.runtime.metrics import Metrics
-    from dingskill.runtime.pipeline import InProgress, Pipeline
+    from dingskill.runtime.pipeline import InProgress, Pipeline, ReplyUncertain
     from dingskill.skills.conversation import Reply
 
     class Gate:
@@ -365,7 +365,8 @@ def test_dedup_states_decide_alone_without_owners_or_liveness():
         assert (await other.process(Message(text="b", msg_id="m2"), sink, redelivered=True)).text
         await dedup.claim("m3", 60)
         await dedup.replying("m3", 60)
-        assert await other.process(Message(text="c", msg_id="m3"), sink, redelivered=True) is None
+        with pytest.raises(ReplyUncertain):  # the worker dead-letters it: never answered twice
+            await other.process(Message(text="c", msg_id="m3"), sink, redelivered=True)
         assert await other.process(Message(text="c", msg_id="m3"), sink) is None
         engine.fail = True  # a failed attempt forgets the message: a later delivery answers
         with pytest.raises(RuntimeError, match="not handled: OSError"):

@@ -17,7 +17,7 @@ from .preprocess import PreprocessError, preprocess
 from .ratelimit import POLITE, RateLimiter
 from .storage import DedupState, Stores
 
-__all__ = ["Pipeline", "ReplySink", "InProgress"]
+__all__ = ["Pipeline", "ReplySink", "InProgress", "ReplyUncertain"]
 
 ReplySink = Callable[[Reply], Awaitable[bool]]
 TOO_LONG = {
@@ -28,6 +28,13 @@ EMPTY = {
     "zh": "您好像没有输入内容，请问需要什么帮助？",
     "en": "It looks like your message was empty. How can I help?",
 }
+
+
+class ReplyUncertain(RuntimeError):
+    """A redelivered message whose previous attempt ended while replying (its process died
+    mid-reply): the reply may have reached the user, and the session webhook has no
+    idempotency key. It is not answered again by itself (never twice); the broker worker
+    dead-letters it with reason ``uncertain`` so an operator can check and replay it."""
 
 
 class InProgress(RuntimeError):
@@ -128,7 +135,7 @@ class Pipeline:
         if state is DedupState.REPLYING and redelivered:
             # its attempt ended while replying: the reply may have reached the user
             self._count(message.channel, "uncertain")
-            return False
+            raise ReplyUncertain(message.msg_id)
         if self.metrics is not None:
             self.metrics.duplicates.inc()
         self._count(message.channel, "duplicate")
@@ -141,9 +148,9 @@ class Pipeline:
     async def process(
         self, message: Message, reply_sink: ReplySink | None = None, *, redelivered: bool = False
     ) -> Reply | None:
-        """Handle one message; returns the reply, or None for a message already answered (or
-        whose reply may have reached the user). Raises :class:`InProgress` for a second
-        delivery while its first attempt still runs.
+        """Handle one message; returns the reply, or None for a message already answered.
+        Raises :class:`InProgress` for a second delivery while its first attempt still runs,
+        and :class:`ReplyUncertain` for a redelivery whose previous attempt ended mid-reply.
 
         ``redelivered``: the transport guarantees the previous attempt has ended (a broker
         gives a message back only after its consumer's channel closed, or a retry / replay

@@ -18,7 +18,9 @@ Duplicates (message-id dedup in Redis, no coordination of our own): a copy the b
 back (``redelivered``: only after the consumer holding it closed its channel), a retry or a
 replay comes after its previous attempt ended, so a ``processing`` entry is that attempt's
 leftover and the message is handled again; ``replying`` means the reply may have reached the
-user: acked without answering (``outcome="uncertain"``); ``done``: acked without a reply. A
+user: not answered again but dead-lettered with reason ``uncertain`` (``outcome="uncertain"``),
+where an operator sees it and can replay it (a replay always answers); ``done``: acked
+without a reply. A
 second copy published for the same message (a platform resend the gateway published again)
 arriving while the first is ``processing`` is acked: the first copy answers it."""
 
@@ -37,7 +39,7 @@ from ..channels.parse import FrameError, parse_robot_message
 from ..channels.stream import DEFAULT_ENDPOINT
 from ..config import RuntimeConfig
 from ..delivery import Delivery
-from ..pipeline import InProgress
+from ..pipeline import InProgress, ReplyUncertain
 from ..proactive import RobotSender
 from ..replies import CardStreamer
 from .amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_ERROR, HDR_REPLAYED, Topology, connect
@@ -225,9 +227,21 @@ class Worker:
         # an earlier attempt of this message has ended (see the module's docstring)
         again = bool(msg.redelivered or attempt or headers.get(HDR_REPLAYED))
         try:
+            if headers.get(HDR_REPLAYED) and message.msg_id:
+                # an operator replayed it from the dead-letter queue: answer it whatever an
+                # earlier attempt left (an "uncertain" one, say)
+                await self.pipeline.store.release(message.msg_id)
             await self.pipeline.process(message, sink, redelivered=again)
         except InProgress:
             pass  # another copy is being handled: it answers (or comes back if its holder dies)
+        except ReplyUncertain:
+            await self._dead_letter(
+                msg,
+                "uncertain",
+                "its previous attempt ended while replying: the user may have the answer; "
+                "check, then `dingskill dlq replay` it if not",
+            )
+            return
         except Exception as exc:  # noqa: BLE001 - storage down, reply refused: try later
             if isinstance(exc, ReplyFailed) and message.msg_id:
                 try:  # not delivered: a later attempt may answer it
