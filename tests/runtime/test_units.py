@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 
 import pytest
 from dingskill.runtime.channels.webhook import WebhookChannel, sign
@@ -393,3 +394,27 @@ def test_find_project_from_cwd_env_or_argument(tmp_path, monkeypatch):
     assert find_project(str(proj), environ={}) == proj.resolve()
     with pytest.raises(ProjectNotFound, match="DINGSKILL_PROJECT"):
         find_project(environ={}, start=tmp_path)
+
+
+def test_sqlite_checkpoints_run_beside_the_writer(tmp_path):
+    """WAL checkpoints (the fsyncs) run in their own thread, PASSIVE, so no store operation
+    waits behind one; the WAL is still folded into the database."""
+
+    async def go():
+        store = SqliteStore(tmp_path / "rt.db")
+        store._worker.checkpoint_s = 0.05
+        await store.connect()
+        for n in range(300):
+            await store.set_context(f"conv-{n}", {"slots": {"days": n}, "note": "请假" * 20})
+        deadline = time.monotonic() + 30
+        while store._worker.checkpoints < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert store._worker.checkpoints >= 2
+        await store.close()
+        assert store._worker._checkpointer is None  # stopped with the store
+
+    asyncio.run(go())
+    db = sqlite3.connect(tmp_path / "rt.db")
+    busy, frames, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames == done  # everything written reached the database file
+    assert db.execute("SELECT count(*) FROM kv").fetchone()[0] == 300
