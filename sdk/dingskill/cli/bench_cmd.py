@@ -61,6 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the split deployment: RabbitMQ, one gateway, --workers workers, audit-writer",
     )
     rt.add_argument("--workers", type=int, default=2, help="workers with --broker")
+    rt.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help="shard queues with --broker (default: the runtime's broker.shards default)",
+    )
     rt.add_argument("--json", action="store_true", help="print one JSON object last")
     rt.set_defaults(func=_runtime)
 
@@ -94,6 +100,7 @@ def _runtime(args: argparse.Namespace) -> int:
 
         result = run_broker_benchmark(
             workers=args.workers,
+            shards=args.shards,
             messages=args.messages,
             users=args.users,
             rate=args.rate,

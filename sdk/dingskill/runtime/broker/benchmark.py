@@ -80,7 +80,7 @@ def run_broker_benchmark(
     duration: float = 10.0,
     progress: bool = True,
     window: int = 200,
-    shards: int = 16,
+    shards: int | None = None,
     prefetch: int = 32,
 ) -> dict:
     from ...emulator import Emulator
@@ -94,6 +94,10 @@ def run_broker_benchmark(
     redis_proc = None
     emu = Emulator({APP[0]: APP[1]}, ack_timeout=30.0)
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
+    if shards is None:  # the deployment as configured by default
+        from ..settings import Broker
+
+        shards = Broker().shards
     try:
         node.start()
         redis_port = _free_port()
