@@ -418,3 +418,32 @@ def test_sqlite_checkpoints_run_beside_the_writer(tmp_path):
     busy, frames, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert busy == 0 and frames == done  # everything written reached the database file
     assert db.execute("SELECT count(*) FROM kv").fetchone()[0] == 300
+
+
+def test_a_store_failing_after_the_reply_went_out_does_not_retry_it():
+    """The reply was sent; only marking it done failed (Redis away a moment): the message
+    counts as answered (no retry, which would find it "replying" and dead-letter it)."""
+    from dingskill.runtime.pipeline import Pipeline
+    from dingskill.skills.conversation import Reply
+
+    class Engine:
+        async def handle(self, message, context):
+            return Reply(text="ok", intent="x")
+
+    class FlakyFinish(MemoryStore):
+        async def finish(self, msg_id, ttl_s):
+            raise ConnectionError("redis away")
+
+    async def run():
+        store, sent = FlakyFinish(), []
+
+        async def sink(reply):
+            sent.append(reply.text)
+            return True
+
+        p = Pipeline(lambda: Engine(), store, limits={"user_per_minute": 0})
+        reply = await p.process(Message(text="a", msg_id="m1"), sink)
+        assert reply.text == "ok" and sent == ["ok"]
+        assert await store.claim("m1", 10) is DedupState.REPLYING  # never answered again
+
+    asyncio.run(run())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -18,6 +19,8 @@ from .ratelimit import POLITE, RateLimiter
 from .storage import DedupState, Stores
 
 __all__ = ["Pipeline", "ReplySink", "InProgress", "ReplyUncertain"]
+
+log = logging.getLogger("dingskill.runtime")
 
 ReplySink = Callable[[Reply], Awaitable[bool]]
 TOO_LONG = {
@@ -184,7 +187,15 @@ class Pipeline:
                     if self.metrics is not None:
                         self.metrics.reply_failures.inc()
             if message.msg_id:
-                await self.store.finish(message.msg_id, self.limits["dedup_ttl_s"])
+                try:
+                    await self.store.finish(message.msg_id, self.limits["dedup_ttl_s"])
+                except Exception as exc:  # noqa: BLE001 - storage down after the reply went out
+                    # answered all the same: its entry stays "replying" (never answered
+                    # again), and trying it again would only make it "uncertain"
+                    log.warning(
+                        "answered, but its dedup entry was not finished",
+                        extra={"msg_id": message.msg_id, "error": f"{type(exc).__name__}: {exc}"},
+                    )
             self._count(message.channel, outcome)
             for observe in self.observers:
                 observe(message, reply)
