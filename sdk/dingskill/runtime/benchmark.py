@@ -51,6 +51,19 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+def _delivery(emu, ids: list[str], lat: list[float]) -> dict:
+    """Latency percentiles of ``lat`` and what became of messages ``ids`` (lost: never
+    answered; duplicated: answered twice): the figures every runtime benchmark reports."""
+    return {
+        "p50_ms": _pct(lat, 0.50),
+        "p99_ms": _pct(lat, 0.99),
+        "lost": sum(1 for m in ids if not emu.messages[m].replies),
+        "duplicated": sum(1 for m in ids if len(emu.messages[m].replies) > 1),
+        "latency_samples": len(lat),
+        "max_ms": max(lat) if lat else None,
+    }
+
+
 def _stop(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
@@ -143,16 +156,7 @@ def _drive(emu, texts, messages, users, window, rate, duration, say, label) -> d
     say(f"bench[{label}]: phase 1: {sustained:.0f} msg/s")
     say(f"bench[{label}]: phase 2: {rate:g} msg/s offered for {duration:g} s")
     ids2, lat = _paced_phase(emu, texts, users, rate, duration, wait_s=60, settle_s=0.5)
-    all_ids = ids + ids2
-    return {
-        "msgs_per_s": round(sustained, 1),
-        "p50_ms": _pct(lat, 0.50),
-        "p99_ms": _pct(lat, 0.99),
-        "lost": sum(1 for m in all_ids if not emu.messages[m].replies),
-        "duplicated": sum(1 for m in all_ids if len(emu.messages[m].replies) > 1),
-        "latency_samples": len(lat),
-        "max_ms": max(lat) if lat else None,
-    }
+    return {"msgs_per_s": round(sustained, 1), **_delivery(emu, ids + ids2, lat)}
 
 
 def run_benchmark(

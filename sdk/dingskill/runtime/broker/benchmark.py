@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ... import http_sync
-from ..benchmark import APP, _free_port, _paced_phase, _pct, _start_redis, _texts
+from ..benchmark import APP, _delivery, _free_port, _paced_phase, _start_redis, _texts
 from .node import RabbitNode
 
 __all__ = ["run_broker_benchmark"]
@@ -211,7 +211,6 @@ def run_broker_benchmark(
 
         say(f"bench: phase 2: {rate:g} msg/s offered for {duration:g} s")
         ids2, lat = _paced_phase(emu, texts, users, rate, duration, wait_s=120, settle_s=1.0)
-        all_ids = ids + ids2
         redeliveries = sum(
             _metric(ports[f"worker-{i}"], "dingskill_broker_redeliveries_total")
             for i in range(workers)
@@ -221,10 +220,7 @@ def run_broker_benchmark(
         )
         return {
             "msgs_per_s": round(sustained, 1),
-            "p50_ms": _pct(lat, 0.50),
-            "p99_ms": _pct(lat, 0.99),
-            "lost": sum(1 for m in all_ids if not emu.messages[m].replies),
-            "duplicated": sum(1 for m in all_ids if len(emu.messages[m].replies) > 1),
+            **_delivery(emu, ids + ids2, lat),
             "redeliveries": int(redeliveries),
             "broker": True,
             "workers": workers,
@@ -235,8 +231,6 @@ def run_broker_benchmark(
             "window": window,
             "offered_rate": rate,
             "offered_seconds": duration,
-            "latency_samples": len(lat),
-            "max_ms": max(lat) if lat else None,
             "publish_confirm_mean_ms": round(publish_p * 1000, 3),
             "cpu_ms_per_message": group,
             "cpu_ms_per_message_services": round(service_ms, 3),
