@@ -120,7 +120,7 @@ def _fit_alongside(X, y_idx: np.ndarray, pieces: list[tuple], C: float, workers:
 
     from joblib.externals.loky import get_reusable_executor
 
-    folder = tempfile.mkdtemp(prefix="dingskill-fit-")
+    folder, executor = tempfile.mkdtemp(prefix="dingskill-fit-"), None
     try:
         for name in ("data", "indices", "indptr"):
             np.save(f"{folder}/{name}.npy", getattr(X, name))
@@ -137,8 +137,8 @@ def _fit_alongside(X, y_idx: np.ndarray, pieces: list[tuple], C: float, workers:
         }
         done.update({i: f.result() for i, f in remote.items()})
     finally:
-        # the workers go: an idle one would keep its ~0.4 GB while the model is used
-        get_reusable_executor(max_workers=workers - 1).shutdown(wait=True)
+        if executor is not None:  # an idle worker would keep its ~0.4 GB while the model is used
+            executor.shutdown(wait=True)
         shutil.rmtree(folder, ignore_errors=True)
     return [done[i] for i in range(len(pieces))]
 
@@ -563,10 +563,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
 
     def top_k(self, text: str, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most probable intents of one text, best first."""
-        self._check_fitted()
-        if not isinstance(text, str):
-            raise InputError(f"text must be str, got {type(text).__name__}")
-        return self._top_k(normalize_text(text), k)
+        return self._top_k(self._normalized(text), k)
 
     def _top_k(self, norm: str, k: int) -> list[tuple[str, float]]:
         p = softmax(self._scores_one(norm), self.temperature_)
@@ -603,10 +600,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
 
     def decide(self, text: str) -> Decision:
         """Route one utterance: a rule if one matches, else the model with the oos threshold."""
-        self._check_fitted()
-        if not isinstance(text, str):
-            raise InputError(f"text must be str, got {type(text).__name__}")
-        norm = normalize_text(text)
+        norm = self._normalized(text)
         if not norm:  # nothing to understand: never claim an intent
             return Decision(OUT_OF_SCOPE, 0.0, [], "model", None)
         view, far, rule = self._view(norm)
@@ -620,13 +614,17 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             intent = OUT_OF_SCOPE  # far from every example the skill was trained on
         return Decision(intent, conf, alts, "model", None)
 
-    def match_rule(self, text: str) -> Decision | None:
-        """The rule decision :meth:`decide` would return for ``text``, or None when no rule
-        matches (the model is not run unless a rule matches)."""
+    def _normalized(self, text: str) -> str:
+        """``text`` normalised, after the checks every single-utterance call makes."""
         self._check_fitted()
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
-        norm = normalize_text(text)
+        return normalize_text(text)
+
+    def match_rule(self, text: str) -> Decision | None:
+        """The rule decision :meth:`decide` would return for ``text``, or None when no rule
+        matches (the model is not run unless a rule matches)."""
+        norm = self._normalized(text)
         if not norm or not len(self._ruleset):
             return None
         m = self._ruleset.match(norm, normalized=True)  # alone: the model runs only on a hit
@@ -643,10 +641,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         absolute weight. With embeddings, one row ``semantic:<name>`` carries the whole push
         of the embedding block (value = ``embedding_weight``).
         """
-        self._check_fitted()
-        if not isinstance(text, str):
-            raise InputError(f"text must be str, got {type(text).__name__}")
-        idx, vals, dense = self._blocks_one(normalize_text(text))
+        idx, vals, dense = self._blocks_one(self._normalized(text))
         scores = (vals @ self.coef_[idx] if len(idx) else 0.0) + dense + self.intercept_
         j = int(np.argmax(scores))
         names = self.featurizer_.feature_names

@@ -188,10 +188,15 @@ def configure(
     _POOL._idle = queue.Queue()
 
 
+def _plain(tree) -> bool:
+    """Plain text: nothing to render, so no worker (and no thread) is needed."""
+    return isinstance(tree, str) and "{" not in tree
+
+
 def render_tree(tree, variables: dict, mode: str = "text", max_output: int = MAX_OUTPUT):
     """Render every string inside a JSON-like structure (dicts, lists) in one worker call;
     errors become :class:`TemplateError`."""
-    if isinstance(tree, str) and "{" not in tree:
+    if _plain(tree):
         if len(tree) > max_output:
             raise TemplateError(f"rendered response is longer than {max_output} characters")
         return tree  # plain text: nothing to render
@@ -209,7 +214,7 @@ def render(source: str, variables: dict, mode: str = "text", max_output: int = M
 async def arender_tree(tree, variables: dict, mode: str = "text", max_output: int = MAX_OUTPUT):
     """:func:`render_tree` without blocking the event loop (plain text, the common case of
     titles and fixed answers, is returned at once: no thread, no worker)."""
-    if isinstance(tree, str) and "{" not in tree:
+    if _plain(tree):
         return render_tree(tree, variables, mode, max_output)
     return await asyncio.to_thread(render_tree, tree, variables, mode, max_output)
 
