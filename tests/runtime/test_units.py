@@ -406,7 +406,9 @@ def test_sqlite_checkpoints_run_beside_the_writer(tmp_path):
         await store.connect()
         for n in range(300):
             await store.set_context(f"conv-{n}", {"slots": {"days": n}, "note": "请假" * 20})
-        deadline = time.monotonic() + 30
+        from tests.runtime.harness import timeout_scale
+
+        deadline = time.monotonic() + 30 * timeout_scale()
         while store._worker.checkpoints < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert store._worker.checkpoints >= 2
