@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .frames import EVENT_TOPIC, FrameType, callback_frame, event_frame, system_frame
-from .state import Conn, Delivery, PushKind, RobotDelivery, now_ms
+from .state import Conn, Delivery, PushKind, RobotDelivery, clock_ns, now_ms
 
 __all__ = ["Gateway"]
 
@@ -220,7 +220,7 @@ class Gateway:
         m.attempts += 1
         m.conn_id = conn.id
         if not m.pushed_ms:
-            m.pushed_ms = now
+            m.pushed_ms, m.pushed_ns = now, clock_ns()
         try:
             await conn.ws.send_text(frame)
         except Exception:  # noqa: BLE001 - a dead socket: the retry timer handles it

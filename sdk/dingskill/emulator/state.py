@@ -32,6 +32,12 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def clock_ns() -> int:
+    """A monotonic nanosecond clock for latency figures: the platform's own timestamps are
+    whole milliseconds, too coarse for a p99 of a few ms."""
+    return time.perf_counter_ns()
+
+
 class RobotDelivery(str, Enum):
     """How robot messages are delivered.
 
@@ -110,6 +116,7 @@ class Delivery:
     kind: PushKind = PushKind.ROBOT
     topic: str = ""
     pushed_ms: int = 0
+    pushed_ns: int = 0  # clock_ns() of the first push (latency figures; not on the wire)
     attempts: int = 0
     acked: bool = False
     ack_code: int | None = None

@@ -14,7 +14,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from .state import now_ms
+from .state import clock_ns, now_ms
 
 __all__ = ["WEBHOOK_TYPES", "Webhooks", "check_webhook_body"]
 
@@ -105,7 +105,7 @@ class Webhooks:
         m = self.messages.get(msg_id) or self.pushes.get(msg_id)
         with self._reply_cond:
             if m is not None:
-                m.replies.append({"at_ms": now_ms(), "body": body})
+                m.replies.append({"at_ms": now_ms(), "at_ns": clock_ns(), "body": body})
                 m.event.set()
             self.counters["replies"] += 1
             self._reply_cond.notify_all()
