@@ -422,6 +422,46 @@ def test_sqlite_checkpoints_run_beside_the_writer(tmp_path):
     assert db.execute("SELECT count(*) FROM kv").fetchone()[0] == 300
 
 
+def test_sqlite_runs_operations_inline_unless_locked_queued_or_crowded(tmp_path):
+    """An operation runs on the caller's thread when nothing is queued and the write lock is
+    free; another writer holding the lock sends it to the thread (which waits for the lock),
+    operations stay in submission order, and a burst goes to the thread's group commits."""
+
+    async def go():
+        store = SqliteStore(tmp_path / "rt.db")
+        w = store._worker
+        await store.connect()
+        assert await store.claim("m1", 60) is DedupState.NEW
+        await store.set_context("c1", {"slots": {"days": 1}})
+        inline, commits = w.inline_ops, w.commits
+        assert inline >= 2  # nothing went through the thread for these
+        assert (await store.get_context("c1"))["slots"] == {"days": 1}
+
+        other = sqlite3.connect(tmp_path / "rt.db", isolation_level=None)  # another process
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.ensure_future(store.set_context("c1", {"slots": {"days": 2}}))
+        then = asyncio.ensure_future(store.get_context("c1"))  # queued behind it, in order
+        await asyncio.sleep(0.2)
+        assert not pending.done() and not then.done()  # waiting for the lock, not failed
+        other.execute("COMMIT")
+        other.close()
+        await pending
+        assert (await then)["slots"] == {"days": 2}
+        assert w.commits > commits
+
+        await asyncio.sleep(2 * w.WINDOW_S)
+        before = w.commits
+        rows = [f"burst-{n}" for n in range(int(w.INLINE_MAX_RATE * w.WINDOW_S) * 3)]
+        states = await asyncio.gather(*(store.claim(r, 60) for r in rows))
+        await asyncio.sleep(w.WINDOW_S)  # the next window knows the last one was crowded
+        states += await asyncio.gather(*(store.claim(r, 60) for r in rows))
+        assert states == [DedupState.NEW] * len(rows) + [DedupState.PROCESSING] * len(rows)
+        assert w.commits > before  # once crowded, the thread took over
+        await store.close()
+
+    asyncio.run(go())
+
+
 def test_a_store_failing_after_the_reply_went_out_does_not_retry_it():
     """The reply was sent; only marking it done failed (Redis away a moment): the message
     counts as answered (no retry, which would find it "replying" and dead-letter it)."""

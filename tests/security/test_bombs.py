@@ -20,7 +20,7 @@ from dingskill.skills.packaging.archive import write_archive
 from dingskill.skills.packaging.errors import SignatureError
 from dingskill.skills.packaging.signing import verify_signature
 from dingskill.skills.slots import extract_slot
-from dingskill.skills.templates import render
+from dingskill.skills.templates import arender, render
 
 from .hostile import tree
 
@@ -62,6 +62,38 @@ def test_template_bombs_are_stopped(source, why):
     took, msg = _elapsed(render, source, {"message": {"text": "x" * 4000}})
     assert took < 10 and __import__("re").search(why, msg), msg
     assert render("{{ 2 ** 10 }} {{ 'ab' * 3 }}", {}) == "1024 ababab"  # workers recover
+
+
+def test_template_bombs_from_the_event_loop_keep_it_running():
+    """arender talks to the workers from the loop: a bomb is stopped the same way, the loop
+    keeps ticking meanwhile, and more renders than workers at once all finish."""
+    import asyncio
+
+    async def main():
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        slow = (
+            "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}"
+        )
+        with pytest.raises(TemplateError, match="longer than"):
+            await arender(slow, {})
+        assert ticks >= 20  # the 2 s limit passed with the loop running
+        outs = await asyncio.gather(*(arender("{{ n * 2 }}", {"n": n}) for n in range(12)))
+        assert outs == [str(n * 2) for n in range(12)]
+        with pytest.raises(TemplateError, match="repetition"):
+            await arender("{{ 'a' * 10**9 }}", {})
+        big = {"message": {"text": "好" * 40_000}}  # a request larger than a pipe holds
+        assert await arender("{{ message.text|length }}", big) == "40000"
+        ticker.cancel()
+
+    asyncio.run(main())
 
 
 def test_regexes_run_in_linear_time_or_are_refused():

@@ -251,10 +251,34 @@ class _SqliteWorker:
     WAL checkpoints (the only fsyncs with ``synchronous=NORMAL``) run in a second thread on
     its own connection, PASSIVE (they never block a writer), every ``checkpoint_s``: inside
     the event loop they were the runtime's 50-90 ms stalls, and in the writer thread every
-    operation queued behind one waited for its fsync (the runtime's p99)."""
+    operation queued behind one waited for its fsync (the runtime's p99).
 
-    def __init__(self, open_db, batch: int = 512, checkpoint_s: float = 1.0) -> None:
-        self._open_db, self.batch = open_db, batch
+    Fast path (``inline``): when nothing is queued for the thread and the write lock is free
+    this instant, the caller's thread runs the operation itself in its own transaction on a
+    second connection. Without an fsync that is a write to the WAL in the page cache, 3-30 us,
+    where the hop to the thread and back costs 0.1-1 ms under load: five such hops per
+    message were a third of the runtime's latency. The lock is tried without waiting
+    (another process writing, or the thread busy: the operation is queued as before), and
+    queued operations always run first, so operations still run in submission order. Above
+    ``INLINE_MAX_RATE`` operations per second (the previous ``WINDOW_S``) everything goes to
+    the thread, whose group commits are cheaper in bulk."""
+
+    # above this many operations per second the thread's group commits cost less CPU than
+    # one commit each (5,000 messages through claim/context/reply marks: 94 us a message
+    # inline, 58 us grouped with 200 in flight, 594 us one at a time through the thread)
+    INLINE_MAX_RATE = 2000
+    WINDOW_S = 0.05
+
+    def __init__(
+        self, open_db, batch: int = 512, checkpoint_s: float = 1.0, inline: bool = True
+    ) -> None:
+        self._open_db, self.batch, self.inline = open_db, batch, inline
+        self._queued = 0  # operations handed to the thread and not committed yet
+        self._queued_lock = threading.Lock()
+        self._inline_lock = threading.Lock()
+        self._inline_db: sqlite3.Connection | None = None
+        self.inline_ops = 0
+        self._window_start, self._window_ops, self._crowded = 0.0, 0, False
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -298,14 +322,73 @@ class _SqliteWorker:
         self._ensure()
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        now = time.monotonic()
+        if now - self._window_start >= self.WINDOW_S:  # a new window: was the last one busy?
+            self._crowded = self._window_ops > self.INLINE_MAX_RATE * self.WINDOW_S
+            self._window_start, self._window_ops = now, 0
+        self._window_ops += 1
+        if self.inline and not self._crowded and self._run_inline(fn, fut):
+            return fut
+        with self._queued_lock:
+            self._queued += 1
         self._q.put((fn, fut, loop))
         return fut
+
+    def _run_inline(self, fn, fut: asyncio.Future) -> bool:
+        """Run ``fn`` here if nothing is queued and the write lock is free; False if not."""
+        if self._queued or not self._inline_lock.acquire(blocking=False):
+            return False
+        try:
+            with self._queued_lock:
+                if self._queued:  # the thread got work meanwhile: it runs first
+                    return False
+            db = self._inline_db
+            if db is None:
+                db = self._inline_db = self._open_db(timeout=0)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _busy(exc):  # another process is writing: queue it instead
+                    return False
+                raise
+            try:
+                value = fn(db)
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if _busy(exc):  # rolled back: the thread runs it again, waiting its turn
+                    return False
+                fut.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, like the thread's
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                fut.set_exception(exc)
+            else:
+                fut.set_result(value)
+            self.inline_ops += 1
+            return True
+        except sqlite3.Error:  # the connection itself failed: the thread reports it
+            self._close_inline()
+            return False
+        finally:
+            self._inline_lock.release()
+
+    def _close_inline(self) -> None:
+        db, self._inline_db = self._inline_db, None
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
 
     def stop(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             self._q.put(None)
             self._thread.join(10)
         self._thread = None
+        with self._inline_lock:
+            self._close_inline()
         self._stop_checkpoints.set()
         if self._checkpointer is not None:
             self._checkpointer.join(10)
@@ -351,6 +434,8 @@ class _SqliteWorker:
                 except sqlite3.Error:
                     pass
                 results = [(fut, loop, exc, None) for fn, fut, loop in batch]
+            with self._queued_lock:  # committed: the fast path may run again
+                self._queued -= len(batch)
             by_loop: dict = {}
             for r in results:
                 by_loop.setdefault(r[1], []).append(r)
@@ -363,6 +448,11 @@ class _SqliteWorker:
                 break
         if db is not None:
             db.close()
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _resolve(results: list) -> None:
@@ -386,9 +476,11 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._worker = _SqliteWorker(self._connect_db)
 
-    def _connect_db(self, checkpointer: bool = False) -> sqlite3.Connection:
+    def _connect_db(self, checkpointer: bool = False, timeout: float = 10) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it

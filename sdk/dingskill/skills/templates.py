@@ -9,7 +9,9 @@ repetitions (``9**(9**9)``, ``'a'*10**9``) are refused before they are computed.
 Templates come from packages, so they render in separate worker processes
 (:mod:`dingskill.skills._sandbox`): each has a memory limit (``RLIMIT_AS``), every render a
 time limit (the worker is killed and replaced when it is exceeded) and an output limit. The
-caller's thread waits; :func:`arender` / :func:`arender_tree` wait in a thread, so the event
+caller's thread waits; :func:`arender` / :func:`arender_tree` talk to an idle worker from the
+event loop itself (the answer is read when the pipe is readable: no thread, ~0.1 ms instead
+of ~0.6 ms through one), and wait in a thread only when every worker is busy, so the event
 loop (and ``/healthz``) stays responsive while one user's template runs.
 
 ``mode="url"``: every ``{{ expression }}`` is percent-encoded as one path segment or query
@@ -106,12 +108,52 @@ class _Worker:
         return buf
 
     def call(self, request: dict, timeout_s: float) -> dict:
-        data = json.dumps(request, ensure_ascii=False, default=str).encode()
-        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
-        self.proc.stdin.flush()
+        self._send(_frame(request))
         deadline = time.monotonic() + timeout_s
         (n,) = struct.unpack(">I", self._read(4, deadline))
         return json.loads(self._read(n, deadline))
+
+    def _send(self, frame: bytes) -> None:
+        self.proc.stdin.write(frame)
+        self.proc.stdin.flush()
+
+    async def acall(self, frame: bytes, timeout_s: float) -> dict:
+        """:meth:`call` from the event loop: the answer is collected as the pipe becomes
+        readable (``frame`` fits the pipe's buffer, so writing it does not block)."""
+        loop = asyncio.get_running_loop()
+        fd, buf, done = self.proc.stdout.fileno(), bytearray(), loop.create_future()
+
+        def readable() -> None:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as exc:
+                chunk, error = b"", exc
+            else:
+                error = EOFError()
+            if not chunk:
+                if not done.done():
+                    done.set_exception(error)
+                return
+            buf.extend(chunk)
+            if len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+                if not done.done():
+                    done.set_result(bytes(buf[4:]))
+
+        self._send(frame)
+        loop.add_reader(fd, readable)
+        try:
+            return json.loads(await asyncio.wait_for(done, timeout_s))
+        finally:
+            loop.remove_reader(fd)
+
+
+def _frame(request: dict) -> bytes:
+    data = json.dumps(request, ensure_ascii=False, default=str).encode()
+    return struct.pack(">I", len(data)) + data
+
+
+# a request up to this size is written from the event loop (a pipe buffers 64 KiB)
+_INLINE_FRAME = 32_768
 
 
 class _Pool:
@@ -149,18 +191,38 @@ class _Pool:
         w = self._get()
         try:
             out = w.call(request, self.timeout_s)
-        except TimeoutError:
-            self._drop(w)
-            raise TemplateError(
-                f"template took longer than {self.timeout_s:g} s and was stopped"
-            ) from None
-        except (EOFError, OSError, ValueError) as exc:
-            self._drop(w)
-            raise TemplateError(
-                f"template worker failed ({type(exc).__name__}; memory limit {self.memory_mb} MB?)"
-            ) from None
+        except BaseException as exc:
+            raise self._failed(w, exc) from None
         self._idle.put(w)
         return out
+
+    async def arun(self, request: dict) -> dict:
+        """:meth:`run` from the event loop when a worker is idle and the request is small;
+        otherwise :meth:`run` in a thread (waiting for a worker must not hold the loop)."""
+        frame = _frame(request)
+        try:
+            w = self._idle.get_nowait() if len(frame) <= _INLINE_FRAME else None
+        except queue.Empty:
+            w = None
+        if w is None:
+            return await asyncio.to_thread(self.run, request)
+        try:
+            out = await w.acall(frame, self.timeout_s)
+        except BaseException as exc:
+            raise self._failed(w, exc) from None
+        self._idle.put(w)
+        return out
+
+    def _failed(self, w: _Worker, exc: BaseException) -> BaseException:
+        """The worker ``w`` is stopped (it may be mid-render); the error to raise instead."""
+        self._drop(w)
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # distinct before 3.11
+            return TemplateError(f"template took longer than {self.timeout_s:g} s and was stopped")
+        if isinstance(exc, (EOFError, OSError, ValueError)):
+            return TemplateError(
+                f"template worker failed ({type(exc).__name__}; memory limit {self.memory_mb} MB?)"
+            )
+        return exc  # cancelled, interrupted: the worker's state is unknown, so it went too
 
     def close(self) -> None:
         with self._lock:
@@ -216,7 +278,12 @@ async def arender_tree(tree, variables: dict, mode: str = "text", max_output: in
     titles and fixed answers, is returned at once: no thread, no worker)."""
     if _plain(tree):
         return render_tree(tree, variables, mode, max_output)
-    return await asyncio.to_thread(render_tree, tree, variables, mode, max_output)
+    out = await _POOL.arun(
+        {"tree": tree, "vars": variables, "mode": mode, "max_output": max_output}
+    )
+    if "error" in out:
+        raise TemplateError(out["error"])
+    return out["ok"]
 
 
 async def arender(
