@@ -6,12 +6,14 @@ the text rendered from the API's answer; no assignee, no follow-up, the reply un
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import pytest
 from dingskill.skills.packaging import SkillHome
 
 from ..skills.helpdesk_server import HelpdeskServer
-from .harness import wait_until
+from .harness import tail, wait_until
 
 
 @pytest.fixture
@@ -59,6 +61,62 @@ def test_http_action_follow_up_reaches_the_robot_openapi(
         output=lambda: "\n".join(x for x in rt.metrics().splitlines() if "openapi" in x),
     )
     assert len(emulator.proactive) == 1
+
+
+def test_webhook_mode_sends_follow_ups_after_the_http_answer(
+    tmp_path, emulator, start_runtime, packages, helpdesk_api
+):
+    """HTTP webhook mode answers in the HTTP response; the follow-ups go out after it,
+    through the same robot OpenAPI (the app's AppKey is the robot code)."""
+    import httpx
+    from dingskill.runtime.channels.webhook import sign
+
+    from .conftest import APP
+
+    h = SkillHome(tmp_path / "home")
+    h.install(
+        packages["it-helpdesk"], trust=True, allow_hosts=["127.0.0.1", "helpdesk.example.com"]
+    )
+    rt = start_runtime(
+        tmp_path / "home",
+        env={"HELPDESK_API_URL": helpdesk_api.url},
+        extra={
+            "channels": {"enterprise_chat": {"mode": "webhook", "endpoint": emulator.url}},
+            "skills": {"secrets": {"com.dingskill.it-helpdesk": ["HELPDESK_API_URL"]}},
+            "security": {"outbound_allow_private": ["127.0.0.1"]},
+        },
+    )
+    emulator.register(users=["it-zhang"])
+    helpdesk_api.assignee = "it-zhang"
+    ts = str(int(time.time() * 1000))
+    payload = {
+        "msgId": "wh-notify-1",
+        "conversationId": "cid-wh",
+        "conversationType": "1",
+        "senderId": "$:LWCP_v1:$staff-9",
+        "senderStaffId": "staff-9",
+        "senderNick": "小李",
+        "msgtype": "text",
+        "text": {"content": "我的电脑蓝屏了，一直重启"},
+        "createAt": int(ts),
+    }
+    r = httpx.post(
+        f"{rt.url}/api/v1/webhook",
+        content=json.dumps(payload, ensure_ascii=False).encode(),
+        headers={"timestamp": ts, "sign": sign(ts, APP[1])},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert "已为您创建工单 INC-1001" in r.json()["text"]["content"]
+    wait_until(
+        lambda: emulator.proactive,
+        20,
+        what="the follow-up on the robot OpenAPI",
+        output=lambda: tail(rt.log),
+    )
+    (sent,) = emulator.proactive
+    assert sent["to_user"] == "it-zhang" and sent["app"] == APP[0]
+    assert sent["msgParam"]["content"].startswith("新工单 INC-1001：小李 报修")
 
 
 def test_delivery_refuses_follow_ups_of_a_skill_without_the_permission(emulator, caplog):

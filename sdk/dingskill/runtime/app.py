@@ -156,10 +156,25 @@ class Runtime:
                 self.audit,
                 self.sender,
                 max_skew_s=ch["webhook"]["max_skew_s"],
+                delivery=self._robot_delivery(ch["endpoint"]),
             )
         self.server = None
         self.loopwatch = LoopWatch(self.metrics)
         self._tasks: list[asyncio.Task] = []
+
+    def _robot_delivery(self, endpoint: str | None):
+        """Follow-ups in webhook mode: the robot OpenAPI of the app (AppKey = robot code),
+        or None without an AppKey."""
+        if not self.config.app_key:
+            return None
+        from .channels.stream import DEFAULT_ENDPOINT
+        from .delivery import Delivery
+        from .proactive import RobotSender
+        from .replies import OpenApi
+
+        api = OpenApi(endpoint or DEFAULT_ENDPOINT, self.config.app_key, self.config.app_secret)
+        robot = RobotSender(api, self.config.app_key)
+        return Delivery(self.skills, self.sender, None, robot, self.metrics)
 
     async def readiness(self) -> dict:
         channel = self.stream or self.webhook

@@ -107,7 +107,11 @@ class Webhook:
 class EnterpriseChat:
     enabled: bool = setting(True, "connect to DingTalk")
     mode: ChannelMode = setting(ChannelMode.STREAM, "stream (WebSocket) or webhook (HTTP)")
-    endpoint: str | None = setting(None, "gateway URL (None: DingTalk's; the emulator's in tests)")
+    endpoint: str | None = setting(
+        None,
+        "gateway URL, also the robot OpenAPI's in webhook mode (None: DingTalk's; the "
+        "emulator's in tests)",
+    )
     auth: Auth = setting(Auth(), "the app's credentials")
     webhook: Webhook = setting(Webhook(), "webhook mode")
 

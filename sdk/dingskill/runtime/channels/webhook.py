@@ -18,9 +18,11 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections import OrderedDict
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -28,6 +30,8 @@ from ..http_limits import BodyError, read_json
 from ..pipeline import InProgress
 from ..replies import reply_body
 from .parse import FrameError, parse_robot_message
+
+log = logging.getLogger("dingskill.runtime")
 
 __all__ = ["WebhookChannel", "sign"]
 
@@ -50,6 +54,7 @@ class WebhookChannel:
         audit=None,
         sender=None,
         max_skew_s: float = MAX_SKEW_S,
+        delivery=None,
     ) -> None:
         if not app_secret:
             raise ValueError(
@@ -57,6 +62,9 @@ class WebhookChannel:
             )
         self.pipeline, self.app_secret, self.timeout_s = pipeline, app_secret, timeout_ms / 1000
         self.audit, self.sender = audit, sender
+        # a Delivery with a RobotSender (the app's AppKey): sends a reply's follow-ups through
+        # the robot OpenAPI after the HTTP answer; None: follow-ups are logged, not sent
+        self.delivery = delivery
         self.accepting = True
         self.connected = True
         self.max_skew_ms = max_skew_s * 1000
@@ -141,7 +149,20 @@ class WebhookChannel:
             return JSONResponse({"errcode": 504, "errmsg": "reply took too long"}, status_code=504)
         if reply is None:  # already answered
             return JSONResponse({"msgtype": "empty"})
-        return JSONResponse(reply_body(reply))
+        later = BackgroundTask(self._followups, reply) if reply.followups else None
+        return JSONResponse(reply_body(reply), background=later)
+
+    async def _followups(self, reply) -> None:
+        """The reply's follow-ups, once the HTTP answer went out (the answer is the reply)."""
+        if self.delivery is None:
+            log.warning(
+                "follow-ups not sent: webhook mode sends them through the robot OpenAPI, "
+                "which needs the app's AppKey (channels.enterprise_chat.auth.app_key or "
+                "DINGSKILL_APP_KEY)",
+                extra={"skill": reply.skill_id, "followups": len(reply.followups)},
+            )
+            return
+        await self.delivery.followups(reply, self.delivery._perms(reply.skill_id))
 
     async def start(self) -> None: ...
 
@@ -150,6 +171,8 @@ class WebhookChannel:
         deadline = time.monotonic() + drain_timeout
         while self.pipeline.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        if self.delivery is not None and self.delivery.robot is not None:
+            await self.delivery.robot.api.close()
 
     def describe(self) -> dict:
         return {"mode": "webhook", "connected": True}
