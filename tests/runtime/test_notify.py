@@ -22,21 +22,27 @@ def helpdesk_api():
         yield server
 
 
-def test_http_action_follow_up_reaches_the_robot_openapi(
-    tmp_path, emulator, start_runtime, packages, helpdesk_api
-):
+def _helpdesk_runtime(tmp_path, start_runtime, packages, helpdesk_api, **extra):
+    """A runtime with the it-helpdesk skill trusted, its API's URL granted as a secret."""
     h = SkillHome(tmp_path / "home")
     h.install(
         packages["it-helpdesk"], trust=True, allow_hosts=["127.0.0.1", "helpdesk.example.com"]
     )
-    rt = start_runtime(
+    return start_runtime(
         tmp_path / "home",
         env={"HELPDESK_API_URL": helpdesk_api.url},
         extra={
             "skills": {"secrets": {"com.dingskill.it-helpdesk": ["HELPDESK_API_URL"]}},
             "security": {"outbound_allow_private": ["127.0.0.1"]},
+            **extra,
         },
     )
+
+
+def test_http_action_follow_up_reaches_the_robot_openapi(
+    tmp_path, emulator, start_runtime, packages, helpdesk_api
+):
+    rt = _helpdesk_runtime(tmp_path, start_runtime, packages, helpdesk_api)
     emulator.wait_connections(1)
     emulator.register(users=["it-zhang"])  # the engineer is a member of the organisation
     helpdesk_api.assignee = "it-zhang"
@@ -73,18 +79,12 @@ def test_webhook_mode_sends_follow_ups_after_the_http_answer(
 
     from .conftest import APP
 
-    h = SkillHome(tmp_path / "home")
-    h.install(
-        packages["it-helpdesk"], trust=True, allow_hosts=["127.0.0.1", "helpdesk.example.com"]
-    )
-    rt = start_runtime(
-        tmp_path / "home",
-        env={"HELPDESK_API_URL": helpdesk_api.url},
-        extra={
-            "channels": {"enterprise_chat": {"mode": "webhook", "endpoint": emulator.url}},
-            "skills": {"secrets": {"com.dingskill.it-helpdesk": ["HELPDESK_API_URL"]}},
-            "security": {"outbound_allow_private": ["127.0.0.1"]},
-        },
+    rt = _helpdesk_runtime(
+        tmp_path,
+        start_runtime,
+        packages,
+        helpdesk_api,
+        channels={"enterprise_chat": {"mode": "webhook", "endpoint": emulator.url}},
     )
     emulator.register(users=["it-zhang"])
     helpdesk_api.assignee = "it-zhang"
