@@ -267,7 +267,7 @@ class _SqliteWorker:
     # one commit each (5,000 messages through claim/context/reply marks: 94 us a message
     # inline, 58 us grouped with 200 in flight, 594 us one at a time through the thread)
     INLINE_MAX_RATE = 2000
-    WINDOW_S = 0.05
+    WINDOW_S = 0.02  # also the longest a run of inline operations can hold the loop
 
     def __init__(
         self, open_db, batch: int = 512, checkpoint_s: float = 1.0, inline: bool = True
@@ -318,7 +318,9 @@ class _SqliteWorker:
                     )
                     self._checkpointer.start()
 
-    def submit(self, fn) -> asyncio.Future:
+    def submit(self, fn, bulk: bool = False) -> asyncio.Future:
+        """Queue ``fn(db)`` (or run it here, see the class); ``bulk``: an operation over many
+        rows (a scan, a rewrite), never run on the caller's thread."""
         self._ensure()
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
@@ -327,7 +329,7 @@ class _SqliteWorker:
             self._crowded = self._window_ops > self.INLINE_MAX_RATE * self.WINDOW_S
             self._window_start, self._window_ops = now, 0
         self._window_ops += 1
-        if self.inline and not self._crowded and self._run_inline(fn, fut):
+        if self.inline and not bulk and not self._crowded and self._run_inline(fn, fut):
             return fut
         with self._queued_lock:
             self._queued += 1
@@ -494,8 +496,8 @@ class SqliteStore(Store):
         """)
         return db
 
-    async def _run(self, fn):
-        return await self._worker.submit(fn)
+    async def _run(self, fn, bulk: bool = False):
+        return await self._worker.submit(fn, bulk)
 
     async def connect(self):
         await self._run(lambda db: db.execute("SELECT 1"))
@@ -572,10 +574,14 @@ class SqliteStore(Store):
 
     async def append_audit_many(self, blobs):
         rows = [(b,) for b in blobs]
-        await self._run(lambda db: db.executemany("INSERT INTO audit (v) VALUES (?)", rows))
+        await self._run(
+            lambda db: db.executemany("INSERT INTO audit (v) VALUES (?)", rows), bulk=len(rows) > 16
+        )
 
     async def audit_records(self):
-        rows = await self._run(lambda db: db.execute("SELECT v FROM audit ORDER BY seq").fetchall())
+        rows = await self._run(
+            lambda db: db.execute("SELECT v FROM audit ORDER BY seq").fetchall(), bulk=True
+        )
         return [bytes(r[0]) for r in rows]
 
     async def _replace_audit(self, blobs):
@@ -583,11 +589,12 @@ class SqliteStore(Store):
             db.execute("DELETE FROM audit")
             db.executemany("INSERT INTO audit (v) VALUES (?)", [(b,) for b in blobs])
 
-        await self._run(op)
+        await self._run(op, bulk=True)
 
     async def keys(self, prefix):
         rows = await self._run(
-            lambda db: db.execute("SELECT k FROM kv WHERE k LIKE ?", (prefix + "%",)).fetchall()
+            lambda db: db.execute("SELECT k FROM kv WHERE k LIKE ?", (prefix + "%",)).fetchall(),
+            bulk=True,
         )
         return [r[0] for r in rows]
 
