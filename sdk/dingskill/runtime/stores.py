@@ -242,7 +242,7 @@ class MemoryStore(Store):
 class _SqliteWorker:
     """One thread owns the SQLite connection and commits queued operations in groups.
 
-    The event loop never touches the disk: each operation is queued with a future, the
+    Each operation is queued with a future (unless it takes the fast path below), the
     thread runs everything queued so far in one transaction (one commit, one WAL append for
     up to ``batch`` operations: a message's claim, context and audit writes share it with
     its neighbours'), then resolves the futures on their loops. Operations run in submission
@@ -253,7 +253,7 @@ class _SqliteWorker:
     the event loop they were the runtime's 50-90 ms stalls, and in the writer thread every
     operation queued behind one waited for its fsync (the runtime's p99).
 
-    Fast path (``inline``): when nothing is queued for the thread and the write lock is free
+    Fast path: when nothing is queued for the thread and the write lock is free
     this instant, the caller's thread runs the operation itself in its own transaction on a
     second connection. Without an fsync that is a write to the WAL in the page cache, 3-30 us,
     where the hop to the thread and back costs 0.1-1 ms under load: five such hops per
@@ -269,10 +269,8 @@ class _SqliteWorker:
     INLINE_MAX_RATE = 2000
     WINDOW_S = 0.02  # also the longest a run of inline operations can hold the loop
 
-    def __init__(
-        self, open_db, batch: int = 512, checkpoint_s: float = 1.0, inline: bool = True
-    ) -> None:
-        self._open_db, self.batch, self.inline = open_db, batch, inline
+    def __init__(self, open_db, batch: int = 512, checkpoint_s: float = 1.0) -> None:
+        self._open_db, self.batch = open_db, batch
         self._queued = 0  # operations handed to the thread and not committed yet
         self._queued_lock = threading.Lock()
         self._inline_lock = threading.Lock()
@@ -329,7 +327,7 @@ class _SqliteWorker:
             self._crowded = self._window_ops > self.INLINE_MAX_RATE * self.WINDOW_S
             self._window_start, self._window_ops = now, 0
         self._window_ops += 1
-        if self.inline and not bulk and not self._crowded and self._run_inline(fn, fut):
+        if not bulk and not self._crowded and self._run_inline(fn, fut):
             return fut
         with self._queued_lock:
             self._queued += 1
@@ -338,33 +336,24 @@ class _SqliteWorker:
 
     def _run_inline(self, fn, fut: asyncio.Future) -> bool:
         """Run ``fn`` here if nothing is queued and the write lock is free; False if not."""
-        if self._queued or not self._inline_lock.acquire(blocking=False):
+        if not self._inline_lock.acquire(blocking=False):  # another thread is on it
             return False
         try:
             with self._queued_lock:
-                if self._queued:  # the thread got work meanwhile: it runs first
+                if self._queued:  # queued operations run first
                     return False
+            if self._inline_db is None:
+                self._inline_db = self._open_db(timeout=0)
             db = self._inline_db
-            if db is None:
-                db = self._inline_db = self._open_db(timeout=0)
             try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if _busy(exc):  # another process is writing: queue it instead
-                    return False
-                raise
-            try:
+                db.execute("BEGIN IMMEDIATE")  # busy at once if another process is writing
                 value = fn(db)
                 db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                if _busy(exc):  # rolled back: the thread runs it again, waiting its turn
-                    return False
-                fut.set_exception(exc)
             except Exception as exc:  # noqa: BLE001 - handed to the caller, like the thread's
                 if db.in_transaction:
                     db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+                    return False  # nothing done: the thread runs it, waiting for the lock
                 fut.set_exception(exc)
             else:
                 fut.set_result(value)
