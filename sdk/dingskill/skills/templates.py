@@ -107,8 +107,9 @@ class _Worker:
             buf += chunk
         return buf
 
-    def call(self, request: dict, timeout_s: float) -> dict:
-        self._send(_frame(request))
+    def call(self, frame: bytes, timeout_s: float) -> dict:
+        """Send one request ``frame`` (:func:`_frame`) and wait for the answer."""
+        self._send(frame)
         deadline = time.monotonic() + timeout_s
         (n,) = struct.unpack(">I", self._read(4, deadline))
         return json.loads(self._read(n, deadline))
@@ -124,20 +125,19 @@ class _Worker:
         fd, buf, done = self.proc.stdout.fileno(), bytearray(), loop.create_future()
 
         def readable() -> None:
+            if done.done():
+                return
             try:
                 chunk = os.read(fd, 65536)
             except OSError as exc:
-                chunk, error = b"", exc
-            else:
-                error = EOFError()
+                done.set_exception(exc)
+                return
             if not chunk:
-                if not done.done():
-                    done.set_exception(error)
+                done.set_exception(EOFError())
                 return
             buf.extend(chunk)
             if len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
-                if not done.done():
-                    done.set_result(bytes(buf[4:]))
+                done.set_result(bytes(buf[4:]))
 
         self._send(frame)
         loop.add_reader(fd, readable)
@@ -187,25 +187,25 @@ class _Pool:
             if w in self._all:
                 self._all.remove(w)
 
-    def run(self, request: dict) -> dict:
+    def run(self, frame: bytes) -> dict:
+        """Render one request ``frame`` in a worker, waiting for one to be free."""
         w = self._get()
         try:
-            out = w.call(request, self.timeout_s)
+            out = w.call(frame, self.timeout_s)
         except BaseException as exc:
             raise self._failed(w, exc) from None
         self._idle.put(w)
         return out
 
-    async def arun(self, request: dict) -> dict:
-        """:meth:`run` from the event loop when a worker is idle and the request is small;
+    async def arun(self, frame: bytes) -> dict:
+        """:meth:`run` from the event loop when a worker is idle and the frame is small;
         otherwise :meth:`run` in a thread (waiting for a worker must not hold the loop)."""
-        frame = _frame(request)
         try:
             w = self._idle.get_nowait() if len(frame) <= _INLINE_FRAME else None
         except queue.Empty:
             w = None
         if w is None:
-            return await asyncio.to_thread(self.run, request)
+            return await asyncio.to_thread(self.run, frame)
         try:
             out = await w.acall(frame, self.timeout_s)
         except BaseException as exc:
@@ -262,7 +262,16 @@ def render_tree(tree, variables: dict, mode: str = "text", max_output: int = MAX
         if len(tree) > max_output:
             raise TemplateError(f"rendered response is longer than {max_output} characters")
         return tree  # plain text: nothing to render
-    out = _POOL.run({"tree": tree, "vars": variables, "mode": mode, "max_output": max_output})
+    return _rendered(_POOL.run(_request(tree, variables, mode, max_output)))
+
+
+def _request(tree, variables: dict, mode: str, max_output: int) -> bytes:
+    """The worker request frame for one render."""
+    return _frame({"tree": tree, "vars": variables, "mode": mode, "max_output": max_output})
+
+
+def _rendered(out: dict):
+    """The worker's answer: the rendered tree, or its error as :class:`TemplateError`."""
     if "error" in out:
         raise TemplateError(out["error"])
     return out["ok"]
@@ -278,12 +287,7 @@ async def arender_tree(tree, variables: dict, mode: str = "text", max_output: in
     titles and fixed answers, is returned at once: no thread, no worker)."""
     if _plain(tree):
         return render_tree(tree, variables, mode, max_output)
-    out = await _POOL.arun(
-        {"tree": tree, "vars": variables, "mode": mode, "max_output": max_output}
-    )
-    if "error" in out:
-        raise TemplateError(out["error"])
-    return out["ok"]
+    return _rendered(await _POOL.arun(_request(tree, variables, mode, max_output)))
 
 
 async def arender(
