@@ -123,8 +123,11 @@ class Delivery:
         self._count("openapi_messages", "reply", "ok")
         return True
 
-    async def followups(self, reply: Reply, perms: list[str]) -> None:
-        """The reply's follow-ups (``[{"user"|"group", "text", "format", "title"}]``)."""
+    async def followups(self, reply: Reply, perms: list[str] | None = None) -> None:
+        """The reply's follow-ups (``[{"user"|"group", "text", "format", "title"}]``);
+        ``perms``: the skill's permissions, when the caller already looked them up."""
+        if perms is None:
+            perms = self._perms(reply.skill_id)
         for item in reply.followups:
             if self.robot is None or PERMISSION not in perms:
                 self._count("openapi_messages", "notify", "refused")

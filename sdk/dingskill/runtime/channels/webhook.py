@@ -162,7 +162,7 @@ class WebhookChannel:
                 extra={"skill": reply.skill_id, "followups": len(reply.followups)},
             )
             return
-        await self.delivery.followups(reply, self.delivery._perms(reply.skill_id))
+        await self.delivery.followups(reply)
 
     async def start(self) -> None: ...
 
