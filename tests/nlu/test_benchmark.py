@@ -45,3 +45,21 @@ def test_benchmark_checks_the_checksum(tmp_path):
         clinc150_benchmark(data_home=tmp_path, progress=False)
     with pytest.raises(BenchmarkDataError, match="not found"):
         clinc150_benchmark(data_home=tmp_path / "nope", progress=False)
+
+
+def test_ablation_bench_runs_on_a_slice(tiny_clinc, capsys):
+    """bench/clinc_ablation.py (figures in bench/RESULTS.md) still runs: every part, briefly."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "clinc_ablation.py"
+    spec = importlib.util.spec_from_file_location("clinc_ablation", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    args = ["--data-home", str(tiny_clinc), "--variant", "small", "--repeats", "3", "--json"]
+    assert ablation.main([*args, "--part", "all", "--variants", "default", "rff512"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["variant"] for r in out["closed"]] == ["default", "rff512"]
+    assert all(50.0 <= r["test_closed"] <= 100.0 for r in out["closed"])
+    assert len(out["fusion"]) == 2 and len(out["reject"]) == 9
+    assert all(0.0 <= r["test_oos_recall"] <= 100.0 for r in out["reject"])
