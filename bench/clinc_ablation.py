@@ -59,31 +59,53 @@ def _splits(data_home: str, variant: str = "full") -> dict:
     }
 
 
+SPLITS = ("train", "val", "test")  # the splits the closed-set parts fit and score
+
+
+def _encoded(data: dict) -> tuple[dict, dict]:
+    """Normalised texts and unit use-m3 sentence vectors of ``SPLITS``."""
+    from dingskill.nlu.embeddings import load_embeddings
+    from dingskill.nlu.normalize import normalize_text
+
+    texts = {k: [normalize_text(t) for t, _ in data[k]] for k in SPLITS}
+    enc = load_embeddings("use-m3")
+    return texts, {k: enc.transform(v, normalized=True) for k, v in texts.items()}
+
+
+def _grams(texts: dict, char: tuple[int, int] = (3, 5)) -> dict:
+    """The default's n-gram rows of ``SPLITS`` (vocabulary and idf from train)."""
+    from dingskill.nlu.features import TextFeaturizer
+
+    feat = TextFeaturizer(char, (1, 3), 2)
+    grams = {"train": feat.fit_transform(texts["train"])}
+    grams.update({k: feat.transform(texts[k], normalized=True) for k in SPLITS[1:]})
+    return grams
+
+
+def _fourier(dim: int, n: int):
+    """``n`` random Fourier features of ``dim``-dimensional unit vectors (an RBF kernel of
+    width 1); the same draw for the same ``n`` whatever else runs."""
+    rng = np.random.default_rng(0)
+    W = rng.normal(0.0, 1.0, (dim, n)).astype(np.float32)
+    b = rng.uniform(0.0, 2 * np.pi, n).astype(np.float32)
+    return lambda E: np.sqrt(2.0 / n) * np.cos(E @ W + b)
+
+
 def closed_set(data: dict, names: list[str]) -> list[dict]:
     """Closed-set val / test accuracy of each variant in ``names`` (see ``CLOSED``)."""
-    from dingskill.nlu.embeddings import load_embeddings
-    from dingskill.nlu.features import TextFeaturizer
-    from dingskill.nlu.normalize import normalize_text
     from sklearn.svm import LinearSVC
 
-    texts = {k: [normalize_text(t) for t, _ in v] for k, v in data.items()}
-    labels = {k: np.array([lab for _, lab in v]) for k, v in data.items()}
-    enc = load_embeddings("use-m3")
-    unit = {k: enc.transform(texts[k], normalized=True) for k in ("train", "val", "test")}
-    rng = np.random.default_rng(0)
+    texts, unit = _encoded(data)
+    labels = {k: np.array([lab for _, lab in data[k]]) for k in SPLITS}
     rows = []
     for name in names:
         spec = CLOSED[name]
         t0 = time.perf_counter()
-        feat = TextFeaturizer(spec.get("char", (3, 5)), (1, 3), 2)
-        grams = {"train": feat.fit_transform(texts["train"])}
-        grams.update({k: feat.transform(texts[k], normalized=True) for k in ("val", "test")})
+        grams = _grams(texts, spec.get("char", (3, 5)))
         extra = None
         if spec.get("rff"):
-            d = spec["rff"]
-            W = rng.normal(0.0, 1.0, (unit["train"].shape[1], d)).astype(np.float32)
-            b = rng.uniform(0.0, 2 * np.pi, d).astype(np.float32)
-            extra = {k: np.sqrt(2.0 / d) * np.cos(unit[k] @ W + b) for k in unit}
+            rff = _fourier(unit["train"].shape[1], spec["rff"])
+            extra = {k: rff(v) for k, v in unit.items()}
 
         def design(k: str, spec=spec, grams=grams, extra=extra) -> sp.csr_matrix:
             blocks = [grams[k], sp.csr_matrix(unit[k] * spec.get("w", 1.0))]
@@ -112,20 +134,13 @@ def closed_set(data: dict, names: list[str]) -> list[dict]:
 
 def fusion(data: dict) -> list[dict]:
     """Closed-set accuracy of the default's scores fused with a nonlinear sentence-vector model."""
-    from dingskill.nlu.embeddings import load_embeddings
-    from dingskill.nlu.features import TextFeaturizer
-    from dingskill.nlu.normalize import normalize_text
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.svm import LinearSVC
     from threadpoolctl import threadpool_limits
 
-    texts = {k: [normalize_text(t) for t, _ in data[k]] for k in ("train", "val", "test")}
-    enc = load_embeddings("use-m3")
-    unit = {k: enc.transform(v, normalized=True) for k, v in texts.items()}
-    feat = TextFeaturizer((3, 5), (1, 3), 2)
-    grams = {"train": feat.fit_transform(texts["train"])}
-    grams.update({k: feat.transform(texts[k], normalized=True) for k in ("val", "test")})
+    texts, unit = _encoded(data)
+    grams = _grams(texts)
     svm = LinearSVC(C=1.0, tol=1e-3, max_iter=2000, random_state=0)
     svm.fit(
         sp.hstack([grams["train"], sp.csr_matrix(unit["train"])], format="csr"),
@@ -149,13 +164,7 @@ def fusion(data: dict) -> list[dict]:
             time.perf_counter() - t0,
         )
         t0 = time.perf_counter()
-        rng = np.random.default_rng(0)
-        W = rng.normal(0.0, 1.0, (unit["train"].shape[1], 4096)).astype(np.float32)
-        b = rng.uniform(0.0, 2 * np.pi, 4096).astype(np.float32)
-
-        def rff(E: np.ndarray) -> np.ndarray:
-            return np.sqrt(2.0 / 4096) * np.cos(E @ W + b)
-
+        rff = _fourier(unit["train"].shape[1], 4096)
         Z = rff(unit["train"])
         onehot = np.eye(len(classes), dtype=np.float32)[y["train"]]
         B = np.linalg.solve(Z.T @ Z + 0.3 * np.eye(4096, dtype=np.float32), Z.T @ onehot)
