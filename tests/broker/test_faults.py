@@ -57,13 +57,26 @@ def test_order_under_four_workers_then_sigkill_one(stack):
     _answered_once(emu, ordered + load)
     # SIGKILL one worker mid-load: none answered twice, and every message answered except
     # the ones it died replying to (the user may have those answers: the session webhook
-    # has no idempotency key), which wait in the dead-letter queue as "uncertain"
+    # has no idempotency key), which wait in the dead-letter queue as "uncertain".
+    # Every reply takes half a second meanwhile, so the load is still running when the kill
+    # lands (unhindered, the four workers finish it before the metrics are read)
+    emu.set_faults(webhook_hang=10**6, hang_seconds=0.5)
     ids = [emu.send(f"工资条 {n}", sender_id=f"k-{n % 40}") for n in range(240)]
     wait_until(lambda: sum(1 for i in ids if emu.messages[i].replies) >= 40, 60, 0.02)
     busiest = max(workers, key=lambda w: w.metric("dingskill_inflight_messages"))
     inflight = busiest.metric("dingskill_inflight_messages")
     busiest.stop("kill")
+    emu.set_faults(webhook_hang=0)
+    assert inflight > 0, "the killed worker was idle: the load ended before the kill"
     live = [w for w in workers if w is not busiest]
+    # the replies the killed worker had sent come to an end (answered or not) before the
+    # messages are counted
+    wait_until(
+        lambda: emu.counters["webhook_hangs_ended"] == emu.counters["webhook_hangs"],
+        30,
+        0.05,
+        what="the held session-webhook calls ended",
+    )
 
     def uncertain() -> int:
         return int(
@@ -80,7 +93,7 @@ def test_order_under_four_workers_then_sigkill_one(stack):
     assert not twice
     assert sum(w.metric("dingskill_broker_redeliveries_total") for w in live) >= 1
     missing = [i for i in ids if not emu.messages[i].replies]
-    if missing:  # rare: the kill landed while replies were on their way
+    if missing:  # the replies the killed worker was sending when it died
         assert uncertain() <= max(inflight, 1) + 2, (uncertain(), inflight)
         cfg = gw.config_path
         listed = {

@@ -139,6 +139,8 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
                 "later",
                 "not_pushed",
                 "webhook_refused",
+                "webhook_hangs",  # session-webhook calls held by the webhook_hang fault
+                "webhook_hangs_ended",
                 "openapi",
             )
         }

@@ -85,7 +85,11 @@ class Webhooks:
             return JSONResponse({"errcode": -1, "errmsg": "system busy"}, status_code=500)
         if self.faults["webhook_hang"] > 0:
             self.faults["webhook_hang"] -= 1
-            await asyncio.sleep(self.faults["hang_seconds"])
+            self.counters["webhook_hangs"] += 1
+            try:
+                await asyncio.sleep(self.faults["hang_seconds"])
+            finally:
+                self.counters["webhook_hangs_ended"] += 1
         msg_id, expires = entry[0], entry[1]  # (msg_id, expiry ms[, app])
         if now_ms() > expires:
             return JSONResponse(
