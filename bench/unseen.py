@@ -1,9 +1,9 @@
 """The default classifier on English and Chinese intent data the team has not seen, against a
 plain TF-IDF + LinearSVC trained in the same run.
 
-    python bench/unseen.py [--folds 5] [--json]
+    python bench/unseen.py [--folds 5] [--languages english chinese] [--json]
 
-Data: the ``chatterbot-corpus`` package (BSD-3-Clause, ``pip install chatterbot-corpus``;
+Data: the ``chatterbot-corpus`` package (BSD-3-Clause; ``make setup`` installs it, the ``bench`` extra;
 no download at run time): one YAML file per topic and language; the first user line of
 each conversation is an utterance, its file (``greetings``, ``money``, ``science``, …) the
 intent. Topics with fewer than 8 conversations are dropped. Nothing of it was used while
@@ -42,7 +42,9 @@ MIN_PER_TOPIC = 8
 def corpus(language: str) -> tuple[list[str], list[str]]:
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None:
-        raise SystemExit("needs the chatterbot-corpus package: pip install chatterbot-corpus")
+        raise SystemExit(
+            "needs the chatterbot-corpus package: pip install 'dingskill[bench]' (make setup does)"
+        )
     root = Path(list(spec.submodule_search_locations)[0]) / "data" / language
     texts, labels = [], []
     for f in sorted(root.glob("*.yml")):
@@ -99,24 +101,28 @@ def cross_validate(texts, labels, folds: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--languages", nargs="+", default=["english", "chinese"])
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     out = {}
-    for lang in ("english", "chinese"):
+    for lang in args.languages:
         texts, labels = corpus(lang)
         res = cross_validate(texts, labels, args.folds)
         out[f"chatterbot-{lang}"] = {"n": len(texts), "intents": len(set(labels)), **res}
     names = [*models(), "default answered %", "default, accuracy of answers"]
     names.append("baseline, same coverage")
-    print(f"{'dataset':<20}{'n':>6}{'intents':>8}" + "".join(f"{n:>17}" for n in names))
+    head = "".join(f"{n:>{len(n) + 2}}" for n in names)
+    print(f"{'dataset':<20}{'n':>6}{'intents':>8}" + head)
     for ds, r in out.items():
-        print(f"{ds:<20}{r['n']:>6}{r['intents']:>8}" + "".join(f"{r[n]:>17}" for n in names))
+        row = "".join(f"{r[n]:>{len(n) + 2}}" for n in names)
+        print(f"{ds:<20}{r['n']:>6}{r['intents']:>8}" + row)
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
