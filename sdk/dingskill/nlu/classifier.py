@@ -211,7 +211,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     oos_threshold : "auto", float in [0, 1] or None
         "auto" picks the confidence threshold on internal held-out folds during ``fit``
         (when "oos" rows are given: the best mean of in-scope accuracy and oos recall that
-        costs at most 1 point of in-scope accuracy; else a 5% in-scope false-rejection
+        costs at most 1 point of in-scope accuracy on new queries, at 95% confidence; else a
+        5% in-scope false-rejection
         rate, see :mod:`dingskill.nlu.threshold`); a float fixes it; None never answers "oos" on
         confidence (an "oos" class still can).
     rules : list of {"intent", "words", "patterns"} dicts applied before the model.
