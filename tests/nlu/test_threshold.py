@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from dingskill.nlu.threshold import select_threshold
 
 
@@ -58,3 +59,9 @@ def test_few_rows_turn_away_no_right_answer():
     assert _cost(t, conf, correct, is_oos) == 0.0
     assert t == select_threshold(conf, correct, is_oos, level=0.99)
     assert np.mean(conf[is_oos] < t) > 0.0
+
+
+def test_a_level_outside_zero_to_one_is_a_clear_error():
+    conf, correct, is_oos = _draw(np.random.default_rng(1), 50, 10)
+    with pytest.raises(ValueError, match="level is a confidence between 0 and 1"):
+        select_threshold(conf, correct, is_oos, level=95)

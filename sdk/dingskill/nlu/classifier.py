@@ -212,9 +212,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         "auto" picks the confidence threshold on internal held-out folds during ``fit``
         (when "oos" rows are given: the best mean of in-scope accuracy and oos recall that
         costs at most 1 point of in-scope accuracy on new queries, at 95% confidence; else a
-        5% in-scope false-rejection
-        rate, see :mod:`dingskill.nlu.threshold`); a float fixes it; None never answers "oos" on
-        confidence (an "oos" class still can).
+        5% in-scope false-rejection rate, see :mod:`dingskill.nlu.threshold`); a float fixes
+        it; None never answers "oos" on confidence (an "oos" class still can).
     rules : list of {"intent", "words", "patterns"} dicts applied before the model.
     embeddings : name of an embedding block (see :mod:`dingskill.nlu.embeddings`) whose unit
         sentence vector is appended to the n-gram features, or None for n-grams only. Default

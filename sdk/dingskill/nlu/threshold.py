@@ -43,6 +43,8 @@ def select_threshold(
     ``predicted_oos``: the model already predicts the oos class (rejected at any threshold).
     ``level``: confidence of the bound on the in-scope cost (``None``: the cost on these rows).
     """
+    if level is not None and not 0.0 < level < 1.0:
+        raise ValueError(f"level is a confidence between 0 and 1 (exclusive), not {level!r}")
     conf = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     is_oos = np.asarray(is_oos, dtype=bool)
