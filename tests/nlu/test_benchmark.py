@@ -18,6 +18,18 @@ KEYS = {
 }
 
 
+def _bench_script(name: str):
+    """The module of ``bench/<name>.py`` (the bench folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def tiny_clinc(tmp_path, clinc_home, monkeypatch):
     src = json.loads((clinc_home / "data_small.json").read_text())
@@ -49,13 +61,7 @@ def test_benchmark_checks_the_checksum(tmp_path):
 
 def test_ablation_bench_runs_on_a_slice(tiny_clinc, capsys):
     """bench/clinc_ablation.py (figures in bench/RESULTS.md) still runs: every part, briefly."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "bench" / "clinc_ablation.py"
-    spec = importlib.util.spec_from_file_location("clinc_ablation", path)
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    ablation = _bench_script("clinc_ablation")
     args = ["--data-home", str(tiny_clinc), "--variant", "small", "--repeats", "3", "--json"]
     assert ablation.main([*args, "--part", "all", "--variants", "default", "rff512"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -67,13 +73,7 @@ def test_ablation_bench_runs_on_a_slice(tiny_clinc, capsys):
 
 def test_unseen_bench_runs_on_the_chinese_set(capsys):
     """bench/unseen.py (figures in bench/RESULTS.md) runs from the installed extra."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "bench" / "unseen.py"
-    spec = importlib.util.spec_from_file_location("unseen", path)
-    unseen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(unseen)
+    unseen = _bench_script("unseen")
     assert unseen.main(["--folds", "2", "--languages", "chinese", "--json"]) == 0
     row = json.loads(capsys.readouterr().out.splitlines()[-1])["chatterbot-chinese"]
     assert row["n"] > 400 and row["intents"] >= 10
