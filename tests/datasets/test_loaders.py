@@ -84,7 +84,9 @@ def test_rasa_yaml_lines_entities_and_skips(tmp_path):
     assert ds.texts == ["我想请假", "明天请一天假", "hello"]
     assert ds.df["line"].tolist() == [5, 6, 12]
     reasons = [r for _, _, r in ds.skipped]
-    assert any("synonym" in r for r in reasons) and any("'- '" in r for r in reasons)
+    assert not any("synonym" in r for r in reasons) and any("'- '" in r for r in reasons)
+    assert ds.synonyms == {"带薪假": "年假"}
+    assert ds.entities[1] == [{"start": 3, "end": 5, "entity": "duration", "value": "一天"}]
     with pytest.raises(DatasetError, match=r"x.yml:1: expected an 'nlu:' list"):
         load(_w(tmp_path / "x.yml", "rules: []\n"))
     with pytest.raises(DatasetError, match="examples"):

@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument(
         "--max-length", type=int, default=512, help="flag utterances longer than N characters"
     )
+    v.add_argument(
+        "--entity-types",
+        default=None,
+        help="comma-separated entity types the skill knows; other annotated types are errors",
+    )
     v.add_argument("--json", action="store_true", help="print the findings as a JSON list")
     v.set_defaults(func=_validate)
     m = s.add_parser("summary", help="counts per intent, lengths and languages")
@@ -63,7 +68,12 @@ def _validate(args) -> int:
     except DatasetError as exc:
         print(f"error: {exc}")
         return 1
-    report = ds.validate(min_examples=args.min_examples, max_length=args.max_length)
+    types = None
+    if args.entity_types is not None:
+        types = [t.strip() for t in args.entity_types.split(",") if t.strip()]
+    report = ds.validate(
+        min_examples=args.min_examples, max_length=args.max_length, entity_types=types
+    )
     if args.json:
         print(report.findings.to_json(orient="records", force_ascii=False))
     else:

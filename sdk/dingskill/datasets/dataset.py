@@ -17,7 +17,13 @@ REQUIRED = ("text", "intent")
 
 class Dataset:
     """Labelled utterances: columns ``text``, ``intent`` and optionally ``split``, ``lang``,
-    ``source`` (file) and ``line`` (1-based line in that file)."""
+    ``source`` (file), ``line`` (1-based line in that file) and ``entities`` (per row a list of
+    ``{start, end, entity, value}`` dicts: character offsets into ``text``, end exclusive,
+    ``value`` the canonical value with synonyms resolved).
+
+    ``synonyms`` maps a written form to its canonical value and ``lookups`` maps an entity
+    type to known values (Rasa ``synonym:`` / ``lookup:`` items); ``entity_issues`` holds the
+    markup a loader could not read as ``(file, line, field, message)``."""
 
     def __init__(self, df: pd.DataFrame, name: str = "") -> None:
         missing = [c for c in REQUIRED if c not in df.columns]
@@ -26,6 +32,9 @@ class Dataset:
         self.df = df.reset_index(drop=True)
         self.name = name
         self.skipped: list[tuple] = []  # (file, line, reason) of rows a loader could not use
+        self.synonyms: dict[str, str] = {}
+        self.lookups: dict[str, list[str]] = {}
+        self.entity_issues: list[tuple] = []
         if "lang" not in self.df.columns:
             self.df["lang"] = [detect_language(t) for t in self.df["text"]]
 
@@ -51,6 +60,30 @@ class Dataset:
     @property
     def intents(self) -> list[str]:
         return self.df["intent"].tolist()
+
+    @property
+    def entities(self) -> list[list[dict]]:
+        """Per row the annotated entities (empty lists when the data has none)."""
+        if "entities" not in self.df.columns:
+            return [[] for _ in range(len(self.df))]
+        return [list(e) if isinstance(e, list) else [] for e in self.df["entities"]]
+
+    @property
+    def has_entities(self) -> bool:
+        """True when any row carries an annotated entity."""
+        return any(self.entities)
+
+    @property
+    def entity_types(self) -> list[str]:
+        """The distinct annotated entity types, sorted."""
+        return sorted({e["entity"] for row in self.entities for e in row})
+
+    def _derive(self, df: pd.DataFrame, name: str) -> Dataset:
+        """A dataset over ``df`` that keeps this one's synonyms and lookup tables."""
+        out = Dataset(df, name=name)
+        out.synonyms = dict(self.synonyms)
+        out.lookups = {k: list(v) for k, v in self.lookups.items()}
+        return out
 
     @property
     def labels(self) -> list[str]:
@@ -87,7 +120,9 @@ class Dataset:
         """Findings about this dataset (see :func:`dingskill.datasets.validate.validate`)."""
         from .validate import validate_frame
 
-        return validate_frame(self.df, skipped=self.skipped, **limits)
+        return validate_frame(
+            self.df, skipped=self.skipped, entity_issues=self.entity_issues, **limits
+        )
 
     def split(self, test_size: float = 0.2, val_size: float = 0.0, seed: int = 0) -> Dataset:
         from .split import stratified_split
@@ -102,19 +137,44 @@ class Dataset:
             raise DatasetError(
                 f"no rows in split {split!r}; splits: {sorted(self.df['split'].unique())}"
             )
-        return Dataset(part.copy(), name=f"{self.name}[{split}]")
+        return self._derive(part.copy(), name=f"{self.name}[{split}]")
 
     def __add__(self, other: Dataset) -> Dataset:
-        return Dataset(pd.concat([self.df, other.df], ignore_index=True), name=self.name)
+        frames = [self.df, other.df]
+        if "entities" in self.df.columns or "entities" in other.df.columns:
+            frames = [
+                f if "entities" in f.columns else f.assign(entities=[[] for _ in range(len(f))])
+                for f in frames
+            ]
+        out = self._derive(pd.concat(frames, ignore_index=True), name=self.name)
+        out.synonyms.update(other.synonyms)
+        for k, v in other.lookups.items():
+            out.lookups.setdefault(k, []).extend(x for x in v if x not in out.lookups[k])
+        out.skipped = [*self.skipped, *other.skipped]
+        out.entity_issues = [*self.entity_issues, *other.entity_issues]
+        return out
 
     def to_csv(self, path) -> Path:
+        """Write CSV; entities go back into the text as inline markup."""
+        from .annotations import to_inline
+
         path = Path(path)
         cols = [c for c in ("text", "intent", "split") if c in self.df.columns]
-        self.df[cols].to_csv(path, index=False)
+        out = self.df[cols].copy()
+        if self.has_entities:
+            out["text"] = [to_inline(t, e) for t, e in zip(self.texts, self.entities, strict=True)]
+        out.to_csv(path, index=False)
         return path
 
     def to_jsonl(self, path) -> Path:
+        """Write JSON Lines; entities as ``{start, end, entity, value}`` spans."""
         path = Path(path)
         cols = [c for c in ("text", "intent", "split", "lang") if c in self.df.columns]
-        self.df[cols].to_json(path, orient="records", lines=True, force_ascii=False)
+        out = self.df[cols].copy()
+        if self.has_entities:
+            out["entities"] = [
+                [{k: e[k] for k in ("start", "end", "entity", "value")} for e in row]
+                for row in self.entities
+            ]
+        out.to_json(path, orient="records", lines=True, force_ascii=False)
         return path

@@ -7,12 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from .annotations import parse_inline
 from .dataset import Dataset
 from .errors import DatasetError
 
@@ -52,15 +52,79 @@ def _guess(path: Path) -> str:
     )
 
 
-def _frame(rows: list[dict], skipped: list, name: str) -> Dataset:
-    df = pd.DataFrame(
-        rows,
-        columns=["text", "intent", "source", "line"]
-        + (["split"] if any("split" in r for r in rows) else []),
-    )
+def _frame(
+    rows: list[dict],
+    skipped: list,
+    name: str,
+    issues: list | None = None,
+    synonyms: dict | None = None,
+    lookups: dict | None = None,
+) -> Dataset:
+    annotated = any(r.get("entities") for r in rows)
+    columns = ["text", "intent", "source", "line"]
+    columns += ["split"] if any("split" in r for r in rows) else []
+    columns += ["entities"] if annotated else []
+    if annotated:
+        synonyms = dict(synonyms or {})
+        for r in rows:  # an explicit value on a span is a synonym too (as in Rasa)
+            for e in r.get("entities") or []:
+                piece = r["text"][e["start"] : e["end"]]
+                if e.get("value") is not None and e["value"] != piece:
+                    synonyms.setdefault(piece, e["value"])
+        folded = {k.casefold(): v for k, v in synonyms.items()}
+        for r in rows:
+            r.setdefault("entities", [])
+            for e in r["entities"]:
+                if e.get("value") is None:
+                    piece = r["text"][e["start"] : e["end"]]
+                    e["value"] = synonyms.get(piece, folded.get(piece.casefold(), piece))
+    df = pd.DataFrame(rows, columns=columns)
     ds = Dataset(df, name=name)
     ds.skipped = skipped
+    ds.entity_issues = issues or []
+    ds.synonyms = synonyms or {}
+    ds.lookups = lookups or {}
     return ds
+
+
+def _inline(row: dict, marked: str, issues: list) -> None:
+    """Set ``row['text']`` and ``row['entities']`` from inline-annotated text."""
+    text, entities, problems = parse_inline(marked)
+    row["text"] = text
+    if entities:
+        row["entities"] = entities
+    for p in problems:
+        issues.append((row["source"], row["line"], p.field, p.message))
+
+
+def _json_entities(obj, path: Path, line_no: int, issues: list) -> list[dict]:
+    """The ``entities`` list of a JSONL row; malformed items go to ``issues``."""
+    if obj is None:
+        return []
+    if not isinstance(obj, list):
+        issues.append((str(path), line_no, "entities", "must be a list of {start, end, entity}"))
+        return []
+    out = []
+    for i, e in enumerate(obj):
+        field = f"entities[{i}]"
+        if not isinstance(e, dict):
+            issues.append((str(path), line_no, field, "must be an object {start, end, entity}"))
+            continue
+        bad = [k for k in ("start", "end") if not isinstance(e.get(k), int) or e[k] is True]
+        if bad:
+            issues.append(
+                (str(path), line_no, f"{field}.{bad[0]}", "missing or not an integer offset")
+            )
+            continue
+        if not isinstance(e.get("entity"), str) or not e["entity"].strip():
+            issues.append((str(path), line_no, f"{field}.entity", "missing or empty entity type"))
+            continue
+        item = {"start": e["start"], "end": e["end"], "entity": e["entity"].strip()}
+        item["value"] = e.get("value")
+        if isinstance(e.get("text"), str):
+            item["text"] = e["text"]
+        out.append(item)
+    return out
 
 
 def _load_delimited(path: Path, text: str, delim: str, text_col: str, intent_col: str) -> Dataset:
@@ -83,7 +147,7 @@ def _load_delimited(path: Path, text: str, delim: str, text_col: str, intent_col
             )
     ti, ii = header.index(text_col), header.index(intent_col)
     si = header.index("split") if "split" in header else None
-    rows, skipped = [], []
+    rows, skipped, issues = [], [], []
     start = reader.line_num + 1
     for fields in reader:
         line = start
@@ -94,14 +158,15 @@ def _load_delimited(path: Path, text: str, delim: str, text_col: str, intent_col
             skipped.append((str(path), line, f"{len(fields)} fields, header has {len(header)}"))
             continue
         row = {"text": fields[ti], "intent": fields[ii].strip(), "source": str(path), "line": line}
+        _inline(row, fields[ti], issues)
         if si is not None:
             row["split"] = fields[si].strip()
         rows.append(row)
-    return _frame(rows, skipped, path.stem)
+    return _frame(rows, skipped, path.stem, issues)
 
 
 def _load_jsonl(path: Path, text: str, text_col: str, intent_col: str) -> Dataset:
-    rows, skipped = [], []
+    rows, skipped, issues = [], [], []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -124,8 +189,11 @@ def _load_jsonl(path: Path, text: str, text_col: str, intent_col: str) -> Datase
         }
         if "split" in obj:
             row["split"] = str(obj["split"])
+        entities = _json_entities(obj.get("entities"), path, line_no, issues)
+        if entities:
+            row["entities"] = entities
         rows.append(row)
-    return _frame(rows, skipped, path.stem)
+    return _frame(rows, skipped, path.stem, issues)
 
 
 def _load_clinc(path: Path, text: str) -> Dataset:
@@ -182,13 +250,29 @@ def _load_rasa(path: Path, text: str) -> Dataset:
     nlu = next((v for k, v in root.value if k.value == "nlu"), None)
     if not isinstance(nlu, yaml.SequenceNode):
         raise DatasetError("expected an 'nlu:' list", str(path), 1, "nlu")
-    rows, skipped = [], []
+    rows, skipped, issues = [], [], []
+    synonyms: dict[str, str] = {}
+    lookups: dict[str, list[str]] = {}
     for item in nlu.value:
         if not isinstance(item, yaml.MappingNode):
             raise DatasetError(
                 "each nlu item must be a mapping", str(path), item.start_mark.line + 1
             )
         fields = {k.value: v for k, v in item.value}
+        kind = next((k for k in ("synonym", "lookup") if k in fields), None)
+        if kind and "intent" not in fields:
+            name = fields[kind].value
+            if not isinstance(name, str) or not name.strip():
+                raise DatasetError(
+                    f"'{kind}' needs a name", str(path), item.start_mark.line + 1, kind
+                )
+            values = [v for _, v in _example_lines(path, fields, f"{kind} {name!r}", item, skipped)]
+            if kind == "synonym":
+                for v in values:
+                    synonyms[v] = name.strip()
+            else:
+                lookups.setdefault(name.strip(), []).extend(values)
+            continue
         if "intent" not in fields:
             kind = next(iter(fields), "?")
             skipped.append(
@@ -196,33 +280,35 @@ def _load_rasa(path: Path, text: str) -> Dataset:
             )
             continue
         intent = fields["intent"].value
-        ex = fields.get("examples")
-        if ex is None or not isinstance(ex.value, str):
-            raise DatasetError(
-                f"intent {intent!r} has no 'examples: |' block",
-                str(path),
-                item.start_mark.line + 1,
-                "examples",
-            )
-        first = ex.start_mark.line + (2 if ex.style == "|" else 1)
-        for offset, line in enumerate(ex.value.splitlines()):
-            stripped = line.strip()
-            if not stripped:
-                continue
-            line_no = first + offset
-            if not stripped.startswith("- "):
-                skipped.append((str(path), line_no, "example line does not start with '- '"))
-                continue
-            utter = stripped[2:].strip()
-            # Rasa entity annotation [text](entity) -> text
+        for line_no, utter in _example_lines(path, fields, f"intent {intent!r}", item, skipped):
+            row = {"text": utter, "intent": intent, "source": str(path), "line": line_no}
+            _inline(row, utter, issues)
+            rows.append(row)
+    return _frame(rows, skipped, path.stem, issues, synonyms, lookups)
 
-            utter = re.sub(
-                r"\[([^\]]+)\]\([^)]+\)|\[([^\]]+)\]\{[^}]+\}",
-                lambda m: m.group(1) or m.group(2),
-                utter,
-            )
-            rows.append({"text": utter, "intent": intent, "source": str(path), "line": line_no})
-    return _frame(rows, skipped, path.stem)
+
+def _example_lines(path: Path, fields: dict, what: str, item, skipped: list):
+    """``(line, text)`` for each ``- example`` of an item's ``examples: |`` block."""
+    ex = fields.get("examples")
+    if ex is None or not isinstance(ex.value, str):
+        raise DatasetError(
+            f"{what} has no 'examples: |' block",
+            str(path),
+            item.start_mark.line + 1,
+            "examples",
+        )
+    first = ex.start_mark.line + (2 if ex.style == "|" else 1)
+    out = []
+    for offset, line in enumerate(ex.value.splitlines()):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        line_no = first + offset
+        if not stripped.startswith("- "):
+            skipped.append((str(path), line_no, "example line does not start with '- '"))
+            continue
+        out.append((line_no, stripped[2:].strip()))
+    return out
 
 
 def load(

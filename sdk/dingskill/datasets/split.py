@@ -52,4 +52,4 @@ def stratified_split(
         tr, va = train_test_split(train_idx, test_size=rel, random_state=seed, stratify=ok)
         split[va] = "val"
     df["split"] = split
-    return Dataset(df, name=ds.name)
+    return ds._derive(df, name=ds.name)

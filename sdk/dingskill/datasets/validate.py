@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..text import find_control, fold
+from .annotations import ENTITY_TYPE
 
 __all__ = ["ValidationReport", "validate_frame"]
 
 _NEAR = re.compile(r"[\W_]+", re.UNICODE)
 
-COLUMNS = ["severity", "code", "file", "line", "intent", "text", "message"]
+COLUMNS = ["severity", "code", "file", "line", "intent", "text", "message", "field"]
 
 
 @dataclass
@@ -42,7 +43,8 @@ class ValidationReport:
             where = r.file if isinstance(r.file, str) and r.file else "<data>"
             if r.line is not None and not pd.isna(r.line):
                 where += f":{int(r.line)}"
-            out.append(f"{where}: {r.severity} {r.code}: {r.message}")
+            field = f"{r.field}: " if isinstance(r.field, str) and r.field else ""
+            out.append(f"{where}: {r.severity} {r.code}: {field}{r.message}")
         return out
 
     def __str__(self) -> str:
@@ -64,13 +66,18 @@ def validate_frame(
     max_length: int = 512,
     imbalance_ratio: float = 10.0,
     skipped: list | None = None,
+    entity_issues: list | None = None,
+    entity_types: list[str] | None = None,
 ) -> ValidationReport:
-    """Check a dataset frame (``text``, ``intent``; ``source`` / ``line`` when loaded)."""
+    """Check a dataset frame (``text``, ``intent``; ``source`` / ``line`` when loaded; the
+    ``entities`` spans when annotated). ``entity_types``: the types a skill knows; an
+    annotation of any other type is an error."""
     rows: list[dict] = []
 
-    def add(sev, code, r, message, intent=None, text=None):
+    def add(sev, code, r, message, intent=None, text=None, field=None):
         rows.append(
             {
+                "field": field,
                 "severity": sev,
                 "code": code,
                 "file": None if r is None else r.get("source"),
@@ -98,8 +105,27 @@ def validate_frame(
                 "intent": None,
                 "text": None,
                 "message": f"row not loaded: {reason}",
+                "field": None,
             }
         )
+    for file, line, field, message in entity_issues or []:
+        rows.append(
+            {
+                "severity": "error",
+                "code": "bad-annotation",
+                "file": file,
+                "line": line,
+                "intent": None,
+                "text": None,
+                "message": message,
+                "field": field,
+            }
+        )
+    if "entities" in df.columns:
+        known = None if entity_types is None else set(entity_types)
+        for r in df.to_dict("records"):
+            if isinstance(r["entities"], list) and r["entities"]:
+                _check_entities(r, known, add)
     records = df.to_dict("records")
     labelled: dict[str, dict] = {}  # text -> first row that carries a label
     for r in records:
@@ -193,6 +219,81 @@ def validate_frame(
         if row["file"] is None and len(sources) == 1:
             row["file"] = str(sources[0])
     return _report(rows)
+
+
+def _check_entities(r: dict, known: set | None, add) -> None:
+    """Span, overlap and type findings for one annotated row."""
+    text = str(r["text"])
+    prev = None
+    order = sorted(enumerate(r["entities"]), key=lambda p: (p[1]["start"], p[1]["end"]))
+    for i, e in order:
+        field = f"entities[{i}]"
+        s, t, etype = e["start"], e["end"], e["entity"]
+        if not (0 <= s < t <= len(text)):
+            add(
+                "error",
+                "span-out-of-range",
+                r,
+                f"span [{s}, {t}) is empty or outside the text (length {len(text)}); "
+                "offsets count characters from 0, end exclusive",
+                field=field,
+            )
+            continue
+        piece = text[s:t]
+        value = e.get("value")
+        if isinstance(e.get("text"), str) and e["text"] != piece:
+            add(
+                "error",
+                "span-mismatch",
+                r,
+                f"text[{s}:{t}] is {piece!r}, the entity says {e['text']!r}: fix start/end",
+                field=field,
+            )
+        elif piece != piece.strip():
+            add(
+                "error",
+                "span-mismatch",
+                r,
+                f"text[{s}:{t}] is {piece!r}: the span takes in spaces; fix start/end",
+                field=field,
+            )
+        elif isinstance(value, str) and value != piece and value in text:
+            at = text.find(value)
+            add(
+                "error",
+                "span-mismatch",
+                r,
+                f"text[{s}:{t}] is {piece!r} but the value {value!r} is at [{at}, "
+                f"{at + len(value)}): fix start/end",
+                field=field,
+            )
+        if not ENTITY_TYPE.match(etype):
+            add(
+                "error",
+                "bad-entity-type",
+                r,
+                f"entity type {etype!r}: use letters, digits, _ . - (not starting with a digit)",
+                field=f"{field}.entity",
+            )
+        elif known is not None and etype not in known:
+            add(
+                "error",
+                "unknown-entity-type",
+                r,
+                f"unknown entity type {etype!r}; known: {sorted(known)}",
+                field=f"{field}.entity",
+            )
+        if prev is not None and s < prev[1]["end"]:
+            add(
+                "error",
+                "overlapping-entities",
+                r,
+                f"span [{s}, {t}) overlaps entities[{prev[0]}] [{prev[1]['start']}, "
+                f"{prev[1]['end']}); entities must not overlap",
+                field=field,
+            )
+        if prev is None or t > prev[1]["end"]:
+            prev = (i, e)
 
 
 def _has_label(value) -> bool:
