@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..nlu.classifier import Decision
 from ..text import detect_language
+from .arbitration import route
 from .conversation import Message, Reply
 from .dialogue import (
     DEFAULT_TIMEOUT_S,
@@ -26,6 +27,7 @@ from .dialogue import (
     missing_slots,
     new_flow,
 )
+from .fallback import FALLBACK, fallback_reply, fallback_text, skill_with_intent, suggest
 from .http_action import HttpAction, HttpActionError
 from .notify import normalize_all, render_notify
 from .outbound import OutboundPolicy
@@ -34,10 +36,6 @@ from .templates import arender, arender_tree, choose_variant
 
 __all__ = ["Engine", "FALLBACK"]
 
-FALLBACK = {
-    "zh": "抱歉，我还不太明白您的意思。可以换个说法吗？",
-    "en": "Sorry, I didn't get that. Could you say it another way?",
-}
 CANCELLED = {"zh": "好的，已取消。", "en": "OK, cancelled."}
 EXPIRED = {
     "zh": "（上一个请求已超时，已为您取消。）",
@@ -52,7 +50,6 @@ OFFER = {
     "zh": "您还有一件事没办完（{ask}）。要先放下它，改办新的请求吗？请回复「是」或「否」。",
     "en": "You have a request in progress ({ask}). Leave it for the new one? Reply yes or no.",
 }
-SUGGEST_TITLE = {"zh": "您是不是想：", "en": "Did you mean:"}
 # a message in a flow that another intent claims at least this confidently is a digression
 DIGRESSION_CONFIDENCE = 0.8
 # a slot answer longer than this many characters is checked for being a question instead
@@ -99,16 +96,7 @@ class Engine:
 
     # -- helpers --------------------------------------------------------------------------
     def _fallback(self, text: str) -> str:
-        if isinstance(self.fallback_text, str):
-            return self.fallback_text
-        if (
-            self.fallback_text is None
-            and len(self.skills) == 1
-            and self.skills[0].manifest.fallback
-        ):
-            return self.skills[0].manifest.fallback
-        table = {**FALLBACK, **(self.fallback_text or {})}
-        return table[_lang(text)]
+        return fallback_text(self.skills, self.fallback_text, text)
 
     def _today(self) -> dt.date:
         return self.today or dt.date.fromtimestamp(self.clock())
@@ -137,28 +125,7 @@ class Engine:
 
     def route(self, text: str):
         """(skill, Decision) of the winning skill, or (None, best Decision or None)."""
-        best, best_skill = None, None
-        lang = detect_language(text)
-        for skill in self.skills:
-            if lang != "mixed" and lang not in skill.manifest.languages and len(self.skills) > 1:
-                # a Chinese-only model does not judge English text, and vice versa: only its
-                # rules apply (and the model is not run for nothing)
-                d = skill.match_rule(text)
-                if d is not None:
-                    return skill, d
-                continue
-            d = skill.decide(text)
-            if d.source == "rule":
-                return skill, d
-            if d.intent != "oos" and (
-                best is None or best.intent == "oos" or d.confidence > best.confidence
-            ):
-                best, best_skill = d, skill
-            elif best is None:
-                best = d
-        if best is not None and best.intent != "oos":
-            return best_skill, best
-        return None, best
+        return route(self.skills, text)
 
     # -- the message path -------------------------------------------------------------------
     async def handle(self, message: Message, context: dict) -> Reply:
@@ -190,10 +157,7 @@ class Engine:
         return _lang(text)
 
     def _skill_with_intent(self, name: str):
-        for skill in self.skills:
-            if name in skill.manifest.intents:
-                return skill
-        return None
+        return skill_with_intent(self.skills, name)
 
     async def _small_talk(self, kind: SmallTalk, message: Message, context: dict) -> Reply:
         """A skill's own intent of that name overrides the built-in answer."""
@@ -212,36 +176,11 @@ class Engine:
         )
 
     def _suggest(self, reply: Reply, lang: str) -> Reply:
-        """Out of scope: offer the closest in-scope intents as card buttons (quick replies)."""
-        options = []
-        for intent, p in reply.alternatives:
-            if intent == "oos" or p < 0.05:
-                continue
-            skill = self._skill_with_intent(intent)
-            if skill is None:
-                continue
-            label = _example(skill, intent)
-            if label and label not in options:
-                options.append(label)
-        if not options:
-            return reply
-        reply.format = "card"
-        reply.card = {
-            "title": SUGGEST_TITLE[lang],
-            "text": reply.text,
-            "buttons": [{"title": o, "action": o} for o in options[:3]],
-        }
-        return reply
+        return suggest(reply, lang, self.skills)
 
     def _fallback_reply(self, text: str, decision, context: dict, note: str = "") -> Reply:
         lang = self._lang_of(text, context)
-        reply = Reply(
-            text=(note + "\n" if note else "") + self._fallback(text),
-            intent="oos",
-            confidence=decision.confidence if decision else 0.0,
-            alternatives=list(decision.alternatives) if decision else [],
-            source="fallback",
-        )
+        reply = fallback_reply(text, decision, lang, self._fallback(text), note)
         return self._suggest(reply, lang)
 
     async def _handle(self, message: Message, context: dict) -> Reply:
@@ -550,18 +489,6 @@ class Engine:
             error=error,
             **{**base, "confidence": confidence},
         )
-
-
-def _example(skill, intent: str) -> str:
-    """A user-facing label for ``intent``: the manifest's ``example``, else its first trigger
-    word, else the intent name in words."""
-    resp = skill.manifest.intents.get(intent) or {}
-    if resp.get("example"):
-        return resp["example"]
-    for t in skill.manifest.triggers:
-        if t["intent"] == intent and t.get("words"):
-            return t["words"][0]
-    return intent.replace("_", " ")
 
 
 def _seed(message: Message, context: dict, extra: object = "") -> str:
