@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from .persistence import UnsafeModelError
 
-__all__ = ["Decision", "IntentClassifier", "RuleSet", "UnsafeModelError", "normalize_text"]
+__all__ = [
+    "Decision",
+    "IntentClassifier",
+    "RuleSet",
+    "UnsafeModelError",
+    "find_system_entities",
+    "normalize_text",
+]
 
 
 def __getattr__(name: str):
@@ -16,6 +23,10 @@ def __getattr__(name: str):
         from .rules import RuleSet
 
         return RuleSet
+    if name == "find_system_entities":
+        from .system_entities import find_system_entities
+
+        return find_system_entities
     if name == "normalize_text":
         from .normalize import normalize_text
 
