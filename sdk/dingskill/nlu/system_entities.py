@@ -41,10 +41,13 @@ __all__ = ["find_system_entities", "parse_number"]
 # ---------------------------------------------------------------- folding (offsets unchanged)
 
 _FOLD = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # full-width ASCII -> ASCII
+_FOLD.update({c: c + 32 for c in range(0x41, 0x5B)})  # A-Z -> a-z
+_FOLD.update({c: c - 0xFEE0 + 32 for c in range(0xFF21, 0xFF3B)})  # Ａ-Ｚ -> a-z
 _FOLD.update({0x3000: 0x20, 0xFFE5: 0xA5, 0xFFE0: 0xA2, 0xFFE1: 0xA3, 0x2236: 0x3A})
 
 
 def _fold(text: str) -> str:
+    """Full-width forms half-width, ASCII letters lower case: one character for one."""
     folded = text.translate(_FOLD)
     assert len(folded) == len(text)  # one character for one character, by construction
     return folded
@@ -72,7 +75,11 @@ _CN_BIG = {"万": 10_000, "亿": 100_000_000}
 _CN_CHARS = "零〇一二两俩三四五六七八九十百千万亿"
 _CN_NUM = f"(?<![{_CN_CHARS}])[{_CN_CHARS}]{{1,12}}"
 # 1,234.5 | 1234.5 | 1.5万 (no digit, dot or comma around it)
-_AR_NUM = r"(?<!\d)(?<!\d[.,])(?:\d{1,3}(?:,\d{3}){1,4}|\d{1,12})(?:\.\d{1,6})?(?![\d])(?:\s?[万千亿](?![元块]?[万千亿]))?"
+# (the first digit comes first, then the look-behind: the engine can skip to digits fast)
+_AR_NUM = (
+    r"\d(?<!\d\d)(?<!\d[.,]\d)(?:\d{0,2}(?:,\d{3}){1,4}|\d{0,11})(?:\.\d{1,6})?(?![\d])"
+    r"(?:\s?[万千亿](?![元块]?[万千亿]))?"
+)
 _EN_SMALL = [
     "zero",
     "one",
@@ -113,19 +120,25 @@ def _cn_value(s: str) -> float | None:
             return float(_CN_DIGIT[s])
         return float("".join(str(_CN_DIGIT[ch]) for ch in s))
     total, section, digit = 0, 0, None
+    prev_unit = 0  # the unit just before the current digit (两千五: 千), 0 after a 零 or a digit
     for ch in s:
         if ch in _CN_DIGIT:
             if digit is not None and _CN_DIGIT[ch] != 0 and digit != 0:
                 return None  # two digits in a row without a unit (五六十)
             digit = _CN_DIGIT[ch]
+            prev_unit = prev_unit if digit else 0
         elif ch in _CN_UNIT:
             section += (1 if digit is None else digit) * _CN_UNIT[ch]
-            digit = None
+            digit, prev_unit = None, _CN_UNIT[ch]
         elif ch in _CN_BIG:
             total = (total + section + (digit or 0)) * _CN_BIG[ch]
-            section, digit = 0, None
+            section, digit, prev_unit = 0, None, _CN_BIG[ch]
         else:
             return None
+    if digit and prev_unit >= 100 and s[-2] in "百千万亿":
+        # 两千五 is 2500, 三百五 350, 一万二 12000: a last digit right after a unit counts
+        # in the next lower unit
+        return float(total + section + digit * prev_unit // 10)
     return float(total + section + (digit or 0))
 
 
@@ -196,7 +209,7 @@ _PRIORITY = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cand:
     start: int
     end: int
@@ -323,6 +336,33 @@ _RE_EN_WEEK = re.compile(
 )
 
 
+# holidays on fixed Gregorian dates (the lunar ones, 春节 / 中秋, need a lunar calendar: not here)
+_HOLIDAYS = {
+    "元旦": (1, 1),
+    "情人节": (2, 14),
+    "妇女节": (3, 8),
+    "劳动节": (5, 1),
+    "儿童节": (6, 1),
+    "教师节": (9, 10),
+    "国庆节": (10, 1),
+    "国庆": (10, 1),
+    "万圣节": (10, 31),
+    "平安夜": (12, 24),
+    "圣诞节": (12, 25),
+    "圣诞": (12, 25),
+    "new year's day": (1, 1),
+    "valentine's day": (2, 14),
+    "halloween": (10, 31),
+    "christmas eve": (12, 24),
+    "christmas day": (12, 25),
+    "christmas": (12, 25),
+}
+_RE_HOLIDAY = re.compile(
+    "|".join(re.escape(k).replace("'", "['’]") for k in sorted(_HOLIDAYS, key=len, reverse=True)),
+    re.I,
+)
+
+
 def _date_or_none(y: int, m: int, d: int) -> dt.date | None:
     try:
         return dt.date(y, m, d)
@@ -331,6 +371,8 @@ def _date_or_none(y: int, m: int, d: int) -> dt.date | None:
 
 
 def _small(s: str) -> int | None:
+    if s.isdecimal():
+        return int(s)
     v = parse_number(s)
     return int(v) if v is not None and float(v).is_integer() else None
 
@@ -362,7 +404,7 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
         if d is not None:
             out.append(_Cand(m.start(), m.end(), "date", d.isoformat(), conf, {"date": d, **info}))
 
-    for m in _RE_ZH_MD.finditer(t):
+    for m in _find(_RE_ZH_MD, t):
         y = m["y"]
         year = None
         if y:
@@ -375,7 +417,7 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
         if not m["suf"] and m.end() < len(t) and t[m.end()] in _CN_CHARS:
             continue  # 3月2十 ... not a day
         add(m, _month_day(today, mo, d, year), kind="md", year=year is not None)
-    for m in _RE_ZH_REL_MONTH_DAY.finditer(t):
+    for m in _find(_RE_ZH_REL_MONTH_DAY, t):
         d = _small(m["d"])
         shift = _WEEK_PREFIX[m["p"]]
         first = today.replace(day=1) + dt.timedelta(days=32 * shift + (0 if shift >= 0 else 0))
@@ -383,7 +425,7 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
             first = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
         if d is not None:
             add(m, _date_or_none(first.year, first.month, d), kind="md", year=True)
-    for m in _RE_BARE_DAY.finditer(t):
+    for m in _find(_RE_BARE_DAY, t):
         nxt = t[m.end() : m.end() + 1]
         if nxt and nxt in _NOT_DAY_AFTER:
             continue
@@ -395,17 +437,17 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
             nm = (today.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
             cand = _date_or_none(nm.year, nm.month, d)
         add(m, cand, 0.8, kind="bare_day", day=d)
-    for m in _RE_ZH_REL.finditer(t):
+    for m in _find(_RE_ZH_REL, t):
         add(m, today + dt.timedelta(days=_ZH_REL_DAY[m[0]]), kind="rel")
-    for m in _RE_ZH_SHORT_DAY.finditer(t):
+    for m in _find(_RE_ZH_SHORT_DAY, t):
         add(m, today + dt.timedelta(days={"今": 0, "明": 1, "昨": -1}[m["d"]]), kind="rel")
-    for m in _RE_ZH_WEEKDAY.finditer(t):
+    for m in _find(_RE_ZH_WEEKDAY, t):
         wd = _WEEKDAY_ZH[m["w"]]
         weeks = _WEEK_PREFIX[m["p"]] if m["p"] else None
         add(m, _weekday(today, wd, weeks), kind="weekday", bare=weeks is None, wd=wd)
-    for m in _RE_ISO.finditer(t):
+    for m in _find(_RE_ISO, t):
         add(m, _date_or_none(int(m["y"]), int(m["m"]), int(m["d"])), kind="md", year=True)
-    for m in _RE_SLASH.finditer(t):
+    for m in _find(_RE_SLASH, t):
         mo, d = int(m["m"]), int(m["d"])
         if mo > 12 and d <= 12:  # 21/12: day first
             mo, d = d, mo
@@ -418,7 +460,7 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
             year=year is not None,
         )
     for rx in (_RE_EN_MD, _RE_EN_DM):
-        for m in rx.finditer(t):
+        for m in _find(rx, t):
             mo = _MONTHS[m["mon"][:3].lower()]
             if m["mon"].lower() == "may" and rx is _RE_EN_MD and not m["y"]:
                 # "may 5" is a date; "you may 5 ..." hardly; keep but with less confidence
@@ -427,7 +469,18 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
                 conf = 1.0
             year = int(m["y"]) if m["y"] else None
             add(m, _month_day(today, mo, int(m["d"]), year), conf, kind="md", year=year is not None)
-    for m in _RE_EN_REL.finditer(t):
+    for m in _find(_RE_HOLIDAY, t):
+        if m[0].isascii() and (
+            (m.start() and t[m.start() - 1].isalnum())
+            or (m.end() < len(t) and t[m.end()].isalnum())
+        ):
+            continue  # inside a longer English word
+        mo, d = _HOLIDAYS[m[0].lower().replace("’", "'")]
+        day = _date_or_none(today.year, mo, d)
+        if day is not None and day < today:
+            day = _date_or_none(today.year + 1, mo, d)
+        add(m, day, kind="holiday")
+    for m in _find(_RE_EN_REL, t):
         w = m[0].lower()
         days = (
             2
@@ -437,7 +490,7 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
             else {"tomorrow": 1, "today": 0, "yesterday": -1}[w]
         )
         add(m, today + dt.timedelta(days=days), kind="rel")
-    for m in _RE_EN_WEEKDAY.finditer(t):
+    for m in _find(_RE_EN_WEEKDAY, t):
         w = m["w"].lower()
         p = (m["p"] or "").lower()
         if w in ("sat", "sun") and not p:
@@ -478,16 +531,16 @@ def _ranges_of_periods(t: str, today: dt.date, out: list[_Cand]) -> None:
         last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
         return first, last
 
-    for m in _RE_ZH_WEEK.finditer(t):
+    for m in _find(_RE_ZH_WEEK, t):
         weeks = _WEEK_PREFIX[m["p"]] if m["p"] else 0
         mon = _week_start(today, weeks)
         if m["end"] or m["we"]:
             add(m, mon + dt.timedelta(days=5), mon + dt.timedelta(days=6))
         else:
             add(m, mon, mon + dt.timedelta(days=6))
-    for m in _RE_ZH_MONTH.finditer(t):
+    for m in _find(_RE_ZH_MONTH, t):
         add(m, *month(_WEEK_PREFIX[m["p"]]))
-    for m in _RE_EN_WEEK.finditer(t):
+    for m in _find(_RE_EN_WEEK, t):
         p = (m["p"] or "this").lower()
         u = (m["u"] or "weekend").lower()
         if u == "month":
@@ -563,6 +616,8 @@ def _shift_hour(h: int, pod: str | None, explicit_pm: bool | None = None) -> int
         return None
     if pod in ("afternoon", "evening") and h < 12:
         return h + 12
+    if pod == "evening" and h == 12:
+        return 0  # 晚上十二点: midnight
     if pod == "night":
         return 0 if h == 12 else (h + 12 if 6 <= h < 12 else h)
     if pod == "noon" and 1 <= h <= 5:
@@ -575,9 +630,14 @@ def _hm(h: int, mi: int) -> str:
 
 
 def _times(t: str, out: list[_Cand]) -> None:
-    def add(m: re.Match, end: int, h: int | None, mi: int, pod: str | None, ampm: bool) -> None:
+    def add(
+        m: re.Match, end: int, h: int | None, mi: int, pod: str | None, ampm: bool, spoken=False
+    ) -> None:
         if h is None or not 0 <= mi <= 59:
             return
+        raw = h
+        if spoken and not pod and 1 <= h <= 6:
+            h += 12  # 三点半, "half past four": a spoken hour of 1-6 is in the afternoon
         out.append(
             _Cand(
                 m.start(),
@@ -585,11 +645,11 @@ def _times(t: str, out: list[_Cand]) -> None:
                 "time",
                 _hm(h, mi),
                 1.0,
-                {"h": h, "mi": mi, "pod": pod, "fixed": bool(pod) or ampm},
+                {"h": h, "raw": raw, "mi": mi, "pod": pod, "fixed": bool(pod) or ampm},
             )
         )
 
-    for m in _RE_ZH_TIME.finditer(t):
+    for m in _find(_RE_ZH_TIME, t):
         h = _small(m["h"])
         pod = _POD_ZH.get(m["pod"]) if m["pod"] else None
         end = m.end()
@@ -608,49 +668,52 @@ def _times(t: str, out: list[_Cand]) -> None:
             continue
         if m["h"] == "一" and m["mk"] == "点" and not pod and end == m.end("mk"):
             continue  # 快一点, 便宜一点: "a little", not one o'clock
-        add(m, end, _shift_hour(h, pod), mi, pod, False)
-    for m in _RE_COLON.finditer(t):
+        add(m, end, _shift_hour(h, pod), mi, pod, False, spoken=True)
+    for m in _find(_RE_COLON, t):
         h, mi = int(m["h"]), int(m["mi"])
         pod = _POD_ZH.get(m["pod"]) if m["pod"] else None
         if m["ap"]:
             add(m, m.end(), _shift_hour(h, None, m["ap"].lower() == "p"), mi, pod, True)
         else:
             add(m, m.end(), _shift_hour(h, pod), mi, pod, False)
-    for m in _RE_AMPM.finditer(t):
+    for m in _find(_RE_AMPM, t):
         h = _small(m["h"])
         if h is not None:
             mi = int(m["mi"]) if m["mi"] else 0
             add(m, m.end(), _shift_hour(h, None, m["ap"].lower() == "p"), mi, None, True)
-    for m in _RE_OCLOCK.finditer(t):
+    for m in _find(_RE_OCLOCK, t):
         h = _small(m["h"])
         if h is not None:
-            add(m, m.end(), h, 0, None, False)
-    for m in _RE_PAST.finditer(t):
+            add(m, m.end(), h, 0, None, False, spoken=True)
+    for m in _find(_RE_PAST, t):
         h = _small(m["h"])
         if h is None:
             continue
         mi = 30 if m["q"].lower() == "half" else 15
         if m["rel"].lower() == "to":
             h, mi = (h - 1) % 12 or 12, 60 - mi
-        add(m, m.end(), h, mi, None, False)
-    for m in _RE_NOON.finditer(t):
+        add(m, m.end(), h, mi, None, False, spoken=True)
+    for m in _find(_RE_NOON, t):
         h = 0 if m[0].lower() == "midnight" else 12
         add(m, m.end(), h, 0, None, True)
 
 
-def _parts_of_day(t: str, out: list[_Cand]) -> None:
-    for m in _RE_POD_ZH.finditer(t):
+def _parts_of_day(t: str, today: dt.date, out: list[_Cand]) -> None:
+    for m in _find(_RE_POD_ZH, t):
         out.append(
             _Cand(m.start(), m.end(), "part_of_day", _POD_ZH[m[0]], 1.0, {"pod": _POD_ZH[m[0]]})
         )
-    for m in _RE_POD_ZH_SHORT.finditer(t):
+    for m in _find(_RE_POD_ZH_SHORT, t):
         out.append(
             _Cand(m.start(), m.end(), "part_of_day", _POD_ZH[m[0]], 1.0, {"pod": _POD_ZH[m[0]]})
         )
-    for m in _RE_POD_EN.finditer(t):
+    for m in _find(_RE_POD_EN, t):
         w = m[0].lower()
-        pod = "evening" if w == "tonight" else w
-        out.append(_Cand(m.start(), m.end(), "part_of_day", pod, 1.0, {"pod": pod}))
+        if w == "tonight":  # the part of day that names its date: "tonight at 8" is a date-time
+            info = {"pod": "evening", "date": today}
+            out.append(_Cand(m.start(), m.end(), "part_of_day", "evening", 1.0, info))
+        else:
+            out.append(_Cand(m.start(), m.end(), "part_of_day", w, 1.0, {"pod": w}))
 
 
 # ---------------------------------------------------------------- numbers in any script
@@ -660,7 +723,7 @@ _RE_CN_NUMBER = re.compile(f"{_CN_NUM}(?![{_CN_CHARS}])")
 _RE_EN_NUMBER = re.compile(_EN_NUM, re.I)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Num:
     start: int
     end: int
@@ -672,7 +735,7 @@ def _raw_numbers(t: str) -> list[_Num]:
     """Every number of the text, each found once; durations, money and numbers build on them."""
     nums: list[_Num] = []
     for m in _RE_AR_NUMBER.finditer(t):
-        v = parse_number(m[0])
+        v = float(m[0]) if m[0].isdecimal() else parse_number(m[0])
         if v is not None:
             nums.append(_Num(m.start(), m.end(), v, "ar"))
     for m in _RE_CN_NUMBER.finditer(t):
@@ -685,7 +748,7 @@ def _raw_numbers(t: str) -> list[_Num]:
         for i, ch in enumerate(s):
             if ch in _CN_DIGIT:
                 nums.append(_Num(m.start() + i, m.start() + i + 1, float(_CN_DIGIT[ch]), "cn"))
-    for m in _RE_EN_NUMBER.finditer(t):
+    for m in _find(_RE_EN_NUMBER, t):
         v = _en_value(m[0])
         if v is not None:
             nums.append(_Num(m.start(), m.end(), v, "en"))
@@ -785,15 +848,15 @@ def _durations(t: str, nums: list[_Num], out: list[_Cand]) -> None:
         if unit is not None:
             half = 0.5 if (m["h1"] or m["h2"]) else 0.0
             add(n.start, m.end(), n.value + half, unit)
-    for m in _RE_DUR_ZH_HALF.finditer(t):
+    for m in _find(_RE_DUR_ZH_HALF, t):
         add(m.start(), m.end(), 0.5, _DUR_ZH_UNIT[m["u"]])
-    for m in _RE_DUR_EN_A.finditer(t):
+    for m in _find(_RE_DUR_EN_A, t):
         if _RE_FREQ_BEFORE.search(t, max(0, m.start() - 8), m.start()):
             continue  # three times a day: a frequency
         unit = _en_unit(m["u"])
         if unit is not None and m["u"].lower() != "h":
             add(m.start(), m.end(), 1.5 if m["h2"] else 1.0, unit)
-    for m in _RE_DUR_EN_HALF.finditer(t):
+    for m in _find(_RE_DUR_EN_HALF, t):
         add(m.start(), m.end(), 0.5, m["u"].lower())
 
 
@@ -832,7 +895,7 @@ def _after(t: str, nums: list[_Num], today: dt.date, out: list[_Cand]) -> None:
                 before = _RE_IN_BEFORE.search(t, max(0, n.start - 5), n.start)
                 if before is not None:
                     add(before.start(), m.end(), n.value, week)
-    for m in _RE_IN_A.finditer(t):
+    for m in _find(_RE_IN_A, t):
         add(m.start(), m.end(), 1.0, m["u"].lower() == "week")
 
 
@@ -891,7 +954,7 @@ def _money(t: str, nums: list[_Num], out: list[_Cand]) -> None:
         out.append(_Cand(start, end, "amount", {"amount": float(amount), "currency": cur}))
 
     ar_at = {n.start: n for n in nums if n.script == "ar"}
-    for m in _RE_MONEY_PREFIX.finditer(t):
+    for m in _find(_RE_MONEY_PREFIX, t):
         n = ar_at.get(m.end())
         if n is not None:
             add(m.start(), n.end, n.value, _CURRENCY[m[0].strip().lower()])
@@ -949,6 +1012,11 @@ _RANGE_SEP = re.compile(
     r"\s{0,2}(?:到|至|-|~|—|–|－|～|(?:to|until|till|through|thru|and)\b)\s{0,2}", re.I
 )
 _BETWEEN_BEFORE = re.compile(r"between\s{1,2}$", re.I)
+_RE_AT = re.compile(r"\bat\s{1,2}$", re.I)
+_RE_AT_HOUR = re.compile(r"(?P<h>1[0-2]|0?[1-9])(?![\d:.]|\s{0,2}(?:[ap]\.?m\b|o'?clock))", re.I)
+_GAP_DUR = re.compile(r"\s{0,2}(?:and\s{1,2}|又|零)?", re.I)
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+_UNIT_SECONDS.update({"month": 2592000, "year": 31536000})
 _RE_END_DAY = re.compile(rf"(?P<d>[0-3]?\d|{_CN_DAY})(?:\s?[日号]|st|nd|rd|th)?(?![\d])")
 
 
@@ -962,116 +1030,116 @@ def _index(cands: list[_Cand], kind: str) -> dict[int, _Cand]:
     return by_start
 
 
+def _datetime(start: int, end: int, day: dt.date, h: int, mi: int, pod, conf: float) -> _Cand:
+    value = f"{day.isoformat()}T{_hm(h, mi)}"
+    info = {"date": day, "h": h, "raw": h, "mi": mi, "pod": pod, "fixed": True}
+    return _Cand(start, end, "datetime", value, conf, info)
+
+
+def _range_end(
+    t: str, a: _Cand, dates: dict[int, _Cand]
+) -> tuple[dt.date, int, _Cand | None] | None:
+    """The end of a date range that starts with date ``a`` (下周一[到周三], Dec 21[ to 23])."""
+    sep = _RANGE_SEP.match(t, a.end)
+    if sep is None:
+        return None
+    word = t[sep.start() : sep.end()].strip().lower()
+    if word == "and" and not _BETWEEN_BEFORE.search(t, max(0, a.start - 10), a.start):
+        return None
+    j = sep.end()
+    start = a.info["date"]
+    b = dates.get(j)
+    if b is not None:
+        kind = b.info.get("kind")
+        if kind == "weekday" and b.info.get("bare"):
+            end = start + dt.timedelta(days=(b.info["wd"] - start.weekday()) % 7)
+        elif kind == "bare_day":
+            end = _day_after(start, b.info["day"])
+        elif kind == "md" and not b.info.get("year"):
+            end = b.info["date"]
+            if end < start:
+                end = _date_or_none(end.year + 1, end.month, end.day)
+            elif end.year > start.year and end.replace(year=start.year) >= start:
+                end = end.replace(year=start.year)
+        else:
+            end = b.info["date"]
+        return (end, b.end, b) if end is not None and end >= start else None
+    if a.info.get("kind") == "md":
+        m = _RE_END_DAY.match(t, j)
+        if m is not None and not (m.end() < len(t) and t[m.end()] in "月:点时/."):
+            d = _small(m["d"])
+            end = _day_after(start, d) if d is not None else None
+            if end is not None and end >= start:
+                return end, m.end(), None
+    return None
+
+
 def _compose(t: str, cands: list[_Cand]) -> list[_Cand]:
     dates = _index(cands, "date")
     times = _index(cands, "time")
     pods = _index(cands, "part_of_day")
+    durations = _index(cands, "duration")
     new: list[_Cand] = []
 
-    def datetime_of(d: dt.date, h: int, mi: int) -> str:
-        return f"{d.isoformat()}T{_hm(h, mi)}"
+    # date to date -> date_range; a date that ends a range does not start a date-time
+    # (周一至周五早上八点半: the range, then the time)
+    range_ends: set[int] = set()
+    for a in list(dates.values()):
+        found = _range_end(t, a, dates)
+        if found is None:
+            continue
+        end, b_end, b = found
+        if b is not None:
+            range_ends.add(b.start)
+        start = a.info["date"]
+        value = {"start": start.isoformat(), "end": end.isoformat()}
+        new.append(_Cand(a.start, b_end, "date_range", value, 1.0, {"date": start, "end": end}))
 
-    # date [pod] time -> datetime
-    for d in list(dates.values()):
+    # date [pod] time -> datetime; also a part of day that names its date (tonight, 今晚)
+    heads = [d for d in dates.values() if d.start not in range_ends]
+    heads += [p for p in pods.values() if "date" in p.info]
+    for d in heads:
         j = _GAP_DT.match(t, d.end).end()
-        pod = None
+        pod = d.info.get("pod")
         p = pods.get(j) if t[d.end : j].strip() == "" and j not in times else None
-        if p is not None:
+        if p is not None and pod is None:
             pod = p.info["pod"]
             j = _GAP_DT.match(t, p.end).end()
         tm = times.get(j)
-        if tm is None:
+        if tm is not None:
+            h = tm.info["h"]
+            if pod and not tm.info["fixed"]:
+                h = _shift_hour(tm.info["raw"], pod)
+                if h is None:
+                    continue
+            conf = min(d.confidence, tm.confidence)
+            new.append(_datetime(d.start, tm.end, d.info["date"], h, tm.info["mi"], pod, conf))
             continue
-        h = tm.info["h"]
-        if pod and not tm.info["fixed"]:
-            h = _shift_hour(h, pod) if h is not None else None
-            if h is None:
-                continue
-        new.append(
-            _Cand(
-                d.start,
-                tm.end,
-                "datetime",
-                datetime_of(d.info["date"], h, tm.info["mi"]),
-                min(d.confidence, tm.confidence),
-                {
-                    "date": d.info["date"],
-                    "h": h,
-                    "mi": tm.info["mi"],
-                    "pod": pod or tm.info["pod"],
-                    "fixed": True,
-                },
-            )
-        )
+        m = _RE_AT_HOUR.match(t, j) if _RE_AT.search(t, max(0, j - 4), j) else None
+        if m is not None:  # "tomorrow at 3", "tonight at 8": a bare hour after "at"
+            raw = int(m["h"])
+            h = _shift_hour(raw, pod) if pod else (raw + 12 if 1 <= raw <= 6 else raw)
+            if h is not None and 1 <= raw <= 12:
+                new.append(_datetime(d.start, m.end(), d.info["date"], h, 0, pod, d.confidence))
+
     # time [on] date -> datetime ("3pm tomorrow", "3pm on Friday")
     for tm in list(times.values()):
         j = _GAP_TD.match(t, tm.end).end()
-        if j == tm.end:
-            continue
-        d = dates.get(j)
-        if d is None:
-            continue
-        new.append(
-            _Cand(
-                tm.start,
-                d.end,
-                "datetime",
-                datetime_of(d.info["date"], tm.info["h"], tm.info["mi"]),
-                min(d.confidence, tm.confidence),
-                {
-                    "date": d.info["date"],
-                    "h": tm.info["h"],
-                    "mi": tm.info["mi"],
-                    "pod": tm.info["pod"],
-                    "fixed": True,
-                },
+        d = dates.get(j) if j > tm.end else None
+        if d is not None:
+            conf = min(d.confidence, tm.confidence)
+            new.append(
+                _datetime(
+                    tm.start,
+                    d.end,
+                    d.info["date"],
+                    tm.info["h"],
+                    tm.info["mi"],
+                    tm.info["pod"],
+                    conf,
+                )
             )
-        )
-    # date to date -> date_range
-    for a in list(dates.values()):
-        sep = _RANGE_SEP.match(t, a.end)
-        if sep is None:
-            continue
-        word = t[sep.start() : sep.end()].strip().lower()
-        if word == "and" and not _BETWEEN_BEFORE.search(t, max(0, a.start - 10), a.start):
-            continue
-        j = sep.end()
-        start = a.info["date"]
-        b = dates.get(j)
-        end = None
-        b_end = None
-        if b is not None:
-            b_end = b.end
-            if b.info.get("kind") == "weekday" and b.info.get("bare"):
-                end = start + dt.timedelta(days=(b.info["wd"] - start.weekday()) % 7)
-            elif b.info.get("kind") == "bare_day":
-                end = _day_after(start, b.info["day"])
-            elif b.info.get("kind") == "md" and not b.info.get("year"):
-                end = b.info["date"]
-                if end < start:
-                    end = _date_or_none(end.year + 1, end.month, end.day)
-                elif end.year > start.year and end.replace(year=start.year) >= start:
-                    end = end.replace(year=start.year)
-            else:
-                end = b.info["date"]
-        elif a.info.get("kind") == "md":
-            m = _RE_END_DAY.match(t, j)
-            if m is not None and not (m.end() < len(t) and t[m.end()] in "月:点时/."):
-                d = _small(m["d"])
-                if d is not None:
-                    end, b_end = _day_after(start, d), m.end()
-        if end is None or end < start or b_end is None:
-            continue
-        new.append(
-            _Cand(
-                a.start,
-                b_end,
-                "date_range",
-                {"start": start.isoformat(), "end": end.isoformat()},
-                1.0,
-                {"date": start, "end": end},
-            )
-        )
+
     # time to time: the second inherits the part of day (and the date) of the first
     firsts = {c.end: c for c in new if c.entity == "datetime"}
     for a in [*times.values(), *firsts.values()]:
@@ -1083,24 +1151,30 @@ def _compose(t: str, cands: list[_Cand]) -> list[_Cand]:
             continue
         h = b.info["h"]
         if not b.info["fixed"] and a.info.get("pod"):
-            h = _shift_hour(h, a.info["pod"])
+            h = _shift_hour(b.info["raw"], a.info["pod"])
         elif not b.info["fixed"] and a.info["h"] >= 12 and h < 12 and h + 12 > a.info["h"]:
             h = h + 12
         if h is None:
             continue
         if a.entity == "datetime":
             new.append(
-                _Cand(
-                    b.start,
-                    b.end,
-                    "datetime",
-                    datetime_of(a.info["date"], h, b.info["mi"]),
-                    b.confidence,
-                    {},
-                )
+                _datetime(b.start, b.end, a.info["date"], h, b.info["mi"], None, b.confidence)
             )
         elif h != b.info["h"]:
             new.append(_Cand(b.start, b.end, "time", _hm(h, b.info["mi"]), b.confidence, {}))
+
+    # 1小时30分钟, "2 hours 30 minutes", "1 hour and 15 minutes": one duration, the larger unit
+    for a in list(durations.values()):
+        j = _GAP_DUR.match(t, a.end).end()
+        b = durations.get(j)
+        if b is None:
+            continue
+        ua, ub = a.value["unit"], b.value["unit"]
+        if _UNIT_SECONDS[ub] >= _UNIT_SECONDS[ua]:
+            continue
+        amount = a.value["amount"] + b.value["amount"] * _UNIT_SECONDS[ub] / _UNIT_SECONDS[ua]
+        value = {"amount": round(amount, 6), "unit": ua}
+        new.append(_Cand(a.start, b.end, "duration", value, 1.0))
     return new
 
 
@@ -1111,6 +1185,92 @@ def _day_after(start: dt.date, day: int) -> dt.date | None:
         nm = (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
         d = _date_or_none(nm.year, nm.month, day)
     return d
+
+
+def _gates() -> dict:
+    return {
+        _RE_ZH_MD: ("月",),
+        _RE_ZH_REL_MONTH_DAY: ("月",),
+        _RE_BARE_DAY: ("日", "号"),
+        _RE_ZH_REL: ("天", "日"),
+        _RE_ZH_SHORT_DAY: ("晚", "早"),
+        _RE_ZH_WEEKDAY: ("周", "星期", "礼拜"),
+        _RE_ISO: ("-", "/", "."),
+        _RE_SLASH: ("/",),
+        _RE_HOLIDAY: (
+            "元旦",
+            "节",
+            "国庆",
+            "圣诞",
+            "平安夜",
+            "year",
+            "valentine",
+            "halloween",
+            "christmas",
+        ),
+        _RE_EN_REL: ("today", "tomorrow", "yesterday"),
+        _RE_EN_WEEKDAY: ("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
+        _RE_ZH_WEEK: ("周", "星期", "礼拜"),
+        _RE_ZH_MONTH: ("月",),
+        _RE_EN_WEEK: ("week", "month"),
+        _RE_ZH_TIME: ("点", "时"),
+        _RE_COLON: (":",),
+        _RE_AMPM: ("m",),
+        _RE_OCLOCK: ("clock",),
+        _RE_PAST: ("past", "to"),
+        _RE_NOON: ("noon", "midday", "midnight"),
+        _RE_POD_ZH: ("晨", "午", "晚", "夜", "昏", "早"),
+        _RE_POD_ZH_SHORT: ("晚", "早"),
+        _RE_POD_EN: ("morning", "afternoon", "evening", "night"),
+        _RE_DUR_ZH_HALF: ("半",),
+        _RE_DUR_EN_A: ("min", "hour", "hr", "day", "week", "wk", "month", "year", "yr"),
+        _RE_DUR_EN_HALF: ("half",),
+        _RE_IN_A: ("in",),
+        _RE_MONEY_PREFIX: ("$", "¥", "€", "£", "rmb", "cny", "usd", "eur", "gbp", "jpy", "hkd"),
+        _RE_EN_NUMBER: (
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "twenty",
+            "thirty",
+            "forty",
+            "fifty",
+            "sixty",
+            "seventy",
+            "eighty",
+            "ninety",
+            "hundred",
+            "thousand",
+            "million",
+        ),
+        _RE_EN_MD: _MONTH_KEYS,
+        _RE_EN_DM: _MONTH_KEYS,
+    }
+
+
+_MONTH_KEYS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_GATES: dict = {}
+
+
+def _find(rx: re.Pattern, t: str):
+    """``rx.finditer(t)``, skipped when ``t`` lacks every word the pattern needs (a fast
+    substring test before a scan)."""
+    if not _GATES:
+        _GATES.update(_gates())
+    keys = _GATES.get(rx)
+    if keys is not None and not any(k in t for k in keys):
+        return ()
+    return rx.finditer(t)
 
 
 def _resolve(cands: list[_Cand], n: int) -> list[_Cand]:
@@ -1149,7 +1309,7 @@ def find_system_entities(
     _dates(t, today, cands)
     _ranges_of_periods(t, today, cands)
     _times(t, cands)
-    _parts_of_day(t, cands)
+    _parts_of_day(t, today, cands)
     nums = _raw_numbers(t)
     _durations(t, nums, cands)
     _money(t, nums, cands)
