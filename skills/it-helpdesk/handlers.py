@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-
-
 def password_reset(message: dict, slots: dict, context: dict) -> dict:
-    """A one-time self-service link for the sender (demo: derived from the sender id)."""
-    code = hashlib.sha256(f"reset:{message['sender_id']}".encode()).hexdigest()[:8]
+    """Where the sender resets a password (the example skill creates no reset link itself:
+    the self-service portal checks who the user is)."""
     return {
         "format": "markdown",
         "title": "重置密码",
-        "text": f"### 重置密码\n请在 30 分钟内打开自助链接：[重置密码](https://it.example.com/reset/{code})\n"
-        "链接只对您本人有效。",
+        "text": "### 重置密码\n请打开「IT 自助门户 → 重置密码」（https://it.example.com/reset），"
+        "用钉钉扫码验证身份后设置新密码。\n忘记了钉钉登录密码请在钉钉登录页点「忘记密码」。",
     }

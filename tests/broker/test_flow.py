@@ -29,7 +29,7 @@ def test_messages_flow_once_in_context_and_audited(stack):
     for t in turns:  # multi-turn context lives in Redis, whichever worker answers
         i = emu.send(t, sender_id="staff-21", sender_nick="小周")
         texts.append(_text(emu.wait_reply(i, timeout=20)))
-    assert texts[-1].startswith("已为小周提交年假申请") and "共 2 天" in texts[-1]
+    assert texts[-1].startswith("小周，您的年假申请") and "共 2 天" in texts[-1]
     ids = [emu.send(f"工资条 {n}", sender_id=f"user-{n % 7}") for n in range(40)]
     wait_until(lambda: all(emu.messages[i].replies for i in ids), 60, what="all answered")
     assert all(len(emu.messages[i].replies) == 1 for i in ids)

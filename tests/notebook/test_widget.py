@@ -48,7 +48,7 @@ def test_multi_turn_and_reset(chat):
     chat.send("病假")
     chat.send("明天")
     done = chat.send("一天")
-    assert done["text"].startswith("已为小王提交病假申请") and done["slots"]["days"] == 1
+    assert done["text"].startswith("小王，您的病假申请") and done["slots"]["days"] == 1
     mid = chat.transcript[3]
     assert mid["state"]["pending"] == "start_date"
     chat.reset_button.click()

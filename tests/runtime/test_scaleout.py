@@ -33,7 +33,7 @@ def test_multi_turn_continues_across_replicas(two_replicas, emulator):
         ids.append(i)
     conns = [emulator.messages[i].conn_id for i in ids]
     assert len(set(conns)) == 2  # round robin: consecutive turns on different replicas
-    assert texts[-1].startswith("已为小周提交年假申请") and "共 2 天" in texts[-1]
+    assert texts[-1].startswith("小周，您的年假申请") and "共 2 天" in texts[-1]
 
 
 def test_dedup_and_rate_limits_are_shared(two_replicas, emulator):

@@ -46,7 +46,7 @@ def test_conversation_multi_turn_group_and_metrics(home, emulator, start_runtime
         for t in turns
     ]
     assert "病假、事假" in replies[0] and "哪天" in replies[1] and "几天" in replies[2]
-    assert replies[3].startswith("已为小李提交事假申请") and "0.5 天" in replies[3]
+    assert replies[3].startswith("小李，您的事假申请") and "0.5 天" in replies[3]
     g = emulator.send("工资条", conversation_type="group", sender_id="staff-8")
     body = emulator.wait_reply(g)
     assert body["msgtype"] == "markdown" and body["at"]["atUserIds"] == ["staff-8"]

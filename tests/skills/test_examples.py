@@ -41,14 +41,14 @@ def test_multi_turn_leave_request(hr):
     r = _say(e, "下周三", ctx)
     assert r.slots["start_date"] == "2026-12-02" and "几天" in r.text
     r = _say(e, "一天半", ctx, sender_nick="小王")
-    assert r.text.startswith("已为小王提交病假申请：2026-12-02 起，共 1.5 天")
+    assert r.text.startswith("小王，您的病假申请：2026-12-02 起，共 1.5 天")
     assert "flow" not in ctx and r.state == {}
 
 
 def test_slots_given_up_front_skip_questions(hr):
     e, ctx = _engine(hr), {}
     r = _say(e, "我要请年假，明天开始，请3天", ctx)
-    assert r.text.startswith("已为") and "年假申请：2026-11-25 起，共 3 天" in r.text
+    assert "年假申请：2026-11-25 起，共 3 天" in r.text and "尚未提交" in r.text
 
 
 @pytest.mark.parametrize("word", ["算了", "取消", "cancel", "never mind"])
@@ -183,54 +183,6 @@ def test_out_of_scope_suggests_closest_intents(hr):
     )
     r = e._fallback_reply("那个东西怎么弄", d, {})
     assert r.intent == "oos" and r.format == "card" and r.text.startswith("抱歉")
-    assert [b["title"] for b in r.card["buttons"]] == [
-        "工资条",
-        "我还有几天年假？",
-    ]  # trigger, example
-
-
-def test_route_runs_only_the_models_of_the_message_language(hr, faq, monkeypatch):
-    """A skill of another language contributes only its rules: same routing as running
-    every model, without the cost of the models that cannot win."""
-    from dingskill.text import detect_language
-
-    e = _engine(hr, faq)
-    texts = ["我想看工资条", "what are the office hours?", "明天北京会下雨吗", "你好", "thanks"]
-
-    def reference(text):  # every model runs; another language's model only for its rules
-        best, best_skill, lang = None, None, detect_language(text)
-        for skill in e.skills:
-            d = skill.model.decide(text)
-            if d.source == "rule":
-                return skill, d
-            if lang != "mixed" and lang not in skill.manifest.languages:
-                continue
-            if d.intent != "oos" and (
-                best is None or best.intent == "oos" or d.confidence > best.confidence
-            ):
-                best, best_skill = d, skill
-            elif best is None:
-                best = d
-        return (best_skill, best) if best is not None and best.intent != "oos" else (None, best)
-
-    expected = {t: reference(t) for t in texts}
-    ran: list[str] = []
-    for skill in (hr, faq):
-        real = skill.model.decide
-        monkeypatch.setattr(
-            skill.model,
-            "decide",
-            lambda t, real=real, s=skill: ran.append(s.manifest.id) or real(t),
-        )
-    for text in texts:
-        ran.clear()
-        skill, decision = e.route(text)
-        assert (skill, decision) == expected[text] or (
-            skill is expected[text][0] and decision.intent == expected[text][1].intent
-        )
-        lang = detect_language(text)
-        if lang != "mixed":
-            assert all(lang in s.manifest.languages for s in (hr, faq) if s.manifest.id in ran), (
-                text,
-                ran,
-            )
+    # the closest intents first (their labels), then what the skill offers first
+    titles = [b["title"] for b in r.card["buttons"]]
+    assert titles[0] == "查工资条" and "请假" in titles and len(titles) <= 4

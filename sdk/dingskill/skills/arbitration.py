@@ -1,37 +1,229 @@
 """Arbitration: which loaded skill (and which of its intents) a message goes to.
 
-One decision across all loaded skills: a trigger rule of any skill wins outright, else the
-most confident in-scope decision of the skills' intent models, else nothing (the caller
-answers out of scope with the best decision seen, for suggestions)."""
+One decision across all loaded skills and languages, on one scale:
+
+- a trigger rule of any skill wins outright;
+- every skill's intent model judges the message, whatever its language (the default encoder
+  is multilingual: an English request reaches a Chinese-only skill that can serve it). Each
+  model's confidence is its temperature-calibrated probability (``nlu/calibration.py``,
+  fitted on held-out folds of the skill's own data), so the skills' candidates are compared
+  as they are. A candidate counts when its skill's own out-of-scope threshold and novelty
+  gate let it through;
+- a skill that declares the message's language is preferred: one that does not wins only
+  when it is clearly more confident (``foreign_margin``);
+- small-talk and closing intents of a model (greet, goodbye, thanks, ...) need real
+  confidence (``small_talk_confidence``): a low-confidence "goodbye" is not an answer;
+- near-ties (the runner-up within ``clarify_margin`` of a winner under ``clarify_below``)
+  are a clarifying question with quick replies rather than a guess;
+- a message of several sentences is decided on the sentence(s) that ask (a long message
+  whose question comes last is served); at most a handful of extra decisions are made.
+
+:func:`arbitrate` returns an :class:`Arbitration`; :func:`route` keeps the older
+``(skill, Decision)`` shape."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+
 from ..text import detect_language
 
-__all__ = ["route"]
+__all__ = [
+    "ArbitrationOptions",
+    "Arbitration",
+    "Candidate",
+    "SMALL_TALK_INTENTS",
+    "arbitrate",
+    "route",
+    "sentences",
+    "asks",
+]
+
+# intent names that are small talk or closings when a model (not a rule) predicts them
+SMALL_TALK_INTENTS = frozenset(
+    {
+        "greet",
+        "greeting",
+        "hello",
+        "goodbye",
+        "bye",
+        "thanks",
+        "thank_you",
+        "bot_identity",
+        "capabilities",
+        "chitchat",
+        "small_talk",
+        "affirm",
+        "deny",
+    }
+)
 
 
-def route(skills: list, text: str):
-    """(skill, Decision) of the winning skill, or (None, best Decision or None)."""
-    best, best_skill = None, None
+@dataclass(frozen=True)
+class ArbitrationOptions:
+    """The arbitration's settings (the runtime's ``dialogue`` configuration section)."""
+
+    small_talk_confidence: float = 0.8
+    clarify_below: float = 0.8
+    clarify_margin: float = 0.3
+    foreign_margin: float = 0.2
+    # messages longer than this many characters are handed to the skill as the sentence(s)
+    # the decision was made on (a long story's dates do not fill the request's slots)
+    long_message: int = 200
+    max_sentences: int = 3  # sentences judged on their own, last first
+    # the bot's own words (fallback, clarifying question, handover): "auto" (the user's
+    # language), "zh" or "en"; a skill's responses are in the language its author wrote
+    reply_language: str = "auto"
+    # after this many out-of-scope replies in a row, offer a person (0: never)
+    handover_after: int = 3
+    handover_contact: str | None = None  # who to reach: a name, phone, DingTalk group name
+    handover_group: str | None = None  # openConversationId told (follow-up) who needs help
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One skill's in-scope reading of the message."""
+
+    skill: object
+    intent: str
+    confidence: float
+    native: bool  # the skill declares the message's language
+    decision: object  # the skill's Decision (alternatives for suggestions)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.skill.manifest.id, self.intent)
+
+
+@dataclass
+class Arbitration:
+    """The outcome for one message: a winner, or a near-tie to clarify, or nothing."""
+
+    skill: object | None = None
+    decision: object | None = None  # the winner's Decision, else the best one seen
+    clarify: list[Candidate] = field(default_factory=list)  # >= 2 options on a near-tie
+    text: str = ""  # what was decided on (the asking sentence(s) of a long message)
+
+    @property
+    def served(self) -> bool:
+        return self.skill is not None
+
+
+_SPLIT = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s+")
+_ASK_ZH = re.compile(
+    r"[吗呢？?]|怎么|如何|什么|哪|几|多少|能不能|能否|可以|可不可以|请|帮我|帮忙|我想|我要|"
+    r"我需要|麻烦|是否|有没有|给我|查一?下"
+)
+_ASK_EN = re.compile(
+    r"\?|^\s*(how|what|where|when|why|who|which|can|could|would|will|is|are|do|does|"
+    r"please|help)\b|\b(i want|i need|i'd like|i would like|please|help me)\b",
+    re.IGNORECASE,
+)
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` cut after sentence-ending punctuation and line breaks (non-blank pieces)."""
+    return [s.strip() for s in _SPLIT.split(text) if s and s.strip()]
+
+
+def asks(sentence: str) -> bool:
+    """Whether ``sentence`` reads as a question or a request."""
+    return bool(_ASK_ZH.search(sentence) or _ASK_EN.search(sentence))
+
+
+def _threshold(skill) -> float:
+    t = getattr(skill.model, "threshold_", None)
+    return 0.0 if t is None else float(t)
+
+
+def _candidates(skills: list, text: str, options: ArbitrationOptions):
+    """(rule winner or None, in-scope candidates best first, best Decision seen)."""
     lang = detect_language(text)
+    found: list[Candidate] = []
+    best = None
     for skill in skills:
-        if lang != "mixed" and lang not in skill.manifest.languages and len(skills) > 1:
-            # a Chinese-only model does not judge English text, and vice versa: only its
-            # rules apply (and the model is not run for nothing)
-            d = skill.match_rule(text)
-            if d is not None:
-                return skill, d
-            continue
         d = skill.decide(text)
         if d.source == "rule":
-            return skill, d
-        if d.intent != "oos" and (
-            best is None or best.intent == "oos" or d.confidence > best.confidence
+            return (skill, d), [], d
+        native = lang == "mixed" or lang in skill.manifest.languages
+        if best is None or (
+            d.intent != "oos" and (best.intent == "oos" or d.confidence > best.confidence)
         ):
-            best, best_skill = d, skill
-        elif best is None:
             best = d
-    if best is not None and best.intent != "oos":
-        return best_skill, best
-    return None, best
+        floor = _threshold(skill)
+        for rank, (intent, p) in enumerate(d.alternatives[:2]):
+            if intent == "oos" or (rank == 0 and d.intent == "oos"):
+                continue
+            if rank == 1 and (d.intent == "oos" or p < floor):
+                continue
+            if intent in SMALL_TALK_INTENTS and p < options.small_talk_confidence:
+                continue
+            found.append(Candidate(skill, intent, float(p), native, d))
+    found.sort(key=lambda c: -c.confidence)
+    return None, found, best
+
+
+def _decide(skills: list, text: str, options: ArbitrationOptions) -> Arbitration:
+    rule, found, best = _candidates(skills, text, options)
+    if rule is not None:
+        return Arbitration(rule[0], rule[1], text=text)
+    if not found:
+        return Arbitration(None, best, text=text)
+    natives = [c for c in found if c.native]
+    foreign = [c for c in found if not c.native]
+    winner = natives[0] if natives else foreign[0]
+    if (
+        natives
+        and foreign
+        and foreign[0].confidence > natives[0].confidence + options.foreign_margin
+    ):
+        winner = foreign[0]
+    pool = natives if winner.native else found
+    runner = next((c for c in pool if c.key != winner.key), None)
+    if (
+        runner is not None
+        and winner.confidence < options.clarify_below
+        and runner.confidence >= winner.confidence - options.clarify_margin
+    ):
+        return Arbitration(None, winner.decision, clarify=[winner, runner], text=text)
+    decision = winner.decision
+    if decision.intent != winner.intent:  # the runner-up of a skill is never a winner alone
+        return Arbitration(None, decision, text=text)
+    return Arbitration(winner.skill, decision, text=text)
+
+
+def arbitrate(skills: list, text: str, options: ArbitrationOptions | None = None) -> Arbitration:
+    """The decision for ``text`` across ``skills`` (see the module's docstring)."""
+    options = options or ArbitrationOptions()
+    parts = sentences(text)
+    if len(parts) <= 1:
+        return _decide(skills, text, options)
+    tried: set[str] = set()
+    asking = [p for p in parts if asks(p)]
+    # the sentence(s) that ask, last first; then the whole message (when short); then the
+    # last sentences: the first in-scope decision (or near-tie) wins
+    order = asking[::-1][: options.max_sentences]
+    if len(text) <= options.long_message:
+        order.append(text)
+    order += parts[::-1][: options.max_sentences]
+    first = None
+    for piece in order:
+        if piece in tried:
+            continue
+        tried.add(piece)
+        out = _decide(skills, piece, options)
+        if first is None:
+            first = out
+        if out.served or out.clarify:
+            if piece != text and len(text) <= options.long_message:
+                out.text = text  # short: the whole message goes to the skill (its slots)
+            return out
+    whole = _decide(skills, text, options) if text not in tried else first
+    return whole if whole is not None else Arbitration(None, None, text=text)
+
+
+def route(skills: list, text: str, options: ArbitrationOptions | None = None):
+    """(skill, Decision) of the winning skill, or (None, best Decision or None). A near-tie
+    counts as no winner here (the flow engine's digression checks use this)."""
+    out = _decide(skills, text, options or ArbitrationOptions())
+    return (out.skill, out.decision) if out.served else (None, out.decision)

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..nlu.classifier import Decision
 from ..text import detect_language
-from .arbitration import route
+from .arbitration import ArbitrationOptions, arbitrate, route
+from .clarify import clarify_reply, resolve_pick
 from .conversation import Message, Reply
 from .dialogue import (
     DEFAULT_TIMEOUT_S,
@@ -27,7 +28,19 @@ from .dialogue import (
     missing_slots,
     new_flow,
 )
-from .fallback import FALLBACK, fallback_reply, fallback_text, skill_with_intent, suggest
+from .fallback import (
+    FALLBACK,
+    ack_reply,
+    count_miss,
+    fallback_reply,
+    fallback_text,
+    handover_reply,
+    is_acknowledgement,
+    is_handover_request,
+    reply_language,
+    skill_with_intent,
+    suggest,
+)
 from .http_action import HttpAction, HttpActionError
 from .notify import normalize_all, render_notify
 from .outbound import OutboundPolicy
@@ -84,6 +97,7 @@ class Engine:
         handler_timeout: float = 5.0,
         clock=time.time,
         today=None,
+        options: ArbitrationOptions | None = None,
     ) -> None:
         self.skills = list(skills)
         self._by_id = {s.manifest.id: s for s in self.skills}
@@ -93,6 +107,8 @@ class Engine:
         self.handler_timeout = handler_timeout
         self.clock = clock
         self.today = today
+        # arbitration, reply language and human handover (the runtime's ``dialogue`` section)
+        self.options = options or ArbitrationOptions()
 
     # -- helpers --------------------------------------------------------------------------
     def _fallback(self, text: str) -> str:
@@ -125,7 +141,7 @@ class Engine:
 
     def route(self, text: str):
         """(skill, Decision) of the winning skill, or (None, best Decision or None)."""
-        return route(self.skills, text)
+        return route(self.skills, text, self.options)
 
     # -- the message path -------------------------------------------------------------------
     async def handle(self, message: Message, context: dict) -> Reply:
@@ -139,6 +155,7 @@ class Engine:
                 source="fallback",
                 error=f"{type(exc).__name__}: {exc}",
             )
+        self._after(reply, message, context)
         reply.latency_ms = (time.perf_counter() - t0) * 1000
         hist = context.setdefault("history", [])
         hist.append({"user": message.text[:200], "bot": reply.text[:200], "intent": reply.intent})
@@ -146,15 +163,42 @@ class Engine:
         reply.state = dict(context.get("flow") or {})
         return reply
 
+    def _after(self, reply: Reply, message: Message, context: dict) -> None:
+        """Count misunderstandings in a row; at ``handover_after`` offer a person."""
+        misses = count_miss(context, reply)
+        after = self.options.handover_after
+        if (
+            after
+            and misses >= after
+            and (self.options.handover_contact or self.options.handover_group)
+        ):
+            lang = self._lang_of(message.text, context)
+            offer = self._handover(message, context, lang, asked=False)
+            reply.text = f"{reply.text}\n{offer.text}"
+            if isinstance(reply.card, dict):
+                reply.card = {**reply.card, "text": reply.text}
+            reply.followups = [*reply.followups, *offer.followups]
+            context.pop("misses", None)
+
+    def _handover(self, message: Message, context: dict, lang: str, asked: bool) -> Reply:
+        return handover_reply(
+            lang,
+            self.options.handover_contact,
+            self.options.handover_group,
+            message.sender_nick or message.sender_id,
+            [*context.get("history", []), {"user": message.text[:200]}],
+            asked,
+        )
+
     def _lang_of(self, text: str, context: dict) -> str:
-        """Reply language: the message's, or for a bare command the conversation's so far."""
-        if text.lstrip().startswith("/"):
-            for turn in reversed(context.get("history", [])):
-                if not turn["user"].lstrip().startswith("/"):
-                    return _lang(turn["user"])
-            langs = {lang for s in self.skills for lang in s.manifest.languages}
-            return "zh" if "zh" in langs or not langs else "en"
-        return _lang(text)
+        """Language of the bot's own words: the operator's ``reply_language``, else the
+        message's, or for text without words (a command, emoji, digits) the conversation's
+        so far, else the loaded skills' (Chinese first)."""
+        langs = {lang for s in self.skills for lang in s.manifest.languages}
+        default = "zh" if "zh" in langs or not langs else "en"
+        return reply_language(
+            text, context.get("history", []), self.options.reply_language, default
+        )
 
     def _skill_with_intent(self, name: str):
         return skill_with_intent(self.skills, name)
@@ -180,8 +224,14 @@ class Engine:
 
     def _fallback_reply(self, text: str, decision, context: dict, note: str = "") -> Reply:
         lang = self._lang_of(text, context)
-        reply = fallback_reply(text, decision, lang, self._fallback(text), note)
-        return self._suggest(reply, lang)
+        return fallback_reply(
+            text,
+            decision,
+            lang,
+            fallback_text(self.skills, self.fallback_text, text, lang),
+            note,
+            self.skills,
+        )
 
     async def _handle(self, message: Message, context: dict) -> Reply:
         text = message.text
@@ -211,16 +261,37 @@ class Engine:
                 reply = await self._continue_flow(skill, spec, flow, message, context)
                 if reply is not None:
                     return reply
-        skill, decision = self.route(text)
-        if skill is not None:  # a skill that claims the message overrides small talk
-            reply = await self._start(skill, decision, message, context)
-        elif (kind := match_small_talk(text)) is not None:
-            reply = await self._small_talk(kind, message, context)
-        else:
-            return self._fallback_reply(text, decision, context, note)
+        reply = await self._decide_and_start(message, context)
         if note:
             reply.text = f"{note}\n{reply.text}"
         return reply
+
+    async def _decide_and_start(self, message: Message, context: dict) -> Reply:
+        """A new request: the pick of a pending clarifying question, a request for a person,
+        else the arbitration across skills (a near-tie asks which was meant), then the
+        winner's response, small talk, an acknowledgement or the out-of-scope reply."""
+        text = message.text
+        pending = context.pop("clarify", None)
+        picked = resolve_pick(pending, text, self.skills, self.options) if pending else None
+        if picked is not None:  # the original request, as the option picked reads it
+            skill, decision, original = picked
+            return await self._start(
+                skill, decision, dataclasses.replace(message, text=original), context
+            )
+        if is_handover_request(text):
+            return self._handover(message, context, self._lang_of(text, context), asked=True)
+        arb = arbitrate(self.skills, text, self.options)
+        if arb.clarify:
+            return clarify_reply(arb.clarify, text, self._lang_of(text, context), context)
+        if arb.skill is not None:  # a skill that claims the message overrides small talk
+            if arb.text != text:  # a long message: the skill gets its asking sentence(s)
+                message = dataclasses.replace(message, text=arb.text)
+            return await self._start(arb.skill, arb.decision, message, context)
+        if (kind := match_small_talk(text)) is not None:
+            return await self._small_talk(kind, message, context)
+        if is_acknowledgement(text):
+            return ack_reply(self._lang_of(text, context))
+        return self._fallback_reply(text, arb.decision, context)
 
     async def _ask(self, skill, spec, flow, message, context) -> str:
         """The question for the pending slot."""
