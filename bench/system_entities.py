@@ -31,7 +31,7 @@ project's dependencies)::
     python3 -m venv ../h-sysent-libs
     ../h-sysent-libs/bin/pip install pyduckling-native-phihos==0.3.0 \\
         recognizers-text-suite==1.0.2a2 "emoji==0.6.0" jionlp==1.5.31 cn2an==0.5.24
-    PYTHONPATH=sdk ../h-sysent-libs/bin/python bench/system_entities.py --json
+    PYTHONPATH=sdk ../h-sysent-libs/bin/python bench/system_entities.py --speed --json
 
 Without the libraries (``PYTHONPATH=sdk python bench/system_entities.py``) only the
 project's parser is scored and the others are named as not installed.
@@ -452,6 +452,45 @@ def score(name: str, find: Finder, cases: list[dict], repeat: int = 1) -> dict:
     }
 
 
+LONG_UNITS = (
+    "1", "一", "12月", "3点", "a ", "one ", "$1 ", "下周一到", "1,", "2 and a half hours ",
+    "帮我订西湖厅，周五下午三点 tomorrow at 3pm 200元 ",
+)  # fmt: skip
+
+
+def speed(cases: list[dict], rounds: int = 200, length: int = 100_000) -> dict:
+    """The project's parser alone: CPU and wall time per typical message (the case texts), and
+    the slowest 100,000-character message built by repeating dense or tricky pieces."""
+    from dingskill.nlu.system_entities import find_system_entities
+
+    today = dt.date(2026, 12, 7)
+    texts = [c["text"] for c in cases]
+    for t in texts:
+        find_system_entities(t, today)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(rounds):
+        for t in texts:
+            find_system_entities(t, today)
+    n = rounds * len(texts)
+    per_cpu = (time.process_time() - cpu) / n * 1000
+    per_wall = (time.perf_counter() - wall) / n * 1000
+    long: dict[str, float] = {}
+    for unit in LONG_UNITS:
+        text = (unit * (length // len(unit) + 1))[:length]
+        cpu = time.process_time()
+        find_system_entities(text, today)
+        long[unit.strip() or repr(unit)] = round(time.process_time() - cpu, 3)
+    worst = max(long, key=long.get)
+    return {
+        "typical_cpu_ms": round(per_cpu, 4),
+        "typical_wall_ms": round(per_wall, 4),
+        "long_text_chars": length,
+        "long_text_worst_cpu_s": long[worst],
+        "long_text_worst": worst,
+        "long_text_cpu_s": long,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -459,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     ap.add_argument("--repeat", type=int, default=5, help="runs per case for the timing")
+    ap.add_argument("--speed", action="store_true", help="also time the project's parser alone")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     for path in args.cases:
@@ -491,9 +531,17 @@ def main(argv: list[str] | None = None) -> int:
             r = score(name, finders[name], cases, args.repeat)
             results[name][set_name] = r
             print(f"{name:<12}" + "".join(f"{r[c]:>14}" for c in cols))
+    out = {"cases": {k: len(v) for k, v in sets.items()}, "systems": results}
+    if args.speed and "dingskill" in finders:
+        out["speed"] = speed([c for cases in sets.values() for c in cases])
+        sp = out["speed"]
+        print(
+            f"\ndingskill alone: {sp['typical_cpu_ms']} ms CPU per typical message; slowest "
+            f"{sp['long_text_chars']:,}-character message {sp['long_text_worst_cpu_s']} s CPU "
+            f"({sp['long_text_worst']!r} repeated)"
+        )
     if args.json:
-        cases_n = {k: len(v) for k, v in sets.items()}
-        print(json.dumps({"cases": cases_n, "systems": results}, ensure_ascii=False))
+        print(json.dumps(out, ensure_ascii=False))
     return 0
 
 

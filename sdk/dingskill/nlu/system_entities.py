@@ -14,7 +14,9 @@ found without training.
 * **A date directly followed by a time makes one ``datetime`` entity covering both**
   (周五下午三点, "tomorrow at 3pm", "3pm on Friday"). A date followed by a part of day without a
   clock time stays two entities: 明天下午 is the date 明天 and the part of day 下午
-  ("tomorrow afternoon" likewise); 今晚 is the date 今 and the part of day 晚.
+  ("tomorrow afternoon" likewise); 今晚 is the date 今 and the part of day 晚; "tonight" is a
+  part of day that names its date ("tonight at 8" is a ``datetime``). A date that ends a
+  range does not start a date-time (周一至周五早上八点半: the range, then the time).
 * **Ranges**: two dates joined by 到/至/-/~/"to"/"until"/"through" ("between ... and ...")
   make one ``date_range`` (下周一到周三, 12月21日至25日, "Monday to Wednesday", "Dec 21 to 23");
   the end is read relative to the start (周三 after 下周一 is the Wednesday of that week). A
@@ -23,7 +25,16 @@ found without training.
 * **Resolution** against ``today`` (default: ``now``'s date, else the system date): a weekday
   alone (周五, "Friday") is this week's when still ahead or today, else next week's; 这周五 /
   "this Friday" is this week's, 下周五 / "next Friday" next (Monday-based) week's; a month
-  and day without a year is this year's unless that is over 180 days ago (then next year's).
+  and day without a year is this year's unless that is over 180 days ago (then next year's);
+  holidays on fixed dates (元旦, 国庆, 圣诞, "Christmas") are their next occurrence (lunar
+  ones such as 春节 are not covered).
+* **Clock times**: 下午三点 is 15:00 (a part of day moves the hour); a spoken hour of 1-6
+  without one (三点半, 两点一刻, "half past four") is read in the afternoon (15:30), other
+  spoken hours as said (八点 is 08:00); 15:30 / 3:30 written with a colon are as written;
+  晚上十二点 is 00:00.
+* **Numbers**: digits (1,200.5, 1.5万), Chinese numerals (十五, 两百零五, 两千五 = 2500) and
+  English words (twenty-one); a lone Chinese numeral counts only before a measure word or
+  standing alone (一个人, 五), not inside words (统一, 一起, 快一点).
 * Speed: precompiled patterns with bounded repetition only (no nested unbounded
   quantifiers), each scanned once, and composition by position lookup: linear in the text.
 """
