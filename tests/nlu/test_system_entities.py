@@ -89,6 +89,34 @@ def test_today_and_now():
 
 
 @pytest.mark.parametrize(
+    "text,span,value",
+    [
+        ("两小时后提醒我", "两小时后", "2026-12-07T11:40"),
+        ("一个半小时后开会", "一个半小时后", "2026-12-07T11:10"),
+        ("半小时后", "半小时后", "2026-12-07T10:10"),
+        ("remind me in 2 hours", "in 2 hours", "2026-12-07T11:40"),
+        ("30 minutes later", "30 minutes later", "2026-12-07T10:10"),
+    ],
+)
+def test_hours_and_minutes_from_now_are_date_times(text, span, value):
+    now = dt.datetime(2026, 12, 7, 9, 40)
+    (e,) = find_system_entities(text, now=now)
+    assert (e.text_in(text), e.entity, e.value) == (span, "datetime", value)
+
+
+FULL_WIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([c["text"] for c in CASES]))
+def test_full_width_forms_find_the_same_entities_at_the_same_offsets(text):
+    today = dt.date(2026, 12, 7)
+    wide = text.translate(FULL_WIDTH)
+    assert len(wide) == len(text)
+    assert find_system_entities(wide, today) == find_system_entities(text, today)
+
+
+@pytest.mark.parametrize(
     "text,value",
     [("五", 5), ("十五", 15), ("两百", 200), ("1.5", 1.5), ("three", 3), ("twenty-one", 21)],
 )

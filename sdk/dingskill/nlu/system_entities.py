@@ -333,7 +333,7 @@ _RE_EN_DM = re.compile(
 )
 _RE_EN_REL = re.compile(
     r"\b(?:(?:the\s)?day\safter\stomorrow|(?:the\s)?day\sbefore\syesterday|tomorrow|today|"
-    r"yesterday)\b",
+    r"yesterday|tmrw|tmr)\b",
     re.I,
 )
 _RE_EN_WEEKDAY = re.compile(
@@ -498,7 +498,7 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
             if "after" in w
             else -2
             if "before" in w
-            else {"tomorrow": 1, "today": 0, "yesterday": -1}[w]
+            else {"tomorrow": 1, "today": 0, "yesterday": -1, "tmr": 1, "tmrw": 1}[w]
         )
         add(m, today + dt.timedelta(days=days), kind="rel")
     for m in _find(_RE_EN_WEEKDAY, t):
@@ -874,40 +874,73 @@ def _durations(t: str, nums: list[_Num], out: list[_Cand]) -> None:
 # ---------------------------------------------------------------- relative dates from numbers
 
 # 3天后, 两周以后; "in 3 days", "2 weeks from now"
-_RE_AFTER_ZH = re.compile(r"(?P<u>天|个?星期|个?礼拜|周)(?:以后|之后|后)")
+_RE_AFTER_ZH = re.compile(
+    r"个?(?P<half1>半)?个?(?P<u>天|星期|礼拜|周|小时|钟头|分钟)(?P<half>半)?(?:以后|之后|后)"
+)
 _RE_AFTER_EN = re.compile(
-    r"\s{1,2}(?P<u>days?|weeks?)(?P<later>\s(?:later|from\s(?:now|today)))?\b", re.I
+    r"\s{1,2}(?P<u>days?|weeks?|hours?|hrs?|minutes?|mins?)"
+    r"(?P<later>\s(?:later|from\s(?:now|today)))?\b",
+    re.I,
 )
 _RE_IN_BEFORE = re.compile(r"\bin\s{1,2}$", re.I)
-_RE_IN_A = re.compile(r"\bin\s{1,2}an?\s{1,2}(?P<u>day|week)\b", re.I)
+_RE_IN_A = re.compile(r"\bin\s{1,2}(?:an?|half\s{1,2}an?)\s{1,2}(?P<u>day|week|hour)\b", re.I)
+_RE_HALF_HOUR_AFTER = re.compile(r"半个?(?:小时|钟头)(?:以后|之后|后)")
+_AFTER_SECONDS = {"d": 86400, "w": 604800, "h": 3600, "m": 60}
 
 
-def _after(t: str, nums: list[_Num], today: dt.date, out: list[_Cand]) -> None:
-    def add(start: int, end: int, n: float, week: bool) -> None:
-        if n.is_integer() and 0 <= n <= 3660:
-            d = today + dt.timedelta(days=int(n) * (7 if week else 1))
+def _after_unit(u: str) -> str:
+    """d(ay), w(eek), h(our) or m(inute) of a unit word (天, 个星期, hrs, mins ...)."""
+    u = u.lower().lstrip("个")
+    if u in ("天",) or u.startswith("day"):
+        return "d"
+    if u in ("星期", "礼拜", "周") or u.startswith("week"):
+        return "w"
+    if u in ("小时", "钟头") or u.startswith("h"):
+        return "h"
+    return "m"
+
+
+def _after(t: str, nums: list[_Num], now: dt.datetime, out: list[_Cand]) -> None:
+    """3天后, 两周以后, "in 3 days": a date; 两小时后, 半小时后, "in 2 hours": a date-time from ``now``."""
+
+    def add(start: int, end: int, n: float, unit: str) -> None:
+        if not 0 <= n <= 3660:
+            return
+        if unit in ("d", "w"):
+            if not float(n).is_integer():
+                return
+            d = now.date() + dt.timedelta(days=int(n) * (7 if unit == "w" else 1))
             out.append(_Cand(start, end, "date", d.isoformat(), 1.0, {"date": d, "kind": "rel"}))
+            return
+        at = now + dt.timedelta(seconds=n * _AFTER_SECONDS[unit])
+        value = at.strftime("%Y-%m-%dT%H:%M")
+        info = {"date": at.date(), "h": at.hour, "raw": at.hour, "mi": at.minute, "pod": None}
+        out.append(_Cand(start, end, "datetime", value, 1.0, info | {"fixed": True}))
 
     for n in nums:
         if n.script in ("ar", "cn"):
             pos = n.end + 1 if t[n.end : n.end + 1] == " " and n.script == "ar" else n.end
             m = _RE_AFTER_ZH.match(t, pos)
             if m is not None:
-                add(n.start, m.end(), n.value, m["u"] != "天")
+                half = 0.5 if (m["half"] or m["half1"]) else 0.0
+                add(n.start, m.end(), n.value + half, _after_unit(m["u"]))
                 continue
         if n.script in ("ar", "en"):
             m = _RE_AFTER_EN.match(t, n.end)
             if m is None:
                 continue
-            week = m["u"].lower().startswith("week")
+            unit = _after_unit(m["u"])
             if m["later"]:
-                add(n.start, m.end(), n.value, week)
+                add(n.start, m.end(), n.value, unit)
             else:
                 before = _RE_IN_BEFORE.search(t, max(0, n.start - 5), n.start)
                 if before is not None:
-                    add(before.start(), m.end(), n.value, week)
+                    add(before.start(), m.end(), n.value, unit)
     for m in _find(_RE_IN_A, t):
-        add(m.start(), m.end(), 1.0, m["u"].lower() == "week")
+        half = 0.5 if "half" in m[0].lower() else 1.0
+        add(m.start(), m.end(), half, _after_unit(m["u"]))
+    for m in _find(_RE_HALF_HOUR_AFTER, t):
+        add(m.start(), m.end(), 0.5, "h")
 
 
 # ---------------------------------------------------------------- money
@@ -1219,7 +1252,7 @@ def _gates() -> dict:
             "halloween",
             "christmas",
         ),
-        _RE_EN_REL: ("today", "tomorrow", "yesterday"),
+        _RE_EN_REL: ("today", "tomorrow", "yesterday", "tmr"),
         _RE_EN_WEEKDAY: ("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
         _RE_ZH_WEEK: ("周", "星期", "礼拜"),
         _RE_ZH_MONTH: ("月",),
@@ -1237,6 +1270,7 @@ def _gates() -> dict:
         _RE_DUR_EN_A: ("min", "hour", "hr", "day", "week", "wk", "month", "year", "yr"),
         _RE_DUR_EN_HALF: ("half",),
         _RE_IN_A: ("in",),
+        _RE_HALF_HOUR_AFTER: ("半",),
         _RE_MONEY_PREFIX: ("$", "¥", "€", "£", "rmb", "cny", "usd", "eur", "gbp", "jpy", "hkd"),
         _RE_EN_NUMBER: (
             "zero",
@@ -1311,8 +1345,12 @@ def find_system_entities(
     ``now``, else the system date)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if now is None:
+        now = dt.datetime.now()
+        if today is not None:  # "in 2 hours" on the given day, at the current clock time
+            now = dt.datetime.combine(today, now.time())
     if today is None:
-        today = now.date() if now is not None else dt.date.today()
+        today = now.date()
     if not text:
         return []
     t = _fold(text)
@@ -1324,7 +1362,7 @@ def find_system_entities(
     nums = _raw_numbers(t)
     _durations(t, nums, cands)
     _money(t, nums, cands)
-    _after(t, nums, today, cands)
+    _after(t, nums, now, cands)
     _numbers(t, nums, cands)
     cands.extend(_compose(t, cands))
     return [
