@@ -392,8 +392,8 @@ def _month_day(today: dt.date, m: int, d: int, year: int | None) -> dt.date | No
     if year is not None:
         return _date_or_none(year, m, d)
     cand = _date_or_none(today.year, m, d)
-    if cand is None:
-        return _date_or_none(today.year + 1, m, d)  # 2月29日 in a non-leap year
+    if cand is None:  # 2月29日 in a common year: the next leap year's
+        return next((c for y in range(1, 5) if (c := _date_or_none(today.year + y, m, d))), None)
     if cand < today - dt.timedelta(days=180):
         cand = _date_or_none(today.year + 1, m, d)
     return cand
@@ -1342,7 +1342,8 @@ def find_system_entities(
     """The dates, times, parts of day, date-times, date ranges, durations, numbers and amounts
     of money in ``text`` (zh and en), non-overlapping, in text order; values as in
     :mod:`dingskill.nlu.entity`. Relative dates resolve against ``today`` (default: the date of
-    ``now``, else the system date)."""
+    ``now``, else the system date); hours and minutes from now (两小时后, "in 2 hours") against
+    ``now`` (default: the current clock time on ``today``)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if now is None:
