@@ -1,20 +1,27 @@
 """CPU cost of the runtime's one Pipeline per message, in process (no network, no SDK).
 
-    python bench/pipeline.py [--messages 3000] [--distinct]
+    python bench/pipeline.py [--messages 3000] [--distinct | --traffic repeat|distinct|mixed]
+                             [--window 32] [--no-batching] [--json]
 
-The three example skills, an in-memory store, the held-out test utterances of ``office-zh``
-and ``smalltalk-en`` from 200 senders, each message through ``Pipeline.process`` on one
-event loop (as ``dingskill run`` does, minus the transport). ``--distinct`` makes every
-utterance new (a counter appended), so no decision comes from the classifier's cache.
-Prints milliseconds per message after a warm-up pass (JSON with ``--json``).
+The three example skills, an in-memory store, messages from 200 senders through
+``Pipeline.process`` on one event loop (as ``dingskill run`` does, minus the transport),
+``--window`` of them in flight at once (a runtime under load has many; 1: one at a time).
+The Pipeline batches sentence encodings of concurrent messages in classification threads as
+``dingskill run`` does (``--no-batching``: the engine encodes each message itself, on the
+loop). Texts (see ``dingskill.runtime.traffic``): ``repeat`` cycles the held-out test
+utterances of ``office-zh`` and ``smalltalk-en`` (nearly every decision is a cache hit);
+``--distinct`` (``--traffic distinct``) never sends an utterance twice (CLINC150 and CAIS from
+``../shared/datasets`` when present, else generated sentences); ``mixed`` is the Zipf-like
+draw with >= 80 % new utterances. CPU is the whole process's (every thread), per message,
+after a warm-up of 300 messages (JSON with ``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
+import os
 import time
 from pathlib import Path
 
@@ -25,39 +32,66 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--distinct", action="store_true", help="no utterance repeats")
+    ap.add_argument("--traffic", choices=["repeat", "distinct", "mixed"], default=None)
+    ap.add_argument("--window", type=int, default=32, help="messages in flight (default 32)")
+    ap.add_argument("--no-batching", action="store_true", help="encode on the loop, one by one")
+    ap.add_argument("--workers", type=int, default=0, help="classification threads (0: cores)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    traffic = args.traffic or ("distinct" if args.distinct else "repeat")
 
     from dingskill.runtime.local import LocalPipeline
+    from dingskill.runtime.traffic import draw, new_share
+    from dingskill.runtime.understanding import Understanding, UnderstandingConfig
     from dingskill.skills import Skill
     from dingskill.skills.conversation import Message
     from dingskill.skills.outbound_session import close_outbound_sessions
 
     skills = [Skill.load(ROOT / "skills" / n) for n in ("hr-assistant", "it-helpdesk", "faq-en")]
+    for s in skills:
+        s.model  # trained before timing  # noqa: B018
     pipeline = LocalPipeline(skills).pipeline
-    texts: list[str] = []
-    for name in ("office-zh", "smalltalk-en"):
-        with open(ROOT / "datasets" / name / "test.csv", encoding="utf-8") as fh:
-            texts += [row["text"] for row in csv.DictReader(fh)]
+    warm_n = 300
+    texts = draw(traffic, warm_n + args.messages, ROOT)
 
-    async def run(n: int, offset: int) -> float:
+    async def run(batch: list[str], offset: int) -> float:
+        queue = list(enumerate(batch, offset))
         t0 = time.process_time()
-        for i in range(offset, offset + n):
-            text = texts[i % len(texts)] + (f" {i}" if args.distinct else "")
-            await pipeline.process(
-                Message(text=text, sender_id=f"u{i % 200}", conversation_id=f"c{i % 200}")
-            )
-        return (time.process_time() - t0) / n * 1000
+
+        async def lane() -> None:
+            while queue:
+                i, text = queue.pop(0)
+                await pipeline.process(
+                    Message(text=text, sender_id=f"u{i % 200}", conversation_id=f"c{i % 200}")
+                )
+
+        await asyncio.gather(*(lane() for _ in range(max(1, args.window))))
+        return (time.process_time() - t0) / len(batch) * 1000
 
     async def both() -> dict:
-        await run(len(texts), 0)  # warm-up: every utterance once
-        ms = await run(args.messages, len(texts))
+        understanding = None
+        if not args.no_batching:
+            understanding = Understanding(UnderstandingConfig(workers=args.workers))
+            pipeline.understanding = understanding
+        await run(texts[:warm_n], 0)  # warm-up: token rows, first batches
+        ms = await run(texts[warm_n:], warm_n)
+        stats = None
+        if understanding is not None:
+            b = next(iter(understanding._batchers.values()), None)
+            stats = round(b.stats.mean_batch, 2) if b is not None else None
+            await understanding.close()
         await close_outbound_sessions()  # the it-helpdesk skill's HTTP action opened one
         return {
             "cpu_ms_per_message": round(ms, 3),
             "messages": args.messages,
-            "distinct": args.distinct,
-            "utterances": len(texts),
+            "traffic": traffic,
+            "distinct": traffic == "distinct",
+            "new_share": round(new_share(texts), 4),
+            "window": args.window,
+            "batching": not args.no_batching,
+            "mean_batch": stats,
+            "cores": len(os.sched_getaffinity(0)),
+            "load_average": round(os.getloadavg()[0], 2),
         }
 
     result = asyncio.run(both())

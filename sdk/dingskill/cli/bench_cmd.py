@@ -67,6 +67,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="shard queues with --broker (default: the runtime's broker.shards default)",
     )
+    rt.add_argument(
+        "--traffic",
+        choices=["repeat", "distinct", "mixed"],
+        default="mixed",
+        help="message texts: the test utterances cycled (repeat), never one twice (distinct), "
+        "or a Zipf-like mix with >= 80%% new ones (mixed, default)",
+    )
+    rt.add_argument(
+        "--data-home",
+        default=None,
+        help="folder holding clinc150/ and cais/ for the distinct texts "
+        "(default ../shared/datasets; without them, generated sentences)",
+    )
     rt.add_argument("--json", action="store_true", help="print one JSON object last")
     rt.set_defaults(func=_runtime)
 
@@ -106,6 +119,9 @@ def _runtime(args: argparse.Namespace) -> int:
             rate=args.rate,
             duration=args.duration,
             progress=not args.json,
+            traffic=args.traffic,
+            data_home=args.data_home,
+            anchor=not args.no_anchor,
         )
         _print(result, args.json)
         return 0
@@ -122,6 +138,8 @@ def _runtime(args: argparse.Namespace) -> int:
         starve=args.starve,
         resend_after=args.resend_after,
         delivery=args.delivery,
+        traffic=args.traffic,
+        data_home=args.data_home,
     )
     _print(result, args.json)
     return 0

@@ -117,6 +117,12 @@ class Runtime:
             engine_for=self.skills.for_message,
             review=self.review,
         )
+        from .understanding import Understanding, UnderstandingConfig
+
+        self.understanding = Understanding(
+            UnderstandingConfig(**config["understanding"]), self.metrics
+        )
+        self.pipeline.understanding = self.understanding
         msgs = config.get("messages")
         self.pipeline.media = MediaPolicy(
             {k: v for k, v in msgs["unsupported"].items() if v}
@@ -311,6 +317,7 @@ class Runtime:
         for t in self._tasks[1:]:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.understanding.close()
         await asyncio.to_thread(self.review.flush)
         await self.audit.stop()
         await self.sender.close()

@@ -35,13 +35,70 @@ def _free_port() -> int:
 
 
 def _texts(root: Path) -> list[str]:
-    import csv
+    """The repeated traffic's utterances (kept for callers of the old name)."""
+    from .traffic import repeat_texts
 
-    out = []
-    for name in ("office-zh", "smalltalk-en"):
-        with open(root / "datasets" / name / "test.csv", encoding="utf-8") as fh:
-            out += [row["text"] for row in csv.DictReader(fh)]
-    return out
+    return repeat_texts(root)
+
+
+class Texts:
+    """The texts of one benchmark run, handed out in order (``take``), so that with
+    ``distinct`` traffic no utterance is sent twice across warm-up and phases."""
+
+    def __init__(self, kind: str, total: int, root: Path, data_home=None) -> None:
+        from .traffic import draw
+
+        self.kind = kind
+        self.texts = draw(kind, total, root, data_home)
+        self.pos = 0
+        self._root, self._home = root, data_home
+
+    def take(self, n: int) -> list[str]:
+        if self.pos + n > len(self.texts):  # more than drawn: draw on (same sequence)
+            from .traffic import draw
+
+            self.texts = draw(self.kind, self.pos + n, Path(self._root), self._home)
+        out = self.texts[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def rewind(self) -> None:
+        """Start over (the anchors get the same texts as the runtime)."""
+        self.pos = 0
+
+    def figures(self) -> dict:
+        """The traffic's name and its share of first occurrences among the texts sent."""
+        from .traffic import new_share
+
+        return {"traffic": self.kind, "new_share": round(new_share(self.texts[: self.pos]), 4)}
+
+
+def _scrape(port: int, name: str, labels: str = "") -> float:
+    """The sum of metric ``name`` (lines that contain ``labels``) at 127.0.0.1:``port``."""
+    from .. import http_sync
+
+    try:
+        text = http_sync.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except Exception:  # noqa: BLE001 - figures, not a test: a missing one shows as 0
+        return 0.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in " {") and labels in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def cache_figures(ports: list[int]) -> dict:
+    """The runtime(s)' utterance-cache hit rate and messages shed, from their /metrics."""
+    hit = sum(_scrape(p, "dingskill_understanding_cache_total", 'result="hit"') for p in ports)
+    miss = sum(_scrape(p, "dingskill_understanding_cache_total", 'result="miss"') for p in ports)
+    batches = sum(_scrape(p, "dingskill_understanding_batch_size_count") for p in ports)
+    encoded = sum(_scrape(p, "dingskill_understanding_batch_size_sum") for p in ports)
+    return {
+        "cache_hit_rate": round(hit / (hit + miss), 4) if hit + miss else None,
+        "mean_batch": round(encoded / batches, 2) if batches else None,
+        "shed": int(sum(_scrape(p, "dingskill_messages_shed_total") for p in ports)),
+    }
 
 
 def _latency_ms(m) -> float:
@@ -102,17 +159,18 @@ def _start_redis(port: int, work: Path) -> subprocess.Popen:
 
 
 def _paced_phase(
-    emu, texts, users, rate, duration, wait_s: float, settle_s: float
+    emu, texts: Texts, users, rate, duration, wait_s: float, settle_s: float
 ) -> tuple[list[str], list[float]]:
     """Offer ``rate`` msg/s for ``duration`` s, wait up to ``wait_s`` for the answers, then
     ``settle_s`` more so that a late second answer shows; returns the ids and latencies (ms)."""
     ids: list[str] = []
+    batch = texts.take(int(rate * duration))
     start = time.perf_counter()
-    for i in range(int(rate * duration)):
+    for i, text in enumerate(batch):
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)  # pacing the offered load
-        ids.append(emu.send(texts[(i * 7) % len(texts)], sender_id=f"user-{i % users}"))
+        ids.append(emu.send(text, sender_id=f"user-{i % users}"))
     try:
         emu.wait_for(lambda: all(emu.messages[m].replies for m in ids), timeout=wait_s)
     except TimeoutError:
@@ -125,11 +183,12 @@ def _paced_phase(
 def _drive(emu, texts, messages, users, window, rate, duration, say, label) -> dict:
     """Warm up, then phase 1 (sustained rate, ``window`` in flight) and phase 2 (``rate``
     offered for ``duration`` s, end-to-end latency from push to reply) on the connected bot."""
-    warm = [emu.send(texts[i % len(texts)], sender_id=f"warm-{i}") for i in range(50)]
+    warm = [emu.send(t, sender_id=f"warm-{i}") for i, t in enumerate(texts.take(50))]
     for w in warm:
         emu.wait_reply(w, timeout=60)
     say(f"bench[{label}]: phase 1: {messages} messages from {users} users, window {window}")
     ids: list[str] = []
+    phase1 = texts.take(messages)
     base = emu.counters["replies"]
     t0 = time.perf_counter()
     i = 0
@@ -142,7 +201,7 @@ def _drive(emu, texts, messages, users, window, rate, duration, say, label) -> d
         # a batch per wake-up: one hop to the emulator's loop, not one per message
         batch = [
             {
-                "text": texts[k % len(texts)],
+                "text": phase1[k],
                 "sender_id": f"user-{k % users}",
                 "sender_nick": f"用户{k % users}",
             }
@@ -174,6 +233,8 @@ def run_benchmark(
     starve: int = 0,
     resend_after: float = 30.0,
     delivery: str = "once",
+    traffic: str = "mixed",
+    data_home=None,
 ) -> dict:
     """``project``: the folder holding the example skills and datasets (default:
     :func:`dingskill.project.find_project`). ``anchor``: also drive the bare SDK echo bot
@@ -181,7 +242,9 @@ def run_benchmark(
     ``starve``: CPU-bound processes running beside everything (a starved machine).
     ``resend_after``: the emulator re-pushes a message not ACKed within this many seconds
     (short values resend messages whose first attempt is still running) when ``delivery`` is
-    ``until_ack`` (the emulator's lenient setting; ``once`` is the platform's documented one)."""
+    ``until_ack`` (the emulator's lenient setting; ``once`` is the platform's documented one).
+    ``traffic``: ``repeat``, ``distinct`` or ``mixed`` texts (:mod:`dingskill.runtime.traffic`;
+    ``data_home``: where CLINC150 and CAIS are, default ``../shared/datasets``)."""
     from ..emulator import Emulator
     from ..project import find_project
     from ..skills import Skill
@@ -218,9 +281,10 @@ def run_benchmark(
                         raise
                     time.sleep(0.05)
         env = {**os.environ, "DINGSKILL_APP_KEY": APP[0], "DINGSKILL_APP_SECRET": APP[1]}
+        ports = [_free_port() for _ in range(replicas)]
         for i in range(replicas):
             cfg = {
-                "server": {"port": _free_port()},
+                "server": {"port": ports[i]},
                 "storage": storage,
                 "channels": {"enterprise_chat": {"mode": "stream", "endpoint": url}},
                 "skills": {"home": str(work / "home")},
@@ -232,6 +296,10 @@ def run_benchmark(
                 "audit": {"path": str(work / f"audit-{i}" / "messages.jsonl")},
                 "logging": {"level": "WARNING"},
             }
+            for section, values in json.loads(
+                os.environ.get("DINGSKILL_BENCH_CONFIG", "{}")
+            ).items():
+                cfg[section] = {**cfg.get(section, {}), **values}  # e.g. {"understanding": {...}}
             p = work / f"runtime-{i}.json"
             p.write_text(json.dumps(cfg))
             procs.append(
@@ -243,7 +311,7 @@ def run_benchmark(
                 )
             )
         emu.wait_connections(replicas, timeout=60)
-        texts = _texts(root)
+        texts = Texts(traffic, 50 + messages + int(rate * duration), root, data_home)
         for _ in range(starve):
             hogs.append(
                 subprocess.Popen(
@@ -263,6 +331,8 @@ def run_benchmark(
             delivery=delivery,
             resend_after_s=resend_after,
             redelivered=emu.counters["redelivered"],
+            **texts.figures(),
+            **cache_figures(ports),
         )
         _stop(procs)
         if anchor:
@@ -276,6 +346,7 @@ def run_benchmark(
                 )
                 procs.append(bot)
                 emu.wait_connections(1, timeout=60)
+                texts.rewind()
                 r = _drive(emu, texts, messages, users, window, rate, duration, say, kind)
                 r["redelivered"] = emu.counters["redelivered"] - base
                 _stop([bot])

@@ -30,6 +30,11 @@ METRIC_NAMES = (
     "dingskill_access_denied_total",
     "dingskill_event_loop_lag_seconds",
     "dingskill_baseline_alerts_total",
+    "dingskill_messages_shed_total",
+    "dingskill_understanding_cache_total",
+    "dingskill_understanding_queue",
+    "dingskill_understanding_batch_size",
+    "dingskill_understanding_batch_seconds",
 )
 
 
@@ -81,6 +86,35 @@ class Metrics:
             "dingskill_baseline_alerts_total",
             "Actors departing from their behaviour baseline",
             ["kind"],
+            registry=r,
+        )
+        self.shed = Counter(
+            "dingskill_messages_shed_total",
+            "Messages answered 'busy, please retry' because the classification queue was full",
+            ["channel"],
+            registry=r,
+        )
+        self.understand_cache = Counter(
+            "dingskill_understanding_cache_total",
+            "Utterance encodings found in the encoder's cache (hit) or computed (miss)",
+            ["result"],
+            registry=r,
+        )
+        self.understand_queue = Gauge(
+            "dingskill_understanding_queue",
+            "Messages waiting for (or in) a batched encoder forward pass",
+            registry=r,
+        )
+        self.understand_batch = Histogram(
+            "dingskill_understanding_batch_size",
+            "Utterances per batched encoder forward pass",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.understand_seconds = Histogram(
+            "dingskill_understanding_batch_seconds",
+            "Time of one batched encoder forward pass (in a classification thread)",
+            buckets=_BUCKETS,
             registry=r,
         )
         self.loop_lag = Histogram(

@@ -17,6 +17,7 @@ from ..text import detect_language
 from .preprocess import PreprocessError, preprocess
 from .ratelimit import POLITE, RateLimiter
 from .storage import DedupState, Stores
+from .understanding import BUSY, Overloaded
 
 __all__ = ["Pipeline", "ReplySink", "InProgress", "ReplyUncertain"]
 
@@ -96,6 +97,10 @@ class Pipeline:
         # called with (message, reply) after every answered message (tests, the notebook)
         self.observers: list[Callable[[Message, Reply], None]] = []
         self.media = None  # runtime.media.MediaPolicy: messages without readable text
+        # runtime.understanding.Understanding: encodings computed ahead of the engine, batched
+        # across concurrent messages in classification threads (None: the engine computes
+        # them itself, on the loop: the notebook and the terminal)
+        self.understanding = None
         self.inflight = 0
         self._active: set[str] = set()  # message ids this process is handling now
         self._locks: dict[str, asyncio.Lock] = {}
@@ -266,6 +271,13 @@ class Pipeline:
             context = await self.stores.context.get_context(key)
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             clean = dataclasses.replace(message, text=text) if text != message.text else message
+            if self.understanding is not None:
+                try:
+                    await self.understanding.prepare(engine, text)
+                except Overloaded as exc:
+                    if self.metrics is not None:
+                        self.metrics.shed.labels(message.channel).inc()
+                    return Reply(text=BUSY[lang], source="busy", error=f"overloaded: {exc}"), "shed"
             t1 = time.perf_counter()
             reply = await engine.handle(clean, context)
             if self.metrics is not None and reply.skill_id:

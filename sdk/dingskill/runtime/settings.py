@@ -153,6 +153,22 @@ class Limits:
 
 
 @dataclass
+class Understanding:
+    workers: int = setting(
+        0, "classification threads computing sentence encodings (0: one per core)", minimum=0
+    )
+    max_batch: int = setting(32, "utterances per batched encoder forward pass", minimum=1)
+    window_ms: float = setting(
+        1.5, "how long a message waits for others to share its forward pass", minimum=0
+    )
+    max_queue: int = setting(
+        256,
+        "messages waiting for classification before new ones get 'busy, please retry' (0: no limit)",
+        minimum=0,
+    )
+
+
+@dataclass
 class Audit:
     path: str | None = setting(None, "JSON Lines file (default: <home>/audit/messages.jsonl)")
     store: bool = setting(True, "also keep records in the store")
@@ -286,6 +302,7 @@ SECTIONS: dict[str, type] = {
     "channels": Channels,
     "skills": Skills,
     "limits": Limits,
+    "understanding": Understanding,
     "audit": Audit,
     "security": Security,
     "baseline": Baseline,

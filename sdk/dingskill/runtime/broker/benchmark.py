@@ -26,7 +26,17 @@ import time
 from pathlib import Path
 
 from ... import http_sync
-from ..benchmark import APP, _delivery, _free_port, _paced_phase, _start_redis, _texts
+from ..benchmark import (
+    APP,
+    Texts,
+    _delivery,
+    _drive,
+    _free_port,
+    _paced_phase,
+    _start_redis,
+    _stop,
+    cache_figures,
+)
 from .node import RabbitNode
 
 __all__ = ["run_broker_benchmark"]
@@ -82,7 +92,13 @@ def run_broker_benchmark(
     window: int = 200,
     shards: int | None = None,
     prefetch: int = 32,
+    traffic: str = "mixed",
+    data_home=None,
+    anchor: bool = True,
 ) -> dict:
+    """``traffic``: ``repeat``, ``distinct`` or ``mixed`` texts (:mod:`dingskill.runtime.traffic`);
+    ``anchor``: afterwards drive the bare SDK echo bot through the same phases with the same
+    texts (``echo_*`` keys, ``ratio_msgs_per_s``)."""
     from ...emulator import Emulator
     from ...skills import Skill
     from ...skills.packaging import SkillHome
@@ -158,11 +174,11 @@ def run_broker_benchmark(
                     raise TimeoutError(f"{role} not ready: {(work / f'{role}.log').read_text()}")
                 time.sleep(0.2)
         emu.wait_connections(1, timeout=60)
-        texts = _texts(ROOT)
+        texts = Texts(traffic, 100 + messages + int(rate * duration), ROOT, data_home)
         say(f"bench: gateway + {workers} worker(s) + audit-writer ready; warming up")
         # warm-up until every worker delivers its share of the shards
         for _round in range(30):
-            warm = [emu.send(texts[i % len(texts)], sender_id=f"warm-{i}") for i in range(100)]
+            warm = [emu.send(t, sender_id=f"warm-{i}") for i, t in enumerate(texts.take(100))]
             for w in warm:
                 emu.wait_reply(w, timeout=60)
             active = [
@@ -180,6 +196,7 @@ def run_broker_benchmark(
 
         say(f"bench: phase 1: {messages} messages from {users} users, window {window}")
         ids: list[str] = []
+        phase1 = texts.take(messages)
         base = emu.counters["replies"]
         t0 = time.perf_counter()
         for i in range(messages):
@@ -188,7 +205,7 @@ def run_broker_benchmark(
                     emu._reply_cond.wait(0.05)
             ids.append(
                 emu.send(
-                    texts[i % len(texts)],
+                    phase1[i],
                     sender_id=f"user-{i % users}",
                     sender_nick=f"用户{i % users}",
                 )
@@ -218,7 +235,7 @@ def run_broker_benchmark(
         publish_p = _metric(ports["gateway"], "dingskill_broker_publish_seconds_sum") / max(
             1.0, _metric(ports["gateway"], "dingskill_broker_publish_seconds_count")
         )
-        return {
+        result = {
             "msgs_per_s": round(sustained, 1),
             **_delivery(emu, ids + ids2, lat),
             "redeliveries": int(redeliveries),
@@ -239,7 +256,27 @@ def run_broker_benchmark(
                 for cores in (2, 8, 32)
             },
             "load_average": os.getloadavg()[0],
+            **texts.figures(),
+            **cache_figures([ports[f"worker-{i}"] for i in range(workers)]),
         }
+        if anchor:  # the bare SDK echo bot, same emulator, same texts, same phases
+            _stop(list(procs.values()))
+            texts.rewind()
+            env = {**os.environ, "DINGSKILL_APP_KEY": APP[0], "DINGSKILL_APP_SECRET": APP[1]}
+            bot = subprocess.Popen(
+                [sys.executable, "-m", "dingskill.runtime.bench_bots", "echo", url, *APP],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "echo.log").open("w"),
+            )
+            procs["echo"] = bot
+            emu.wait_connections(1, timeout=60)
+            r = _drive(emu, texts, messages, users, window, rate, duration, say, "echo")
+            _stop([bot])
+            result.update({f"echo_{k}": v for k, v in r.items()})
+            result["ratio_msgs_per_s"] = round(result["msgs_per_s"] / r["msgs_per_s"], 2)
+            result["ratio_p99"] = round(result["p99_ms"] / max(r["p99_ms"], 0.001), 2)
+        return result
     finally:
         for p in procs.values():
             if p.poll() is None:
