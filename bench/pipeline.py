@@ -77,8 +77,8 @@ def main() -> None:
         ms = await run(texts[warm_n:], warm_n)
         stats = None
         if understanding is not None:
-            b = next(iter(understanding._batchers.values()), None)
-            stats = round(b.stats.mean_batch, 2) if b is not None else None
+            b = understanding.stats
+            stats = round(b.mean_batch, 2) if b is not None else None
             await understanding.close()
         await close_outbound_sessions()  # the it-helpdesk skill's HTTP action opened one
         return {

@@ -142,7 +142,7 @@ def test_batched_encodings_equal_one_at_a_time_and_fill_the_cache():
     async def main():
         u = Understanding(UnderstandingConfig(workers=2, window_ms=20))
         await asyncio.gather(*(u.prepare(Engine, t) for t in texts))
-        stats = next(iter(u._batchers.values())).stats
+        stats = u.stats
         await u.close()
         return stats
 
@@ -156,7 +156,7 @@ def test_batched_encodings_equal_one_at_a_time_and_fill_the_cache():
 
 def test_pipeline_answers_as_before_with_every_forward_pass_off_the_loop():
     """The engine is unchanged: with the understanding step, its decisions are the same and
-    it finds every encoding ready (no forward pass on the loop's thread)."""
+    it finds every encoding and decision view ready (none computed on the loop's thread)."""
     from pathlib import Path
 
     from dingskill.runtime.local import LocalPipeline
@@ -177,13 +177,18 @@ def test_pipeline_answers_as_before_with_every_forward_pass_off_the_loop():
         for s in skills:
             s.model.clear_cache()
         threads: set[str] = set()
-        real = enc._encode
 
-        def spy(batch):
-            threads.add(threading.current_thread().name)
-            return real(batch)
+        def spy(real):
+            def wrapped(*a):
+                threads.add(threading.current_thread().name)
+                return real(*a)
 
-        enc._encode = spy
+            return wrapped
+
+        # the forward pass and every model's decision view (scores, gate, rules)
+        enc._encode = spy(enc._encode)
+        for s in skills:
+            s.model._view_fresh = spy(s.model._view_fresh)
         try:
             if batched:
                 local.pipeline.understanding = Understanding(UnderstandingConfig(workers=2))
@@ -197,6 +202,9 @@ def test_pipeline_answers_as_before_with_every_forward_pass_off_the_loop():
                 await local.pipeline.understanding.close()
         finally:
             del enc._encode
+            for s in skills:
+                del s.model._view_fresh
+                s.model.clear_cache()
         return [(r.intent, round(r.confidence, 4)) for r in replies], threads
 
     plain, plain_threads = _run(answer(False))

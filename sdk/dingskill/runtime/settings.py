@@ -155,11 +155,13 @@ class Limits:
 @dataclass
 class Understanding:
     workers: int = setting(
-        0, "classification threads computing sentence encodings (0: one per core)", minimum=0
+        0,
+        "classification threads computing encodings and decisions (0: one per core but one)",
+        minimum=0,
     )
     max_batch: int = setting(32, "utterances per batched encoder forward pass", minimum=1)
     window_ms: float = setting(
-        1.5, "how long a message waits for others to share its forward pass", minimum=0
+        2.0, "how long a message waits for others to share its forward pass", minimum=0
     )
     max_queue: int = setting(
         256,

@@ -1,11 +1,21 @@
 """The understanding step's heavy part, off the event loop and batched across messages.
 
 Before the engine decides (synchronously, on the loop), the Pipeline awaits
-:meth:`Understanding.prepare`: the message's sentence encoding, for every encoder of the
-engine's skills that caches utterances (the ``use-m3`` default), is computed by a
-:class:`~dingskill.runtime.batching.DynamicBatcher` in a pool of classification threads —
-concurrent messages share one forward pass — and lands in the encoder's cache. The engine's
-``skill.decide(text)`` then finds it there: the engine does not know about the batching.
+:meth:`Understanding.prepare`. A :class:`~dingskill.runtime.batching.DynamicBatcher` hands
+the concurrent messages to a pool of classification threads, which
+
+1. computes their sentence encodings, for every encoder of the engine's skills that caches
+   utterances (the ``use-m3`` default), in one forward pass per batch — they land in the
+   encoder's cache;
+2. then runs the engine's own ``route(text)`` for each of them (``route_ahead``): every skill
+   model's decision view (n-gram scores, novelty gate, rules) lands in that model's cache.
+
+The engine's ``skill.decide(text)`` on the loop then finds everything computed: the engine
+does not know about the batching, and what it decides is what it would have decided alone
+(the same functions ran, only earlier and elsewhere). The loop keeps the transport: ACKs,
+webhooks and ``/healthz`` are never queued behind a forward pass. The threads share the GIL
+with the loop for their Python parts, so the interpreter's switch interval is shortened to
+1 ms (the loop waits at most that long for it).
 
 Bounded: when ``max_queue`` messages already wait for (or are in) a forward pass, ``prepare``
 raises :class:`Overloaded` instead of queueing more, and the Pipeline answers "busy, please
@@ -17,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 from ..nlu.normalize import normalize_text
@@ -37,23 +48,27 @@ class Overloaded(RuntimeError):
 
 
 def default_workers() -> int:
-    """Classification threads by default: the cores this process may run on."""
+    """Classification threads by default: one per core this process may run on, but one:
+    the event loop keeps a core for the transport (with them, every core is busy)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 @dataclass(frozen=True)
 class UnderstandingConfig:
-    """``workers``: classification threads (0: one per core); ``max_batch``: utterances per
+    """``workers``: classification threads (0: :func:`default_workers`); ``max_batch``: utterances per
     forward pass; ``window_ms``: how long the first message of a batch waits for others;
-    ``max_queue``: messages waiting for an encoding before new ones are shed (0: never)."""
+    ``max_queue``: messages waiting for an encoding before new ones are shed (0: never);
+    ``route_ahead``: also run the engine's routing in the threads (decisions cached)."""
 
     workers: int = 0
     max_batch: int = 32
-    window_ms: float = 1.5
+    window_ms: float = 2.0
     max_queue: int = 256
+    route_ahead: bool = True
 
 
 class Understanding:
@@ -63,12 +78,14 @@ class Understanding:
         self.config = config or UnderstandingConfig()
         self.metrics = metrics
         self.workers = self.config.workers or default_workers()
-        self._batchers: dict[int, DynamicBatcher] = {}
+        self._batcher: DynamicBatcher | None = None
         self._closed = False
         from ..nlu.use_m3 import pin_blas_threads
 
         # parallelism comes from batches side by side, one BLAS thread each
         pin_blas_threads(1)
+        if sys.getswitchinterval() > 0.001:
+            sys.setswitchinterval(0.001)  # the loop waits at most 1 ms for the GIL
 
     @staticmethod
     def encoders(engine) -> list:
@@ -81,18 +98,37 @@ class Understanding:
                 out.setdefault(id(emb), emb)
         return list(out.values())
 
-    def _batcher(self, encoder) -> DynamicBatcher:
-        b = self._batchers.get(id(encoder))
-        if b is None:
-            b = self._batchers[id(encoder)] = DynamicBatcher(
-                lambda texts, enc=encoder: enc.transform(texts, normalized=True),
+    def _compute(self, items: list[tuple]) -> list[None]:
+        """In a classification thread: one forward pass per encoder for the batch's new
+        texts, then the engines' routing of each text (its results land in the caches)."""
+        by_encoder: dict[int, tuple[object, dict[str, None]]] = {}
+        for engine, _text, norm in items:
+            for enc in self.encoders(engine):
+                by_encoder.setdefault(id(enc), (enc, {}))[1][norm] = None
+        for enc, norms in by_encoder.values():
+            enc.transform(list(norms), normalized=True)
+        if self.config.route_ahead:
+            for engine, text, _norm in items:
+                route = getattr(engine, "route", None)
+                if route is None:
+                    continue
+                try:
+                    route(text)
+                except Exception:  # noqa: BLE001 - the engine meets it again and falls back
+                    pass
+        return [None] * len(items)
+
+    def _get_batcher(self) -> DynamicBatcher:
+        if self._batcher is None:
+            self._batcher = DynamicBatcher(
+                self._compute,
                 max_batch=self.config.max_batch,
                 window_s=self.config.window_ms / 1000.0,
                 workers=self.workers,
                 name="classify",
                 on_batch=self._observe,
             )
-        return b
+        return self._batcher
 
     def _observe(self, size: int, seconds: float) -> None:
         if self.metrics is not None:
@@ -100,43 +136,46 @@ class Understanding:
             self.metrics.understand_seconds.observe(seconds)
 
     @property
+    def stats(self):
+        """The batcher's :class:`~dingskill.runtime.batching.BatchStats` (None before any)."""
+        return self._batcher.stats if self._batcher is not None else None
+
+    @property
     def depth(self) -> int:
-        """Messages waiting for (or in) a forward pass, all encoders together."""
-        return sum(b.depth for b in self._batchers.values())
+        """Messages waiting for (or in) a forward pass."""
+        return self._batcher.depth if self._batcher is not None else 0
 
     async def prepare(self, engine, text: str) -> None:
-        """Have the encodings of ``text`` (preprocessed) cached for ``engine``'s decision;
-        raises :class:`Overloaded` when the queue is full."""
+        """Have the encodings (and decisions) of ``text`` (preprocessed) cached for
+        ``engine``; raises :class:`Overloaded` when the queue is full."""
         if self._closed:
             return  # shutting down: the engine computes what it needs itself
         encoders = self.encoders(engine)
         norm = normalize_text(text) if encoders else ""
         if not norm:
             return
-        for enc in encoders:
-            if enc.cached(norm):
-                self._count("hit")
-                continue
-            limit = self.config.max_queue
-            if limit and self.depth >= limit:
-                raise Overloaded(f"{self.depth} messages wait for classification (max {limit})")
-            self._count("miss")
-            batcher = self._batcher(enc)
+        if all(enc.cached(norm) for enc in encoders):
+            self._count("hit")
+            return
+        limit = self.config.max_queue
+        if limit and self.depth >= limit:
+            raise Overloaded(f"{self.depth} messages wait for classification (max {limit})")
+        self._count("miss")
+        batcher = self._get_batcher()
+        if self.metrics is not None:
+            self.metrics.understand_queue.set(self.depth + 1)
+        try:
+            await batcher.submit((engine, text, norm))
+        except BatcherClosed:
+            return  # shutting down: the engine computes what it needs itself
+        except Exception as exc:  # noqa: BLE001 - the engine meets it again and falls back
+            log.warning(
+                "batched understanding failed; the engine will compute inline",
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+            )
+        finally:
             if self.metrics is not None:
-                self.metrics.understand_queue.set(self.depth + 1)
-            try:
-                await batcher.submit(norm)
-            except BatcherClosed:
-                return  # shutting down: the engine computes what it needs itself
-            except Exception as exc:  # noqa: BLE001 - the engine meets it again and falls back
-                log.warning(
-                    "batched encoding failed; the engine will encode inline",
-                    extra={"error": f"{type(exc).__name__}: {exc}"},
-                )
-                return
-            finally:
-                if self.metrics is not None:
-                    self.metrics.understand_queue.set(self.depth)
+                self.metrics.understand_queue.set(self.depth)
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:
@@ -145,6 +184,5 @@ class Understanding:
     async def close(self) -> None:
         """Finish the forward passes under way and stop the classification threads."""
         self._closed = True
-        for b in list(self._batchers.values()):
-            await b.close()
-        self._batchers.clear()
+        if self._batcher is not None:
+            await self._batcher.close()
