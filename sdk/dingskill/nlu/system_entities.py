@@ -1323,12 +1323,11 @@ def _resolve(cands: list[_Cand], n: int) -> list[_Cand]:
     belongs to at most one entity."""
     taken = bytearray(n)
     kept: list[_Cand] = []
-    order = sorted(
-        enumerate(cands),
-        key=lambda ic: (-(ic[1].end - ic[1].start), _PRIORITY[ic[1].entity], -ic[0], ic[1].start),
-    )
-    for _, c in order:
-        if any(taken[c.start : c.end]):
+    prio = _PRIORITY
+    keys = [(c.start - c.end, prio[c.entity], -i, c.start) for i, c in enumerate(cands)]
+    for i in sorted(range(len(cands)), key=keys.__getitem__):
+        c = cands[i]
+        if taken.find(1, c.start, c.end) != -1:
             continue
         taken[c.start : c.end] = b"\x01" * (c.end - c.start)
         kept.append(c)
