@@ -77,13 +77,18 @@ def load_cases(path) -> list[tuple[int, dict]]:
     return out
 
 
-def replay(skills, path) -> list[tuple[int, dict, Reply]]:
+def replay(skills, path, today=None) -> list[tuple[int, dict, Reply]]:
     """Send every turn of the cases file through the runtime's one Pipeline (in memory, as
     the widget and ``dingskill chat`` do); the turns of one case share a conversation.
-    Returns ``(line, row, reply)`` per turn."""
-    local = LocalPipeline(
-        skills if isinstance(skills, list | tuple) else [skills], channel="replay"
-    )
+    ``today`` (a date) fixes what 明天 / "next Monday" mean. Returns ``(line, row, reply)``
+    per turn."""
+    skills = list(skills) if isinstance(skills, list | tuple) else [skills]
+    engine = None
+    if today is not None:
+        from ..skills import Engine
+
+        engine = Engine(skills, today=today)
+    local = LocalPipeline(skills, channel="replay", engine=engine)
     out = []
     for n, row in load_cases(path):
         reply = local.send(
@@ -98,16 +103,29 @@ def replay(skills, path) -> list[tuple[int, dict, Reply]]:
     return out
 
 
-def replay_cases(skills, path) -> list[Mismatch]:
+def _state_matches(want: dict, got: dict) -> bool:
+    """``{}`` wants no pending flow; else every given key of the flow state must match."""
+    if not want:
+        return not got
+    return all(got.get(k) == v for k, v in want.items())
+
+
+def replay_cases(skills, path, today=None) -> list[Mismatch]:
     """Replay every case and list what differs from its ``expected_intent`` (and, when given,
-    ``expected_reply``, ``expected_slots``, ``expected_confidence`` to 3 decimals)."""
+    ``expected_reply``, ``expected_slots``, ``expected_state``, ``expected_confidence`` to 3
+    decimals)."""
     problems = []
-    for n, row, reply in replay(skills, path):
+    for n, row, reply in replay(skills, path, today=today):
         checks = [("intent", row["expected_intent"], reply.intent)]
         if row.get("expected_reply") is not None:
             checks.append(("reply", row["expected_reply"], reply.text))
         if row.get("expected_slots") is not None:
             checks.append(("slots", row["expected_slots"], reply.slots))
+        if row.get("expected_state") is not None:
+            want = row["expected_state"]
+            got = {k: reply.state.get(k) for k in want} if want else reply.state
+            if not _state_matches(want, reply.state):
+                checks.append(("state", want, got))
         if row.get("expected_confidence") is not None:
             checks.append(
                 ("confidence", round(row["expected_confidence"], 3), round(reply.confidence, 3))
@@ -119,9 +137,9 @@ def replay_cases(skills, path) -> list[Mismatch]:
     return problems
 
 
-def assert_conversations(skills, path) -> None:
+def assert_conversations(skills, path, today=None) -> None:
     """pytest helper: fail with every mismatch listed."""
-    problems = replay_cases(skills, path)
+    problems = replay_cases(skills, path, today=today)
     if problems:
         raise AssertionError(
             f"{len(problems)} conversation mismatch(es) in {path}:\n"

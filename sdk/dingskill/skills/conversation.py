@@ -52,6 +52,10 @@ class Reply:
     # follow-ups (a handler's or the manifest's ``notify``), sent after the reply through the
     # robot OpenAPI: [{"user" | "group": id, "text", "format", "title"}] (skills/notify.py)
     followups: list[dict] = field(default_factory=list)
+    # the entities found in the message ({start, end, entity, value, confidence, source,
+    # text}) and, within a form, the commands it became ({act, slot, value, ...})
+    entities: list[dict] = field(default_factory=list)
+    commands: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -9,6 +9,7 @@ from enum import Enum
 from .slots import extract_slot
 
 __all__ = [
+    "Awaiting",
     "CANCEL_WORDS",
     "FlowEnd",
     "FlowState",
@@ -31,6 +32,15 @@ class FlowEnd(str, Enum):
     SKILL_GONE = "skill_gone"  # the skill or intent is no longer installed
 
 
+class Awaiting(str, Enum):
+    """What the flow waits for (``context["flow"]["awaiting"]``)."""
+
+    SLOT = "slot"  # the answer to the question about ``pending``
+    CONFIRM = "confirm"  # 是 / 否 to the summary (the flow's ``confirm:`` step)
+    SUGGESTION = "suggestion"  # 是 / 否 to "did you mean 年假?" (a value with a typo)
+    OFFER = "offer"  # 是 / 否 to leaving this form for another request
+
+
 @dataclass
 class FlowState:
     """A pending multi-turn flow, stored as ``context["flow"]`` (JSON)."""
@@ -38,11 +48,15 @@ class FlowState:
     skill: str
     intent: str
     slots: dict
-    pending: str  # the slot being asked for
+    pending: str  # the slot being asked for ("" while confirming)
     started_ms: int
-    asks: int = 1  # how often the pending slot was asked
+    asks: int = 1  # how often in a row the question got no usable answer, plus one
     offer: dict | None = None  # {"skill", "intent", "text"}: leave the form for this?
     digressions: int = 0  # other requests answered while the flow waited
+    awaiting: str = Awaiting.SLOT.value
+    suggestion: dict | None = None  # {"slot", "value"}: the value a typo probably meant
+    entities: dict = field(default_factory=dict)  # slot -> the entity its value came from
+    lang: str = ""  # the conversation's language when the flow started (zh / en)
 
     @classmethod
     def from_dict(cls, d: dict) -> FlowState:
@@ -121,5 +135,16 @@ def fill_slots(
     return new
 
 
-def new_flow(skill_id: str, intent: str, slots: dict, pending: str, now_ms: int) -> dict:
-    return FlowState(skill_id, intent, dict(slots), pending, now_ms).to_dict()
+def new_flow(
+    skill_id: str,
+    intent: str,
+    slots: dict,
+    pending: str,
+    now_ms: int,
+    entities: dict | None = None,
+    lang: str = "",
+) -> dict:
+    state = FlowState(skill_id, intent, dict(slots), pending, now_ms)
+    state.entities = dict(entities or {})
+    state.lang = lang
+    return state.to_dict()

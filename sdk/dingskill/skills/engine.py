@@ -21,13 +21,13 @@ from .clarify import clarify_reply, resolve_pick
 from .conversation import Message, Reply
 from .dialogue import (
     DEFAULT_TIMEOUT_S,
+    Awaiting,
     FlowEnd,
     end_flow,
-    fill_slots,
-    is_cancel,
     missing_slots,
     new_flow,
 )
+from .entities import find_entities
 from .fallback import (
     FALLBACK,
     ack_reply,
@@ -41,15 +41,15 @@ from .fallback import (
     skill_with_intent,
     suggest,
 )
+from .flow import continue_flow, first_values, localized
 from .http_action import HttpAction, HttpActionError
 from .notify import normalize_all, render_notify
 from .outbound import OutboundPolicy
-from .smalltalk import NO, YES, SmallTalk, match_small_talk, small_talk_reply
+from .smalltalk import SmallTalk, match_small_talk, small_talk_reply
 from .templates import arender, arender_tree, choose_variant
 
 __all__ = ["Engine", "FALLBACK"]
 
-CANCELLED = {"zh": "好的，已取消。", "en": "OK, cancelled."}
 EXPIRED = {
     "zh": "（上一个请求已超时，已为您取消。）",
     "en": "(Your previous request timed out and was cancelled.)",
@@ -57,11 +57,6 @@ EXPIRED = {
 GONE = {
     "zh": "（您之前办理的事项所属的技能已更新或移除，已结束。）",
     "en": "(The skill of your previous request was updated or removed; it has ended.)",
-}
-RESUME = {"zh": "（回到刚才的事项：{ask}）", "en": "(Back to your request: {ask})"}
-OFFER = {
-    "zh": "您还有一件事没办完（{ask}）。要先放下它，改办新的请求吗？请回复「是」或「否」。",
-    "en": "You have a request in progress ({ask}). Leave it for the new one? Reply yes or no.",
 }
 # a message in a flow that another intent claims at least this confidently is a digression
 DIGRESSION_CONFIDENCE = 0.8
@@ -117,9 +112,48 @@ class Engine:
     def _today(self) -> dt.date:
         return self.today or dt.date.fromtimestamp(self.clock())
 
+    def _now(self) -> dt.datetime:
+        now = dt.datetime.fromtimestamp(self.clock())
+        return dt.datetime.combine(self._today(), now.time()) if self.today else now
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def entities(self, skill, text: str) -> list:
+        """The entities of ``text`` for ``skill`` (rule + system + model, overlaps resolved),
+        dates resolved against the engine's today."""
+        if not text.strip():
+            return []
+        return find_entities(skill, text, self._today(), self._now())
+
+    @staticmethod
+    def _long_answer(text: str) -> bool:
+        return _long_answer(text)
+
+    @staticmethod
+    def _seed(message: Message, context: dict, extra: object = "") -> str:
+        return _seed(message, context, extra)
+
+    def _flow_variables(self, skill, state, message: Message, context: dict) -> dict:
+        declared_all = {name: None for name in skill.manifest.slots}
+        return self._variables(
+            message,
+            {**declared_all, **state.slots},
+            context,
+            state.intent,
+            1.0,
+            entities=state.entities,
+        )
+
     @staticmethod
     def _variables(
-        message: Message, slots: dict, context: dict, intent: str, confidence: float, api=None
+        message: Message,
+        slots: dict,
+        context: dict,
+        intent: str,
+        confidence: float,
+        api=None,
+        entities: dict | None = None,
     ) -> dict:
         return {
             "message": {
@@ -133,6 +167,8 @@ class Engine:
             },
             "sender": message.sender_nick or message.sender_id,
             "slots": dict(slots),
+            # per slot, the entity its value came from: {text, value, entity, start, end, ...}
+            "entities": dict(entities or {}),
             "context": {k: v for k, v in context.items() if k != "flow"},
             "intent": intent,
             "confidence": round(confidence, 3),
@@ -247,18 +283,8 @@ class Engine:
             elif now_ms - flow["started_ms"] > spec.get("timeout_s", DEFAULT_TIMEOUT_S) * 1000:
                 end_flow(context, FlowEnd.TIMEOUT, now_ms)
                 note = EXPIRED[_lang(text)]
-            elif is_cancel(text, spec.get("cancel_words")):
-                end_flow(context, FlowEnd.CANCELLED, now_ms)
-                return Reply(
-                    text=spec.get("cancelled") or CANCELLED[_lang(text)],
-                    skill_id=skill.manifest.id,
-                    intent=flow["intent"],
-                    confidence=1.0,
-                    source="dialogue",
-                    slots=flow["slots"],
-                )
             else:
-                reply = await self._continue_flow(skill, spec, flow, message, context)
+                reply = await continue_flow(self, skill, spec, message, context)
                 if reply is not None:
                     return reply
         reply = await self._decide_and_start(message, context)
@@ -293,149 +319,6 @@ class Engine:
             return ack_reply(self._lang_of(text, context))
         return self._fallback_reply(text, arb.decision, context)
 
-    async def _ask(self, skill, spec, flow, message, context) -> str:
-        """The question for the pending slot."""
-        ask_spec = next(s for s in spec["slots"] if s["name"] == flow["pending"])
-        declared_all = {name: None for name in skill.manifest.slots}
-        variables = self._variables(
-            message, {**declared_all, **flow["slots"]}, context, flow["intent"], 1.0
-        )
-        return await arender(
-            choose_variant(ask_spec["ask"], _seed(message, context, flow["asks"])), variables
-        )
-
-    async def _resume(self, reply: Reply, skill, spec, flow, message, context) -> Reply:
-        """Append "back to the form" and the pending question to a digression's answer."""
-        lang = _lang(reply.text) if reply.text else _lang(message.text)
-        back = RESUME[lang].format(ask=await self._ask(skill, spec, flow, message, context))
-        reply.text = f"{reply.text}\n{back}" if reply.text else back
-        if isinstance(reply.card, dict) and reply.card.get("text"):
-            reply.card = {**reply.card, "text": f"{reply.card['text']}\n{back}"}
-        return reply
-
-    async def _digression(self, skill, spec, flow, message, context) -> Reply | None:
-        """A small-talk message, a command, or a confident request for another intent while
-        a flow waits: answer it and resume the flow (or, when the other request is itself a
-        form, ask whether to leave this one). None when the message is no digression."""
-        text = message.text
-        other, d = self.route(text)
-        kind = match_small_talk(text)
-        if other is not None and d.source == "rule" and d.intent == flow["intent"]:
-            return None
-        is_other = (
-            other is not None
-            and d.intent not in ("oos", flow["intent"])
-            and (d.source == "rule" or d.confidence >= DIGRESSION_CONFIDENCE)
-        )
-        if kind is None and not is_other:
-            return None
-        if not is_other:
-            reply = await self._small_talk(kind, message, context)
-        else:
-            resp = other.manifest.intents.get(d.intent) or {}
-            if resp.get("flow") and missing_slots(resp["flow"], {}):
-                flow["offer"] = {"skill": other.manifest.id, "intent": d.intent, "text": text}
-                lang = _lang(text)
-                return Reply(
-                    text=OFFER[lang].format(
-                        ask=await self._ask(skill, spec, flow, message, context)
-                    ),
-                    skill_id=skill.manifest.id,
-                    intent=flow["intent"],
-                    confidence=d.confidence,
-                    alternatives=d.alternatives,
-                    source="dialogue",
-                    slots=dict(flow["slots"]),
-                )
-            saved = context.pop("flow")  # the other response runs outside the form
-            reply = await self._start(other, d, message, context)
-            context["flow"] = saved
-        flow["digressions"] = flow.get("digressions", 0) + 1
-        return await self._resume(reply, skill, spec, flow, message, context)
-
-    async def _continue_flow(self, skill, spec, flow, message, context) -> Reply | None:
-        declared = skill.manifest.slots
-        wanted = [s["name"] for s in spec["slots"]]
-        slots = flow["slots"]
-        now_ms = int(self.clock() * 1000)
-        offer = flow.pop("offer", None)
-        if offer is not None:
-            bare = message.text.strip().rstrip("。.!！")
-            if YES.match(bare):
-                end_flow(context, FlowEnd.SWITCHED, now_ms)
-                target = self._by_id.get(offer["skill"])
-                if target is not None:
-                    decision = target.decide(offer["text"])
-                    if decision.intent == offer["intent"]:
-                        again = dataclasses.replace(message, text=offer["text"])
-                        return await self._start(target, decision, again, context)
-                return None
-            if NO.match(bare):
-                return await self._resume(
-                    Reply(
-                        text="",
-                        skill_id=skill.manifest.id,
-                        intent=flow["intent"],
-                        confidence=1.0,
-                        source="dialogue",
-                        slots=dict(slots),
-                    ),
-                    skill,
-                    spec,
-                    flow,
-                    message,
-                    context,
-                )
-        # typed values first (a date, a number, a listed word): a real answer to the form
-        new = fill_slots(declared, wanted, message.text, slots, self._today())
-        if flow["pending"] in new and _long_answer(message.text):
-            # a long message that happens to hold a date or number ("明天北京会下雨吗") and
-            # that the models confidently call out of scope is a question, not an answer
-            other, d = self.route(message.text)
-            if other is None and d is not None and d.confidence >= DIGRESSION_CONFIDENCE:
-                for name in new:
-                    slots.pop(name, None)
-                flow["digressions"] = flow.get("digressions", 0) + 1
-                fallback = self._fallback_reply(message.text, d, context)
-                fallback.slots = dict(slots)
-                return await self._resume(fallback, skill, spec, flow, message, context)
-        if flow["pending"] not in new:
-            reply = await self._digression(skill, spec, flow, message, context)
-            if reply is not None:
-                return reply
-            new.update(
-                fill_slots(
-                    declared, wanted, message.text, slots, self._today(), answer_for=flow["pending"]
-                )
-            )
-        if flow["pending"] not in new:
-            flow["asks"] = flow.get("asks", 1) + 1
-            if flow["asks"] > 3:
-                end_flow(context, FlowEnd.GAVE_UP, now_ms)
-                return Reply(
-                    text=CANCELLED[_lang(message.text)],
-                    skill_id=skill.manifest.id,
-                    intent=flow["intent"],
-                    source="dialogue",
-                    slots=slots,
-                )
-        missing = missing_slots(spec, slots)
-        if missing:
-            flow["pending"] = missing[0]["name"]
-            return Reply(
-                text=await self._ask(skill, spec, flow, message, context),
-                skill_id=skill.manifest.id,
-                intent=flow["intent"],
-                confidence=1.0,
-                source="dialogue",
-                slots=dict(slots),
-            )
-        end_flow(context, FlowEnd.COMPLETED, now_ms)
-        resp = skill.manifest.intents[flow["intent"]]
-        reply = await self._execute(skill, flow["intent"], resp, slots, message, context, 1.0)
-        reply.source = "dialogue"
-        return reply
-
     async def _start(self, skill, decision, message, context) -> Reply:
         resp = skill.manifest.intents.get(decision.intent)
         if resp is None:  # the model knows an intent the manifest gives no response
@@ -448,52 +331,75 @@ class Engine:
                 source="fallback",
                 error=f"skill {skill.manifest.id} has no response for intent {decision.intent!r}",
             )
-        slots: dict = {}
-        fill_slots(
-            skill.manifest.slots, list(skill.manifest.slots), message.text, slots, self._today()
+        entities = self.entities(skill, message.text)
+        slots, found = first_values(
+            message.text, entities, skill.manifest.slots, list(skill.manifest.slots)
         )
         spec = resp.get("flow")
+        state = None
         if spec:
             missing = missing_slots(spec, slots)
-            if missing:
-                now_ms = int(self.clock() * 1000)
-                context["flow"] = new_flow(
-                    skill.manifest.id, decision.intent, slots, missing[0]["name"], now_ms
+            if missing or spec.get("confirm"):
+                state = new_flow(
+                    skill.manifest.id,
+                    decision.intent,
+                    slots,
+                    missing[0]["name"] if missing else "",
+                    self._now_ms(),
+                    entities=found,
+                    lang=self._lang_of(message.text, context),
                 )
-                variables = self._variables(
-                    message, slots, context, decision.intent, decision.confidence
-                )
-                ask = await arender(
-                    choose_variant(missing[0]["ask"], _seed(message, context)), variables
-                )
-                return Reply(
-                    text=ask,
-                    skill_id=skill.manifest.id,
-                    intent=decision.intent,
-                    confidence=decision.confidence,
-                    alternatives=decision.alternatives,
-                    source=decision.source,
-                    rule=decision.rule,
-                    slots=dict(slots),
-                )
-        reply = await self._execute(
-            skill, decision.intent, resp, slots, message, context, decision.confidence
-        )
-        reply.alternatives, reply.source, reply.rule = (
-            decision.alternatives,
-            decision.source,
-            decision.rule,
-        )
+                if not missing:
+                    state["awaiting"] = Awaiting.CONFIRM.value
+        if state is not None:
+            from .dialogue import FlowState
+            from .flow import _ask
+
+            context["flow"] = state
+            ask = await _ask(
+                self, skill, spec, FlowState.from_dict(state), message, context, seed=""
+            )
+            reply = Reply(
+                text=ask,
+                skill_id=skill.manifest.id,
+                intent=decision.intent,
+                confidence=decision.confidence,
+                alternatives=decision.alternatives,
+                source=decision.source,
+                rule=decision.rule,
+                slots=dict(slots),
+            )
+        else:
+            reply = await self._execute(
+                skill,
+                decision.intent,
+                resp,
+                slots,
+                message,
+                context,
+                decision.confidence,
+                entities=found,
+            )
+            reply.alternatives, reply.source, reply.rule = (
+                decision.alternatives,
+                decision.source,
+                decision.rule,
+            )
+        reply.entities = [{**e.to_dict(), "text": e.text_in(message.text)} for e in entities]
         return reply
 
-    async def _execute(self, skill, intent, resp, slots, message, context, confidence) -> Reply:
+    async def _execute(
+        self, skill, intent, resp, slots, message, context, confidence, entities=None
+    ) -> Reply:
         base = dict(
             skill_id=skill.manifest.id, intent=intent, confidence=confidence, slots=dict(slots)
         )
         api, error = None, None
         fallback = resp.get("fallback") or skill.manifest.fallback or self._fallback(message.text)
         declared = {name: None for name in skill.manifest.slots}
-        variables = self._variables(message, {**declared, **slots}, context, intent, confidence)
+        variables = self._variables(
+            message, {**declared, **slots}, context, intent, confidence, entities=entities
+        )
         try:
             if "http" in resp:
                 action = HttpAction.from_spec(resp["http"])
@@ -531,7 +437,13 @@ class Engine:
                     **base,
                 )
             text = (
-                await arender(choose_variant(resp["template"], _seed(message, context)), variables)
+                await arender(
+                    choose_variant(
+                        localized(resp["template"], self._lang_of(message.text, context)),
+                        _seed(message, context),
+                    ),
+                    variables,
+                )
                 if "template" in resp
                 else ""
             )

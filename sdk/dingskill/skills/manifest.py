@@ -125,6 +125,13 @@ class Manifest:
     timeout_s: float = 5.0
     outbound: list[str] = field(default_factory=list)
     raw: dict = field(default_factory=dict, repr=False)
+    source: str = ""  # the file it was read from, for errors found later (skill.yaml)
+    lines: dict = field(default_factory=dict, repr=False)  # JSON path -> line in ``source``
+
+    def where(self, *path) -> str:
+        """``file:line`` of a field (``where("slots", "room", "entity")``)."""
+        line = self.lines.get(tuple(path)) or self.lines.get(tuple(path[:-1])) or 1
+        return f"{self.source or 'skill.yaml'}:{line}"
 
     @property
     def handlers(self) -> list[str]:
@@ -192,6 +199,7 @@ def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
                         f"{source}:{lines.get(('intents', name, 'flow', 'slots', j, 'name'), 1)}: "
                         f"intents.{name}.flow.slots.{j}.name: slot {slot['name']!r} is not declared under 'slots'"
                     )
+        problems += _check_slots(data, lines, source)
         problems += _check_patterns(data, lines, source)
         problems += _check_outbound(data, lines, source)
         problems += _check_notify(data, lines, source)
@@ -202,8 +210,45 @@ def parse_manifest(text: str, source: str = "skill.yaml") -> Manifest:
             )
     if problems:
         raise ManifestError(problems)
-    known = {f for f in Manifest.__dataclass_fields__ if f != "raw"}
-    return Manifest(**{k: v for k, v in data.items() if k in known}, raw=data)
+    known = {f for f in Manifest.__dataclass_fields__ if f not in ("raw", "source", "lines")}
+    return Manifest(
+        **{k: v for k, v in data.items() if k in known}, raw=data, source=source, lines=lines
+    )
+
+
+def _check_slots(data: dict, lines: dict, source: str) -> list[str]:
+    """``type: entity`` names its entity; flows keep only declared slots."""
+    from ..datasets.annotations import ENTITY_TYPE
+
+    out = []
+    for name, spec in data.get("slots", {}).items():
+        where = lines.get(("slots", name, "type")) or lines.get(("slots", name), 1)
+        if spec.get("type") == "entity":
+            entity = spec.get("entity")
+            if not entity:
+                out.append(
+                    f"{source}:{where}: slots.{name}: a slot of type 'entity' needs 'entity: "
+                    "NAME', the entity type the data annotates (e.g. [西湖厅](room) -> room)"
+                )
+            elif not ENTITY_TYPE.match(entity):
+                out.append(
+                    f"{source}:{lines.get(('slots', name, 'entity'), where)}: slots.{name}.entity:"
+                    f" {entity!r} is not an entity type name (letters, digits, _ - .)"
+                )
+        elif "entity" in spec:
+            out.append(
+                f"{source}:{lines.get(('slots', name, 'entity'), where)}: slots.{name}.entity: "
+                "only a slot of 'type: entity' names an entity; add 'type: entity' or remove it"
+            )
+    for iname, resp in data["intents"].items():
+        for j, slot in enumerate(resp.get("flow", {}).get("optional", [])):
+            if slot not in data.get("slots", {}):
+                line = lines.get(("intents", iname, "flow", "optional", j), 1)
+                out.append(
+                    f"{source}:{line}: intents.{iname}.flow.optional.{j}: slot {slot!r} is not "
+                    "declared under 'slots'"
+                )
+    return out
 
 
 def _check_patterns(data: dict, lines: dict, source: str) -> list[str]:

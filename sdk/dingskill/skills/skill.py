@@ -93,6 +93,7 @@ class Skill:
         report = data.validate()
         if not report.ok:
             raise SkillError("training data has errors:\n" + "\n".join(report.lines()))
+        self.check_slot_entities(getattr(data, "entity_types", []))
         texts, intents = list(data.texts), list(data.intents)
         if extra is not None:
             et, ei = (extra.texts, extra.intents) if hasattr(extra, "texts") else extra
@@ -118,6 +119,44 @@ class Skill:
 
     def decide(self, text: str):
         return self.model.decide(text)
+
+    def entities(self, text: str, today=None, now=None) -> list:
+        """The entities of ``text`` for this skill (:class:`~dingskill.nlu.entity.Entity`,
+        spans into ``text``): its word-list and pattern slots as lookup entities (``rule``,
+        synonyms -> canonical value), the system entities (``system``: dates against
+        ``today``, times, durations, numbers, money) and its trained extractor's predictions
+        (``model``) when it has one; overlaps resolved."""
+        import datetime as dt
+
+        from .entities import find_entities
+
+        return find_entities(self, text, today or dt.date.today(), now)
+
+    def check_slot_entities(self, annotated) -> None:
+        """Refuse a ``type: entity`` slot whose entity nothing can find: not a system type,
+        not another slot's lookup entity, not among ``annotated`` (the types the training
+        data annotates / the extractor knows)."""
+        from ..nlu.entity import SYSTEM_TYPES
+        from .slots import slot_entity, slot_type
+
+        slots = self.manifest.slots
+        known = set(annotated) | set(SYSTEM_TYPES)
+        known |= {
+            slot_entity(n, s)
+            for n, s in slots.items()
+            if slot_type(s) != "entity" or s.get("words")  # lookups find these
+        }
+        problems = [
+            f"{self.manifest.where('slots', name, 'entity')}: slots.{name}.entity: "
+            f"{spec['entity']!r} is not an entity the training data annotates "
+            f"({', '.join(sorted(annotated)) or 'none annotated'}) nor a system entity "
+            f"({', '.join(SYSTEM_TYPES)}): annotate it in the data, e.g. "
+            f"[西湖厅]({spec['entity']}), or name one of those"
+            for name, spec in slots.items()
+            if slot_type(spec) == "entity" and spec.get("entity") not in known
+        ]
+        if problems:
+            raise SkillError("\n".join(problems))
 
     def match_rule(self, text: str):
         """The rule :meth:`decide` would apply to ``text``, or None (no model run)."""

@@ -237,3 +237,154 @@ def extract_slot(spec: dict, text: str, today: dt.date | None = None, whole_answ
             return None
         return m.group(1) if m.groups() else m.group(0)
     return text.strip() if whole_answer and text.strip() else None
+
+
+# -- slots from entities -------------------------------------------------------------------------
+# the system entity types a slot may be declared as (``type: date`` ...) and, per slot type,
+# the entity types that can fill it (converted by :func:`slot_value`)
+SYSTEM_SLOT_TYPES = (
+    "date",
+    "time",
+    "part_of_day",
+    "datetime",
+    "date_range",
+    "duration",
+    "number",
+    "amount",
+)
+ACCEPTS = {
+    "date": ("date", "datetime", "date_range"),
+    "time": ("time", "datetime", "part_of_day"),
+    "part_of_day": ("part_of_day",),
+    "datetime": ("datetime", "date"),
+    "date_range": ("date_range", "date"),
+    "duration": ("duration",),
+    "number": ("number",),
+    "amount": ("amount",),
+}
+# days per unit, for a duration slot (``unit: day``, the default)
+_UNIT_DAYS = {"day": 1.0, "week": 7.0, "month": 30.0, "year": 365.0}
+_UNITS = ("minute", "hour", "day", "week", "month", "year")
+
+
+def slot_type(spec: dict) -> str:
+    """The declared type of a slot (``words`` / ``regex`` / ``text`` when left out)."""
+    return spec.get(
+        "type", "words" if "words" in spec else "regex" if "pattern" in spec else "text"
+    )
+
+
+def slot_entity(name: str, spec: dict) -> str:
+    """The entity type a slot is filled from: ``entity:`` for ``type: entity``, the slot's own
+    name for word lists and patterns (their lookup entities carry it), else the system type."""
+    kind = slot_type(spec)
+    if kind == "entity":
+        return spec["entity"]
+    if kind in ("words", "regex", "text"):
+        return name
+    return kind
+
+
+def _clean_number(x):
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
+def slot_value(name: str, spec: dict, entity: str, value):
+    """The value of slot ``name`` (declared as ``spec``) from an entity of type ``entity`` with
+    canonical ``value``, or None when that entity cannot fill the slot: a ``date`` slot takes a
+    date, a datetime's date or a date range's start; a ``time`` slot a time, a datetime's time
+    or a part of the day; a ``duration`` slot a duration in its ``unit`` (default ``day``)..."""
+    kind = slot_type(spec)
+    if kind in ("words", "regex", "text", "entity"):
+        if entity != slot_entity(name, spec):
+            return None
+        if kind in ("entity", "words") and spec.get("words") and isinstance(value, str):
+            return _words(spec["words"])(value) or value
+        return value
+    if entity not in ACCEPTS.get(kind, ()):
+        return None
+    try:
+        if kind == "date":
+            if entity == "datetime":
+                return str(value)[:10]
+            if entity == "date_range":
+                return value["start"]
+            return value
+        if kind == "time":
+            return str(value)[11:16] if entity == "datetime" else value
+        if kind == "datetime":
+            return value if entity == "datetime" else f"{value}T00:00"
+        if kind == "date_range":
+            return value if entity == "date_range" else {"start": value, "end": value}
+        if kind == "duration":
+            unit = spec.get("unit", "day")
+            if value["unit"] == unit:
+                return _clean_number(float(value["amount"]))
+            if unit == "day" and value["unit"] in _UNIT_DAYS:
+                return _clean_number(float(value["amount"]) * _UNIT_DAYS[value["unit"]])
+            return None
+        if kind in ("number", "amount"):
+            amount = value["amount"] if isinstance(value, dict) else value
+            return _clean_number(float(amount))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value
+
+
+def word_spans(spec: dict[str, list[str]], text: str) -> list[tuple[int, int, str]]:
+    """Every non-overlapping occurrence of a listed word or synonym: ``(start, end,
+    canonical)``, longest forms first, case-insensitive."""
+    pairs = sorted(
+        {(syn.lower(), canon) for canon, syns in spec.items() for syn in [canon, *syns] if syn},
+        key=lambda p: (-len(p[0]), p[0]),
+    )
+    low = text.lower()
+    taken: list[tuple[int, int, str]] = []
+    for syn, canon in pairs:
+        start = low.find(syn)
+        while start >= 0:
+            end = start + len(syn)
+            ascii_word = syn.isascii() and syn[:1].isalnum()
+            bounded = not ascii_word or (
+                (start == 0 or not low[start - 1].isalnum())
+                and (end == len(low) or not low[end].isalnum())
+            )
+            if bounded and not any(s < end and start < e for s, e, _ in taken):
+                taken.append((start, end, canon))
+            start = low.find(syn, start + 1)
+    return sorted(taken)
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance (insert, delete, substitute: 1 each)."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def closest_word(spec: dict[str, list[str]], answer: str) -> tuple[str, float] | None:
+    """The listed value whose word or synonym is most like ``answer`` (a short reply with a
+    typo: 年价 -> 年假, "anual leave" -> 年假): ``(canonical, similarity)`` with similarity
+    1 - edit distance / length, or None when nothing is at least half alike or two values
+    tie. Character-level, so it serves Chinese without a segmenter or pinyin."""
+    t = re.sub(r"[\s\W_]+", " ", answer.lower()).strip()
+    if not t or len(t) > 24:
+        return None
+    best: dict[str, float] = {}
+    for canon, syns in spec.items():
+        for syn in [canon, *syns]:
+            s = syn.lower()
+            if len(s) < 2:
+                continue
+            sim = 1 - _distance(t, s) / max(len(t), len(s))
+            best[canon] = max(best.get(canon, 0.0), sim)
+    ranked = sorted(best.items(), key=lambda kv: -kv[1])
+    if not ranked or ranked[0][1] < 0.5:
+        return None
+    if len(ranked) > 1 and ranked[1][1] == ranked[0][1]:
+        return None
+    return ranked[0]
