@@ -315,6 +315,16 @@ _RE_ZH_WEEK = re.compile(
     r"|(?<![\d一二三四五六七八九十两个])(?P<we>周末)"
 )
 _RE_ZH_MONTH = re.compile(r"(?P<p>下个|上个|这个|本)月(?![\d一二三四五六七八九十份])")
+# a named month alone: 3月, 12月份, 2027年1月; "in March", "December 2026"
+_RE_ZH_MONTH_NAMED = re.compile(
+    rf"(?:(?P<y>(?<!\d)\d{{4}}|[今明去])\s?年\s?)?(?<![\d.个])(?P<m>1[0-2]|0?[1-9]|{_CN_MONTH})"
+    rf"\s?月(?:份)?(?![\d{_CN_CHARS}号日底初中])"
+)
+_RE_EN_MONTH_NAMED = re.compile(
+    rf"\b(?:(?P<in>in|during|for|of|next|this)\s{{1,2}})?(?P<mon>{_MONTH_RE})\b"
+    r"(?:,?\s{1,2}(?P<y>\d{4})\b)?(?!\s{0,2}\d)",
+    re.I,
+)
 _RE_ISO = re.compile(
     r"(?<![\d.])(?P<y>\d{4})(?P<s>[-/.])(?P<m>\d{1,2})(?P=s)(?P<d>\d{1,2})(?![\d])(?!\.\d)"
 )
@@ -551,6 +561,50 @@ def _ranges_of_periods(t: str, today: dt.date, out: list[_Cand]) -> None:
             add(m, mon, mon + dt.timedelta(days=6))
     for m in _find(_RE_ZH_MONTH, t):
         add(m, *month(_WEEK_PREFIX[m["p"]]))
+
+    def named_month(mo: int, year: int | None) -> tuple[dt.date, dt.date]:
+        if year is None:  # this year's, unless it ended over 180 days ago
+            year = today.year
+            end = (dt.date(year, mo, 1) + dt.timedelta(days=32)).replace(day=1)
+            if end - dt.timedelta(days=1) < today - dt.timedelta(days=180):
+                year += 1
+        first = dt.date(year, mo, 1)
+        return first, (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+
+    for m in _find(_RE_ZH_MONTH_NAMED, t):
+        y = m["y"]
+        year = None
+        if y:
+            year = {"今": today.year, "明": today.year + 1, "去": today.year - 1}.get(y) or _small(
+                y
+            )
+        mo = _small(m["m"])
+        if mo is not None and 1 <= mo <= 12 and (year is None or 1 <= year <= 9999):
+            add(m, *named_month(mo, year))
+    for m in _find(_RE_EN_MONTH_NAMED, t):
+        name = m["mon"].lower()
+        if not m["in"] and not m["y"] and (name in ("may", "march") or len(name) <= 4):
+            continue  # "you may", "march on", "mar": a bare month word needs "in" or a year
+        start = (
+            m.start("mon")
+            if (m["in"] or "").lower() in ("in", "during", "for", "of")
+            else m.start()
+        )
+        mo = _MONTHS[name[:3]]
+        year = int(m["y"]) if m["y"] else None
+        if (m["in"] or "").lower() == "next" and year is None:
+            year = today.year + (1 if mo <= today.month else 0)
+        a, b = named_month(mo, year)
+        out.append(
+            _Cand(
+                start,
+                m.end(),
+                "date_range",
+                {"start": a.isoformat(), "end": b.isoformat()},
+                1.0,
+                {"date": a, "end": b},
+            )
+        )
     for m in _find(_RE_EN_WEEK, t):
         p = (m["p"] or "this").lower()
         u = (m["u"] or "weekend").lower()
@@ -1139,6 +1193,20 @@ def _compose(t: str, cands: list[_Cand]) -> list[_Cand]:
         value = {"start": start.isoformat(), "end": end.isoformat()}
         new.append(_Cand(a.start, b_end, "date_range", value, 1.0, {"date": start, "end": end}))
 
+    # period to period (1月到3月, 本周到下周) -> one date_range from the first's start
+    periods = _index(cands, "date_range")
+    for a in list(periods.values()):
+        sep = _RANGE_SEP.match(t, a.end)
+        b = periods.get(sep.end()) if sep is not None else None
+        if b is None or t[sep.start() : sep.end()].strip().lower() == "and":
+            continue
+        start, end = a.info["date"], b.info["end"]
+        if end.year > start.year and b.info["date"].replace(year=start.year) > start:
+            end = end.replace(year=start.year)  # 1月到3月: the same year as the start
+        if end >= start:
+            value = {"start": start.isoformat(), "end": end.isoformat()}
+            new.append(_Cand(a.start, b.end, "date_range", value, 1.0, {"date": start, "end": end}))
+
     # date [pod] time -> datetime; also a part of day that names its date (tonight, 今晚)
     heads = [d for d in dates.values() if d.start not in range_ends]
     heads += [p for p in pods.values() if "date" in p.info]
@@ -1256,6 +1324,8 @@ def _gates() -> dict:
         _RE_EN_WEEKDAY: ("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
         _RE_ZH_WEEK: ("周", "星期", "礼拜"),
         _RE_ZH_MONTH: ("月",),
+        _RE_ZH_MONTH_NAMED: ("月",),
+        _RE_EN_MONTH_NAMED: _MONTH_KEYS,
         _RE_EN_WEEK: ("week", "month"),
         _RE_ZH_TIME: ("点", "时"),
         _RE_COLON: (":",),
