@@ -1,4 +1,5 @@
-"""``dingskill bench``: the CLINC150 NLU benchmark and the runtime benchmark."""
+"""``dingskill bench``: the CLINC150 NLU benchmark, the entity benchmark and the runtime
+benchmark."""
 
 from __future__ import annotations
 
@@ -26,6 +27,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     clinc.add_argument("--json", action="store_true", help="print one JSON object last")
     clinc.set_defaults(func=_clinc150)
+
+    ent = bench_sub.add_parser(
+        "entities", help="entity F1, intent accuracy and speed on SNIPS (en) and CAIS (zh)"
+    )
+    ent.add_argument(
+        "--data-home",
+        default=None,
+        help="folder holding snips/ and cais/ (default ../shared/datasets)",
+    )
+    ent.add_argument(
+        "--datasets", default="snips,cais", help="comma-separated, of snips,cais (default both)"
+    )
+    ent.add_argument("--train", default=None, help="a span-annotated JSONL training file")
+    ent.add_argument("--test", default=None, help="its JSONL test file")
+    ent.add_argument("--name", default=None, help="the name of the --train/--test pair")
+    ent.add_argument(
+        "--embeddings",
+        default="default",
+        help="the intent classifier's embedding block: 'default', 'none' or a name",
+    )
+    ent.add_argument("--json", action="store_true", help="print one JSON object last")
+    ent.set_defaults(func=_entities)
 
     rt = bench_sub.add_parser("runtime", help="throughput and latency of the Stream runtime")
     rt.add_argument(
@@ -104,6 +127,41 @@ def _clinc150(args: argparse.Namespace) -> int:
         embeddings=embeddings_option(args.embeddings),
     )
     _print(result, args.json)
+    return 0
+
+
+def _entities(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..evaluation.entity_benchmark import DATASETS, EntityBenchmarkDataError, entities_benchmark
+    from .nlu_cmd import embeddings_option
+
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(DATASETS))
+    if unknown:
+        print(
+            f"error: unknown dataset(s) {unknown}; choose from {sorted(DATASETS)}", file=sys.stderr
+        )
+        return 2
+    try:
+        result = entities_benchmark(
+            data_home=args.data_home,
+            datasets=tuple(names),
+            train=args.train,
+            test=args.test,
+            name=args.name,
+            progress=True,  # on stderr: stdout keeps the one JSON object with --json
+            embeddings=embeddings_option(args.embeddings),
+        )
+    except EntityBenchmarkDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        for name, figures in result["datasets"].items():
+            print(name)
+            _print(figures, False)
     return 0
 
 

@@ -21,7 +21,11 @@ SUMMARY_KEYS = ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("train", help="train an intent classifier on a dataset")
+    t = sub.add_parser(
+        "train",
+        help="train an intent classifier (and an entity extractor when the data annotates "
+        "entities) on a dataset",
+    )
     t.add_argument("data", help="csv / tsv / jsonl / CLINC json / Rasa yaml")
     t.add_argument("-o", "--output", required=True, help="model folder to write")
     t.add_argument("--text-col", default="text", help="column holding the utterance")
@@ -195,9 +199,22 @@ def _train(args) -> int:
             embeddings=embeddings_option(args.embeddings),
         )
         model.fit(train.texts, train.intents)
+        entity_model = None
+        if train.has_entities:
+            from ..nlu import EntityExtractor
+
+            steps.set_postfix_str(f"entities: fit {len(train)} utterances")
+            entity_model = EntityExtractor(
+                lookups=ds.lookups or None, synonyms=ds.synonyms or None
+            ).fit(train.texts, train.entities, train.intents)
         steps.update(1)
         steps.set_postfix_str(f"evaluate on {len(test)}")
-        ev = evaluate(model, test, name=str(args.data))
+        ev = evaluate(
+            model,
+            test,
+            name=str(args.data),
+            entity_model=entity_model if test.has_entities else None,
+        )
         steps.update(1)
     except (DatasetError, ValueError) as exc:
         steps.close()
@@ -219,8 +236,9 @@ def _train(args) -> int:
         "intent_counts": counts,
         "threshold": model.threshold_,
         "rules": len(rules or []),
+        "entity_types": train.entity_types,
     }
-    save_model_folder(out, model, ev, meta)
+    save_model_folder(out, model, ev, meta, entity_model)
     steps.update(1)
     steps.close()
     th = "none" if model.threshold_ is None else f"{model.threshold_:.3f}"
@@ -229,16 +247,27 @@ def _train(args) -> int:
         f"evaluated on {len(test)} ({how} split) -> {out}"
     )
     _print_summary(ev.summary)
+    if entity_model is not None:
+        print(f"entity extractor: {len(train.entity_types)} types -> {out / 'entities.dse'}")
+        if ev.entities is not None:
+            _print_summary(ev.entities.summary, ENTITY_KEYS)
     return 0
+
+
+ENTITY_KEYS = ("micro_precision", "micro_recall", "micro_f1", "macro_f1", "partial_micro_f1")
 
 
 def _evaluate(args) -> int:
     from ..datasets import DatasetError, load
     from ..evaluation import evaluate
-    from ..nlu import IntentClassifier, UnsafeModelError
+    from ..evaluation.model_folder import entity_model_file
+    from ..nlu import EntityExtractor, EntityModelError, IntentClassifier, UnsafeModelError
 
     try:
-        model = IntentClassifier.load(_model_file(args.model))
+        mf = _model_file(args.model)
+        model = IntentClassifier.load(mf)
+        ef = entity_model_file(mf)
+        entity_model = EntityExtractor.load(ef) if ef is not None else None
         ds = load(args.data, text_col=args.text_col, intent_col=args.intent_col)
         train_path = _cv_training_data(args) if args.cv else None
         train = (
@@ -246,8 +275,16 @@ def _evaluate(args) -> int:
             if train_path
             else None
         )
-        ev = evaluate(model, ds, cv=args.cv, train=train, progress=args.cv > 1, name=str(args.data))
-    except (DatasetError, UnsafeModelError, ValueError, OSError) as exc:
+        ev = evaluate(
+            model,
+            ds,
+            cv=args.cv,
+            train=train,
+            progress=args.cv > 1,
+            name=str(args.data),
+            entity_model=entity_model if ds.has_entities else None,
+        )
+    except (DatasetError, UnsafeModelError, EntityModelError, ValueError, OSError) as exc:
         return _err(str(exc))
     if args.html:
         Path(args.html).write_text(ev.to_html(), encoding="utf-8")
@@ -260,6 +297,13 @@ def _evaluate(args) -> int:
                 "folds": json.loads(folds.to_json(orient="records")),
                 "mean": {k: float(folds[k].mean()) for k in SUMMARY_KEYS if k in folds},
             }
+        if ev.entities is not None:
+            out["entities"] = {
+                **ev.entities.summary,
+                "per_type": json.loads(
+                    ev.entities.per_type.reset_index().to_json(orient="records", force_ascii=False)
+                ),
+            }
         print(json.dumps(out, ensure_ascii=False, sort_keys=True))
         return 0
     print(f"{args.data} with {args.model}:")
@@ -271,6 +315,14 @@ def _evaluate(args) -> int:
     print("\nweakest intents:\n" + ev.per_intent.head(5).round(3).to_string())
     if len(ev.confused_pairs):
         print("\nmost confused:\n" + ev.confused_pairs.head(5).to_string(index=False))
+    if ev.entities is not None:
+        print("\nentities (exact span + type):")
+        _print_summary(ev.entities.summary, ENTITY_KEYS)
+        print("\nweakest entity types:\n" + ev.entities.per_type.head(5).round(3).to_string())
+        if len(ev.entities.confusions):
+            print("\ntype confusions:\n" + ev.entities.confusions.head(5).to_string(index=False))
+        if len(ev.entities.errors):
+            print("\nworst entity errors:\n" + ev.entities.errors.head(5).to_string(index=False))
     if args.html:
         print(f"\nHTML report: {args.html}")
     return 0

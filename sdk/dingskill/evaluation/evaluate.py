@@ -188,6 +188,8 @@ def evaluate(
     train=None,
     progress: bool = False,
     name: str = "",
+    entity_model=None,
+    entities=None,
 ):
     """Evaluate a fitted intent ``model`` on held-out ``data`` -> :class:`EvaluationReport`.
 
@@ -197,6 +199,11 @@ def evaluate(
     out-of-scope threshold sweep from ``predict_proba``; ``learning_curve`` trains clones on
     growing stratified fractions of ``train`` and scores them on ``data``. ``progress`` shows
     tqdm bars for the long steps.
+
+    ``entity_model``: a fitted :class:`~dingskill.nlu.entity_extractor.EntityExtractor`; it
+    runs on the texts with the intents ``model`` predicted (as in the runtime), and its
+    entities are scored against the data's annotations (or ``entities=``, per text a list)
+    in ``report.entities`` (:class:`~dingskill.evaluation.entity_metrics.EntityEvaluation`).
     """
     from .report import EvaluationReport
 
@@ -227,6 +234,17 @@ def evaluate(
         threshold=getattr(model, "threshold_", None),
         meta={"name": name},
     )
+    if entity_model is not None:
+        from .entity_metrics import entity_metrics
+
+        gold = entities if entities is not None else getattr(data, "entities", None)
+        if gold is None:
+            raise ValueError(
+                "entity_model= needs annotated data: a Dataset with entity annotations or "
+                "entities= (per text a list of {start, end, entity})"
+            )
+        found = entity_model.predict(texts, pred)
+        report.entities = entity_metrics(texts, gold, found)
     if sweep and proba is not None:
         report.threshold_sweep = threshold_sweep(
             model.classes_, proba, labels, forced=forced_labels(model, texts)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import plots
+from .entity_metrics import EntityEvaluation
 
 __all__ = ["EvaluationReport", "evaluate"]
 
@@ -63,6 +64,7 @@ class EvaluationReport:
     cross_validation: pd.DataFrame | None = None
     learning_curve: pd.DataFrame | None = None
     meta: dict = field(default_factory=dict)
+    entities: EntityEvaluation | None = None  # evaluate(..., entity_model=...) on annotated data
 
     # -- plots ----------------------------------------------------------------------
     def plot_confusion(self, ax=None, normalize: bool = True):
@@ -95,6 +97,7 @@ class EvaluationReport:
             "cross_validation": _plain_to_json(self.cross_validation),
             "learning_curve": _plain_to_json(self.learning_curve),
             "meta": self.meta,
+            "entities": None if self.entities is None else self.entities.to_dict(),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -128,6 +131,7 @@ class EvaluationReport:
             cross_validation=_frame_from_json(d.get("cross_validation"), None),
             learning_curve=_frame_from_json(d.get("learning_curve"), None),
             meta=d.get("meta", {}),
+            entities=EntityEvaluation.from_dict(d["entities"]) if d.get("entities") else None,
         )
 
     # -- display -------------------------------------------------------------------------
@@ -182,6 +186,8 @@ class EvaluationReport:
             "<h4>Misclassified examples (most confident first)</h4>",
             self.errors.head(20).to_html(index=False, **fmt) if len(self.errors) else "<p>none</p>",
         ]
+        if self.entities is not None:
+            parts += ["<h4>Entities (exact span + type)</h4>", self.entities._repr_html_()]
         if self.cross_validation is not None:
             parts += [
                 "<h4>Cross-validation</h4>",
@@ -199,6 +205,8 @@ class EvaluationReport:
                 figs.append(self.plot_threshold_sweep())
             if self.learning_curve is not None:
                 figs.append(self.plot_learning_curve())
+            if self.entities is not None and len(self.entities.per_type):
+                figs.append(self.entities.plot().figure)
             parts += [self._png(f) for f in figs]
         return "<div class='dingskill-evaluation'>" + "\n".join(parts) + "</div>"
 

@@ -1,4 +1,5 @@
-"""dingskill.nlu: normalisation, features, rules and the intent classifier."""
+"""dingskill.nlu: normalisation, features, rules, the intent classifier and the entity
+extractor."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from .persistence import UnsafeModelError
 
 __all__ = [
     "Decision",
+    "EntityExtractor",
+    "EntityModelError",
     "IntentClassifier",
     "RuleSet",
     "UnsafeModelError",
@@ -19,6 +22,10 @@ def __getattr__(name: str):
         from . import classifier
 
         return getattr(classifier, name)
+    if name in ("EntityExtractor", "EntityModelError"):
+        from . import entity_extractor
+
+        return getattr(entity_extractor, name)
     if name == "RuleSet":
         from .rules import RuleSet
 

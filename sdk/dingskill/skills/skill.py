@@ -12,16 +12,20 @@ from .manifest import Manifest, load_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..nlu.classifier import IntentClassifier
+    from ..nlu.entity import Entity
+    from ..nlu.entity_extractor import EntityExtractor
 
-__all__ = ["Skill", "MODEL_FILE"]
+__all__ = ["Skill", "MODEL_FILE", "ENTITY_MODEL_FILE"]
 
 MODEL_FILE = "model.dsm"
+ENTITY_MODEL_FILE = "entities.dse"  # only when the skill's data annotates entities
 SOURCE_MEMBERS = ("skill.yaml", "CHANGELOG.md", "README.md", "handlers.py")
 
 
 class Skill:
     """A skill from a source folder (``skill.yaml`` + data; trained on demand) or from an
-    unpacked package (holds ``model.dsm``; loaded, never retrained)."""
+    unpacked package (holds ``model.dsm``, and ``entities.dse`` when its data annotates
+    entities; loaded, never retrained)."""
 
     def __init__(
         self,
@@ -29,10 +33,12 @@ class Skill:
         manifest: Manifest,
         model: IntentClassifier | None = None,
         trusted: bool = True,
+        entity_model: EntityExtractor | None = None,
     ) -> None:
         self.path = Path(path)
         self.manifest = manifest
         self._model = model
+        self._entity_model = entity_model
         self.trusted = trusted
         self._handlers: dict | None = None
         self._evaluation = None
@@ -47,13 +53,26 @@ class Skill:
         for a source folder (its author is developing it) and False for a package folder."""
         path = Path(path)
         manifest = load_manifest(path)
-        model = None
+        model = entity_model = None
         is_package = (path / MODEL_FILE).exists()
         if is_package:
             from ..nlu.classifier import IntentClassifier
 
             model = IntentClassifier.from_bytes((path / MODEL_FILE).read_bytes())
-        return cls(path, manifest, model, trusted=(not is_package) if trust is None else trust)
+            if (path / ENTITY_MODEL_FILE).exists():
+                from ..nlu.entity_extractor import EntityExtractor, EntityModelError
+
+                try:
+                    entity_model = EntityExtractor.load(path / ENTITY_MODEL_FILE)
+                except EntityModelError as exc:
+                    raise SkillError(str(exc)) from exc
+        return cls(
+            path,
+            manifest,
+            model,
+            trusted=(not is_package) if trust is None else trust,
+            entity_model=entity_model,
+        )
 
     def __repr__(self) -> str:
         return f"Skill({self.manifest.id!r}, version={self.manifest.version!r}, path={str(self.path)!r})"
@@ -81,10 +100,11 @@ class Skill:
         ]
 
     def train(self, extra=None, **params) -> IntentClassifier:
-        """Train the skill's intent model on its dataset (trigger words become rules).
+        """Train the skill's intent model on its dataset (trigger words become rules), and its
+        entity extractor when the dataset annotates entities (:attr:`entity_model`).
 
         ``extra``: more labelled examples, ``(texts, intents)`` or a Dataset (e.g. the
-        corrections made in the chat widget), added to the training data."""
+        corrections made in the chat widget), added to the intent training data."""
         if self.is_package:
             raise SkillError(
                 f"{self.path}: a packaged skill is not retrained; edit its source folder"
@@ -108,14 +128,41 @@ class Skill:
             raise SkillError(
                 f"{self.path}/skill.yaml: intents {unknown} are in the data but have no response"
             )
+        self._entity_model = self._train_entities(data)
         self._evaluation = None
         return self._model
+
+    @staticmethod
+    def _train_entities(data) -> EntityExtractor | None:
+        """The entity extractor of an annotated dataset (None without annotations)."""
+        if not data.has_entities:
+            return None
+        from ..nlu.entity_extractor import EntityExtractor
+
+        return EntityExtractor(lookups=data.lookups or None, synonyms=data.synonyms or None).fit(
+            data.texts, data.entities, data.intents
+        )
 
     @property
     def model(self) -> IntentClassifier:
         if self._model is None:
             self.train()
         return self._model
+
+    @property
+    def entity_model(self) -> EntityExtractor | None:
+        """The trained entity extractor; None when the skill's data annotates no entities."""
+        if self._model is None and not self.is_package:
+            self.train()
+        return self._entity_model
+
+    def find_entities(self, text: str, intent: str | None = None) -> list[Entity]:
+        """The entities the trained extractor finds in ``text`` (``intent``: the one decided
+        for it, a feature of the model); [] when the skill has no entity model."""
+        model = self.entity_model
+        if model is None:
+            return []
+        return model.predict([text], None if intent is None else [intent])[0]
 
     def decide(self, text: str):
         return self.model.decide(text)
@@ -216,6 +263,8 @@ class Skill:
                 if p.is_file():
                     files[p.relative_to(self.path).as_posix()] = p.read_bytes()
         files[MODEL_FILE] = self.model.to_bytes()
+        if self.entity_model is not None:
+            files[ENTITY_MODEL_FILE] = self.entity_model.to_bytes()
         ev = self.evaluate()
         summary = {
             "summary": ev.summary,

@@ -30,6 +30,7 @@ from .signing import verify_signature
 __all__ = ["Limits", "VerifiedPackage", "read_archive", "verify_members"]
 
 MODEL = "model.dsm"
+ENTITY_MODEL = "entities.dse"
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,15 @@ def verify_members(
         raise PackageError(
             f"{MODEL}: not the safe model format ({type(exc).__name__}: {exc})"
         ) from exc
+    if ENTITY_MODEL in files:
+        from ...nlu.entity_extractor import EntityExtractor
+
+        try:
+            EntityExtractor.from_bytes(files[ENTITY_MODEL], ENTITY_MODEL)
+        except Exception as exc:  # noqa: BLE001 - anything but the safe format is refused
+            raise PackageError(
+                f"{ENTITY_MODEL}: not a usable entity model ({type(exc).__name__}: {exc})"
+            ) from exc
     state = SignatureState()
     if SIGNATURE in members:
         try:
