@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..runtime.local import LocalPipeline
 from ..schema_check import SchemaValidator
+from ..skills import Engine
 from ..skills.conversation import Reply
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "assert_conversations",
     "CaseError",
     "cases_schema",
+    "check_turn",
 ]
 
 
@@ -83,11 +85,7 @@ def replay(skills, path, today=None) -> list[tuple[int, dict, Reply]]:
     ``today`` (a date) fixes what 明天 / "next Monday" mean. Returns ``(line, row, reply)``
     per turn."""
     skills = list(skills) if isinstance(skills, list | tuple) else [skills]
-    engine = None
-    if today is not None:
-        from ..skills import Engine
-
-        engine = Engine(skills, today=today)
+    engine = Engine(skills, today=today) if today is not None else None
     local = LocalPipeline(skills, channel="replay", engine=engine)
     out = []
     for n, row in load_cases(path):
@@ -110,30 +108,48 @@ def _state_matches(want: dict, got: dict) -> bool:
     return all(got.get(k) == v for k, v in want.items())
 
 
+def _as_list(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def check_turn(n: int, row: dict, reply: Reply) -> Mismatch | None:
+    """The first expectation of ``row`` that ``reply`` misses, or None when it holds them
+    all (``expected_intent``, and when given ``expected_reply``, ``expected_reply_contains``,
+    ``expected_reply_excludes``, ``expected_source``, ``expected_slots``,
+    ``expected_state``, ``expected_confidence`` to 3 decimals)."""
+    checks = [("intent", row["expected_intent"], reply.intent, None)]
+    if row.get("expected_reply") is not None:
+        checks.append(("reply", row["expected_reply"], reply.text, None))
+    for part in _as_list(row.get("expected_reply_contains")):
+        checks.append(("reply contains", part, reply.text, part in reply.text))
+    for part in _as_list(row.get("expected_reply_excludes")):
+        checks.append(("reply excludes", part, reply.text, part not in reply.text))
+    if row.get("expected_source") is not None:
+        checks.append(("source", row["expected_source"], reply.source, None))
+    if row.get("expected_slots") is not None:
+        checks.append(("slots", row["expected_slots"], reply.slots, None))
+    if row.get("expected_state") is not None:
+        want = row["expected_state"]
+        got = {k: reply.state.get(k) for k in want} if want else reply.state
+        checks.append(("state", want, got, _state_matches(want, reply.state)))
+    if row.get("expected_confidence") is not None:
+        checks.append(
+            ("confidence", round(row["expected_confidence"], 3), round(reply.confidence, 3), None)
+        )
+    for name, want, got, ok in checks:
+        if (want == got) if ok is None else ok:
+            continue
+        return Mismatch(row["case"], n, row["text"], name, want, got)
+    return None
+
+
 def replay_cases(skills, path, today=None) -> list[Mismatch]:
-    """Replay every case and list what differs from its ``expected_intent`` (and, when given,
-    ``expected_reply``, ``expected_slots``, ``expected_state``, ``expected_confidence`` to 3
-    decimals)."""
+    """Replay every case and list the turns that miss an expectation (:func:`check_turn`)."""
     problems = []
     for n, row, reply in replay(skills, path, today=today):
-        checks = [("intent", row["expected_intent"], reply.intent)]
-        if row.get("expected_reply") is not None:
-            checks.append(("reply", row["expected_reply"], reply.text))
-        if row.get("expected_slots") is not None:
-            checks.append(("slots", row["expected_slots"], reply.slots))
-        if row.get("expected_state") is not None:
-            want = row["expected_state"]
-            got = {k: reply.state.get(k) for k in want} if want else reply.state
-            if not _state_matches(want, reply.state):
-                checks.append(("state", want, got))
-        if row.get("expected_confidence") is not None:
-            checks.append(
-                ("confidence", round(row["expected_confidence"], 3), round(reply.confidence, 3))
-            )
-        for name, want, got in checks:
-            if want != got:
-                problems.append(Mismatch(row["case"], n, row["text"], name, want, got))
-                break
+        miss = check_turn(n, row, reply)
+        if miss is not None:
+            problems.append(miss)
     return problems
 
 

@@ -23,7 +23,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline
 from .replies import ReplySender
 from .server import build_app, make_server
-from .skills_loader import SkillSet
+from .skills_loader import SkillSet, arbitration_options
 from .stores import make_store
 
 __all__ = ["Runtime"]
@@ -85,6 +85,7 @@ class Runtime:
             self.audit,
             secrets=config.get("skills.secrets"),
             allow_private=config.get("security.outbound_allow_private"),
+            options=arbitration_options(config.data),
         )
         from ..security.rbac import ROLES, AccessError
 

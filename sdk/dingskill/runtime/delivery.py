@@ -128,6 +128,10 @@ class Delivery:
         ``perms``: the skill's permissions, when the caller already looked them up."""
         if perms is None:
             perms = self._perms(reply.skill_id)
+        if reply.skill_id is None and reply.source in ("handover", "fallback"):
+            # the runtime's own follow-up: the handover note to the group the operator
+            # configured (handover.group), not a skill's message
+            perms = [*perms, PERMISSION]
         for item in reply.followups:
             if self.robot is None or PERMISSION not in perms:
                 self._count("openapi_messages", "notify", "refused")

@@ -274,6 +274,49 @@ class Messages:
     default_language: str = setting(
         "zh", "language before the user wrote any text", enum=["zh", "en"]
     )
+    reply_language: str = setting(
+        "auto",
+        "language of the bot's own words (out of scope, clarifying questions, handover): "
+        "auto (the user's message's), zh or en; skills answer in the language they were written in",
+        enum=["auto", "zh", "en"],
+    )
+
+
+@dataclass
+class Arbitration:
+    """How one message is given to one of the loaded skills (docs/skills.md, Arbitration)."""
+
+    small_talk_confidence: float = setting(
+        0.8, "a model's greet / goodbye / thanks below this is no answer", minimum=0, maximum=1
+    )
+    clarify_below: float = setting(
+        0.8, "a winner under this confidence with a close runner-up asks", minimum=0, maximum=1
+    )
+    clarify_margin: float = setting(
+        0.3, "how close the runner-up must be to ask 'did you mean'", minimum=0, maximum=1
+    )
+    foreign_margin: float = setting(
+        0.2,
+        "a skill not declaring the message's language wins only this much more confident",
+        minimum=0,
+        maximum=1,
+    )
+    long_message: int = setting(
+        200, "longer messages go to the skill as their asking sentence(s)", minimum=1
+    )
+
+
+@dataclass
+class Handover:
+    """A person to hand over to when the bot keeps misunderstanding (or on 转人工 / human)."""
+
+    after_misses: int = setting(
+        3, "out-of-scope replies in a row before offering (0: never)", minimum=0
+    )
+    contact: str | None = setting(None, "who to reach, shown to the user (name, phone, group name)")
+    group: str | None = setting(
+        None, "openConversationId of a group told who needs help (a robot OpenAPI follow-up)"
+    )
 
 
 @dataclass
@@ -312,6 +355,8 @@ SECTIONS: dict[str, type] = {
     "logging": Logging,
     "broker": Broker,
     "messages": Messages,
+    "arbitration": Arbitration,
+    "handover": Handover,
     "cards": Cards,
     "events": Events,
 }

@@ -7,12 +7,13 @@ import gc
 import logging
 
 from ..skills import Engine
+from ..skills.arbitration import ArbitrationOptions
 from ..skills.outbound import OutboundPolicy
 from ..skills.packaging import SkillHome
 from ..skills.release import ReleaseManager
 from .visibility import VisibilityRouter
 
-__all__ = ["SkillSet"]
+__all__ = ["SkillSet", "arbitration_options"]
 
 log = logging.getLogger("dingskill.runtime")
 
@@ -28,6 +29,19 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+def arbitration_options(data: dict) -> ArbitrationOptions:
+    """The engine's arbitration, reply language and handover from a runtime configuration
+    (its ``arbitration``, ``handover`` and ``messages.reply_language`` fields)."""
+    arb, hand = data.get("arbitration", {}), data.get("handover", {})
+    return ArbitrationOptions(
+        **{k: v for k, v in arb.items() if k in ArbitrationOptions.__dataclass_fields__},
+        reply_language=data.get("messages", {}).get("reply_language", "auto"),
+        handover_after=hand.get("after_misses", 3),
+        handover_contact=hand.get("contact"),
+        handover_group=hand.get("group"),
+    )
+
+
 class SkillSet:
     """Holds the current Engine; :meth:`watch` swaps in a new one when ``generation()`` moves."""
 
@@ -39,14 +53,16 @@ class SkillSet:
         audit=None,
         secrets: dict | None = None,
         allow_private: list | None = None,
+        options=None,
     ) -> None:
         self.home = home
+        self.options = options  # ArbitrationOptions (the arbitration / handover sections)
         self.secrets = dict(secrets or {})  # skill id -> names of granted secrets
         self.allow_private = list(allow_private or [])
         self.handler_timeout = handler_timeout
         self.metrics, self.audit = metrics, audit
         self.generation = -1
-        self.engine = Engine([], handler_timeout=handler_timeout)
+        self.engine = Engine([], handler_timeout=handler_timeout, options=options)
         self.router = VisibilityRouter([], {})
         self.skills: list = []
         self.last_error: str | None = None
@@ -66,7 +82,7 @@ class SkillSet:
                     self.secrets.get(s.manifest.id, []),
                     self.allow_private,
                 )
-            engine = Engine(skills, handler_timeout=self.handler_timeout)
+            engine = Engine(skills, handler_timeout=self.handler_timeout, options=self.options)
         except Exception as exc:  # noqa: BLE001 - keep serving the previous set
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error(
@@ -107,7 +123,9 @@ class SkillSet:
                 versions[(p.skill_id, v)] = loaded.get((p.skill_id, v)) or manager.load_version(
                     p.skill_id, v
                 )
-        return VisibilityRouter(plans, versions, handler_timeout=self.handler_timeout)
+        return VisibilityRouter(
+            plans, versions, handler_timeout=self.handler_timeout, options=self.options
+        )
 
     def current(self) -> Engine:
         return self.engine

@@ -12,7 +12,8 @@ One decision across all loaded skills and languages, on one scale:
 - a skill that declares the message's language is preferred: one that does not wins only
   when it is clearly more confident (``foreign_margin``);
 - small-talk and closing intents of a model (greet, goodbye, thanks, ...) need real
-  confidence (``small_talk_confidence``): a low-confidence "goodbye" is not an answer;
+  confidence (``small_talk_confidence``) and a skill of the message's language: a
+  low-confidence "goodbye" is not an answer, nor an English "Bye" to a Chinese message;
 - near-ties (the runner-up within ``clarify_margin`` of a winner under ``clarify_below``)
   are a clarifying question with quick replies rather than a guess;
 - a message of several sentences is decided on the sentence(s) that ask (a long message
@@ -51,6 +52,7 @@ SMALL_TALK_INTENTS = frozenset(
         "thank_you",
         "bot_identity",
         "capabilities",
+        "help",
         "chitchat",
         "small_talk",
         "affirm",
@@ -156,8 +158,8 @@ def _candidates(skills: list, text: str, options: ArbitrationOptions):
                 continue
             if rank == 1 and (d.intent == "oos" or p < floor):
                 continue
-            if intent in SMALL_TALK_INTENTS and p < options.small_talk_confidence:
-                continue
+            if intent in SMALL_TALK_INTENTS and (not native or p < options.small_talk_confidence):
+                continue  # small talk is confident and in the user's language, or none
             found.append(Candidate(skill, intent, float(p), native, d))
     found.sort(key=lambda c: -c.confidence)
     return None, found, best
@@ -200,12 +202,13 @@ def arbitrate(skills: list, text: str, options: ArbitrationOptions | None = None
         return _decide(skills, text, options)
     tried: set[str] = set()
     asking = [p for p in parts if asks(p)]
-    # the sentence(s) that ask, last first; then the whole message (when short); then the
-    # last sentences: the first in-scope decision (or near-tie) wins
+    # the sentence(s) that ask, last first; then the whole message (when short); when no
+    # sentence asks, the last sentences: the first in-scope decision (or near-tie) wins
     order = asking[::-1][: options.max_sentences]
     if len(text) <= options.long_message:
         order.append(text)
-    order += parts[::-1][: options.max_sentences]
+    if not asking:  # nothing reads as a question: the last sentences, last first
+        order += parts[::-1][: options.max_sentences]
     first = None
     for piece in order:
         if piece in tried:
@@ -218,8 +221,8 @@ def arbitrate(skills: list, text: str, options: ArbitrationOptions | None = None
             if piece != text and len(text) <= options.long_message:
                 out.text = text  # short: the whole message goes to the skill (its slots)
             return out
-    whole = _decide(skills, text, options) if text not in tried else first
-    return whole if whole is not None else Arbitration(None, None, text=text)
+    # nothing in scope: out of scope, with what the asking sentence came closest to
+    return first if first is not None else _decide(skills, text, options)
 
 
 def route(skills: list, text: str, options: ArbitrationOptions | None = None):

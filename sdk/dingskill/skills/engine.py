@@ -240,14 +240,17 @@ class Engine:
         return skill_with_intent(self.skills, name)
 
     async def _small_talk(self, kind: SmallTalk, message: Message, context: dict) -> Reply:
-        """A skill's own intent of that name overrides the built-in answer."""
+        """A skill's own intent of that name overrides the built-in answer (a skill of the
+        reply's language: an English "help" card does not answer 你能做什么)."""
+        lang = self._lang_of(message.text, context)
         skill = self._skill_with_intent(kind.value)
+        if skill is not None and lang not in skill.manifest.languages:
+            skill = None
         if skill is not None:
             decision = Decision(
                 kind.value, 1.0, [(kind.value, 1.0)], "rule", f"smalltalk:{kind.value}"
             )
             return await self._start(skill, decision, message, context)
-        lang = self._lang_of(message.text, context)
         return Reply(
             text=small_talk_reply(kind, lang, self.skills),
             intent=kind.value,
