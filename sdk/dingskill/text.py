@@ -10,8 +10,9 @@ Two normal forms, for two jobs:
 * :func:`clean_message` — what a user's message becomes before routing (the runtime's
   preprocessing): invalid and control characters removed, full-width letters, digits and
   symbols made half-width (Chinese punctuation such as ，。！？ kept as typed), @mentions
-  removed, absolute dates (2026年12月3日, 2026/12/3, 2026.12.3) rewritten to ISO, spaces
-  collapsed. Templates, handlers and HTTP actions see this text.
+  removed, spaces collapsed. Words are never rewritten: entities (dates, numbers, ...) carry
+  spans into this text and their canonical values (:mod:`dingskill.nlu.system_entities`).
+  Templates, handlers and HTTP actions see this text.
 * :func:`fold` — what the classifier's features and trigger rules compare: NFKC throughout,
   lower case, control characters as spaces, one space between words.
 """
@@ -98,8 +99,9 @@ def _iso(m: re.Match) -> str:
 
 def dates_to_iso(text: str) -> str:
     """Rewrite absolute dates (2026年12月3日, 2026/12/3, 2026.12.3, 2026-12-3) to ISO
-    ``2026-12-03``; idempotent, so slot extraction may apply it to text the runtime has
-    already rewritten."""
+    ``2026-12-03``; idempotent. The message itself is never rewritten (see
+    :func:`clean_message`): this serves the word-list slot parsers of ``skills/slots.py``,
+    which read ISO dates from a copy."""
     return _DATE_RE.sub(_iso, text)
 
 
@@ -122,7 +124,6 @@ def clean_message(text: str, at_names: list[str] | None = None) -> str:
     text = _half_width(text)
     text = _CONTROL_KEEP_LINES_RE.sub("", text)
     text = strip_mentions(text, at_names)
-    text = dates_to_iso(text)
     return _SPACES_RE.sub(" ", text).strip()
 
 

@@ -13,8 +13,8 @@ from dingskill.text import clean_message, dates_to_iso, detect_language, find_co
         ("@办公助手 ＠HR小助手 订会议室", "订会议室"),
         ("ＶＰＮ连不上了，怎么办？", "VPN连不上了，怎么办？"),  # Chinese punctuation kept
         ("请假３天\u200b", "请假3天"),
-        ("2026年12月3日到2026/12/5", "2026-12-03到2026-12-05"),
-        ("2026年13月45日", "2026年13月45日"),  # not a date: as typed
+        ("2026年12月3日到2026/12/5", "2026年12月3日到2026/12/5"),  # words never rewritten
+        ("１２月２１日开始请５天年假", "12月21日开始请5天年假"),
         ("第一行\n第二行", "第一行\n第二行"),
         ("\ufeff\x07", ""),
     ],

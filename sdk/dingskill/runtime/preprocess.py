@@ -1,5 +1,6 @@
 """Preprocessing of incoming text: the size limit, then the message normal form of
-:mod:`dingskill.text` (@mentions, control and invalid characters, full-width forms, dates)."""
+:mod:`dingskill.text` (@mentions, control and invalid characters, full-width forms; the words
+themselves are never rewritten)."""
 
 from __future__ import annotations
 
