@@ -320,6 +320,14 @@ _RE_ZH_MONTH_NAMED = re.compile(
     rf"(?:(?P<y>(?<!\d)\d{{4}}|[今明去])\s?年\s?)?(?<![\d.个])(?P<m>1[0-2]|0?[1-9]|{_CN_MONTH})"
     rf"\s?月(?:份)?(?![\d{_CN_CHARS}号日底初中])"
 )
+# the last day of a month or year: 月底, 下个月底, 12月底, 年底; "end of the month"
+_RE_ZH_END = re.compile(
+    rf"(?:(?P<p>下个|上个|这个|本)|(?P<m>1[0-2]|0?[1-9]|{_CN_MONTH})\s?)?月(?:底|末)"
+    r"|(?:(?P<y>[今明去])年)?年(?:底|末)|(?P<y2>[今明去])年(?:底|末)"
+)
+_RE_EN_END = re.compile(
+    r"\bend\s{1,2}of\s{1,2}(?:the\s{1,2})?(?:(?P<p>this|next)\s{1,2})?(?P<u>month|year)\b", re.I
+)
 _RE_EN_MONTH_NAMED = re.compile(
     rf"\b(?:(?P<in>in|during|for|of|next|this)\s{{1,2}})?(?P<mon>{_MONTH_RE})\b"
     r"(?:,?\s{1,2}(?P<y>\d{4})\b)?(?!\s{0,2}\d)",
@@ -604,6 +612,29 @@ def _ranges_of_periods(t: str, today: dt.date, out: list[_Cand]) -> None:
                 1.0,
                 {"date": a, "end": b},
             )
+        )
+    for m in _find(_RE_ZH_END, t):
+        if m[0].endswith(("年底", "年末")):
+            year = today.year + {"明": 1, "去": -1}.get(m["y"] or m["y2"] or "", 0)
+            day = dt.date(year, 12, 31)
+        elif m["m"]:
+            mo = _small(m["m"])
+            if mo is None or not 1 <= mo <= 12:
+                continue
+            day = named_month(mo, None)[1]
+        else:
+            day = month(_WEEK_PREFIX[m["p"]] if m["p"] else 0)[1]
+        out.append(
+            _Cand(m.start(), m.end(), "date", day.isoformat(), 1.0, {"date": day, "kind": "rel"})
+        )
+    for m in _find(_RE_EN_END, t):
+        shift = 1 if (m["p"] or "").lower() == "next" else 0
+        if m["u"].lower() == "year":
+            day = dt.date(today.year + shift, 12, 31)
+        else:
+            day = month(shift)[1]
+        out.append(
+            _Cand(m.start(), m.end(), "date", day.isoformat(), 1.0, {"date": day, "kind": "rel"})
         )
     for m in _find(_RE_EN_WEEK, t):
         p = (m["p"] or "this").lower()
@@ -1325,6 +1356,8 @@ def _gates() -> dict:
         _RE_ZH_WEEK: ("周", "星期", "礼拜"),
         _RE_ZH_MONTH: ("月",),
         _RE_ZH_MONTH_NAMED: ("月",),
+        _RE_ZH_END: ("底", "末"),
+        _RE_EN_END: ("end",),
         _RE_EN_MONTH_NAMED: _MONTH_KEYS,
         _RE_EN_WEEK: ("week", "month"),
         _RE_ZH_TIME: ("点", "时"),
