@@ -5,14 +5,20 @@ export PYTHON
 PY := $(shell PYTHON=$(PYTHON) bash scripts/python.sh)
 export PATH := $(dir $(PY)):$(PATH)
 
-.PHONY: setup demo test test-fast lint lab bench doctor
+.PHONY: setup setup-demo demo test test-fast lint lab bench doctor
 
+## Everything the tests need (system packages, the package with its dev extras). A run whose
+## environment is already current skips pip (scripts/setup.sh keeps a stamp).
 setup:
-	bash scripts/setup.sh
+	bash scripts/setup.sh full
+
+## Only what the demo needs: the package, no browser, broker or HSM.
+setup-demo:
+	bash scripts/setup.sh demo
 
 ## The main job: train a sample skill, export, install, and chat with it through the
 ## runtime and the local DingTalk emulator, on embedded defaults.
-demo: setup
+demo: setup-demo
 	$(PY) -m dingskill.cli.main demo
 
 ## The whole test suite (what CI runs).
@@ -23,7 +29,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not browser"
 
-doctor: setup
+doctor: setup-demo
 	$(PY) -m dingskill.cli.main doctor
 
 lint:

@@ -186,7 +186,9 @@ def _train(args) -> int:
         return _err(str(exc))
     if _refuse_invalid(ds, args.data):
         return 1
-    steps = tqdm(total=3, desc="train", unit="step", file=sys.stderr)
+    steps = tqdm(  # a bar only on a terminal (no bar frames in logs and CI output)
+        total=3, desc="train", unit="step", file=sys.stderr, disable=not sys.stderr.isatty()
+    )
     try:
         train, test, how = _split(ds, args)
         if args.test and _refuse_invalid(test, args.test):

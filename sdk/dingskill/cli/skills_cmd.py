@@ -40,8 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.set_defaults(func=_new)
     c = sub.add_parser("chat", help="talk to skills in the terminal (reads lines from stdin)")
     c.add_argument("paths", nargs="*", help="skill folders (default: the installed skills)")
-    c.add_argument("--sender", default="terminal-user", help="sender id in the conversation")
-    c.add_argument("--nick", default="", help="sender nick name")
+    c.add_argument(
+        "--sender", default=None, help="sender id in the conversation (default: the OS user)"
+    )
+    c.add_argument(
+        "--nick", default=None, help="your name in replies (default: the OS user's name)"
+    )
+    c.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="runtime configuration whose arbitration / handover / reply language apply",
+    )
     c.add_argument("--conversation", default="terminal", help="conversation id")
     c.add_argument("--group", action="store_true", help="behave as a group chat")
     c.add_argument(
@@ -118,7 +128,7 @@ def _train(args) -> int:
 
 
 def _chat(args) -> int:
-    from ..runtime.terminal import chat
+    from ..runtime.terminal import chat, default_sender
     from ..skills import Skill, SkillError
     from ..skills.packaging import SkillHome
 
@@ -133,15 +143,28 @@ def _chat(args) -> int:
             file=sys.stderr,
         )
         return 1
+    options = None
+    if args.config:
+        from ..runtime.config import ConfigError, load_config
+        from ..runtime.skills_loader import arbitration_options
+
+        try:
+            options = arbitration_options(load_config(args.config).data)
+        except (ConfigError, OSError) as exc:
+            print(f"error: {args.config}: {exc}", file=sys.stderr)
+            return 2
     interactive = sys.stdin.isatty()
     if interactive and not args.json:
         print("chatting with " + ", ".join(s.manifest.id for s in skills) + " (Ctrl-D to quit)")
+    me = default_sender()
     chat(
         skills,
         sys.stdin,
         sys.stdout,
-        sender_id=args.sender,
-        sender_nick=args.nick,
+        sender_id=args.sender or me,
+        sender_nick=args.nick if args.nick is not None else me,
+        prompt="you> " if interactive and not args.json else "",
+        options=options,
         conversation_id=args.conversation,
         group=args.group,
         at_users=args.at,

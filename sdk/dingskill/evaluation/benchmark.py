@@ -78,7 +78,10 @@ def clinc150_benchmark(
         if progress:
             print(f"clinc150: {step}", file=sys.stderr, flush=True)
 
-    steps = tqdm(total=5, desc="clinc150", disable=not progress, file=sys.stderr)
+    # a bar only on a terminal: a log or CI output gets the step lines above, not bar frames
+    steps = tqdm(
+        total=5, desc="clinc150", disable=not progress or not sys.stderr.isatty(), file=sys.stderr
+    )
     data = load_clinc150(data_home, variant)
     steps.update(1)
 

@@ -6,10 +6,11 @@ import json
 from collections.abc import Iterable
 from typing import TextIO
 
+from ..skills import Engine
 from ..skills.conversation import Reply
 from .local import LocalPipeline
 
-__all__ = ["chat", "describe_reply", "describe_followups"]
+__all__ = ["chat", "default_sender", "describe_reply", "describe_followups"]
 
 
 def describe_reply(reply: Reply) -> str:
@@ -34,23 +35,48 @@ def describe_followups(reply: Reply) -> list[str]:
     return out
 
 
+def _prompted(prompt: str, out: TextIO):
+    """Lines typed at ``prompt`` until end of input (Ctrl-D) or Ctrl-C."""
+    while True:
+        try:
+            yield input(prompt)
+        except (EOFError, KeyboardInterrupt):
+            out.write("\n")
+            return
+
+
+def default_sender() -> str:
+    """The OS user's name (what ``dingskill chat`` calls the sender without ``--nick``)."""
+    import getpass
+
+    try:
+        return getpass.getuser() or "you"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "you"
+
+
 def chat(
     skills: list,
     lines: Iterable[str],
     out: TextIO,
-    sender_id: str = "terminal-user",
+    sender_id: str = "terminal",
     sender_nick: str = "",
     conversation_id: str = "terminal",
     group: bool = False,
     at_users: list[str] | None = None,
     echo: bool = False,
     as_json: bool = False,
+    prompt: str = "",
+    options=None,
 ) -> int:
     """Send each non-blank line as one user message of one conversation and write the
     replies to ``out`` (``as_json``: one JSON object a line, :meth:`Reply.to_dict` plus the
     sent ``text``). Returns the number of messages sent."""
-    local = LocalPipeline(skills, channel="terminal")
+    engine = Engine(skills, options=options) if options is not None else None
+    local = LocalPipeline(skills, channel="terminal", engine=engine)
     sent = 0
+    if prompt:
+        lines = _prompted(prompt, out)
     for line in lines:
         text = line.rstrip("\r\n")
         if not text.strip():

@@ -89,6 +89,9 @@ class RabbitNode:
         self.name = f"dingskill-{uuid.uuid4().hex[:10]}@localhost"
         self.port = port or _free_port()
         self.dist_port = _free_port()
+        # a private Erlang port mapper daemon: the node's `erl` starts one detached (it
+        # outlives the node's process group), on this port so :meth:`stop` ends ours only
+        self.epmd_port = _free_port()
         self.tls = tls
         self.tls_port = _free_port() if tls is not None else None
         self.proc: subprocess.Popen | None = None
@@ -125,6 +128,7 @@ class RabbitNode:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(d / "rabbitmq.pid"),
             "RABBITMQ_LOGS": "-",
+            "ERL_EPMD_PORT": str(self.epmd_port),
         }
         if plugins:
             env["RABBITMQ_PLUGINS_DIR"] = plugins
@@ -208,6 +212,24 @@ class RabbitNode:
             except (ProcessLookupError, PermissionError):
                 pass
         self.proc = None
+        self._stop_epmd()
+
+    def _stop_epmd(self) -> None:
+        """End the port mapper this node started (``epmd -port N -kill``: only ours)."""
+        epmd = shutil.which("epmd") or next(
+            iter(sorted(Path("/usr/lib/erlang").glob("erts-*/bin/epmd"))), None
+        )
+        if epmd is None:
+            return
+        try:
+            subprocess.run(
+                [str(epmd), "-port", str(self.epmd_port), "-kill"],
+                env=self.env(),
+                capture_output=True,
+                timeout=10,
+            )
+        except (subprocess.TimeoutExpired, OSError):
+            pass
 
     def restart(self, timeout: float = 90.0) -> RabbitNode:
         """Stop cleanly and start again with the same name, ports and data (messages kept)."""
