@@ -10,6 +10,7 @@ import time
 import pytest
 from dingskill.cli.main import main
 from dingskill.runtime.local import LocalPipeline
+from dingskill.runtime.terminal import default_sender
 from dingskill.skills import Engine, ManifestError, Skill, TemplateError
 from dingskill.skills.manifest import parse_manifest
 from dingskill.skills.slots import extract_amount, extract_date, extract_duration, parse_cn_number
@@ -179,7 +180,8 @@ def test_skill_cli_validate_train_and_chat(tiny, tmp_path, capsys, monkeypatch):
     assert main(["skills", "train", str(tmp_path)]) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("你好2\n"))
     assert main(["chat", str(tmp_path)]) == 0
-    assert "你好 terminal-user" in capsys.readouterr().out
+    out = capsys.readouterr().out  # the sender is the OS user, never "terminal-user"
+    assert f"你好 {default_sender()}" in out and "terminal-user" not in out
 
 
 def test_classifier_section_chooses_the_embedding_table(tmp_path, tiny):
