@@ -212,3 +212,28 @@ def test_pipeline_answers_as_before_with_every_forward_pass_off_the_loop():
     assert batched == plain
     assert plain_threads == {threading.current_thread().name}  # before: on the loop
     assert batched_threads and all(t.startswith("dingskill-classify") for t in batched_threads)
+
+
+def test_a_message_that_waited_too_long_for_the_loop_is_shed_politely():
+    from pathlib import Path
+
+    from dingskill.runtime.local import LocalPipeline
+    from dingskill.runtime.understanding import BUSY, Understanding, UnderstandingConfig
+    from dingskill.skills import Skill
+    from dingskill.skills.conversation import Message
+
+    root = Path(__file__).resolve().parents[2]
+    local = LocalPipeline([Skill.load(root / "skills" / "faq-en")])
+
+    async def main(max_wait_ms: float):
+        u = Understanding(UnderstandingConfig(workers=1, max_wait_ms=max_wait_ms))
+        local.pipeline.understanding = u
+        msgs = [Message(text=f"what time does the office open on day {i}") for i in range(3)]
+        replies = await asyncio.gather(*(local.aprocess(m) for m in msgs))
+        await u.close()
+        return replies
+
+    shed = _run(main(1e-6))  # every message has waited longer than that
+    assert all(r.source == "busy" and r.text == BUSY["en"] for r in shed)
+    kept = _run(main(60_000))
+    assert all(r.source != "busy" for r in kept)

@@ -9,7 +9,9 @@ replica, a real redis-server for several), then
 2. offers ``rate`` messages per second for ``duration`` seconds and measures end-to-end
    latency: from the emulator pushing the frame to it receiving the reply.
 
-Rate limits are switched off for the run (they would throttle the synthetic users)."""
+Rate limits are switched off for the run (they would throttle the synthetic users).
+``DINGSKILL_BENCH_CONFIG`` (JSON, optional) is merged into the runtime's configuration per
+section, e.g. ``{"understanding": {"workers": 1, "max_batch": 1}}`` to compare settings."""
 
 from __future__ import annotations
 
@@ -99,6 +101,19 @@ def cache_figures(ports: list[int]) -> dict:
         "mean_batch": round(encoded / batches, 2) if batches else None,
         "shed": int(sum(_scrape(p, "dingskill_messages_shed_total") for p in ports)),
     }
+
+
+def _proc_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of processes ``pids`` (from /proc; 0 where unreadable)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def _latency_ms(m) -> float:
@@ -319,7 +334,15 @@ def run_benchmark(
                 )
             )
         say(f"bench: {replicas} runtime process(es) connected ({starve} CPU hogs beside)")
+        cpu0 = _proc_cpu([p.pid for p in procs])
         result = _drive(emu, texts, messages, users, window, rate, duration, say, "runtime")
+        # CPU of the runtime process(es) per message handled (warm-up and both phases)
+        cpu_ms = (_proc_cpu([p.pid for p in procs]) - cpu0) * 1000 / max(1, texts.pos)
+        result["cpu_ms_per_message"] = round(cpu_ms, 3)
+        result["projected_msgs_per_s"] = {  # as many runtime processes as cores (replicas)
+            f"{cores}_cores": round(cores * 1000 / cpu_ms) if cpu_ms else None
+            for cores in (2, 8, 32)
+        }
         result.update(
             replicas=replicas,
             messages=messages,

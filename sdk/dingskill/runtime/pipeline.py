@@ -175,7 +175,7 @@ class Pipeline:
         try:
             try:
                 async with self._slots:
-                    reply, outcome = await self._process(message)
+                    reply, outcome = await self._process(message, t0)
             except Exception as exc:  # noqa: BLE001 - storage down, say: let it be redelivered
                 if message.msg_id:
                     await self._release(message.msg_id)
@@ -231,7 +231,7 @@ class Pipeline:
             if self.metrics is not None:
                 self.metrics.inflight.dec()
 
-    async def _process(self, message: Message) -> tuple[Reply, str]:
+    async def _process(self, message: Message, t0: float | None = None) -> tuple[Reply, str]:
         lang = _lang(message.text or "")
         if len(message.text) > self.limits["max_text_chars"]:
             return Reply(
@@ -267,13 +267,15 @@ class Pipeline:
                 return handled, "admin"
         key = context_key(message)
         lock = self._locks.setdefault(key, asyncio.Lock())
+        # how long it waited for the loop so far (a backlog), not for its conversation's turn
+        waited = time.perf_counter() - t0 if t0 is not None else 0.0
         async with lock:  # turns of one conversation run in order within a replica
             context = await self.stores.context.get_context(key)
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             clean = dataclasses.replace(message, text=text) if text != message.text else message
             if self.understanding is not None:
                 try:
-                    await self.understanding.prepare(engine, text)
+                    await self.understanding.prepare(engine, text, waited)
                 except Overloaded as exc:
                     if self.metrics is not None:
                         self.metrics.shed.labels(message.channel).inc()

@@ -168,6 +168,15 @@ class Understanding:
         "messages waiting for classification before new ones get 'busy, please retry' (0: no limit)",
         minimum=0,
     )
+    max_wait_ms: float = setting(
+        2000.0,
+        "a message that already waited this long in the pipeline gets 'busy, please retry' "
+        "(a backlog on the event loop itself; 0: never)",
+        minimum=0,
+    )
+    route_ahead: bool = setting(
+        True, "also run the engine's routing in the threads (decisions cached off the loop)"
+    )
 
 
 @dataclass

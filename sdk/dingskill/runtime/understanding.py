@@ -62,12 +62,15 @@ class UnderstandingConfig:
     """``workers``: classification threads (0: :func:`default_workers`); ``max_batch``: utterances per
     forward pass; ``window_ms``: how long the first message of a batch waits for others;
     ``max_queue``: messages waiting for an encoding before new ones are shed (0: never);
+    ``max_wait_ms``: a message that has already waited this long in the Pipeline (a backlog
+    on the loop itself, which the queue does not see) is shed too (0: never);
     ``route_ahead``: also run the engine's routing in the threads (decisions cached)."""
 
     workers: int = 0
     max_batch: int = 32
     window_ms: float = 2.0
     max_queue: int = 256
+    max_wait_ms: float = 2000.0
     route_ahead: bool = True
 
 
@@ -145,11 +148,15 @@ class Understanding:
         """Messages waiting for (or in) a forward pass."""
         return self._batcher.depth if self._batcher is not None else 0
 
-    async def prepare(self, engine, text: str) -> None:
+    async def prepare(self, engine, text: str, waited_s: float = 0.0) -> None:
         """Have the encodings (and decisions) of ``text`` (preprocessed) cached for
-        ``engine``; raises :class:`Overloaded` when the queue is full."""
+        ``engine``; raises :class:`Overloaded` when the queue is full or the message has
+        already waited ``waited_s`` seconds, more than ``max_wait_ms``."""
         if self._closed:
             return  # shutting down: the engine computes what it needs itself
+        wait_ms = self.config.max_wait_ms
+        if wait_ms and waited_s * 1000 > wait_ms:
+            raise Overloaded(f"waited {waited_s * 1000:.0f} ms in the pipeline (max {wait_ms:g})")
         encoders = self.encoders(engine)
         norm = normalize_text(text) if encoders else ""
         if not norm:
