@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any
 
 from ..nlu.entity import Entity
+from ..text import detect_language
 from .dialogue import Awaiting, FlowState, is_cancel
 from .slots import closest_word, slot_type, slot_value
 
@@ -169,8 +170,13 @@ def is_question(text: str) -> bool:
     return bool(_QUESTION_ZH.search(text) or _QUESTION_EN.search(text.strip()))
 
 
-def _named(text: str, slots: list[str], declared: dict) -> list[str]:
-    low = text.lower()
+def _named(text: str, slots: list[str], declared: dict, entities: list[Entity] = ()) -> list[str]:
+    """The slots ``text`` names (日期, "the date"), outside the entities' spans ("1 day"
+    names no slot)."""
+    chars = list(text.lower())
+    for e in entities:
+        chars[e.start : e.end] = [" "] * (e.end - e.start)
+    low = "".join(chars)
     found = []
     for name in slots:
         for alias in sorted(slot_names(name, declared.get(name, {})), key=len, reverse=True):
@@ -303,7 +309,7 @@ def understand(
     if confirming and is_no(text):
         return [Command(Act.DENY)]
 
-    named = _named(text, wanted, declared)
+    named = _named(text, wanted, declared, entities)
     correcting = bool(_CORRECTION.search(text))
     found = _pick(_values(text, entities, wanted, declared, state, named, correcting))
     used = [f.entity for f in found.values()]
@@ -314,13 +320,21 @@ def understand(
         return [Command(Act.DIGRESSION, digression=Digression.COMMAND)]
     if small_talk is not None and not found:
         return [Command(Act.DIGRESSION, digression=Digression.SMALL_TALK)]
+    short = long_answer is not None and not long_answer(text)
+    near = _near_value(state, declared, bare) if not found and not confirming and short else None
+    if near is not None:  # 年价, 调修: a typo of a listed answer, not another request
+        return [near]
     if not answer_like and bare:
         other, d = route()
+        said = detect_language(text)
         if (
             other is not None
             and d is not None
             and d.intent not in ("oos", state.intent)
             and (d.source == "rule" or d.confidence >= digression_confidence)
+            # a short reply (随便, 哈哈哈) leaves the form only for a rule or a skill of its
+            # own language: another language's model is not sure enough of so little text
+            and (not short or d.source == "rule" or said in other.manifest.languages)
         ):
             return [Command(Act.DIGRESSION, digression=Digression.INTENT, decision=d, skill=other)]
         own = other is not None and d is not None and d.intent == state.intent
@@ -350,14 +364,24 @@ def understand(
         return [Command(Act.NO_VALUE)]
     pending = state.pending and declared.get(state.pending, {})
     if pending and not confirming:
-        kind = slot_type(pending)
-        if kind == "text" and bare:
+        if slot_type(pending) == "text" and bare:
             return [Command(Act.SET_SLOT, state.pending, text.strip())]
-        if pending.get("words") and kind in ("words", "entity") and bare:
-            near = closest_word(pending["words"], bare)
-            if near is not None:
-                value, sim = near
-                if sim >= 0.8:
-                    return [Command(Act.SET_SLOT, state.pending, value)]
-                return [Command(Act.SUGGEST, state.pending, value)]
+        near = _near_value(state, declared, bare)
+        if near is not None:
+            return [near]
     return [Command(Act.NO_VALUE)]
+
+
+def _near_value(state: FlowState, declared: dict, bare: str) -> Command | None:
+    """A listed value of the pending slot the answer is a typo of: set it when close
+    ("anual leave"), else ask whether it is meant (年价 -> 年假?)."""
+    spec = declared.get(state.pending) if state.pending else None
+    if not spec or not spec.get("words") or slot_type(spec) not in ("words", "entity") or not bare:
+        return None
+    near = closest_word(spec["words"], bare)
+    if near is None:
+        return None
+    value, sim = near
+    if sim >= 0.8:
+        return Command(Act.SET_SLOT, state.pending, value)
+    return Command(Act.SUGGEST, state.pending, value)

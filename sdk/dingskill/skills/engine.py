@@ -41,7 +41,7 @@ from .fallback import (
     skill_with_intent,
     suggest,
 )
-from .flow import continue_flow, first_values, localized
+from .flow import continue_flow, first_values, localized, stale_answer
 from .http_action import HttpAction, HttpActionError
 from .notify import normalize_all, render_notify
 from .outbound import OutboundPolicy
@@ -290,6 +290,8 @@ class Engine:
                 reply = await continue_flow(self, skill, spec, message, context)
                 if reply is not None:
                     return reply
+        elif (stale := stale_answer(self, message, context)) is not None:
+            return stale
         reply = await self._decide_and_start(message, context)
         if note:
             reply.text = f"{note}\n{reply.text}"
@@ -373,6 +375,11 @@ class Engine:
                 slots=dict(slots),
             )
         else:
+            if spec:  # a form every slot of which the first message gave: done at once
+                context["flow"] = new_flow(
+                    skill.manifest.id, decision.intent, slots, "", self._now_ms()
+                )
+                end_flow(context, FlowEnd.COMPLETED, self._now_ms())
             reply = await self._execute(
                 skill,
                 decision.intent,

@@ -40,7 +40,7 @@ SUGGEST = {
     "zh": "您是说「{value}」吗？请回复「是」或「否」。",
     "en": 'Did you mean "{value}"? Reply yes or no.',
 }
-NOT_UNDERSTOOD = {"zh": "抱歉，没听明白。", "en": "Sorry, I didn't catch that."}
+NOT_UNDERSTOOD = {"zh": "抱歉，没听明白。", "en": "Sorry, I didn't catch that. "}
 WHAT_TO_CHANGE = {
     "zh": "好的，请告诉我要改哪一项，例如「把{label}改成……」；或回复「取消」。",
     "en": 'OK, tell me what to change, e.g. "change the {label} to ...", or say cancel.',
@@ -88,6 +88,14 @@ def first_values(text: str, entities, declared: dict, wanted: list[str]) -> tupl
         name: {**f.entity.to_dict(), "text": f.entity.text_in(text)} for name, f in found.items()
     }
     return slots, ents
+
+
+def _intent_name(skill, intent: str, lang: str) -> str:
+    """How replies name an intent: its ``label`` in ``lang``, else its example words."""
+    from .fallback import example
+
+    label = (skill.manifest.intents.get(intent) or {}).get("label")
+    return str(localized(label, lang) or localized(example(skill, intent), lang))
 
 
 def _wanted(spec: dict) -> list[str]:
@@ -276,9 +284,8 @@ async def _execute(engine: Engine, cmds, skill, spec, state: FlowState, message,
         state.asks += 1
         if state.asks > 3:
             end_flow(context, FlowEnd.GAVE_UP, now_ms)
-            from .fallback import example
 
-            said = localized(example(skill, state.intent), lang)
+            said = _intent_name(skill, state.intent, lang)
             text = GAVE_UP[lang].format(what=said, example=said)
             return _reply(skill, state, text)
         _save(context, state)
@@ -306,7 +313,10 @@ async def _execute(engine: Engine, cmds, skill, spec, state: FlowState, message,
                 state.entities.pop(cmd.slot, None)
             if cmd.act is Act.CORRECT_SLOT:
                 label = slot_label(cmd.slot, skill.manifest.slots.get(cmd.slot, {}), lang)
-                acks.append(CORRECTED[lang].format(label=label, value=_show(cmd.value, lang)))
+                shown = _show(cmd.value, lang)
+                if lang == "en" and not shown.isascii() and cmd.entity:
+                    shown = f"{shown} ({cmd.entity['text']})"  # 年假 (annual leave)
+                acks.append(CORRECTED[lang].format(label=label, value=shown))
         elif cmd.act is Act.CHANGE_SLOT:
             state.slots.pop(cmd.slot, None)
             state.entities.pop(cmd.slot, None)
@@ -338,3 +348,61 @@ async def _execute(engine: Engine, cmds, skill, spec, state: FlowState, message,
     if prefix:
         reply.text = prefix + reply.text
     return reply
+
+
+STALE = {
+    "zh": "刚才的「{what}」已经{ended}，这个回答没有用上。需要的话请重新告诉我，例如「{what}」。",
+    "en": "Your earlier request ({what}) has {ended}, so this answer was not used. To start "
+    'again, say e.g. "{what}".',
+}
+_ENDED = {
+    "zh": {"completed": "办完", "cancelled": "取消", "timeout": "超时结束"},
+    "en": {"completed": "been completed", "cancelled": "been cancelled", "timeout": "timed out"},
+}
+STALE_WINDOW_S = 600.0  # an answer this long after its flow ended is read as a new message
+
+
+def stale_answer(engine: Engine, message: Message, context: dict) -> Reply | None:
+    """An answer to a question no longer pending (是 / 否, 三天, 不对，改成下周一 after the
+    form ended): say so instead of reading it as a new request. None otherwise: a message a
+    rule claims, or that confidently asks for the same thing again, is a new request."""
+    from .commands import _CORRECTION, _leftover, _pick, _values, is_no, is_yes
+
+    last = context.get("last_flow")
+    if not last or context.get("flow") or context.get("clarify"):
+        return None
+    if engine._now_ms() - int(last.get("ended_ms", 0)) > STALE_WINDOW_S * 1000:
+        return None
+    skill = engine._by_id.get(last.get("skill"))
+    spec = skill.manifest.intents.get(last.get("intent"), {}).get("flow") if skill else None
+    if spec is None:
+        return None
+    text = message.text
+    if not (is_yes(text) or is_no(text)):
+        entities = engine.entities(skill, text)
+        state = FlowState(last["skill"], last["intent"], dict(last.get("slots", {})), "", 0)
+        wanted = _wanted(spec) + list(spec.get("optional", []))
+        found = _pick(_values(text, entities, wanted, skill.manifest.slots, state, []))
+        if not found or _leftover(text, [f.entity for f in found.values()], [], {}) > 2:
+            return None
+        other, d = engine.route(text)
+        if d is not None and (
+            d.source == "rule"
+            or (
+                d.intent == last["intent"]
+                and d.confidence >= 0.8
+                and not _CORRECTION.search(text)  # 不对，改成下周一 asks for no new form
+            )
+        ):
+            return None
+    lang = engine._lang_of(text, context)
+    what = _intent_name(skill, last["intent"], lang)
+    ended = _ENDED[lang].get(last.get("ended"), "结束" if lang == "zh" else "ended")
+    context.pop("last_flow", None)  # said once
+    return Reply(
+        text=STALE[lang].format(what=what, ended=ended),
+        skill_id=skill.manifest.id,
+        intent=last["intent"],
+        source="dialogue",
+        commands=[{"act": "stale_answer"}],
+    )
