@@ -49,7 +49,7 @@ def find_entities(skill, text: str, today: dt.date, now: dt.datetime | None = No
     spans first, then the more confident)."""
     found = rule_entities(skill.manifest.slots, text)
     found += system_entities(text, today, now)
-    model = getattr(skill, "entity_model", None)
-    if model is not None:
-        found += list(model.predict([text])[0])
+    finder = getattr(skill, "find_entities", None)  # the trained extractor, when there is one
+    if finder is not None:
+        found += list(finder(text))
     return resolve_overlaps(found)
