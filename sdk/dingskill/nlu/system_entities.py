@@ -20,8 +20,12 @@ found without training.
 * **Ranges**: two dates joined by 到/至/-/~/"to"/"until"/"through" ("between ... and ...")
   make one ``date_range`` (下周一到周三, 12月21日至25日, "Monday to Wednesday", "Dec 21 to 23");
   the end is read relative to the start (周三 after 下周一 is the Wednesday of that week). A
-  leading 从/"from" is not part of the span. 这周/下周/本月/下个月/周末/"next week" are ranges too.
-  The second time of 下午三点到五点 inherits the afternoon (and the date, as a ``datetime``).
+  leading 从/"from" is not part of the span. 这周/下周/本月/下个月/周末/"next week", a named month
+  (3月份, "in March") and two periods joined (1月到3月) are ranges too; 月底 / "end of the
+  month" is a date. The second time of 下午三点到五点 inherits the afternoon (and the date, as a
+  ``datetime``); there is no time-range type: a time range is two entities.
+* **From now**: 3天后 / "in 3 days" is a date; 两小时后 / "in 2 hours" a ``datetime`` from
+  ``now``.
 * **Resolution** against ``today`` (default: ``now``'s date, else the system date): a weekday
   alone (周五, "Friday") is this week's when still ahead or today, else next week's; 这周五 /
   "this Friday" is this week's, 下周五 / "next Friday" next (Monday-based) week's; a month
@@ -36,7 +40,9 @@ found without training.
   English words (twenty-one); a lone Chinese numeral counts only before a measure word or
   standing alone (一个人, 五), not inside words (统一, 一起, 快一点).
 * Speed: precompiled patterns with bounded repetition only (no nested unbounded
-  quantifiers), each scanned once, and composition by position lookup: linear in the text.
+  quantifiers, so no catastrophic backtracking), each scanned at most once and only when the
+  text holds a word it needs, and composition by position lookup: linear in the text
+  (``bench/system_entities.py --speed``).
 """
 
 from __future__ import annotations
@@ -448,10 +454,12 @@ def _dates(t: str, today: dt.date, out: list[_Cand]) -> None:
         add(m, _month_day(today, mo, d, year), kind="md", year=year is not None)
     for m in _find(_RE_ZH_REL_MONTH_DAY, t):
         d = _small(m["d"])
-        shift = _WEEK_PREFIX[m["p"]]
-        first = today.replace(day=1) + dt.timedelta(days=32 * shift + (0 if shift >= 0 else 0))
-        if shift < 0:
-            first = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+        shift = _WEEK_PREFIX[m["p"]]  # 下个月 +1, 这个月 0, 上个月 -1
+        first = today.replace(day=1)
+        if shift > 0:
+            first = (first + dt.timedelta(days=32)).replace(day=1)
+        elif shift < 0:
+            first = (first - dt.timedelta(days=1)).replace(day=1)
         if d is not None:
             add(m, _date_or_none(first.year, first.month, d), kind="md", year=True)
     for m in _find(_RE_BARE_DAY, t):
