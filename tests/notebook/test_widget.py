@@ -43,6 +43,20 @@ def test_enter_sends_and_transcript_shows_intent(chat):
     assert english["intent"] == "company_hours" and english["alternatives"][0][0] == "company_hours"
 
 
+def test_detail_line_shows_the_form_and_the_commands(chat):
+    """A correction mid-form: the detail line names the commands the message became and
+    what the form now waits for (the slot asked, or 是/否 to the summary)."""
+    for text in ["我想请假", "年假", "明天"]:
+        chat.send(text)
+    fixed = chat.send("不对，改成下周一")
+    assert fixed["commands"][0]["act"] == "correct_slot" and fixed["state"]["pending"] == "days"
+    html = chat.rendered_html()
+    assert "correct_slot(start_date=" in html and "waiting for: days [ask_leave: " in html
+    chat.reset()
+    chat.send("帮我订西湖厅，明天")
+    assert "是/否 to the summary (confirm)" in chat.rendered_html()
+
+
 def test_multi_turn_and_reset(chat):
     chat.send("我想请假")
     chat.send("病假")

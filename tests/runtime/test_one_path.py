@@ -7,6 +7,7 @@ confidences, slots and replies are identical."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import subprocess
@@ -33,7 +34,8 @@ CONV, SENDER, NICK = "case-onepath", "staff-1", "小王"
 GROUP_AT = ["bot-hr"]
 LONG = "请" * 100_000
 # (text, group?) — one leave request with digressions (another intent, another language,
-# a command, small talk), full-width text, a group @mention and an over-long message
+# a command, small talk), full-width text, a group @mention and an over-long message; then
+# a repaired one (a corrected type, a weather question holding a date, a corrected date)
 TRANSCRIPT: list[tuple[str, bool]] = [
     ("你好", False),
     ("我想请假", False),
@@ -45,6 +47,13 @@ TRANSCRIPT: list[tuple[str, bool]] = [
     ("thanks!", False),
     ("＠HR小助手 订会议室", True),
     (LONG, False),
+    ("我想请假", False),
+    ("病假", False),
+    ("哦不，是年假", False),
+    ("明天北京会下雨吗", False),
+    ("明天", False),
+    ("不对，改成下周一", False),
+    ("三天", False),
 ]
 
 
@@ -100,6 +109,15 @@ def test_reference_transcript_behaves(reference):
     assert "太长" in texts[9] and reference[9][4] == "fallback"  # refused, not classified
     assert "wifi" in intents[4] and "Corp-Staff" in texts[4]  # answered mid-form
     assert "3" in texts[6] and "事假" in texts[6]  # the form resumed and finished
+    # repair: the corrected type and date are what the form holds; the question never fills
+    today = dt.date.today()
+    monday = (today + dt.timedelta(days=7 - today.weekday())).isoformat()
+    assert reference[12][2] == '{"leave_type": "年假"}' and "假期类型改为" in texts[12]
+    assert intents[13] == "oos" and reference[13][2] == '{"leave_type": "年假"}'
+    assert json.loads(reference[15][2])["start_date"] == monday and "开始日期改为" in texts[15]
+    final = json.loads(reference[16][2])
+    assert final == {"leave_type": "年假", "start_date": monday, "days": 3}
+    assert "年假" in texts[16] and "共 3 天" in texts[16] and reference[16][4] == "dialogue"
 
 
 def test_terminal_chat_subprocess(installed, reference):
@@ -181,6 +199,8 @@ class _InProcessRuntime:
                 "skills": {"home": str(home)},
                 "audit": {"path": str(tmp / "audit.jsonl")},
                 "security": {"encrypt": False},
+                # one user sends the whole transcript in seconds (a burst of 15 by default)
+                "limits": {"user_per_minute": 120, "conversation_per_minute": 120},
             },
         )
         self.runtime = Runtime(cfg)

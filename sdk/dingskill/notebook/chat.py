@@ -159,6 +159,7 @@ class ChatWidget(widgets.VBox):
             "rule": reply.rule,
             "slots": dict(reply.slots),
             "state": dict(reply.state),
+            "commands": [dict(c) for c in getattr(reply, "commands", [])],
             "skill": reply.skill_id,
             "latency_ms": float(reply.latency_ms),
             "error": reply.error,

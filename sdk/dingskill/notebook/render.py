@@ -70,6 +70,37 @@ def _card_html(card: dict) -> str:
     return f"<div class='ds-card'><b>{title}</b><div>{body}</div><div>{buttons}</div></div>"
 
 
+def flow_state_text(state: dict) -> str:
+    """The pending form in a few words: the slot asked for, or what 是 / 否 would answer."""
+    if not state:
+        return ""
+    awaiting = state.get("awaiting", "slot")
+    if awaiting == "confirm":
+        what = "是/否 to the summary (confirm)"
+    elif awaiting == "suggestion":
+        s = state.get("suggestion") or {}
+        what = f"是/否 to {s.get('slot')}={s.get('value')}? (typo)"
+    elif awaiting == "offer":
+        what = "是/否 to leaving the form for the new request"
+    else:
+        what = str(state.get("pending", ""))
+    filled = ", ".join(f"{k}={v}" for k, v in (state.get("slots") or {}).items())
+    return f"{what} [{state.get('intent', '')}: {filled or 'nothing filled'}]"
+
+
+def commands_text(commands: list[dict]) -> str:
+    """The commands a message became within a form: set_slot(days=3), digression(oos)..."""
+    out = []
+    for c in commands:
+        arg = ""
+        if c.get("slot") is not None:
+            arg = c["slot"] + (f"={c['value']}" if c.get("value") is not None else "")
+        elif c.get("digression"):
+            arg = c["digression"] + (f" {c['intent']}" if c.get("intent") else "")
+        out.append(f"{c.get('act')}({arg})")
+    return ", ".join(out)
+
+
 def bubble_html(turn: dict) -> str:
     if turn["role"] == "user":
         who = html.escape(turn.get("sender", ""))
@@ -87,7 +118,9 @@ def bubble_html(turn: dict) -> str:
     alts = ", ".join(f"{html.escape(str(i))} {p:.2f}" for i, p in turn.get("alternatives", []))
     rule = f" · rule <code>{html.escape(turn['rule'])}</code>" if turn.get("rule") else ""
     slots = html.escape(", ".join(f"{k}={v}" for k, v in (turn.get("slots") or {}).items())) or "–"
-    state = html.escape(str((turn.get("state") or {}).get("pending", ""))) or "–"
+    state = html.escape(flow_state_text(turn.get("state") or {})) or "–"
+    cmds = html.escape(commands_text(turn.get("commands") or []))
+    cmds = f" · commands: <code class='ds-commands'>{cmds}</code>" if cmds else ""
     err = (
         f"<div class='ds-error'>error: {html.escape(turn['error'])}</div>"
         if turn.get("error")
@@ -102,7 +135,7 @@ def bubble_html(turn: dict) -> str:
     meta = (
         f"<div class='ds-meta' data-intent='{html.escape(turn['intent'])}'>#{turn['index']} intent "
         f"<code class='ds-intent'>{html.escape(turn['intent'])}</code> {turn['confidence']:.2f} · via "
-        f"{html.escape(turn['source'])}{rule} · top 3: {alts or '–'} · slots: {slots} · waiting for: {state}"
+        f"{html.escape(turn['source'])}{rule} · top 3: {alts or '–'} · slots: {slots} · waiting for: {state}{cmds}"
         f" · {turn['latency_ms']:.1f} ms{err}</div>"
     )
     return f"<div class='ds-row bot'><div class='ds-bubble'>{content}{meta}</div></div>"

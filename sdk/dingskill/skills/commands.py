@@ -314,7 +314,7 @@ def understand(
     found = _pick(_values(text, entities, wanted, declared, state, named, correcting))
     used = [f.entity for f in found.values()]
     leftover = _leftover(text, used, named, declared)
-    answer_like = bool(found) and leftover <= 2
+    answer_like = (bool(found) or (bool(named) and correcting)) and leftover <= 2
 
     if text.lstrip().startswith("/"):
         return [Command(Act.DIGRESSION, digression=Digression.COMMAND)]
