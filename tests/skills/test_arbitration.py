@@ -159,3 +159,25 @@ def test_bad_input_gets_a_sensible_reply(three, text):
     assert r.text.strip() and r.intent in ("oos", "payslip", "ask_leave", "clarify"), r
     # the conversation goes on
     assert local.send("我想看工资条", conversation_id="b").intent == "payslip"
+
+
+def test_the_gate_screen_skips_only_models_that_would_say_oos(three):
+    """Arbitration runs a skill's full model only when its novelty gate lets the message
+    through: every message the gate turns away is one the model calls out of scope."""
+    texts = [
+        "我想看工资条",
+        "what are the office hours?",
+        "电脑连不上网",
+        "明天北京会下雨吗",
+        "tell me a joke",
+        "reset my password",
+        "几点下班",
+        "年假",
+    ]
+    skipped = 0
+    for skill in three:
+        for text in texts:
+            if skill.beyond_gate(text) and skill.match_rule(text) is None:
+                skipped += 1
+                assert skill.decide(text).intent == "oos", (skill.manifest.id, text)
+    assert skipped  # the screen does skip models

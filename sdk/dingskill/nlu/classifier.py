@@ -614,6 +614,19 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             intent = OUT_OF_SCOPE  # far from every example the skill was trained on
         return Decision(intent, conf, alts, "model", None)
 
+    def beyond_gate(self, text: str) -> bool:
+        """Whether the novelty gate turns ``text`` away, so that :meth:`decide` says "oos"
+        unless a rule matches. Cheap: the (shared, cached) sentence encoding and one product
+        with the prototypes, no n-gram features. False for a model without a gate. Routing
+        across many skills asks this first and runs the full model only where it passes."""
+        if self.gate_ is None:
+            return False
+        norm = self._normalized(text)
+        if not norm:
+            return True
+        unit = self.embedder_.transform_one(norm, normalized=True)
+        return bool(_nearest(unit[None], self.prototypes_)[0] < self.gate_)
+
     def _normalized(self, text: str) -> str:
         """``text`` normalised, after the checks every single-utterance call makes."""
         self._check_fitted()

@@ -18,6 +18,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +38,13 @@ _CJK_RE = re.compile(f"[{_CJK}]")
 def is_cjk(text: str) -> bool:
     """True when ``text`` contains at least one CJK character."""
     return _CJK_RE.search(text) is not None
+
+
+@lru_cache(maxsize=4096)
+def _counted(norm: str, char_ngram: tuple, cjk_ngram: tuple) -> tuple[tuple[str, int], ...]:
+    """The feature counts of one normalised text, shared by every featurizer with the same
+    n-gram ranges (each loaded skill's model reads the same message: analysed once)."""
+    return tuple(Counter(analyze(norm, char_ngram, cjk_ngram, True)).items())
 
 
 def analyze(
@@ -138,7 +146,10 @@ class TextFeaturizer:
     def transform_one(self, text: str, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Column indices and values of one text's normalised TF-IDF row."""
         get = self.vocabulary_.get
-        pairs = [(get(f), c) for f, c in Counter(self._analyze(text, normalized)).items()]
+        if not normalized:
+            text = normalize_text(text)
+        counted = _counted(text, self.char_ngram, self.cjk_ngram)
+        pairs = [(get(f), c) for f, c in counted]
         pairs = [(j, c) for j, c in pairs if j is not None]
         if not pairs:
             return np.zeros(0, dtype=np.int64), np.zeros(0)

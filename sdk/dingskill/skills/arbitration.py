@@ -143,10 +143,16 @@ def _candidates(skills: list, text: str, options: ArbitrationOptions):
     lang = detect_language(text)
     found: list[Candidate] = []
     best = None
-    for skill in skills:
-        d = skill.decide(text)
-        if d.source == "rule":
+    for skill in skills:  # a rule of any skill wins outright (no model runs)
+        d = skill.match_rule(text)
+        if d is not None:
             return (skill, d), [], d
+    for skill in skills:
+        # a skill whose novelty gate turns the message away would say "oos": its n-gram
+        # model is not run (one product with the shared sentence encoding instead)
+        if skill.beyond_gate(text):
+            continue
+        d = skill.decide(text)
         native = lang == "mixed" or lang in skill.manifest.languages
         if best is None or (
             d.intent != "oos" and (best.intent == "oos" or d.confidence > best.confidence)

@@ -205,6 +205,12 @@ class Skill:
         if problems:
             raise SkillError("\n".join(problems))
 
+    def beyond_gate(self, text: str) -> bool:
+        """Whether the model's novelty gate turns ``text`` away (its decision is then "oos"
+        unless a rule matches); see ``IntentClassifier.beyond_gate``."""
+        check = getattr(self.model, "beyond_gate", None)
+        return bool(check(text)) if check is not None else False
+
     def match_rule(self, text: str):
         """The rule :meth:`decide` would apply to ``text``, or None (no model run)."""
         return self.model.match_rule(text)
