@@ -269,6 +269,11 @@ class Pipeline:
         lock = self._locks.setdefault(key, asyncio.Lock())
         # how long it waited for the loop so far (a backlog), not for its conversation's turn
         waited = time.perf_counter() - t0 if t0 is not None else 0.0
+        if self.understanding is not None:
+            try:  # too late already: shed before any storage work
+                self.understanding.check_wait(waited)
+            except Overloaded as exc:
+                return self._shed(message, lang, exc)
         async with lock:  # turns of one conversation run in order within a replica
             context = await self.stores.context.get_context(key)
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
@@ -277,9 +282,7 @@ class Pipeline:
                 try:
                     await self.understanding.prepare(engine, text, waited)
                 except Overloaded as exc:
-                    if self.metrics is not None:
-                        self.metrics.shed.labels(message.channel).inc()
-                    return Reply(text=BUSY[lang], source="busy", error=f"overloaded: {exc}"), "shed"
+                    return self._shed(message, lang, exc)
             t1 = time.perf_counter()
             reply = await engine.handle(clean, context)
             if self.metrics is not None and reply.skill_id:
@@ -293,6 +296,12 @@ class Pipeline:
         return reply, (
             "error" if reply.error else ("fallback" if reply.source == "fallback" else "ok")
         )
+
+    def _shed(self, message: Message, lang: str, exc: Exception) -> tuple[Reply, str]:
+        """The polite "busy, please retry" answer of a message shed under overload."""
+        if self.metrics is not None:
+            self.metrics.shed.labels(message.channel).inc()
+        return Reply(text=BUSY[lang], source="busy", error=f"overloaded: {exc}"), "shed"
 
     async def _locked(self, message: Message, fn) -> tuple[Reply, str]:
         """Run ``fn(engine, context)`` holding the conversation's turn lock; saves the context."""

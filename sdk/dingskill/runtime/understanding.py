@@ -148,15 +148,20 @@ class Understanding:
         """Messages waiting for (or in) a forward pass."""
         return self._batcher.depth if self._batcher is not None else 0
 
+    def check_wait(self, waited_s: float) -> None:
+        """Raise :class:`Overloaded` when a message has already waited ``waited_s`` seconds,
+        more than ``max_wait_ms`` (the Pipeline asks before loading its context: cheap)."""
+        wait_ms = self.config.max_wait_ms
+        if wait_ms and waited_s * 1000 > wait_ms:
+            raise Overloaded(f"waited {waited_s * 1000:.0f} ms in the pipeline (max {wait_ms:g})")
+
     async def prepare(self, engine, text: str, waited_s: float = 0.0) -> None:
         """Have the encodings (and decisions) of ``text`` (preprocessed) cached for
         ``engine``; raises :class:`Overloaded` when the queue is full or the message has
         already waited ``waited_s`` seconds, more than ``max_wait_ms``."""
         if self._closed:
             return  # shutting down: the engine computes what it needs itself
-        wait_ms = self.config.max_wait_ms
-        if wait_ms and waited_s * 1000 > wait_ms:
-            raise Overloaded(f"waited {waited_s * 1000:.0f} ms in the pipeline (max {wait_ms:g})")
+        self.check_wait(waited_s)
         encoders = self.encoders(engine)
         norm = normalize_text(text) if encoders else ""
         if not norm:

@@ -237,7 +237,7 @@ def run_broker_benchmark(
         )
         result = {
             "msgs_per_s": round(sustained, 1),
-            **_delivery(emu, ids + ids2, lat),
+            **_delivery(emu, ids + ids2, lat, ids2),
             "redeliveries": int(redeliveries),
             "broker": True,
             "workers": workers,
