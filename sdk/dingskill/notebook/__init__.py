@@ -16,6 +16,7 @@ __all__ = [
     "confusion_view",
     "dataset_view",
     "replay_cases",
+    "run_conversations",
     "threshold_view",
 ]
 
@@ -23,6 +24,7 @@ _LAZY = {
     "ChatWidget": ".chat",
     "assert_conversations": ".regression",
     "replay_cases": ".regression",
+    "run_conversations": ".conversation_report",
     "compare_view": ".views",
     "confusion_view": ".views",
     "dataset_view": ".views",
@@ -31,6 +33,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from .chat import ChatWidget
+    from .conversation_report import run_conversations
     from .regression import assert_conversations, replay_cases
     from .views import compare_view, confusion_view, dataset_view, threshold_view
 
