@@ -165,7 +165,9 @@ class ChatWidget(widgets.VBox):
             "error": reply.error,
             "user_text": shown,
             "followups": [dict(f) for f in reply.followups],
+            "entities": [dict(e) for e in getattr(reply, "entities", None) or []],
         }
+        self.transcript[-1]["entities"] = _align_entities(shown, turn["entities"])
         self.transcript.append(turn)
         self._render()
         return turn
@@ -280,3 +282,27 @@ class ChatWidget(widgets.VBox):
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         self.status.value = f"saved {len(lines)} turn(s) as <code>{case}</code> in {path}"
         return path
+
+
+def _align_entities(shown: str, entities: list[dict]) -> list[dict]:
+    """The reply's entities with offsets into the text as shown in the bubble (they point
+    into the text after preprocessing, which drops an @mention; an entity that cannot be
+    placed is left out of the highlighting)."""
+    if not entities:
+        return []
+    from ..runtime.preprocess import PreprocessError, preprocess
+
+    try:
+        clean = preprocess(shown)
+    except PreprocessError:
+        return []
+    off = shown.find(clean) if clean else -1
+    out = []
+    for e in entities:
+        s, t = int(e["start"]), int(e["end"])
+        piece = clean[s:t]
+        if off >= 0 and piece and shown[off + s : off + t] == piece:
+            out.append({**e, "start": off + s, "end": off + t})
+        elif piece and (at := shown.find(piece)) >= 0:
+            out.append({**e, "start": at, "end": at + len(piece)})
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["markdown_to_html", "bubble_html", "CSS"]
+__all__ = ["markdown_to_html", "bubble_html", "highlight_entities", "CSS"]
 
 CSS = """
 <style>
@@ -23,6 +23,8 @@ CSS = """
 .ds-card .ds-btn{display:inline-block;margin:4px 4px 0 0;padding:2px 10px;border:1px solid #2f7cf6;border-radius:12px;color:#2f7cf6}
 .ds-who{font-size:11px;color:#8f959e;margin:0 6px}
 .ds-error{color:#b42318}
+.ds-ent{background:#fff3bf;color:#1f2329;border-radius:3px;padding:0 2px}
+.ds-ent sub{font-size:9px;color:#8a6d00;margin-left:2px}
 </style>
 """
 
@@ -101,13 +103,36 @@ def commands_text(commands: list[dict]) -> str:
     return ", ".join(out)
 
 
+def highlight_entities(text: str, entities: list[dict]) -> str:
+    """``text`` escaped, each entity's span marked with its type (the value, confidence and
+    source in the tooltip). Spans outside the text or overlapping an earlier one are skipped."""
+    out, pos = [], 0
+    for e in sorted(entities or [], key=lambda e: (int(e["start"]), -int(e["end"]))):
+        s, t = int(e["start"]), int(e["end"])
+        if not (pos <= s < t <= len(text)):
+            continue
+        etype = html.escape(str(e.get("entity", "")))
+        tip = f"{e.get('entity')} = {e.get('value')!s}"
+        if e.get("confidence") is not None:
+            tip += f" ({float(e['confidence']):.2f}, {e.get('source', '')})"
+        out.append(html.escape(text[pos:s]))
+        out.append(
+            f"<mark class='ds-ent' data-entity='{etype}' title='{html.escape(tip, quote=True)}'>"
+            f"{html.escape(text[s:t])}<sub>{etype}</sub></mark>"
+        )
+        pos = t
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
 def bubble_html(turn: dict) -> str:
     if turn["role"] == "user":
         who = html.escape(turn.get("sender", ""))
         chat = " · 群聊" if turn.get("conversation_type") == "group" else ""
         return (
             f"<div class='ds-row user'><span class='ds-who'>{who}{chat}</span>"
-            f"<div class='ds-bubble'>{html.escape(turn['text'])}</div></div>"
+            f"<div class='ds-bubble'>{highlight_entities(turn['text'], turn.get('entities'))}"
+            "</div></div>"
         )
     if turn.get("format") == "card" and turn.get("card"):
         content = _card_html(turn["card"])
@@ -121,6 +146,11 @@ def bubble_html(turn: dict) -> str:
     state = html.escape(flow_state_text(turn.get("state") or {})) or "–"
     cmds = html.escape(commands_text(turn.get("commands") or []))
     cmds = f" · commands: <code class='ds-commands'>{cmds}</code>" if cmds else ""
+    ents = ", ".join(
+        f"{html.escape(str(e.get('value')))}/{html.escape(str(e.get('entity')))}"
+        for e in turn.get("entities") or []
+    )
+    ents = f" · entities: {ents}" if ents else ""
     err = (
         f"<div class='ds-error'>error: {html.escape(turn['error'])}</div>"
         if turn.get("error")
@@ -135,7 +165,7 @@ def bubble_html(turn: dict) -> str:
     meta = (
         f"<div class='ds-meta' data-intent='{html.escape(turn['intent'])}'>#{turn['index']} intent "
         f"<code class='ds-intent'>{html.escape(turn['intent'])}</code> {turn['confidence']:.2f} · via "
-        f"{html.escape(turn['source'])}{rule} · top 3: {alts or '–'} · slots: {slots} · waiting for: {state}{cmds}"
+        f"{html.escape(turn['source'])}{rule} · top 3: {alts or '–'}{ents} · slots: {slots} · waiting for: {state}{cmds}"
         f" · {turn['latency_ms']:.1f} ms{err}</div>"
     )
     return f"<div class='ds-row bot'><div class='ds-bubble'>{content}{meta}</div></div>"
