@@ -157,11 +157,14 @@ class Skill:
         return self._entity_model
 
     def find_entities(self, text: str, intent: str | None = None) -> list[Entity]:
-        """The entities the trained extractor finds in ``text`` (``intent``: the one decided
-        for it, a feature of the model); [] when the skill has no entity model."""
+        """The entities the trained extractor finds in ``text``; [] when the skill has no
+        entity model. ``intent``: the one decided for the text, a feature of the model (when
+        None, :meth:`decide` gives it)."""
         model = self.entity_model
         if model is None:
             return []
+        if intent is None and getattr(model, "intent_feature_", False):
+            intent = self.decide(text).intent
         return model.predict([text], None if intent is None else [intent])[0]
 
     def decide(self, text: str):
