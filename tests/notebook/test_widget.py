@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,10 @@ def test_enter_sends_and_transcript_shows_intent(chat):
     bot = chat.transcript[-1]
     assert bot["intent"] == "payslip" and bot["source"] == "rule" and len(chat.transcript) == 2
     html = chat.rendered_html()
-    assert "我想看这个月的工资条" in html and "ds-intent" in html and "payslip" in html
+    # the user's text, its entities marked (这个月: a date range)
+    shown = re.sub(r"<sub>.*?</sub>|<[^>]+>", "", html)
+    assert "我想看这个月的工资条" in shown and "ds-intent" in html and "payslip" in html
+    assert "<mark class='ds-ent' data-entity='date_range'" in html
     assert "<h5" in html  # markdown reply rendered
     english = chat.send("what are the office hours?")
     assert english["intent"] == "company_hours" and english["alternatives"][0][0] == "company_hours"
