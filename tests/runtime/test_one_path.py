@@ -33,6 +33,7 @@ SCALE = float(os.environ.get("DINGSKILL_TEST_TIMEOUT_SCALE", "1"))
 CONV, SENDER, NICK = "case-onepath", "staff-1", "小王"
 GROUP_AT = ["bot-hr"]
 LONG = "请" * 100_000
+STORY = "上周我去杭州出差，住的酒店离公司不远，每天早上坐地铁过去。" * 36  # 1,044 characters
 # (text, group?) — one leave request with digressions (another intent, another language,
 # a command, small talk), full-width text, a group @mention and an over-long message; then
 # a repaired one (a corrected type, a weather question holding a date, a corrected date)
@@ -54,6 +55,14 @@ TRANSCRIPT: list[tuple[str, bool]] = [
     ("明天", False),
     ("不对，改成下周一", False),
     ("三天", False),
+    # one arbitration across skills and languages: an English request the Chinese skill
+    # serves, a near-tie asked and picked by number, a long message decided on its question,
+    # out of scope with what the bot can do
+    ("I want to take annual leave next Monday for 3 days", False),
+    ("年假", False),
+    ("1", False),
+    (STORY + "另外问一下，我还有几天年假？", False),
+    ("今天天气怎么样", False),
 ]
 
 
@@ -118,6 +127,11 @@ def test_reference_transcript_behaves(reference):
     final = json.loads(reference[16][2])
     assert final == {"leave_type": "年假", "start_date": monday, "days": 3}
     assert "年假" in texts[16] and "共 3 天" in texts[16] and reference[16][4] == "dialogue"
+    assert intents[17] == "ask_leave" and json.loads(reference[17][2]) == final
+    assert intents[18] == "clarify" and texts[18] == "您是想：查年假余额 / 请假？"
+    assert intents[19] == "leave_balance" and reference[19][4] == "clarify"
+    assert intents[20] == "leave_balance"
+    assert intents[21] == "oos" and "我可以帮您" in texts[21]
 
 
 def test_terminal_chat_subprocess(installed, reference):
