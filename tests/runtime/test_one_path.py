@@ -59,9 +59,9 @@ TRANSCRIPT: list[tuple[str, bool]] = [
     # serves, a near-tie asked and picked by number, a long message decided on its question,
     # out of scope with what the bot can do
     ("I want to take annual leave next Monday for 3 days", False),
-    ("年假", False),
-    ("1", False),
     (STORY + "另外问一下，我还有几天年假？", False),
+    ("早上那次打卡成功了吗", False),
+    ("1", False),
     ("今天天气怎么样", False),
 ]
 
@@ -128,9 +128,9 @@ def test_reference_transcript_behaves(reference):
     assert final == {"leave_type": "年假", "start_date": monday, "days": 3}
     assert "年假" in texts[16] and "共 3 天" in texts[16] and reference[16][4] == "dialogue"
     assert intents[17] == "ask_leave" and json.loads(reference[17][2]) == final
-    assert intents[18] == "clarify" and texts[18] == "您是想：查年假余额 / 请假？"
-    assert intents[19] == "leave_balance" and reference[19][4] == "clarify"
-    assert intents[20] == "leave_balance"
+    assert intents[18] == "leave_balance"
+    assert intents[19] == "clarify" and texts[19] == "您是想：查考勤 / 补卡？"
+    assert intents[20] == "attendance_query" and reference[20][4] == "clarify"
     assert intents[21] == "oos" and "我可以帮您" in texts[21]
 
 
