@@ -7,7 +7,9 @@ and samples use it (written for these tests; run as subprocesses):
 * robot (``ChatbotHandler``): answers every message type; text commands: ``1+2`` style sums
   (like the SDK's calculator sample), ``AI卡片`` (``AICardReplier``: start, stream, finish),
   ``审批卡片`` (``CardReplier`` create + deliver, then private data through ``put_card_data``),
-  ``互动卡片`` (``reply_card``), ``离线提示`` (``set_off_duty_prompt``), anything else is echoed;
+  ``互动卡片`` (``reply_card``), ``离线提示`` (``set_off_duty_prompt``), ``令牌`` (a fresh
+  client's ``get_access_token``), ``快速流式N`` (N ``AICardReplier.streaming`` calls without a
+  pause), anything else is echoed; a type it does not read (``unknownMsgType``) is named;
 * events (``EventHandler``): data ``{"later": N}`` answers LATER N times (the protocol's ACK
   data), otherwise the SDK's own ACK (code 200, no status);
 * cards (``CallbackHandler`` on the card-callback topic): answers with new card data built
@@ -61,6 +63,9 @@ class Assistant(dingtalk_stream.ChatbotHandler):
             data = self._download(content["downloadCode"])
             name = content.get("fileName") or content.get("videoType")
             self.reply_text(f"{kind}: {name} {len(data)} bytes", msg)
+        else:  # unknownMsgType and any type this bot does not read: say what came
+            placeholder = (msg.extensions.get("content") or {}).get("unknownMsgType")
+            self.reply_text(f"unsupported: {kind} {placeholder}", msg)
         return AckMessage.STATUS_OK, "OK"
 
     def _text(self, msg, raw: str) -> None:
@@ -75,6 +80,17 @@ class Assistant(dingtalk_stream.ChatbotHandler):
                 card_id, "content", "您好，会议室已订好", append=False, finished=True, failed=False
             )
             replier.finish(card_id, {"content": "您好，会议室已订好"})
+        elif text == "令牌":  # a fresh SDK client asks for a token: the platform's own again
+            fresh = dingtalk_stream.DingTalkStreamClient(self.dingtalk_client.credential)
+            self.reply_text(f"token: {fresh.get_access_token()}", msg)
+        elif text.startswith("快速流式"):  # AICardReplier.streaming N times, no pause
+            replier = AICardReplier(self.dingtalk_client, msg)
+            card_id = replier.start(AI_TEMPLATE, {"content": ""})
+            for i in range(int(text.removeprefix("快速流式") or 30)):
+                replier.streaming(
+                    card_id, "content", f"{i} ", append=True, finished=False, failed=False
+                )
+            self.reply_text(f"streamed: {card_id}", msg)
         elif text == "审批卡片":
             replier = CardReplier(self.dingtalk_client, msg)
             card_id = replier.create_and_send_card(

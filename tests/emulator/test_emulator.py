@@ -138,7 +138,13 @@ def test_expired_session_webhook(emu):
     msg_id = emu.send("hi", webhook_ttl_ms=-1)  # no connection: not pushed, webhook expired
     url = emu.messages[msg_id].payload["sessionWebhook"]
     r = httpx.post(url, json={"msgtype": "text", "text": {"content": "late"}})
-    assert r.json()["errmsg"] == "session webhook expired"
+    assert r.status_code == 200 and r.json() == {"errcode": 300001, "errmsg": "session 不存在"}
+    emu.expired_webhook_errcode = 300002  # the other reading, switchable
+    try:
+        r = httpx.post(url, json={"msgtype": "text", "text": {"content": "late"}})
+        assert r.json()["errcode"] == 300002
+    finally:
+        emu.expired_webhook_errcode = 300001
 
 
 @pytest.mark.slow

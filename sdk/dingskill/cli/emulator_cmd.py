@@ -63,6 +63,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="OPEN_CONVERSATION_ID",
         help="a group the robot is in",
     )
+    p.add_argument(
+        "--qps-limit",
+        type=int,
+        default=20,
+        help="OpenAPI calls per second each app may make to each API (documented: 20; 0: off)",
+    )
+    p.add_argument(
+        "--expired-webhook-errcode",
+        type=int,
+        choices=[300001, 300002],
+        default=300001,
+        help="errcode of an expired session webhook (300001 'session 不存在' as the platform "
+        "answers; 300002 the older reading)",
+    )
     p.set_defaults(func=_serve)
     s = p.add_subparsers(dest="emulator", metavar="ACTION")
     send = s.add_parser("send", help="push a user message into a running emulator")
@@ -73,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     send.add_argument(
         "--msgtype",
         default="text",
-        choices=["text", "richText", "picture", "audio", "video", "file"],
+        choices=["text", "richText", "picture", "audio", "video", "file", "unknownMsgType"],
         help="message type (audio: TEXT is the recognition; file/picture/video: TEXT is ignored)",
     )
     send.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the reply")
@@ -115,6 +129,8 @@ def _serve(args) -> int:
         ping_interval=args.ping_interval,
         disconnect_close_delay=args.disconnect_close_delay,
         card_templates=args.card_template,
+        qps_limit=args.qps_limit,
+        expired_webhook_errcode=args.expired_webhook_errcode,
     )
     for key in apps:
         emu.register(key, users=args.org_user, groups=args.robot_group)

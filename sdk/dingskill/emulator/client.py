@@ -131,6 +131,10 @@ class EmulatorClient:
             },
         )
 
+    def revoke_tokens(self, app: str | None = None) -> int:
+        """Revoke the app's access tokens (a secret reset): calls with them answer 401."""
+        return self._post("/_emulator/tokens/revoke", {"app": app})["revoked"]
+
     def drop(self, app: str | None = None, code: int = 1011) -> int:
         return self._post("/_emulator/drop", {"app": app, "code": code})["dropped"]
 

@@ -53,7 +53,15 @@ SETTINGS = {
     "disconnect_close_delay": float,
     "connection_lifetime": float,
     "strict_cards": bool,
+    "qps_limit": int,
+    "expired_webhook_errcode": lambda v: _expired_errcode(v),
 }
+
+
+def _expired_errcode(value) -> int:
+    from .server import _expired_errcode as check
+
+    return check(value)
 
 
 def _bad(msg: str, status: int = 400) -> JSONResponse:
@@ -209,6 +217,14 @@ class DevApi:
 
     async def _api_proactive(self, request: Request):
         return JSONResponse(self.proactive)
+
+    async def _api_revoke_tokens(self, request: Request):
+        try:
+            body = await _body(request)
+            n = self.revoke_tokens(body.get("app"))
+        except (ValueError, TypeError) as exc:
+            return _bad(str(exc))
+        return JSONResponse({"revoked": n})
 
     async def _api_connections(self, request: Request):
         conns = [c for cs in self.conns.values() for c in cs] + self.closed_conns

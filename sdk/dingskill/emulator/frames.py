@@ -18,6 +18,7 @@ __all__ = [
     "EVENT_TOPIC",
     "GRAPH_TOPIC",
     "MSG_TYPES",
+    "UNKNOWN_PLACEHOLDER",
     "ROBOT_DELEGATE_TOPIC",
     "ROBOT_TOPIC",
     "FrameType",
@@ -36,7 +37,10 @@ GRAPH_TOPIC = "/v1.0/graph/api/invoke"
 EVENT_TOPIC = "*"  # the only EVENT subscription the platform accepts ("仅支持星号")
 
 # Robot message types of the platform's "receive message" document.
-MSG_TYPES = ("text", "richText", "picture", "audio", "video", "file")
+MSG_TYPES = ("text", "richText", "picture", "audio", "video", "file", "unknownMsgType")
+# What the platform puts in ``content.unknownMsgType`` for a message a robot cannot receive
+# (a sticker, a location, ...): a short placeholder, not the message itself.
+UNKNOWN_PLACEHOLDER = "[暂不支持的消息类型]"
 
 
 class FrameType(str, Enum):
@@ -56,6 +60,19 @@ def strip_at_name(text: str, bot_name: str) -> str:
     mention = f"@{bot_name}"
     i = text.find(mention)
     return text if i < 0 else text[:i] + text[i + len(mention) :]
+
+
+def at_name_first(parts: list[dict], bot_name: str) -> list[dict]:
+    """A group ``richText`` as the platform delivers it: unlike ``text``, the ``@name`` is not
+    removed; it stays at the start of the first text part ("@办公助手 " + what followed)."""
+    mention = f"@{bot_name}"
+    parts = [dict(p) if isinstance(p, dict) else p for p in parts]
+    for p in parts:
+        if isinstance(p, dict) and isinstance(p.get("text"), str):
+            if mention not in p["text"]:
+                p["text"] = f"{mention} {p['text']}"
+            return parts
+    return [{"text": f"{mention} "}, *parts]
 
 
 @dataclass
@@ -126,6 +143,8 @@ def robot_payload(
         parts = m.rich_text
         if parts is None:
             parts = [{"text": m.text}] if m.text else []
+        if group and m.at_bot:
+            parts = at_name_first(parts, bot_name)
         body["content"] = {"richText": parts}
     elif m.msgtype == "picture":
         body["content"] = {"pictureDownloadCode": f"p{code}", "downloadCode": code}
@@ -148,6 +167,8 @@ def robot_payload(
             "downloadCode": code,
             "fileId": f"f{uuid.uuid4().hex[:12]}",
         }
+    elif m.msgtype == "unknownMsgType":
+        body["content"] = {"unknownMsgType": m.text or UNKNOWN_PLACEHOLDER}
     else:
         raise ValueError(f"unknown msgtype {m.msgtype!r}; one of {', '.join(MSG_TYPES)}")
     if group:

@@ -1,6 +1,9 @@
 """The OpenAPI endpoints a robot calls besides cards: tokens, proactive messages, files, off-duty.
 
-* ``POST /v1.0/oauth2/accessToken`` and ``GET /gettoken``;
+* ``POST /v1.0/oauth2/accessToken`` and ``GET /gettoken``: the same token again while it is
+  valid (renewed), until revoked (``Emulator.revoke_tokens``); see :mod:`.limits`;
+* every call is held to the per-app per-API limit (``qps_limit``, default 20 a second): past
+  it, ``403 Forbidden.AccessDenied.QpsLimitForAppkeyAndApi``;
 * ``POST /v1.0/robot/oToMessages/batchSend`` (1:1 to up to 20 staff ids) and
   ``POST /v1.0/robot/groupMessages/send`` (to a group by ``openConversationId``): both need the
   app's ``qyapi_robot_sendmsg`` scope, ``robotCode`` equal to the app's client id, a known
@@ -28,6 +31,7 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .limits import QPS_CODE
 from .state import App, now_ms
 
 __all__ = ["MSG_KEYS", "OpenApi", "OpenApiError"]
@@ -107,8 +111,12 @@ class OpenApi:
             app = self._authorized(request)
             if app is None:
                 raise OpenApiError(
-                    401, "InvalidAuthentication", "x-acs-dingtalk-access-token missing or expired"
+                    401,
+                    "InvalidAuthentication",
+                    "x-acs-dingtalk-access-token missing, expired or revoked; get a new one "
+                    "from /v1.0/oauth2/accessToken",
                 )
+            self._check_qps(app.client_id, request.url.path)
             if scope and scope not in app.scopes:
                 raise OpenApiError(
                     403,
@@ -143,11 +151,19 @@ class OpenApi:
         return resp
 
     def _authorized(self, request: Request) -> App | None:
-        token = request.headers.get("x-acs-dingtalk-access-token", "")
-        entry = self.tokens.get(token)
-        if entry is None or entry[1] <= time.time():
-            return None
-        return self.apps.get(entry[0])
+        app = self.tokens.app_of(request.headers.get("x-acs-dingtalk-access-token", ""))
+        return None if app is None else self.apps.get(app)
+
+    def _check_qps(self, app: str, api: str) -> None:
+        """The per-app per-API limit of the throttling page (default 20 calls a second)."""
+        if not self.qps.allow(app, api):
+            self.counters["qps_limited"] += 1
+            raise OpenApiError(
+                403,
+                QPS_CODE,
+                f"app {app} called {api} more than {self.qps.limit} times this second; "
+                "wait and retry, and keep the call rate under the limit",
+            )
 
     def _robot_code(self, app: App, body: dict) -> None:
         require(body, "robotCode")
@@ -172,18 +188,23 @@ class OpenApi:
                 {"code": "InvalidAuthentication", "message": "appKey or appSecret is wrong"},
                 status_code=400,
             )
-        token = secrets.token_hex(16)
-        self.tokens[token] = (key, time.time() + 7200)
-        return JSONResponse({"accessToken": token, "expireIn": 7200})
+        try:
+            self._check_qps(key, request.url.path)
+        except OpenApiError as exc:
+            return exc.response()
+        token, ttl = self.tokens.get(key)
+        return JSONResponse({"accessToken": token, "expireIn": ttl})
 
     async def _gettoken(self, request: Request):
         key, secret = request.query_params.get("appkey"), request.query_params.get("appsecret")
         app = self.apps.get(key or "")
         if app is None or app.secret != secret:
             return JSONResponse({"errcode": 40089, "errmsg": "invalid appkey or appsecret"})
-        token = secrets.token_hex(16)
-        self.tokens[token] = (key, time.time() + 7200)
-        return JSONResponse({"errcode": 0, "access_token": token, "expires_in": 7200})
+        if not self.qps.allow(key, "/gettoken"):
+            self.counters["qps_limited"] += 1
+            return JSONResponse({"errcode": 90018, "errmsg": "QPS limit for this app and API"})
+        token, ttl = self.tokens.get(key)
+        return JSONResponse({"errcode": 0, "access_token": token, "expires_in": ttl})
 
     # ------------------------------------------------------------------ proactive messages
     def _msg_param(self, body: dict) -> tuple[str, dict]:

@@ -30,6 +30,7 @@ from .devapi import SETTINGS, DevApi
 from .faults import DEFAULT_FAULTS, set_faults
 from .frames import GRAPH_TOPIC, ROBOT_TOPIC, RobotMessage, robot_payload
 from .gateway import Gateway
+from .limits import QpsLimiter, Tokens
 from .openapi import OpenApi
 from .state import (
     TICKET_TTL_S,
@@ -84,6 +85,8 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
         card_templates: tuple[str, ...] | list[str] = (),
         strict_cards: bool = True,
         bot_name: str = "办公助手",
+        qps_limit: int = 20,
+        expired_webhook_errcode: int = 300001,
     ) -> None:
         self.apps: dict[str, App] = {
             k: App(k, s, bot_name=bot_name, unified_app_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, k)))
@@ -113,7 +116,9 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
         self.pushes: dict[str, Delivery] = {}  # events, card callbacks, graph requests by id
         self._by_frame: dict[str, Delivery] = {}
         self.sessions: dict[str, tuple[str, int, str]] = {}
-        self.tokens: dict[str, tuple[str, float]] = {}
+        self.tokens = Tokens()
+        self.qps = QpsLimiter(int(qps_limit))
+        self.expired_webhook_errcode = _expired_errcode(expired_webhook_errcode)
         self.cards: dict[str, dict] = {}
         self.files: dict[str, dict] = {}  # downloadCode -> {"app", "data", "mime"}
         self.file_urls: dict[str, tuple[str, float]] = {}
@@ -142,6 +147,8 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
                 "webhook_hangs",  # session-webhook calls held by the webhook_hang fault
                 "webhook_hangs_ended",
                 "openapi",
+                "qps_limited",  # OpenAPI calls refused with QpsLimitForAppkeyAndApi
+                "webhook_unknown_session",  # webhook calls for an unknown or expired session
             )
         }
         self._lock = threading.Lock()
@@ -199,6 +206,7 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
             r("/_emulator/proactive", self._api_proactive, methods=["GET"]),
             r("/_emulator/connections", self._api_connections, methods=["GET"]),
             r("/_emulator/files/{token}", self._serve_file, methods=["GET"]),
+            r("/_emulator/tokens/revoke", self._api_revoke_tokens, methods=["POST"]),
         ]
 
     # ------------------------------------------------------------------ lifecycle
@@ -263,6 +271,20 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
         if self.loop is None:
             raise RuntimeError("emulator is not running")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @property
+    def qps_limit(self) -> int:
+        """Calls per second each app may make to each OpenAPI (0: unlimited)."""
+        return self.qps.limit
+
+    @qps_limit.setter
+    def qps_limit(self, value: int) -> None:
+        self.qps.limit = int(value)
+
+    def revoke_tokens(self, app: str | None = None) -> int:
+        """Revoke the access tokens of ``app`` (every app when None), as a secret reset does:
+        calls with them answer 401 until the bot gets a new one. Returns how many."""
+        return self.tokens.revoke(None if app is None else self._app(app).client_id)
 
     # ------------------------------------------------------------------ directory
     def _app(self, app: str | None) -> App:
@@ -586,6 +608,11 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
             "unacked": sum(1 for m in msgs if not m.acked and not m.not_pushed),
             "connections": {a: len(self._live(a)) for a in self.apps},
             "robot_delivery": self.robot_delivery.value,
+            "tokens": {
+                "issued": self.tokens.issued,
+                "reused": self.tokens.reused,
+                "revoked": self.tokens.revoked,
+            },
             "latency_ms": {
                 "n": len(latencies),
                 "p50": latencies[len(latencies) // 2] if latencies else None,
@@ -594,6 +621,18 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
                 else None,
             },
         }
+
+
+def _expired_errcode(value) -> int:
+    from .webhooks import EXPIRED_ERRCODES
+
+    code = int(value)
+    if code not in EXPIRED_ERRCODES:
+        raise ValueError(
+            f"expired_webhook_errcode {value!r}: one of {sorted(EXPIRED_ERRCODES)} "
+            "(300001 the platform's answer, 300002 the older reading)"
+        )
+    return code
 
 
 def file_mime_or(mime: str | None, default: str) -> str:

@@ -5,6 +5,12 @@ It takes the webhook message types (``text``, ``markdown``, ``actionCard``, ``li
 ``contentType: ai_card`` (what the Python SDK's ``GraphHandler.reply_markdown`` posts). It
 refuses the robot OpenAPI's ``msgKey`` names (``sampleText``, ``sampleMarkdown``, ...): those
 exist only on ``/v1.0/robot/...``. It lives 90 minutes (``WEBHOOK_TTL_MS``).
+
+A session the platform does not know - never issued, or expired - answers HTTP 200 with
+``{"errcode": 300001, "errmsg": "session 不存在"}``: what bots in the field get from an expired
+webhook (reported e.g. in agentscope-ai/QwenPaw issue #2221, "errcode=300001 errmsg=session
+不存在", a reply sent hours after the message). ``expired_webhook_errcode=300002`` switches an
+expired (but issued) session to the older emulator's reading, ``300002`` "session 已过期".
 """
 
 from __future__ import annotations
@@ -16,7 +22,20 @@ from starlette.responses import JSONResponse
 
 from .state import clock_ns, now_ms
 
-__all__ = ["WEBHOOK_TYPES", "Webhooks", "check_webhook_body"]
+__all__ = [
+    "EXPIRED_ERRCODES",
+    "SESSION_UNKNOWN",
+    "WEBHOOK_TYPES",
+    "Webhooks",
+    "check_webhook_body",
+]
+
+SESSION_UNKNOWN = {"errcode": 300001, "errmsg": "session 不存在"}
+# errcode -> body of an expired session (300001: documented default; 300002: the switch)
+EXPIRED_ERRCODES = {
+    300001: SESSION_UNKNOWN,
+    300002: {"errcode": 300002, "errmsg": "session 已过期"},
+}
 
 # msgtype -> required fields of its object
 WEBHOOK_TYPES = {
@@ -79,7 +98,8 @@ class Webhooks:
         session = request.query_params.get("session", "")
         entry = self.sessions.get(session)
         if entry is None:
-            return JSONResponse({"errcode": 300001, "errmsg": "invalid session"}, status_code=200)
+            self.counters["webhook_unknown_session"] += 1
+            return JSONResponse(SESSION_UNKNOWN, status_code=200)
         if self.faults["webhook_500"] > 0:
             self.faults["webhook_500"] -= 1
             return JSONResponse({"errcode": -1, "errmsg": "system busy"}, status_code=500)
@@ -92,9 +112,8 @@ class Webhooks:
                 self.counters["webhook_hangs_ended"] += 1
         msg_id, expires = entry[0], entry[1]  # (msg_id, expiry ms[, app])
         if now_ms() > expires:
-            return JSONResponse(
-                {"errcode": 300002, "errmsg": "session webhook expired"}, status_code=200
-            )
+            self.counters["webhook_unknown_session"] += 1
+            return JSONResponse(EXPIRED_ERRCODES[self.expired_webhook_errcode], status_code=200)
         try:
             body = await request.json()
         except ValueError:
