@@ -229,6 +229,9 @@ class Cards:
             else:
                 mine["cardParamMap"] = dict(params)
         card["updates"].append(body)
+        card["updated_ms"] = now_ms()
+        with self._reply_cond:
+            self._reply_cond.notify_all()
         return {"success": True, "result": True}
 
     async def _card_stream(self, app: App, body: dict) -> dict:

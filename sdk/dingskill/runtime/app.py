@@ -152,6 +152,7 @@ class Runtime:
                 metrics=self.metrics,
                 cards_config=config.get("cards"),
                 events=config.get("events.subscribe"),
+                openapi=openapi_options(ch),
             )
         elif ch["enabled"]:
             from .channels.webhook import WebhookChannel
@@ -179,7 +180,13 @@ class Runtime:
         from .proactive import RobotSender
         from .replies import OpenApi
 
-        api = OpenApi(endpoint or DEFAULT_ENDPOINT, self.config.app_key, self.config.app_secret)
+        api = OpenApi(
+            endpoint or DEFAULT_ENDPOINT,
+            self.config.app_key,
+            self.config.app_secret,
+            metrics=self.metrics,
+            **openapi_options(self.config["channels"]["enterprise_chat"]),
+        )
         robot = RobotSender(api, self.config.app_key)
         return Delivery(self.skills, self.sender, None, robot, self.metrics)
 
@@ -335,3 +342,11 @@ class Runtime:
         await self.start()
         await stop.wait()
         await self.stop()
+
+
+def openapi_options(channel: dict) -> dict:
+    """The OpenAPI pacing options of ``channels.enterprise_chat``."""
+    return {
+        "qps": float(channel.get("openapi_qps", 20)),
+        "qps_retries": int(channel.get("openapi_qps_retries", 6)),
+    }

@@ -3,20 +3,67 @@ session webhook, or - once the webhook expired - the robot OpenAPI for skills ho
 ``qyapi_robot_sendmsg``; then the reply's follow-up messages (``notify``: returned by a
 handler or declared in ``skill.yaml``, see :mod:`dingskill.skills.notify`), also only within
 ``qyapi_robot_sendmsg`` (the manifest loader refuses a declared ``notify`` without it; this
-check stays for handlers and as defence in depth). Used by the Stream channel and the broker worker alike."""
+check stays for handlers and as defence in depth). Used by the Stream channel and the broker worker alike.
+
+The OpenAPI takes over on the webhook's error *codes* (:data:`EXPIRED_ERRCODES`), never on
+its words. A reply that reaches nobody is never dropped silently: :meth:`Delivery.attempt`
+says why (:class:`Undelivered`), the reason is on ``reply.error`` (the pipeline's audit
+record), counted in ``dingskill_undelivered_replies_total{reason}`` and logged; the broker
+worker dead-letters the permanent ones."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from enum import Enum
 
 from ..skills.conversation import Reply
 from .proactive import PERMISSION, ProactiveError, RobotSender
+from .replies import CardUnfinished
 
-__all__ = ["Delivery"]
+__all__ = ["EXPIRED_ERRCODES", "Delivery", "Outcome", "Undelivered"]
 
 log = logging.getLogger("dingskill.runtime")
+# errcodes of a session webhook the platform no longer knows: 300001 "session 不存在" (what it
+# answers for an expired one), 300002 (the older reading the emulator can switch to)
 EXPIRED_ERRCODES = (300001, 300002)
+
+
+class Undelivered(str, Enum):
+    """Why a reply reached nobody."""
+
+    NO_PERMISSION = "no_permission"  # webhook gone; the skill lacks qyapi_robot_sendmsg
+    NO_ROBOT = "no_robot"  # webhook gone; no robot OpenAPI configured
+    OPENAPI_FAILED = "openapi_failed"  # webhook gone; the robot OpenAPI refused or failed
+    WEBHOOK_REFUSED = "webhook_refused"  # the webhook refused the body (an errcode, a 4xx)
+    WEBHOOK_FAILED = "webhook_failed"  # 5xx / unreachable after the retries
+    WEBHOOK_UNCERTAIN = "webhook_uncertain"  # timed out or cut mid-request: maybe delivered
+    CARD_UNFINISHED = "card_unfinished"  # an AI card reached the user but was not finished
+
+    @property
+    def permanent(self) -> bool:
+        """Trying the same message again cannot help (or would answer the user twice)."""
+        return self in (
+            Undelivered.NO_PERMISSION,
+            Undelivered.NO_ROBOT,
+            Undelivered.WEBHOOK_REFUSED,
+            Undelivered.CARD_UNFINISHED,
+        )
+
+
+@dataclass
+class Outcome:
+    """What became of one reply: delivered, or the reason it was not."""
+
+    ok: bool
+    reason: Undelivered | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+OK = Outcome(True)
 
 
 class Delivery:
@@ -50,13 +97,35 @@ class Delivery:
             (m.labels(*labels) if labels else m).inc()
 
     async def deliver(self, message, reply: Reply, webhook: str | None, expires_ms: int) -> bool:
+        """True when the reply reached the user (see :meth:`attempt` for why not)."""
+        return (await self.attempt(message, reply, webhook, expires_ms)).ok
+
+    async def attempt(self, message, reply: Reply, webhook: str | None, expires_ms: int) -> Outcome:
+        """Deliver the reply, then its follow-ups; an undelivered reply is recorded (its
+        reason on ``reply.error``, the metric, a log line) and its :class:`Outcome` says why."""
         perms = self._perms(reply.skill_id)
-        ok = await self._answer(message, reply, webhook, expires_ms, perms)
+        outcome = await self._answer(message, reply, webhook, expires_ms, perms)
+        if not outcome.ok:
+            self._undelivered(message, reply, outcome.reason)
         if reply.followups:
             await self.followups(reply, perms)
-        return ok
+        return outcome
 
-    async def _answer(self, message, reply, webhook, expires_ms, perms) -> bool:
+    def _undelivered(self, message, reply: Reply, reason: Undelivered) -> None:
+        detail = reply.error or reason.value
+        reply.error = f"undelivered ({reason.value}): {detail}"
+        self._count("undelivered", reason.value)
+        log.warning(
+            "reply not delivered",
+            extra={
+                "msg_id": getattr(message, "msg_id", ""),
+                "skill": reply.skill_id,
+                "reason": reason.value,
+                "error": detail,
+            },
+        )
+
+    async def _answer(self, message, reply, webhook, expires_ms, perms) -> Outcome:
         if (
             "Card.Streaming.Write" in perms
             and reply.format in ("text", "markdown")
@@ -71,7 +140,11 @@ class Delivery:
                     message, chunks, ai.get("template_id"), ai.get("content_key")
                 )
                 self._count("card_deliveries", "ai", "ok")
-                return True
+                return OK
+            except CardUnfinished as exc:  # the user has the card: no text duplicate
+                self._count("card_deliveries", "ai", "unfinished")
+                reply.error = str(exc)
+                return Outcome(False, Undelivered.CARD_UNFINISHED)
             except Exception as exc:  # noqa: BLE001 - fall back to the session webhook
                 self._count("card_deliveries", "ai", "fallback")
                 log.warning(
@@ -86,7 +159,7 @@ class Delivery:
                 try:
                     await send_interactive(self, message, reply, template)
                     self._count("card_deliveries", "interactive", "ok")
-                    return True
+                    return OK
                 except Exception as exc:  # noqa: BLE001 - the webhook's action card instead
                     self._count("card_deliveries", "interactive", "fallback")
                     log.warning(
@@ -94,34 +167,43 @@ class Delivery:
                         extra={"msg_id": message.msg_id, "error": str(exc)},
                     )
         expired = not webhook or (expires_ms and expires_ms < time.time() * 1000)
+        gone = "session webhook expired"
         if not expired:
             at = message.sender_id if message.conversation_type == "group" else None
             result = await self.sender.send(webhook, reply, at_user=at)
             if result.ok:
-                return True
+                return OK
             reply.error = f"reply failed after {result.attempts} attempt(s): {result.error}"
-            expired = "expired" in (result.error or "") or "invalid session" in (result.error or "")
-            if not expired:
-                return False
-        return await self._openapi(message, reply, perms)
+            if result.errcode not in EXPIRED_ERRCODES:
+                if result.errcode is not None or (result.status or 0) // 100 == 4:
+                    return Outcome(False, Undelivered.WEBHOOK_REFUSED)
+                if "not retried" in (result.error or ""):
+                    return Outcome(False, Undelivered.WEBHOOK_UNCERTAIN)
+                return Outcome(False, Undelivered.WEBHOOK_FAILED)
+            gone = f"session webhook gone (errcode {result.errcode})"
+        return await self._openapi(message, reply, perms, gone)
 
-    async def _openapi(self, message, reply: Reply, perms: list[str]) -> bool:
+    async def _openapi(self, message, reply: Reply, perms: list[str], gone: str) -> Outcome:
         """The session webhook is gone: the robot OpenAPI, if the skill may use it."""
         if self.robot is None or PERMISSION not in perms:
-            reply.error = "session webhook expired" + (
-                "" if PERMISSION in perms else f" (the skill does not hold {PERMISSION})"
-            )
             self._count("openapi_messages", "reply", "refused")
-            return False
+            if self.robot is None:
+                reply.error = f"{gone}; no robot OpenAPI configured"
+                return Outcome(False, Undelivered.NO_ROBOT)
+            reply.error = (
+                f"{gone}; the skill does not hold {PERMISSION}, which replies after the "
+                "webhook need"
+            )
+            return Outcome(False, Undelivered.NO_PERMISSION)
         try:
             await self.robot.reply_to(message, reply)
         except Exception as exc:  # noqa: BLE001 - reported on the reply
-            reply.error = f"session webhook expired; robot OpenAPI failed: {exc}"
+            reply.error = f"{gone}; robot OpenAPI failed: {exc}"
             self._count("openapi_messages", "reply", "failed")
-            return False
+            return Outcome(False, Undelivered.OPENAPI_FAILED)
         reply.error = None
         self._count("openapi_messages", "reply", "ok")
-        return True
+        return OK
 
     async def followups(self, reply: Reply, perms: list[str] | None = None) -> None:
         """The reply's follow-ups (``[{"user"|"group", "text", "format", "title"}]``);

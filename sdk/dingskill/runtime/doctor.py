@@ -292,7 +292,37 @@ def _skills(home: str, require_signature: bool) -> list[Check]:
         )
     else:
         checks.append(Check("signatures", Status.OK, "every skill is signed by a trusted key"))
+    checks.append(_late_replies(installed))
     return checks
+
+
+def _late_replies(installed) -> Check:
+    """Skills with slow actions (HTTP, handlers) but without the permission late replies need."""
+    from ..skills.manifest import parse_manifest
+    from .late_replies import late_reply_warning
+
+    warnings = []
+    for s in installed:
+        path = Path(s.path) / "skill.yaml"
+        try:
+            manifest = parse_manifest(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, ValueError):
+            continue  # reported by the skill-files check
+        if (w := late_reply_warning(manifest)) is not None:
+            warnings.append(w)
+    if warnings:
+        return Check(
+            "late replies",
+            Status.WARN,
+            " | ".join(warnings),
+            "add 'qyapi_robot_sendmsg' to 'permissions' in the skill.yaml of each skill named, "
+            "then export and install it again",
+        )
+    return Check(
+        "late replies",
+        Status.OK,
+        "every skill with HTTP actions or handlers may reply after its webhook is gone",
+    )
 
 
 def _mentions_broker(path) -> bool:

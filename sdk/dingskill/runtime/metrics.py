@@ -35,6 +35,8 @@ METRIC_NAMES = (
     "dingskill_understanding_queue",
     "dingskill_understanding_batch_size",
     "dingskill_understanding_batch_seconds",
+    "dingskill_undelivered_replies_total",
+    "dingskill_openapi_throttled_total",
 )
 
 
@@ -134,6 +136,17 @@ class Metrics:
             "dingskill_openapi_messages_total",
             "Robot OpenAPI messages (purpose reply|notify; outcome ok|failed|refused)",
             ["purpose", "outcome"],
+            registry=r,
+        )
+        self.undelivered = Counter(
+            "dingskill_undelivered_replies_total",
+            "Replies that reached nobody, by reason (see runtime.delivery.Undelivered)",
+            ["reason"],
+            registry=r,
+        )
+        self.openapi_throttled = Counter(
+            "dingskill_openapi_throttled_total",
+            "OpenAPI calls the platform throttled (403 QpsLimitForAppkeyAndApi), then retried",
             registry=r,
         )
         self.events = Counter(

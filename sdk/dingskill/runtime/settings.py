@@ -114,6 +114,15 @@ class EnterpriseChat:
     )
     auth: Auth = setting(Auth(), "the app's credentials")
     webhook: Webhook = setting(Webhook(), "webhook mode")
+    openapi_qps: float = setting(
+        20,
+        "OpenAPI calls a second this process makes to each API (the platform allows 20 per "
+        "app per API: split it between replicas; 0: no pacing)",
+        minimum=0,
+    )
+    openapi_qps_retries: int = setting(
+        6, "retries of a call the platform throttled (403 QpsLimit...)", minimum=0, maximum=50
+    )
 
 
 @dataclass
@@ -341,7 +350,12 @@ class Cards:
     callback_type: str = setting(
         "STREAM", "card callbacks: STREAM or HTTP", enum=["STREAM", "HTTP"]
     )
-    stream_chunks: int = setting(3, "streaming updates per AI card", minimum=1, maximum=50)
+    stream_chunks: int = setting(
+        3,
+        "pieces an AI card's text is streamed in (they merge when the OpenAPI's pace is short)",
+        minimum=1,
+        maximum=50,
+    )
 
 
 @dataclass

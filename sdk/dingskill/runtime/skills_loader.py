@@ -11,6 +11,7 @@ from ..skills.arbitration import ArbitrationOptions
 from ..skills.outbound import OutboundPolicy
 from ..skills.packaging import SkillHome
 from ..skills.release import ReleaseManager
+from .late_replies import late_reply_warning
 from .visibility import VisibilityRouter
 
 __all__ = ["SkillSet", "arbitration_options"]
@@ -66,6 +67,7 @@ class SkillSet:
         self.router = VisibilityRouter([], {})
         self.skills: list = []
         self.last_error: str | None = None
+        self.warnings: list[str] = []  # of the current set (late replies without permission)
 
     def reload(self) -> bool:
         """Load the active skills if the home changed; a broken skill keeps the old set."""
@@ -96,6 +98,9 @@ class SkillSet:
             return False
         self.engine, self.skills, self.generation, self.last_error = engine, skills, gen, None
         self.router = router
+        self.warnings = [w for s in skills if (w := late_reply_warning(s.manifest))]
+        for w in self.warnings:
+            log.warning("skill may drop late replies", extra={"warning": w})
         _freeze_heap()
         if self.metrics is not None:
             self.metrics.skills_loaded.set(len(skills))

@@ -12,7 +12,10 @@ started ones finish, then closes that shard's channel: the broker gives the not-
 messages back, first in line, to the next consumer, and the worker re-subscribes last).
 
 Failures: an attempt that raises (storage down, reply refused) goes to a back-off queue
-(TTL, dead-lettered back to its shard) until ``broker.max_attempts``, then to ``Q.dlq``.
+(TTL, dead-lettered back to its shard) until ``broker.max_attempts``, then to ``Q.dlq``. A
+reply no attempt can deliver (the webhook gone and the skill without ``qyapi_robot_sendmsg``,
+a body the webhook refuses, an AI card left unfinished) is audited, then dead-lettered at
+once with reason ``undeliverable`` (:class:`~dingskill.runtime.delivery.Undelivered`).
 
 Duplicates (message-id dedup in Redis, no coordination of our own): a copy the broker gives
 back (``redelivered``: only after the consumer holding it closed its channel), a retry or a
@@ -34,7 +37,7 @@ import logging
 import math
 import time
 
-from ..app import Runtime
+from ..app import Runtime, openapi_options
 from ..channels.parse import FrameError, parse_robot_message
 from ..channels.stream import DEFAULT_ENDPOINT
 from ..config import RuntimeConfig
@@ -86,6 +89,8 @@ class Worker:
             template_id=cc["ai_template_id"],
             content_key=cc["content_key"],
             callback_type=cc["callback_type"],
+            metrics=self.runtime.metrics,
+            **openapi_options(ch),
         )
         self.delivery = Delivery(
             self.runtime.skills,
@@ -217,12 +222,17 @@ class Worker:
             await self._dead_letter(msg, "invalid", str(exc))
             return
 
+        undeliverable: list[str] = []
+
         async def sink(reply) -> bool:
-            usable = webhook and not (expires and expires < time.time() * 1000)
-            ok = await self.delivery.deliver(message, reply, webhook, expires)
-            if not ok and usable:
-                raise ReplyFailed(reply.error or "reply failed")
-            return ok  # no (usable) session webhook: answered as well as it can be
+            outcome = await self.delivery.attempt(message, reply, webhook, expires)
+            if outcome.ok:
+                return True
+            if outcome.reason is not None and outcome.reason.permanent:
+                # trying again cannot help: audited as reply_failed, then dead-lettered
+                undeliverable.append(reply.error or outcome.reason.value)
+                return False
+            raise ReplyFailed(reply.error or "reply failed")  # a later attempt may answer it
 
         # an earlier attempt of this message has ended (see the module's docstring)
         again = bool(msg.redelivered or attempt or headers.get(HDR_REPLAYED))
@@ -249,6 +259,9 @@ class Worker:
                 except Exception:  # noqa: BLE001 - the entry expires by itself
                     pass
             await self._retry(msg, attempt + 1, f"{type(exc).__name__}: {exc}")
+            return
+        if undeliverable:
+            await self._dead_letter(msg, "undeliverable", undeliverable[0])
             return
         await msg.ack()
 

@@ -103,6 +103,7 @@ class StreamChannel:
         metrics=None,
         cards_config: dict | None = None,
         events: list[str] | None = None,
+        openapi: dict | None = None,
     ) -> None:
         if not app_key or not app_secret:
             raise ValueError(
@@ -125,6 +126,8 @@ class StreamChannel:
             template_id=cc.get("ai_template_id"),
             content_key=cc.get("content_key") or "content",
             callback_type=cc.get("callback_type") or "STREAM",
+            metrics=metrics,
+            **(openapi or {}),
         )
         self.robot = RobotSender(self.cards.api, app_key)
         self.delivery = Delivery(
