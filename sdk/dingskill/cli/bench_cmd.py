@@ -54,7 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     rt.add_argument(
         "--replicas", type=int, default=1, help="runtime processes (Redis storage when > 1)"
     )
-    rt.add_argument("--messages", type=int, default=10_000, help="messages to send (default 10000)")
+    rt.add_argument(
+        "--messages",
+        type=int,
+        default=None,
+        help="messages to send (default 10000; 200 with --ai-cards)",
+    )
     rt.add_argument("--users", type=int, default=200, help="distinct senders (default 200)")
     rt.add_argument("--rate", type=float, default=200.0, help="offered msg/s in the latency phase")
     rt.add_argument("--duration", type=float, default=10.0, help="seconds of the latency phase")
@@ -102,6 +107,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder holding clinc150/ and cais/ for the distinct texts "
         "(default ../shared/datasets; without them, generated sentences)",
+    )
+    rt.add_argument(
+        "--ai-cards",
+        action="store_true",
+        help="every reply an AI card (create, deliver, stream, finish) with the emulator holding "
+        "each OpenAPI to --qps-limit calls a second: reports unfinished_cards and duplicated",
+    )
+    rt.add_argument(
+        "--qps-limit",
+        type=int,
+        default=20,
+        help="with --ai-cards: calls per second per app per API (documented: 20)",
     )
     rt.add_argument("--json", action="store_true", help="print one JSON object last")
     rt.set_defaults(func=_runtime)
@@ -166,6 +183,19 @@ def _entities(args: argparse.Namespace) -> int:
 
 
 def _runtime(args: argparse.Namespace) -> int:
+    if args.ai_cards:
+        from ..runtime.bench_cards import run_ai_card_benchmark
+
+        result = run_ai_card_benchmark(
+            messages=args.messages or 200,
+            rate=args.rate,
+            qps_limit=args.qps_limit,
+            replicas=args.replicas,
+            progress=not args.json,
+        )
+        _print(result, args.json)
+        return 0
+    args.messages = args.messages or 10_000
     if args.broker:
         from ..runtime.broker.benchmark import run_broker_benchmark
 
