@@ -52,3 +52,26 @@ def test_task_success_per_language(report, lang):
         f"{lang}: task success {score.task_success:.1%} of {score.conversations} "
         f"conversations (turn accuracy {score.turn_accuracy:.1%}); failing turns:\n{failing}"
     )
+
+
+def test_the_command_prints_the_table_and_json(capsys, tmp_path):
+    from dingskill.cli.main import main
+
+    skills = [str(ROOT / "skills" / name) for name in SKILLS]
+    cases = str(HERE / "oos_help_en.jsonl")
+    assert main(["test-conversations", *skills, cases, "--today", "2026-12-09"]) == 0
+    out = capsys.readouterr().out
+    assert "task success" in out and "turn accuracy" in out and "all turns match" in out
+    assert main(["test-conversations", *skills, cases, "--today", "2026-12-09", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    en = report["languages"]["en"]
+    assert en["task_success"] == 1.0 and en["conversations"] >= 10 and report["failing_turns"] == []
+    # a missed turn: listed with its file and line, exit 1
+    wrong = json.loads((HERE / "oos_help_en.jsonl").read_text("utf-8").splitlines()[0])
+    wrong["expected_intent"] = "payslip"
+    path = tmp_path / "wrong_case.jsonl"
+    path.write_text(json.dumps(wrong, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert main(["test-conversations", *skills, str(path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (miss,) = report["failing_turns"]
+    assert miss["line"] == 1 and miss["expected"] == "payslip" and miss["field"] == "intent"

@@ -164,3 +164,32 @@ def test_delivery_refuses_follow_ups_of_a_skill_without_the_permission(emulator,
     counts = metrics.render().decode()
     assert 'dingskill_openapi_messages_total{outcome="refused",purpose="notify"} 2.0' in counts
     assert 'dingskill_openapi_messages_total{outcome="ok",purpose="notify"} 2.0' in counts
+
+
+def test_repeated_misunderstanding_hands_over_through_the_runtime(
+    tmp_path, emulator, start_runtime, packages
+):
+    """The operator's handover (runtime config): after two out-of-scope replies in a row the
+    reply names the contact, and the configured group is told who needs help (the runtime's
+    own follow-up through the robot OpenAPI, no skill permission involved)."""
+    h = SkillHome(tmp_path / "home")
+    h.install(packages["hr-assistant"])
+    h.install(packages["faq-en"])
+    start_runtime(
+        tmp_path / "home",
+        extra={
+            "handover": {"after_misses": 2, "contact": "HR 服务台（分机 8000）", "group": "cid-hr"}
+        },
+    )
+    emulator.wait_connections(1)
+    emulator.register(groups=["cid-hr"])
+    first = emulator.send("今天天气怎么样", sender_id="staff-7", sender_nick="小周")
+    card = emulator.wait_reply(first, timeout=30)["actionCard"]  # with quick-reply buttons
+    assert "我可以帮您" in card["text"] and "HR 服务台" not in card["text"] and card["btns"]
+    second = emulator.send("火星上有水吗", sender_id="staff-7", sender_nick="小周")
+    card = emulator.wait_reply(second, timeout=30)["actionCard"]
+    assert "联系人工：HR 服务台（分机 8000）" in card["text"]
+    wait_until(lambda: emulator.proactive, 20, what="the handover note to the group")
+    (sent,) = emulator.proactive
+    assert sent["to_group"] == "cid-hr" and "小周" in sent["msgParam"]["content"]
+    assert "火星上有水吗" in sent["msgParam"]["content"]
