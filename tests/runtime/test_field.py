@@ -243,3 +243,39 @@ def test_doctor_and_loader_warn_of_late_replies_without_permission(tmp_path, cap
     late = {c.name: c for c in run_checks(cfg, timeout_s=1)}["late replies"]
     assert late.status is Status.WARN and "com.dingskill.faq-en" in late.detail
     assert "qyapi_robot_sendmsg" in late.fix
+
+
+def test_delivery_outcome_names_each_reason():
+    """Each way a reply can fail has its reason: 5xx after the retries, a timeout (maybe
+    delivered: not retried), a session the platform no longer knows with no robot OpenAPI."""
+    from dingskill.runtime.delivery import Delivery, Undelivered
+    from dingskill.runtime.replies import ReplySender
+    from dingskill.skills.conversation import Message, Reply
+
+    with Emulator({APP[0]: APP[1]}) as emu:
+        hook = emu.messages[emu.send("hi")].payload["sessionWebhook"]
+        far = 4102444800000
+        message = Message(text="hi", sender_id="u", conversation_id="c", msg_id="m")
+
+        async def run():
+            sender = ReplySender(timeout_s=0.5, retries=1, backoff_s=0.01)
+            delivery = Delivery(None, sender, None, None)
+            try:
+                emu.set_faults(webhook_500=2)
+                failed = await delivery.attempt(message, Reply(text="a"), hook, far)
+                emu.set_faults(webhook_hang=1, hang_seconds=1.0)
+                uncertain = await delivery.attempt(message, Reply(text="b"), hook, far)
+                gone = Reply(text="c")
+                unknown = f"{emu.url}/robot/sendBySession?session=gone"
+                no_robot = await delivery.attempt(message, gone, unknown, far)
+                ok = await delivery.attempt(message, Reply(text="d"), hook, far)
+                return failed, uncertain, no_robot, gone, ok
+            finally:
+                await sender.close()
+
+        failed, uncertain, no_robot, gone, ok = asyncio.run(run())
+    assert failed.reason is Undelivered.WEBHOOK_FAILED
+    assert uncertain.reason is Undelivered.WEBHOOK_UNCERTAIN
+    assert no_robot.reason is Undelivered.NO_ROBOT and no_robot.reason.permanent
+    assert gone.error.startswith("undelivered (no_robot): session webhook gone (errcode 300001)")
+    assert ok.ok and ok.reason is None

@@ -177,7 +177,7 @@ class Delivery:
             if result.errcode not in EXPIRED_ERRCODES:
                 if result.errcode is not None or (result.status or 0) // 100 == 4:
                     return Outcome(False, Undelivered.WEBHOOK_REFUSED)
-                if "not retried" in (result.error or ""):
+                if result.uncertain:
                     return Outcome(False, Undelivered.WEBHOOK_UNCERTAIN)
                 return Outcome(False, Undelivered.WEBHOOK_FAILED)
             gone = f"session webhook gone (errcode {result.errcode})"

@@ -72,6 +72,7 @@ class ReplyResult:
     error: str | None = None
     status: int | None = None
     errcode: int | None = None  # the webhook's own error code (300001: no such session)
+    uncertain: bool = False  # the request went out and may have been delivered
 
 
 class ReplySender:
@@ -143,6 +144,7 @@ class ReplySender:
                     f"webhook timed out after {self.timeout_s:g} s (not retried: it may have "
                     "been delivered)",
                     status,
+                    uncertain=True,
                 )
             except aiohttp.ClientConnectorError as exc:  # never reached the server: safe
                 error = f"webhook unreachable ({type(exc).__name__})"
@@ -153,6 +155,7 @@ class ReplySender:
                     f"webhook connection lost ({type(exc).__name__}; not retried: it may have "
                     "been delivered)",
                     status,
+                    uncertain=True,
                 )
             except ValueError:
                 error = "webhook answered a body that is not JSON"
