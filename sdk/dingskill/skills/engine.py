@@ -313,7 +313,7 @@ class Engine:
             return self._handover(message, context, self._lang_of(text, context), asked=True)
         arb = arbitrate(self.skills, text, self.options)
         if arb.clarify:
-            return clarify_reply(arb.clarify, text, self._lang_of(text, context), context)
+            return clarify_reply(arb.clarify, arb.text, self._lang_of(text, context), context)
         if arb.skill is not None:  # a skill that claims the message overrides small talk
             if arb.text != text:  # a long message: the skill gets its asking sentence(s)
                 message = dataclasses.replace(message, text=arb.text)
