@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..nlu.entity import Entity, EntitySource, resolve_overlaps
+from ..nlu.entity import SYSTEM_TYPES, Entity, EntitySource, resolve_overlaps
 from ..nlu.safe_regex import compile_safe
 from .slots import slot_entity, slot_type, word_spans
 
@@ -51,5 +51,7 @@ def find_entities(skill, text: str, today: dt.date, now: dt.datetime | None = No
     found += system_entities(text, today, now)
     finder = getattr(skill, "find_entities", None)  # the trained extractor, when there is one
     if finder is not None:
-        found += list(finder(text))
+        # dates, times and durations come from the system parser, with canonical values;
+        # the extractor's spans of those types carry only the words
+        found += [e for e in finder(text) if e.entity not in SYSTEM_TYPES]
     return resolve_overlaps(found)
