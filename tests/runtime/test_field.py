@@ -279,3 +279,19 @@ def test_delivery_outcome_names_each_reason():
     assert no_robot.reason is Undelivered.NO_ROBOT and no_robot.reason.permanent
     assert gone.error.startswith("undelivered (no_robot): session webhook gone (errcode 300001)")
     assert ok.ok and ok.reason is None
+
+
+def test_file_download_waits_out_the_qps_limit(emulator):
+    """A handler's file download (synchronous, outside the runtime's pacer) is throttled like
+    any OpenAPI call: it retries the platform's 403 QpsLimitForAppkeyAndApi after a back-off
+    instead of failing the handler."""
+    from dingskill.runtime.files import download_message_file
+
+    emulator.qps_limit = 1
+    emulator.files["code-qps"] = {"app": APP[0], "data": b"twelve bytes", "mime": "text/plain"}
+    got = [
+        download_message_file("code-qps", endpoint=emulator.url, app_key=APP[0], app_secret=APP[1])
+        for _ in range(3)
+    ]
+    assert got == [b"twelve bytes"] * 3
+    assert emulator.counters["qps_limited"] >= 1, emulator.counters

@@ -16,13 +16,16 @@ app credentials (``DINGSKILL_APP_KEY`` / ``DINGSKILL_APP_SECRET``) and OpenAPI e
 from __future__ import annotations
 
 import os
+import time
 
 from .. import http_sync
 from ..download import read_capped
+from .openapi_rate import QPS_CODES, qps_backoff
 
 __all__ = ["download_message_file", "FileTooLarge", "DownloadError", "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 10 * 2**20
+QPS_RETRIES = 4  # a throttled call (403 QpsLimitForAppkeyAndApi) is tried again this often
 
 
 class DownloadError(RuntimeError):
@@ -51,7 +54,7 @@ def download_message_file(
     if not key or not secret:
         raise DownloadError("no app credentials (DINGSKILL_APP_KEY / DINGSKILL_APP_SECRET)")
     try:
-        r = http_sync.post(
+        r = _post_paced(
             f"{endpoint}/v1.0/oauth2/accessToken",
             json={"appKey": key, "appSecret": secret},
             timeout=timeout_s,
@@ -59,7 +62,7 @@ def download_message_file(
         if r.status != 200:
             raise DownloadError(f"access token refused: {r.status}")
         token = _json(r).get("accessToken")
-        r = http_sync.post(
+        r = _post_paced(
             f"{endpoint}/v1.0/robot/messageFiles/download",
             headers={"x-acs-dingtalk-access-token": token},
             json={"robotCode": key, "downloadCode": download_code},
@@ -84,6 +87,23 @@ def download_message_file(
             )
     except http_sync.HttpError as exc:
         raise DownloadError(f"download failed: {exc}") from exc
+
+
+def _post_paced(url: str, **kw) -> http_sync.Response:
+    """POST, trying a call the platform throttled (403 with a QPS code: the app's calls to
+    this API went past its per-second limit) again after a jittered back-off."""
+    for attempt in range(1, QPS_RETRIES + 2):
+        r = http_sync.post(url, **kw)
+        if r.status != 403 or attempt > QPS_RETRIES:
+            return r
+        try:
+            code = r.json().get("code")
+        except (ValueError, AttributeError):
+            return r
+        if code not in QPS_CODES:
+            return r
+        time.sleep(qps_backoff(attempt))
+    return r
 
 
 def _json(r: http_sync.Response) -> dict:
