@@ -95,6 +95,14 @@ def skills_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def admin_token(skills_home) -> str:
+    """An admin API token of the skills home (the `dlq` commands need the admin role)."""
+    from dingskill.security.rbac import AccessControl
+
+    return AccessControl(skills_home / "access.json").create_token("broker-tests", "admin")
+
+
+@pytest.fixture(scope="session")
 def hanging_home(tmp_path_factory) -> Path:
     """The IT help-desk skill whose password-reset handler hangs (sleeps 30 s; the runtime's
     handler timeout cuts it off)."""
@@ -128,7 +136,7 @@ def emulator():
 
 
 @pytest.fixture
-def stack(tmp_path, rabbit, redis_srv, skills_home, emulator):
+def stack(tmp_path, rabbit, redis_srv, skills_home, emulator, admin_token):
     """Starts services against this test's queue; stops (kills) them all at the end."""
     import redis
 
@@ -176,6 +184,33 @@ def stack(tmp_path, rabbit, redis_srv, skills_home, emulator):
 
         def started(self) -> list[Service]:
             return list(started)
+
+        def cli(self, *args, config, token: str | None = admin_token):
+            """``dingskill ARGS --config CONFIG`` as the operator holding ``token`` (admin by
+            default; None: no token) with the services' AppKey/AppSecret."""
+            import os
+            import subprocess
+            import sys
+
+            env = {**os.environ, "DINGSKILL_APP_KEY": APP[0], "DINGSKILL_APP_SECRET": APP[1]}
+            env.pop("DINGSKILL_TOKEN", None)
+            if token:
+                env["DINGSKILL_TOKEN"] = token
+            return subprocess.run(
+                [sys.executable, "-m", "dingskill.cli.main", *args, "--config", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+            )
+
+        def signed(self, body: bytes, msg_id: str, channel: str = "stream") -> dict:
+            """The headers a gateway of this stack would add to a message."""
+            from dingskill.runtime.broker.auth import MessageKeys
+            from dingskill.runtime.config import load_config
+
+            keys = MessageKeys.from_config(load_config(environ={"DINGSKILL_APP_SECRET": APP[1]}))
+            return keys.sign(body, msg_id, channel)
 
     yield Stack()
     for s in started:

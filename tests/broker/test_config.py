@@ -4,6 +4,7 @@ the one-line error of an unreachable broker (no broker needed)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -90,11 +91,21 @@ def test_unreachable_broker_is_one_line_naming_the_url(tmp_path, command):
         if command != "dlq"
         else ["dlq", "list", "--config", str(cfg)]
     )
+    from dingskill.security.rbac import AccessControl
+
+    env = {
+        **os.environ,
+        "DINGSKILL_BROKER_KEYS": "k1:0123456789abcdef-test",  # message keys: not the question
+        "DINGSKILL_TOKEN": AccessControl(tmp_path / "home" / "access.json").create_token(
+            "t", "admin"
+        ),
+    }
     out = subprocess.run(
         [sys.executable, "-m", "dingskill.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
 import pytest
@@ -178,12 +177,7 @@ def test_broker_and_redis_restarts_lose_nothing(stack):
 
 
 def _cli(stack, *args, config) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dingskill.cli.main", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return stack.cli(*args, config=config)
 
 
 def test_hanging_skill_and_poison_message(stack, hanging_home):

@@ -68,6 +68,10 @@ def test_worker_decides_duplicates_by_dedup_state_alone(stack):
     import aio_pika
     import redis
     from dingskill.runtime.broker.amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_REPLAYED, shard_of
+    from dingskill.runtime.broker.auth import HDR_REPLAY_TOKEN, MessageKeys
+    from dingskill.runtime.config import load_config
+
+    from .harness import APP
 
     emu = stack.emulator
     worker = stack.start("worker")
@@ -92,13 +96,24 @@ def test_worker_decides_duplicates_by_dedup_state_alone(stack):
             ex = await ch.get_exchange(stack.queue, ensure=False)
             for name, (_, headers, _) in cases.items():
                 data = payloads[name]
+                body = json.dumps(data, ensure_ascii=False).encode()
+                if HDR_REPLAYED in headers:  # what `dingskill dlq replay` adds
+                    keys = MessageKeys.from_config(
+                        load_config(environ={"DINGSKILL_APP_SECRET": APP[1]})
+                    )
+                    headers = {**headers, HDR_REPLAY_TOKEN: keys.mint_replay(data["msgId"], body)}
                 await ex.publish(
                     aio_pika.Message(
-                        json.dumps(data, ensure_ascii=False).encode(),
+                        body,
                         content_type="application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         message_id=data["msgId"],
-                        headers={HDR_CHANNEL: "stream", HDR_ATTEMPT: 0, **headers},
+                        headers={
+                            HDR_CHANNEL: "stream",
+                            HDR_ATTEMPT: 0,
+                            **headers,
+                            **stack.signed(body, data["msgId"]),  # as a gateway publishes it
+                        },
                     ),
                     routing_key=str(shard_of(data["conversationId"], stack.broker["shards"])),
                     mandatory=True,
@@ -122,20 +137,13 @@ def test_worker_decides_duplicates_by_dedup_state_alone(stack):
     # the uncertain one is not dropped: it waits in the dead-letter queue for an operator,
     # and a replay answers it whatever its dedup entry says
     assert worker.metric("dingskill_broker_dead_letters_total", 'reason="uncertain"') == 1
-    import subprocess
-    import sys
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "dingskill.cli.main", "dlq", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return stack.cli("dlq", *args, config=worker.config_path)
 
-    listed = cli("list", "--json", "--config", str(worker.config_path))
+    listed = cli("list", "--json")
     assert [json.loads(line)["reason"] for line in listed.stdout.splitlines()] == ["uncertain"]
-    out = cli("replay", "dedup-uncertain", "--config", str(worker.config_path))
+    out = cli("replay", "dedup-uncertain")
     assert out.returncode == 0 and "replayed 1" in out.stdout, out.stdout + out.stderr
     wait_until(lambda: emu.replies("dedup-uncertain"), 30, what="replayed one answered")
     assert len(emu.replies("dedup-uncertain")) == 1

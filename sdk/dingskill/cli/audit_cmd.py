@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -65,7 +66,15 @@ def _show(args) -> int:
     from ..security.audit_chain import AuditChain
     from ..security.crypto import Keyring
 
-    chain = AuditChain(args.path, keyring=Keyring.from_env())
+    path = Path(args.path)
+    if not path.is_file():  # AuditChain would create its folder: reading creates nothing
+        print(
+            f"error: {path}: no such audit file (see `dingskill audit verify` for the files "
+            "under DINGSKILL_HOME/audit)",
+            file=sys.stderr,
+        )
+        return 1
+    chain = AuditChain(path, keyring=Keyring.from_env())
     records = list(chain.records())
     for r in records[-args.tail :]:
         print(json.dumps(r, ensure_ascii=False))

@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+
+from ._print import safe_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         p = ds.add_parser(action, help=help_text)
         p.add_argument("--config", default=None, help="JSON or YAML runtime configuration")
+        p.add_argument(
+            "--token",
+            default=None,
+            help="an admin API token (`dingskill access token NAME admin`; or DINGSKILL_TOKEN)",
+        )
         if action == "show":
             p.add_argument("id", help="message id (from `dingskill dlq list`)")
         if action == "replay":
@@ -88,48 +96,49 @@ def _service(args) -> int:
 
 
 def _dlq(args) -> int:
-    from ..runtime.broker import dlq
     from ..runtime.broker.amqp import BrokerUnavailable
+    from ..runtime.broker.auth import BrokerKeyError
+    from ..runtime.broker.dlq import DlqRefused, run_dlq
     from ..runtime.config import ConfigError
 
     try:
-        broker = _load(args)["broker"]
+        config = _load(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    token = args.token or os.environ.get("DINGSKILL_TOKEN")
     try:
-        if args.dlq == "list":
-            letters = asyncio.run(dlq.dlq_list(broker))
-            for d in letters:
-                if args.json:
-                    print(json.dumps(d.summary(), ensure_ascii=False))
-                else:
-                    print(
+        result = run_dlq(config, token, args.dlq, getattr(args, "id", None))
+    except DlqRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (BrokerUnavailable, BrokerKeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.dlq == "list":
+        for d in result:
+            if args.json:
+                print(json.dumps(d.summary(), ensure_ascii=False))
+            else:
+                print(
+                    safe_line(
                         f"{d.id}  attempts={d.attempts}  {d.reason}  {d.conversation}  "
                         f"{d.text[:40]!r}  {d.error[:80]}"
                     )
-            if not args.json:
-                print(f"{len(letters)} dead letter(s)")
-        elif args.dlq == "show":
-            letters = [d for d in asyncio.run(dlq.dlq_list(broker)) if d.id == args.id]
-            if not letters:
-                print(f"error: no dead letter with id {args.id}", file=sys.stderr)
-                return 1
-            d = letters[0]
-            print(
-                json.dumps(
-                    {**d.summary(), "text": d.text, "body": d.body}, ensure_ascii=False, indent=2
                 )
-            )
-        elif args.dlq == "replay":
-            ids = asyncio.run(dlq.dlq_replay(broker, args.id))
-            if args.id and not ids:
-                print(f"error: no dead letter with id {args.id}", file=sys.stderr)
-                return 1
-            print(f"replayed {len(ids)} message(s)")
-        else:
-            print(f"purged {asyncio.run(dlq.dlq_purge(broker))} message(s)")
-    except BrokerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        if not args.json:
+            print(f"{len(result)} dead letter(s)")
+    elif args.dlq == "show":
+        if not result:
+            print(f"error: no dead letter with id {safe_line(args.id)}", file=sys.stderr)
+            return 1
+        d = result[0]
+        print(json.dumps({**d.summary(), "text": d.text, "body": d.body}, indent=2))
+    elif args.dlq == "replay":
+        if args.id and not result:
+            print(f"error: no dead letter with id {safe_line(args.id)}", file=sys.stderr)
+            return 1
+        print(f"replayed {len(result)} message(s)")
+    else:
+        print(f"purged {result} message(s)")
     return 0

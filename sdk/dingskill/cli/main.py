@@ -54,9 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from ..project import ProjectNotFound
+    from ._print import safe_output
 
     try:
-        return int(args.func(args) or 0)
+        with safe_output():  # index, manifest and user text never drive the terminal
+            return int(args.func(args) or 0)
     except ProjectNotFound as exc:  # a command that needs the project, run elsewhere
         print(f"dingskill: {exc}", file=sys.stderr)
         return 2

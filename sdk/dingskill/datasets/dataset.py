@@ -155,7 +155,11 @@ class Dataset:
         return out
 
     def to_csv(self, path) -> Path:
-        """Write CSV; entities go back into the text as inline markup."""
+        """Write CSV; entities go back into the text as inline markup. Cells a spreadsheet
+        would run as formulas are neutralised (:mod:`dingskill.csvsafe`; the loaders undo it)."""
+        import csv
+
+        from ..csvsafe import neutralise
         from .annotations import to_inline
 
         path = Path(path)
@@ -163,7 +167,8 @@ class Dataset:
         out = self.df[cols].copy()
         if self.has_entities:
             out["text"] = [to_inline(t, e) for t, e in zip(self.texts, self.entities, strict=True)]
-        out.to_csv(path, index=False)
+        out = out.map(neutralise)
+        out.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)
         return path
 
     def to_jsonl(self, path) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..csvsafe import restore
 from .annotations import parse_inline
 from .dataset import Dataset
 from .errors import DatasetError
@@ -157,8 +158,9 @@ def _load_delimited(path: Path, text: str, delim: str, text_col: str, intent_col
         if len(fields) != len(header):
             skipped.append((str(path), line, f"{len(fields)} fields, header has {len(header)}"))
             continue
-        row = {"text": fields[ti], "intent": fields[ii].strip(), "source": str(path), "line": line}
-        _inline(row, fields[ti], issues)
+        text = restore(fields[ti])  # a CSV we wrote: the quote before a formula start
+        row = {"text": text, "intent": fields[ii].strip(), "source": str(path), "line": line}
+        _inline(row, text, issues)
         if si is not None:
             row["split"] = fields[si].strip()
         rows.append(row)

@@ -172,7 +172,8 @@ class EvaluationReport:
         return "<table class='dingskill-summary'>" + "".join(rows) + "</table>"
 
     def _repr_html_(self) -> str:
-        fmt = {"float_format": lambda x: f"{x:.3f}"}
+        # every name and utterance in these tables is data: pandas escapes it (escape=True)
+        fmt = {"float_format": lambda x: f"{x:.3f}", "escape": True}
         name = self.meta.get("name") or ""
         parts = [
             f"<h4>Evaluation {html.escape(str(name))}</h4>",
@@ -180,7 +181,7 @@ class EvaluationReport:
             "<h4>Per-intent precision / recall / F1 (weakest first)</h4>",
             self.per_intent.head(200).to_html(**fmt),
             "<h4>Most confused pairs</h4>",
-            self.confused_pairs.head(10).to_html(index=False)
+            self.confused_pairs.head(10).to_html(index=False, escape=True)
             if len(self.confused_pairs)
             else "<p>none</p>",
             "<h4>Misclassified examples (most confident first)</h4>",

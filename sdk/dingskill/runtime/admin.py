@@ -181,23 +181,28 @@ class AdminAPI:
         if refused:
             return refused
         try:
-            body = await request.json() if action != "switch-back" else {}
-        except ValueError:
-            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+            body = await read_json(request, 64 * 1024) if action != "switch-back" else {}
+        except BodyError as exc:
+            return exc.response()
         manager = self._release(request, decision.subject)
         try:
+            if action != "switch-back":
+                version = body.get("version")
+                if not isinstance(version, str) or not version:
+                    raise BodyError(
+                        400, f'version: expected a version string such as "1.2.0", got {version!r}'
+                    )
             if action == "release":
-                vis = (
-                    None if body.get("audience") in (None, "nobody") else Visibility.from_dict(body)
-                )
-                call = (manager.set_visibility, sid, str(body["version"]), vis, decision.subject)
+                audience = body.get("audience")
+                vis = None if audience in (None, "nobody") else Visibility.from_dict(body)
+                call = (manager.set_visibility, sid, version, vis, decision.subject)
             elif action == "switch":
-                call = (manager.switch, sid, str(body["version"]), decision.subject)
+                call = (manager.switch, sid, version, decision.subject)
             else:
                 call = (manager.switch_back, sid, decision.subject)
             plan = await asyncio.to_thread(*call)
-        except KeyError as exc:
-            return JSONResponse({"error": f"field {exc.args[0]!r} is required"}, status_code=400)
+        except BodyError as exc:
+            return exc.response()
         except PackageError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         await asyncio.to_thread(self.skills.reload)

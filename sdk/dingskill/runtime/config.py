@@ -81,6 +81,9 @@ class RuntimeConfig:
             auth["app_secret"] = "***"
         d["storage"]["connection_string"] = _redact_url(d["storage"]["connection_string"])
         d["broker"]["url"] = redact_password(d["broker"]["url"])
+        d["broker"]["message_keys"] = [
+            str(k).partition(":")[0] + ":***" for k in d["broker"].get("message_keys") or []
+        ]
         return d
 
     def __repr__(self) -> str:

@@ -11,12 +11,12 @@ waits on the disk); :meth:`ReviewQueue.flush` writes, from a background task.
 
 from __future__ import annotations
 
-import csv
 import io
 import threading
 from collections import Counter
 from pathlib import Path
 
+from .. import csvsafe
 from ..security.audit_chain import AuditChain
 
 __all__ = ["ReviewQueue", "export_review", "review_rows"]
@@ -90,9 +90,10 @@ def review_rows(chain: AuditChain, since_ms: int, until_ms: int) -> list[dict]:
 
 def export_review(rows: list[dict], path) -> Path:
     """Write rows as a CSV dataset: ``text,intent`` (the guess, to be corrected) then
-    ``reason,confidence,count,skill``."""
+    ``reason,confidence,count,skill``. Chat text is a stranger's: cells that a spreadsheet
+    would run as a formula are neutralised (:mod:`dingskill.csvsafe`)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csvsafe.writer(buf)
     w.writerow(["text", "intent", "reason", "confidence", "count", "skill"])
     for r in rows:
         w.writerow([r["text"], r["intent"], r["reason"], r["confidence"], r["count"], r["skill"]])

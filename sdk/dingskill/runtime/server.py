@@ -54,20 +54,25 @@ def make_server(app, config):
     kw = {}
     if srv["ssl"]["enabled"]:
         kw = {"ssl_certfile": srv["ssl"]["cert_path"], "ssl_keyfile": srv["ssl"]["key_path"]}
-    from .http_limits import GuardedH11Protocol
+    from .http_limits import CloseOnClientError, GuardedH11Protocol
 
     uc = uvicorn.Config(
-        app,
+        CloseOnClientError(app),  # the socket closes after every 4xx
         host=srv["host"],
         port=srv["port"],
         log_level="warning",
         access_log=False,
         lifespan="off",
-        # request headers within server.header_timeout_s, or the socket is closed
+        # headers within server.header_timeout_s, the body within body_timeout_s, at most
+        # max_connections_per_client sockets per address, or the socket is closed
         http=type(
             "Guarded",
             (GuardedH11Protocol,),
-            {"header_timeout_s": float(srv.get("header_timeout_s") or 10.0)},
+            {
+                "header_timeout_s": float(srv.get("header_timeout_s") or 10.0),
+                "body_timeout_s": float(srv.get("body_timeout_s") or 10.0),
+                "max_per_client": int(srv.get("max_connections_per_client") or 0),
+            },
         ),
         timeout_keep_alive=5,
         limit_concurrency=2000,

@@ -72,6 +72,15 @@ class Server:
     header_timeout_s: float = setting(
         10.0, "a connection must send its request headers within this", exclusiveMinimum=0
     )
+    body_timeout_s: float = setting(
+        10.0, "and its request body within this of the headers", exclusiveMinimum=0
+    )
+    max_connections_per_client: int = setting(
+        64,
+        "open connections one client address may hold (0: no cap; raise it behind a reverse "
+        "proxy, where every client has the proxy's address)",
+        minimum=0,
+    )
     ssl: SSL = setting(SSL(), "TLS of that server")
 
 
@@ -274,6 +283,19 @@ class Broker:
         minimum=0,
     )
     tls: BrokerTLS = setting(BrokerTLS(), "TLS to the broker")
+    message_keys: list[str] = setting(
+        [],
+        "KEY_ID:SECRET keys authenticating gateway -> worker messages; the first signs, all "
+        "verify (rotation); or DINGSKILL_BROKER_KEYS; empty: derived from the AppSecret",
+    )
+    replay_token_ttl_s: float = setting(
+        86400.0, "a `dingskill dlq replay` token is honoured this long", exclusiveMinimum=0
+    )
+    session_webhook_hosts: list[str] = setting(
+        ["oapi.dingtalk.com", "api.dingtalk.com"],
+        "hosts (host, host:port or https://host) a message's session webhook may point at; "
+        "the configured endpoint is always allowed",
+    )
 
 
 @dataclass

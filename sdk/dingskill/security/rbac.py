@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, str] = {
     "audit.read": "read the audit log",
     "context.read": "read stored conversation context",
     "access.manage": "grant and revoke roles, create tokens",
+    "broker.dlq": "list, show, replay or purge the broker's dead letters",
 }
 
 _VIEWER = {"skills.list", "metrics.read"}

@@ -12,7 +12,9 @@ version; the version in ``skills/<id>/current`` is the *stable* one:
   skill does not answer at all;
 - :meth:`ReleaseManager.switch` makes another installed version stable in one atomic step
   (blue-green), remembering the one it replaced; :meth:`ReleaseManager.switch_back` returns to
-  it at once. Both versions stay installed side by side.
+  it at once. Both versions stay installed side by side. A stable version that is switched
+  away parks its audience rule and gets it back when it is stable again, so a developers-only
+  version switched away and back is developers-only again.
 
 Every change is written to the skill's ``history.json`` and to the audit sink given.
 """
@@ -99,19 +101,36 @@ class Visibility:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> Visibility:
+    def from_dict(cls, d) -> Visibility:
+        """From ``{"audience", "staff": [...], "groups": [...], "percent"}``; a field of the
+        wrong type is a :class:`ReleaseError` naming it (a string is never split into
+        characters)."""
+        if not isinstance(d, dict):
+            raise ReleaseError(f"visibility: expected an object, got {type(d).__name__}")
         try:
             audience = Audience(d.get("audience"))
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise ReleaseError(
                 f"audience {d.get('audience')!r}: one of {', '.join(a.value for a in Audience)}"
             ) from exc
-        return cls(
-            audience,
-            tuple(str(s) for s in d.get("staff") or ()),
-            tuple(str(g) for g in d.get("groups") or ()),
-            float(d.get("percent") or 0),
-        )
+
+        def ids(name: str) -> tuple[str, ...]:
+            v = d.get(name)
+            if v is None:
+                return ()
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                raise ReleaseError(
+                    f'{name}: expected a list of non-empty strings (e.g. ["dev-1"]), '
+                    f"got {type(v).__name__} {str(v)[:60]!r}"
+                )
+            return tuple(v)
+
+        percent = d.get("percent")
+        if percent is None:
+            percent = 0.0
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            raise ReleaseError(f"percent: expected a number in (0, 100], got {percent!r}")
+        return cls(audience, ids("staff"), ids("groups"), float(percent))
 
 
 @dataclass
@@ -122,6 +141,21 @@ class ReleasePlan:
     stable: str | None
     previous: str | None = None
     rules: dict[str, Visibility] = field(default_factory=dict)
+    parked: dict[str, Visibility] = field(default_factory=dict)
+
+    def make_stable(self, version: str) -> None:
+        """``version`` becomes the stable one: a staged rule on it is dropped (it is now for
+        everyone) unless it parked an audience as stable before, which comes back; the old
+        stable one parks its rule (developers only, say) and is seen by nobody meanwhile."""
+        old = self.stable
+        self.rules.pop(version, None)
+        if version in self.parked:
+            self.rules[version] = self.parked.pop(version)
+        if old is not None and old != version:
+            rule = self.rules.pop(old, None)
+            if rule is not None:
+                self.parked[old] = rule
+        self.previous, self.stable = old, version
 
     def pick(self, sender_id: str, conversation_id: str = "") -> str | None:
         """The version this sender sees (None: the skill is hidden from them)."""
@@ -154,6 +188,7 @@ class ReleasePlan:
             "stable": self.stable,
             "previous": self.previous,
             "rules": {v: r.to_dict() for v, r in sorted(self.rules.items())},
+            "parked": {v: r.to_dict() for v, r in sorted(self.parked.items())},
         }
 
 
@@ -182,8 +217,13 @@ class ReleaseManager:
             for v, r in (data.get("rules") or {}).items()
             if v in installed  # a removed version's rule is void
         }
+        parked = {
+            v: Visibility.from_dict(r)
+            for v, r in (data.get("parked") or {}).items()
+            if v in installed
+        }
         previous = data.get("previous") if data.get("previous") in installed else None
-        return ReleasePlan(skill_id, stable, previous, rules)
+        return ReleasePlan(skill_id, stable, previous, rules, parked)
 
     def plans(self) -> list[ReleasePlan]:
         return [self.plan(s.id) for s in self.home.installed()]
@@ -258,16 +298,15 @@ class ReleaseManager:
 
     def switch(self, skill_id: str, version: str, actor: str = "cli") -> ReleasePlan:
         """Make ``version`` the stable one for everyone (atomic; the old one is kept for
-        :meth:`switch_back`). A staged rule on it is dropped: it is now everyone's."""
+        :meth:`switch_back`). A staged rule on it is dropped: it is now everyone's; the old
+        stable one parks its audience rule until it is stable again."""
         with self.home._lock():
             plan = self.plan(skill_id)
             self._installed_version(skill_id, version)
             if version == plan.stable:
                 raise ReleaseError(f"{skill_id} {version} is already the stable version")
             old = plan.stable
-            plan.rules.pop(version, None)
-            plan.rules.pop(old, None)  # the old stable becomes plain "previous", seen by nobody
-            plan.previous, plan.stable = old, version
+            plan.make_stable(version)  # the old stable: plain "previous", seen by nobody
             self._save(plan, {"version": version, "action": "switch", "from": old}, actor)
             _write_atomic(self.home.skills_dir / skill_id / "current", version.encode())
             self.home._bump()
@@ -281,7 +320,7 @@ class ReleaseManager:
             if not plan.previous:
                 raise ReleaseError(f"{skill_id}: no earlier switch to go back from")
             back, cur = plan.previous, plan.stable
-            plan.previous, plan.stable = cur, back
+            plan.make_stable(back)  # with the audience it had (developers only, say)
             self._save(plan, {"version": back, "action": "switch_back", "from": cur}, actor)
             _write_atomic(self.home.skills_dir / skill_id / "current", back.encode())
             self.home._bump()

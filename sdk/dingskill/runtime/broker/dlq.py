@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 
 from .amqp import HDR_ATTEMPT, HDR_ERROR, HDR_REPLAYED, Topology, connect, shard_of
+from .auth import HDR_REPLAY_TOKEN, MessageKeys
 
-__all__ = ["DeadLetter", "dlq_list", "dlq_replay", "dlq_purge"]
+__all__ = ["DeadLetter", "DlqRefused", "dlq_list", "dlq_replay", "dlq_purge", "run_dlq"]
+
+
+class DlqRefused(PermissionError):
+    """The caller may not touch the dead-letter queue (no admin token)."""
 
 
 @dataclass
@@ -84,9 +90,11 @@ async def dlq_list(broker: dict) -> list[DeadLetter]:
         await conn.close()  # unacknowledged: all stay in the queue
 
 
-async def dlq_replay(broker: dict, msg_id: str | None = None) -> list[str]:
+async def dlq_replay(broker: dict, keys: MessageKeys, msg_id: str | None = None) -> list[str]:
     """Publish the dead letter ``msg_id`` (all when None) back to its shard with its attempt
-    count reset; returns the ids replayed."""
+    count reset and a replay token (``keys``) the worker honours once; returns the ids
+    replayed. The message keeps its gateway signature: a replay never vouches for a message
+    that was not authenticated in the first place."""
     import aio_pika
 
     conn, ch, topo, msgs = await _take_all(broker)
@@ -106,6 +114,7 @@ async def dlq_replay(broker: dict, msg_id: str | None = None) -> list[str]:
             }
             headers[HDR_ATTEMPT] = 0
             headers[HDR_REPLAYED] = 1
+            headers[HDR_REPLAY_TOKEN] = keys.mint_replay(m.message_id or "", m.body)
             await asyncio.wait_for(
                 ex.publish(
                     aio_pika.Message(
@@ -138,3 +147,55 @@ async def dlq_purge(broker: dict) -> int:
         return int(getattr(result, "message_count", 0) or 0)
     finally:
         await conn.close()
+
+
+def run_dlq(config, token: str | None, action: str, msg_id: str | None = None):
+    """``dingskill dlq ACTION`` for the holder of ``token``: it must carry ``broker.dlq``
+    (the admin role); the decision and the action are written to the admin audit chain
+    (``admin.jsonl`` beside ``audit.path``). ``list``/``show``: dead letters; ``replay``: the
+    ids replayed; ``purge``: how many were deleted."""
+    from pathlib import Path
+
+    from ...security.audit_chain import AuditChain
+    from ...security.crypto import Keyring
+    from ...security.rbac import AccessControl
+    from .auth import MessageKeys
+
+    chain = AuditChain(Path(config.get("audit.path")).with_name("admin.jsonl"), Keyring.from_env())
+    home = Path(config.get("skills.home"))
+    acl = AccessControl(
+        home / "access.json", roles=config.get("security.roles") or None, audit=chain.append
+    )
+    subject = acl.authenticate(token)
+    obj = f"dlq:{msg_id}" if msg_id else "dlq"
+    decision = acl.authorize(subject, "broker.dlq", obj=obj)
+    if not decision.allowed:
+        raise DlqRefused(
+            f"dlq {action} needs the admin role (permission broker.dlq): "
+            + ("pass --token or set DINGSKILL_TOKEN" if not subject else decision.reason)
+        )
+    broker = config["broker"]
+    result: object
+    if action in ("list", "show"):
+        letters = asyncio.run(dlq_list(broker))
+        result = [d for d in letters if action == "list" or d.id == msg_id]
+        detail = {"n": len(result)}
+    elif action == "replay":
+        result = asyncio.run(dlq_replay(broker, MessageKeys.from_config(config), msg_id))
+        detail = {"ids": result[:100], "n": len(result)}
+    elif action == "purge":
+        result = asyncio.run(dlq_purge(broker))
+        detail = {"n": result}
+    else:
+        raise ValueError(f"unknown dlq action {action!r}")
+    chain.append(
+        {
+            "ts_ms": int(time.time() * 1000),
+            "actor": decision.subject,
+            "object": obj,
+            "operation": f"broker.dlq.{action}",
+            "result": "ok",
+            **detail,
+        }
+    )
+    return result

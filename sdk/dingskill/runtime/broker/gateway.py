@@ -27,6 +27,7 @@ from .amqp import (
     encode,
     shard_of,
 )
+from .auth import MessageKeys
 from .metrics import BrokerMetrics
 from .service import run_until_signal, service_app
 
@@ -42,8 +43,8 @@ class NotQueued(RuntimeError):
 class Publisher:
     """Persistent publishes with publisher confirms over one robust connection."""
 
-    def __init__(self, broker: dict, name: str, metrics: BrokerMetrics) -> None:
-        self.broker, self.name, self.metrics = broker, name, metrics
+    def __init__(self, broker: dict, name: str, metrics: BrokerMetrics, keys: MessageKeys) -> None:
+        self.broker, self.name, self.metrics, self.keys = broker, name, metrics, keys
         self.topology = Topology.from_config(broker)
         self.timeout = float(broker["confirm_timeout_s"])
         self.connection = self.channel = self.exchange = None
@@ -75,15 +76,19 @@ class Publisher:
         import aio_pika
 
         conv = str(data.get("conversationId") or "")
+        body, msg_id = encode(data), str(data.get("msgId") or "")
         msg = aio_pika.Message(
-            encode(data),
+            body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(data.get("msgId") or ""),
+            message_id=msg_id,
+            # the broker checks user_id against the connection's login (defence in depth)
+            user_id=_login(self.broker["url"]),
             headers={
                 HDR_CHANNEL: channel,
                 HDR_ATTEMPT: 0,
                 HDR_PUBLISHED_MS: int(time.time() * 1000),
+                **self.keys.sign(body, msg_id, channel),
             },
         )
         t0 = time.perf_counter()
@@ -108,6 +113,15 @@ class Publisher:
     async def close(self) -> None:
         if self.connection is not None:
             await self.connection.close()
+
+
+def _login(url: str) -> str | None:
+    """The user name of an ``amqp://user:pass@host/`` URL (the broker rejects a message whose
+    ``user_id`` is not the publishing connection's login)."""
+    from urllib.parse import unquote, urlsplit
+
+    user = urlsplit(url).username
+    return unquote(user) if user else None
 
 
 class _GatewayStream(StreamChannel):
@@ -137,7 +151,9 @@ class Gateway:
         self.metrics = Metrics()
         self.bm = BrokerMetrics(self.metrics.registry)
         self.redactor = Redactor([config.app_secret or ""])
-        self.publisher = Publisher(config["broker"], "dingskill-gateway", self.bm)
+        self.publisher = Publisher(
+            config["broker"], "dingskill-gateway", self.bm, MessageKeys.from_config(config)
+        )
         self.inflight = 0  # read by the channel's drain on stop
         self.store = None  # the channel's reply path is never used here
         ch = config["channels"]["enterprise_chat"]

@@ -46,6 +46,7 @@ from ..pipeline import InProgress, ReplyUncertain
 from ..proactive import RobotSender
 from ..replies import CardStreamer
 from .amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_ERROR, HDR_REPLAYED, Topology, connect
+from .auth import HDR_REPLAY_TOKEN, MessageKeys, WebhookHosts
 from .metrics import BrokerMetrics
 from .service import run_until_signal
 
@@ -78,6 +79,8 @@ class Worker:
         self.pipeline = self.runtime.pipeline
         self.bm = BrokerMetrics(self.runtime.metrics.registry)
         self.broker = config["broker"]
+        self.keys = MessageKeys.from_config(config)  # only gateways and workers hold them
+        self.webhook_hosts = WebhookHosts.from_config(config)
         self.topology = Topology.from_config(self.broker)
         self.prefetch = int(self.broker["prefetch"])
         ch = config["channels"]["enterprise_chat"]
@@ -181,6 +184,10 @@ class Worker:
             shard.held.append(msg)  # given back unstarted when the channel closes
             return
         shard.last_delivery = time.monotonic()
+        refused = self.keys.verify(msg.body, msg.message_id, msg.headers or {})
+        if refused:  # never parsed, never acted on: an operator sees it in the DLQ
+            await self._dead_letter(msg, refused.split(":", 1)[0], refused)
+            return
         try:
             data = json.loads(msg.body)
             conv = str(data["conversationId"])
@@ -221,6 +228,28 @@ class Worker:
         except FrameError as exc:
             await self._dead_letter(msg, "invalid", str(exc))
             return
+        if not self.webhook_hosts.allows(webhook):
+            await self._dead_letter(
+                msg,
+                "webhook-host",
+                "its session webhook's host is not on broker.session_webhook_hosts "
+                "(never called); add the host if the platform moved, then replay it",
+            )
+            return
+        replayed = False
+        if headers.get(HDR_REPLAYED):
+            refused, nonce = self.keys.check_replay(
+                headers.get(HDR_REPLAY_TOKEN), msg.message_id, msg.body
+            )
+            if refused is None and attempt == 0:
+                # each token once: a copy of a replayed message is not a second replay
+                state = await self.pipeline.store.claim(f"replay:{nonce}", self.keys.replay_ttl_s)
+                if state.value != "new":
+                    refused = "replay refused: this replay token was already used"
+            if refused and attempt == 0:
+                await self._dead_letter(msg, "replay-refused", refused)
+                return
+            replayed = refused is None
 
         undeliverable: list[str] = []
 
@@ -235,9 +264,9 @@ class Worker:
             raise ReplyFailed(reply.error or "reply failed")  # a later attempt may answer it
 
         # an earlier attempt of this message has ended (see the module's docstring)
-        again = bool(msg.redelivered or attempt or headers.get(HDR_REPLAYED))
+        again = bool(msg.redelivered or attempt or replayed)
         try:
-            if headers.get(HDR_REPLAYED) and message.msg_id:
+            if replayed and message.msg_id:
                 # an operator replayed it from the dead-letter queue: answer it whatever an
                 # earlier attempt left (an "uncertain" one, say)
                 await self.pipeline.store.release(message.msg_id)

@@ -4,10 +4,10 @@ file (plots embedded), and a short Markdown summary for the operators' group cha
 from __future__ import annotations
 
 import base64
-import html
 import time
 from pathlib import Path
 
+from ...markup import html_escape, md_escape
 from .collect import DailyStats
 
 __all__ = ["render", "summary_markdown", "plots"]
@@ -106,8 +106,8 @@ def _tables(st: DailyStats, review_file: str | None) -> list[tuple[str, list[str
 
 
 def _md_table(header: list[str], rows: list[list]) -> str:
-    def cell(v) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+    def cell(v) -> str:  # intent names, skill ids, alert details: text, never markup
+        return md_escape(v)
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
@@ -121,7 +121,7 @@ def render(
     out_dir = Path(out_dir)
     images = plots(st, out_dir)
     period = f"{_t(st.since_ms)} – {_t(st.until_ms)}"
-    md = [f"# {title}", "", f"Period: {period}", ""]
+    md = [f"# {md_escape(title)}", "", f"Period: {period}", ""]
     for name, header, rows in _tables(st, review_file):
         md += [f"## {name}", "", _md_table(header, rows), ""]
     md += ["## Plots", ""] + [f"![{k}]({p.name})" for k, p in images.items()] + [""]
@@ -130,18 +130,18 @@ def render(
 
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
+        f"<title>{html_escape(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
         "table{border-collapse:collapse;margin-bottom:1.5em}"
         "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1><p>Period: {html.escape(period)}</p>",
+        f"<h1>{html_escape(title)}</h1><p>Period: {html_escape(period)}</p>",
     ]
     for name, header, rows in _tables(st, review_file):
-        parts.append(f"<h2>{html.escape(name)}</h2><table><tr>")
-        parts += [f"<th>{html.escape(h)}</th>" for h in header]
+        parts.append(f"<h2>{html_escape(name)}</h2><table><tr>")
+        parts += [f"<th>{html_escape(h)}</th>" for h in header]
         parts.append("</tr>")
         for r in rows:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>")
+            parts.append("<tr>" + "".join(f"<td>{html_escape(str(v))}</td>" for v in r) + "</tr>")
         parts.append("</table>")
     parts.append("<h2>Plots</h2>")
     for k, p in images.items():
@@ -156,7 +156,7 @@ def render(
 def summary_markdown(st: DailyStats, title: str, where: str = "") -> str:
     """A short Markdown digest for a chat message (sampleMarkdown)."""
     lines = [
-        f"### {title}",
+        f"### {md_escape(title)}",
         f"- 消息 messages: **{st.messages}**",
         f"- 延迟 latency P50 / P99: **{_ms(st.p50_ms)} / {_ms(st.p99_ms)}**",
         f"- 错误率 error rate: **{_pct(st.error_rate)}**; 未识别 out of scope: **{_pct(st.oos_rate)}**",
@@ -164,9 +164,9 @@ def summary_markdown(st: DailyStats, title: str, where: str = "") -> str:
     ]
     worst = [s for s in st.skills if s.calls and s.success_rate < 0.99]
     for s in worst[:3]:
-        lines.append(f"- ⚠ {s.skill_id}: success {_pct(s.success_rate)} of {s.calls}")
+        lines.append(f"- ⚠ {md_escape(s.skill_id)}: success {_pct(s.success_rate)} of {s.calls}")
     if st.resources.get("memory_rss_mb"):
         lines.append(f"- 内存 memory: {st.resources['memory_rss_mb']} MB")
     if where:
-        lines.append(f"- 报告 report: {where}")
+        lines.append(f"- 报告 report: {md_escape(where)}")
     return "\n".join(lines)

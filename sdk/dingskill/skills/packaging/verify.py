@@ -1,8 +1,9 @@
 """Reading an untrusted ``.skill`` archive safely and checking it before install.
 
 Refused: path escapes (``..``, absolute paths, backslashes, drive letters), links, duplicate
-names, too many members, oversized or high-ratio members (zip bombs: sizes are counted while
-reading, header sizes are not trusted), a RECORD mismatch, a bad manifest, an unsupported
+names (also names equal ignoring case or Unicode normalisation: ``skill.yaml`` and
+``SKILL.YAML``, NFC and NFD), too many members, oversized or high-ratio members (zip bombs:
+sizes are counted while reading, header sizes are not trusted), a RECORD mismatch, a bad manifest, an unsupported
 ``min_dingskill``, a model that is not the safe format, and signatures that do not verify.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 import stat
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from enum import Enum
@@ -89,6 +91,11 @@ def _check_name(name: str) -> None:
         raise UnsafeArchiveError(f"member {name!r}: path escapes the package ('..')")
 
 
+def _fold_name(name: str) -> str:
+    """A member name as a case-insensitive, normalising file system sees it."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFKD", name).casefold())
+
+
 def read_archive(data: bytes, limits: Limits | None = None) -> dict[str, bytes]:
     """Members of an untrusted zip, enforcing every safety limit."""
     limits = limits or Limits()
@@ -102,6 +109,7 @@ def read_archive(data: bytes, limits: Limits | None = None) -> dict[str, bytes]:
     if len(infos) > limits.max_members:
         raise UnsafeArchiveError(f"package has {len(infos)} members, limit {limits.max_members}")
     out: dict[str, bytes] = {}
+    seen: dict[str, str] = {}
     total = 0
     for info in infos:
         name = info.filename
@@ -113,6 +121,15 @@ def read_archive(data: bytes, limits: Limits | None = None) -> dict[str, bytes]:
             continue
         if name in out:
             raise UnsafeArchiveError(f"member {name!r}: appears twice")
+        # on a case-insensitive or normalising file system (macOS, Windows) two such names
+        # are one file: which one wins would be the file system's choice, not the signer's
+        folded = _fold_name(name)
+        if folded in seen:
+            raise UnsafeArchiveError(
+                f"member {name!r}: collides with {seen[folded]!r} (same name ignoring case / "
+                "Unicode normalisation)"
+            )
+        seen[folded] = name
         chunks, size = [], 0
         try:
             with zf.open(info) as fh:
