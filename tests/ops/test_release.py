@@ -163,3 +163,26 @@ def test_a_skill_in_development_is_hidden_from_everyone_else(tmp_path, packages)
     with pytest.raises(ReleaseError, match="no earlier switch"):
         manager.switch_back(SID)
     assert [e["action"] for e in home._history(SID)] == ["install", "visibility"]
+
+
+def test_audience_rules_survive_switch_and_back(tmp_path, packages):
+    """A developers-only stable version switched away and back is developers-only again;
+    a canary that is switched back out is seen by nobody (never its canary audience)."""
+    one, two = packages
+    home = SkillHome(tmp_path / "home")
+    home.install(one)
+    home.install(two, activate=False)
+    manager = ReleaseManager(home)
+    manager.set_visibility(SID, "0.1.0", Visibility(Audience.DEVELOPERS, staff=("dev-1",)))
+    manager.set_visibility(SID, "0.2.0", Visibility(Audience.PERCENT, percent=50))
+    manager.switch(SID, "0.2.0")
+    plan = manager.plan(SID)
+    assert plan.pick("dev-1") == plan.pick("anyone") == "0.2.0"  # everyone's now
+    manager.switch_back(SID)
+    plan = manager.plan(SID)
+    assert plan.stable == "0.1.0"
+    assert plan.pick("dev-1") == "0.1.0" and plan.pick("anyone") is None
+    assert plan.rules["0.1.0"].staff == ("dev-1",) and "0.2.0" not in plan.rules
+    manager.switch(SID, "0.2.0")  # and forward again, then back once more
+    manager.switch_back(SID)
+    assert manager.plan(SID).pick("anyone") is None

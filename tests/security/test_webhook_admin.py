@@ -219,6 +219,36 @@ def test_admin_api_authenticates_first_and_refuses_bad_input(runtime):
     assert httpx.get(f"{runtime.url}/healthz").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "action, body, field",
+    [
+        ("release", b"{not json", "not valid JSON"),
+        ("release", b"[1, 2]", "JSON dict"),
+        ("release", b'{"version": 5, "audience": "everyone"}', "version:"),
+        ("release", b'{"audience": "developers", "staff": ["dev-1"]}', "version:"),
+        ("release", b'{"version": "1.1.0", "audience": "developers", "staff": "dev-1"}', "staff:"),
+        ("release", b'{"version": "1.1.0", "audience": "groups", "groups": [1]}', "groups:"),
+        ("release", b'{"version": "1.1.0", "audience": "percent", "percent": "50"}', "percent:"),
+        ("release", b'{"version": "1.1.0", "audience": "percent", "percent": true}', "percent:"),
+        ("release", b'{"version": "1.1.0", "audience": ["everyone"]}', "audience"),
+        ("switch", b'{"version": null}', "version:"),
+        ("switch", b'"1.1.0"', "JSON dict"),
+    ],
+)
+def test_admin_release_api_answers_bad_input_with_400_naming_the_field(
+    runtime, action, body, field
+):
+    r = httpx.post(
+        f"{runtime.url}/admin/skills/com.example.hostile/{action}",
+        content=body,
+        headers={"Authorization": f"Bearer {runtime.token}"},
+        timeout=20,
+    )
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert field in r.json()["error"], r.text
+    assert r.headers.get("connection") == "close"  # a 4xx closes the socket
+
+
 def test_admin_install_refuses_loopback_redirects_and_file_probing(runtime, tmp_path):
     api = f"{runtime.url}/admin/skills"
     auth = {"Authorization": f"Bearer {runtime.token}"}
