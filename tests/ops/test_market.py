@@ -101,6 +101,11 @@ def test_search_install_pin_and_upgrade_from_an_http_market(market, tmp_path, ca
     assert main(["keys", "trust", str(market["pub"]), "--home", home]) == 0
     capsys.readouterr()
     assert main(["plugins", "--home", home, "search", "visitor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # a key without namespaces lists nothing
+    trust = ["keys", "trust", str(market["pub"]), "--home", home, "--namespace", "com.example.*"]
+    assert main(trust) == 0
+    capsys.readouterr()
+    assert main(["plugins", "--home", home, "search", "visitor", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["id"], r["version"]) for r in rows] == [("com.example.visitor-desk", "0.2.0")]
     assert main(["plugins", "--home", home, "install", "visitor-desk==0.1.0"]) == 0
@@ -128,7 +133,7 @@ def _copy_market(src: Path, dst: Path) -> Path:
 
 def test_tampered_index_or_package_is_refused_and_nothing_changes(market, tmp_path):
     home = SkillHome(tmp_path / "home")
-    home.trust_key(market["pub"].read_text())
+    home.trust_key(market["pub"].read_text(), ["com.example.*"])
     bad = _copy_market(market["dist"], tmp_path / "m")
     client = MarketClient(home)
     client.add("local", bad.as_uri())
@@ -162,3 +167,135 @@ def test_tampered_index_or_package_is_refused_and_nothing_changes(market, tmp_pa
     with pytest.raises(MarketError, match="is not trusted"):
         client.install("office-faq")
     assert home.generation() == gen and [s.to_dict() for s in home.installed()] == before
+
+
+def _resign(folder: Path, key: Path, mutate) -> None:
+    """Edit ``index.json`` with ``mutate(index)`` and sign it again with ``key`` (what a
+    market's own key can do: the client must still refuse what is wrong in it)."""
+    from dingskill.skills.packaging.signing import load_signer, sign_bytes
+
+    index = json.loads((folder / "index.json").read_text())
+    mutate(index)
+    body = (json.dumps(index, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
+    (folder / "index.json").write_bytes(body)
+    (folder / "index.json.sig").write_text(json.dumps(sign_bytes(body, load_signer(key))))
+
+
+def test_a_key_publishes_only_its_namespaces_and_never_shadows_another_market(market, tmp_path):
+    from dingskill.skills.market import build_index
+
+    home = SkillHome(tmp_path / "home")
+    home.trust_key(market["pub"].read_text(), ["com.example.*"])
+    client = MarketClient(home)
+    client.add("team", _copy_market(market["dist"], tmp_path / "team").as_uri())
+    client.install("office-faq==0.1.0")
+    # a second market, signed by another trusted key, lists the same skills
+    other_key, other_pub, other_kid = generate_keys(tmp_path / "k2", "other")
+    rogue = _copy_market(market["dist"], tmp_path / "rogue")
+    build_index(rogue, other_key)
+    home.trust_key(other_pub.read_text(), ["com.other.*"])
+    client.add("rogue", rogue.as_uri())
+    client = MarketClient(home)
+    assert {r.market for r in client.search("")} == {"team"}  # outside its namespace: unlisted
+    assert any("outside the namespaces" in n and other_kid in n for n in client.refused)
+    # even when the operator binds it to the same namespace, it cannot take over the skill
+    # installed from "team", and a skill both list is ambiguous until one market is removed
+    home.trust_key(other_pub.read_text(), ["com.example.*"])
+    client = MarketClient(home)
+    assert client.resolve("office-faq").market == "team"
+    assert [u[2].market for u in client.upgrades()] == ["team"]
+    with pytest.raises(MarketError, match="listed by several markets"):
+        client.install("visitor-desk")
+    client.remove("team")
+    with pytest.raises(MarketError, match="installed from market team"):
+        client.upgrade()
+    assert {s.id: s.version for s in home.installed()} == {"com.example.office-faq": "0.1.0"}
+
+
+def test_a_package_must_be_the_index_entry_chosen(market, tmp_path):
+    home = SkillHome(tmp_path / "home")
+    home.trust_key(market["pub"].read_text(), ["com.example.*"])
+    folder = _copy_market(market["dist"], tmp_path / "m")
+    client = MarketClient(home)
+    client.add("team", folder.as_uri())
+    skills = json.loads((folder / "index.json").read_text())["skills"]
+    visitor = skills["com.example.visitor-desk"]["versions"]["0.2.0"]
+
+    def swap(index):  # office-faq 0.2.0 names the visitor-desk package (digest and all)
+        entry = index["skills"]["com.example.office-faq"]["versions"]["0.2.0"]
+        entry.update({k: visitor[k] for k in ("file", "sha256", "size")})
+
+    _resign(folder, market["key"], swap)
+    with pytest.raises(MarketError, match="manifest id com.example.visitor-desk differs"):
+        client.install("office-faq==0.2.0")
+
+    def fewer_permissions(index):
+        entry = index["skills"]["com.example.visitor-desk"]["versions"]["0.1.0"]
+        entry["permissions"] = []
+
+    _resign(folder, market["key"], fewer_permissions)
+    with pytest.raises(MarketError, match="manifest permissions .* differs"):
+        client.install("visitor-desk==0.1.0")
+    assert home.installed() == []
+
+
+def test_older_or_expired_indexes_are_refused_unless_allowed(market, tmp_path):
+    from dingskill.skills.market import build_index
+
+    home = SkillHome(tmp_path / "home")
+    home.trust_key(market["pub"].read_text(), ["com.example.*"])
+    folder = _copy_market(market["dist"], tmp_path / "m")
+    client = MarketClient(home)
+    client.add("team", folder.as_uri())
+    old = {n: (folder / n).read_bytes() for n in ("index.json", "index.json.sig")}
+    first = json.loads(old["index.json"])["version"]
+    assert client.search("")
+    build_index(folder, market["key"])  # a newer index: seen and remembered
+    assert json.loads((folder / "index.json").read_text())["version"] > first
+    assert client.search("")
+    for name, data in old.items():  # an attacker serves the older, validly signed index
+        (folder / name).write_bytes(data)
+    with pytest.raises(MarketError, match="older than version"):
+        client.search("")
+    with pytest.raises(MarketError, match="older than version"):
+        client.install("office-faq")
+    assert MarketClient(home, allow_downgrade=True).search("")
+    build_index(folder, market["key"])
+
+    def expired(index):
+        index["version"] += 1
+        index["expires"] = "2020-01-01T00:00:00Z"
+
+    _resign(folder, market["key"], expired)
+    with pytest.raises(MarketError, match="expired at 2020-01-01"):
+        client.search("")
+    assert home.installed() == []
+
+
+def test_an_upgrade_that_adds_permissions_needs_approval(market, tmp_path, capsys):
+    home = tmp_path / "home"
+    folder = _copy_market(market["dist"], tmp_path / "m")
+    # 0.3.0 of the FAQ also asks for interactive cards
+    src = tmp_path / "src" / "office-faq"
+    import shutil
+
+    shutil.copytree(market["faq"], src)
+    text = (src / "skill.yaml").read_text(encoding="utf-8").replace("0.2.0", "0.3.0")
+    (src / "skill.yaml").write_text(
+        text.replace("permissions: [", "permissions: [Card.Instance.Write, ", 1)
+    )
+    assert "Card.Instance.Write" in (src / "skill.yaml").read_text(encoding="utf-8")
+    Skill.load(src).export(folder, key=market["key"])
+    assert main(["market", "build", str(folder), "--key", str(market["key"])]) == 0
+    args = ["plugins", "--home", str(home)]
+    assert main(["market", "--home", str(home), "add", "team", folder.as_uri()]) == 0
+    trust = ["keys", "trust", str(market["pub"]), "--home", str(home)]
+    assert main([*trust, "--namespace", "com.example.*"]) == 0
+    assert main([*args, "install", "office-faq==0.2.0"]) == 0
+    capsys.readouterr()
+    assert main([*args, "upgrade"]) == 1
+    out = capsys.readouterr().out
+    assert "asks for more than 0.2.0 had: permissions Card.Instance.Write" in out, out
+    assert SkillHome(home).installed()[0].version == "0.2.0"
+    assert main([*args, "upgrade", "--approve"]) == 0
+    assert SkillHome(home).installed()[0].version == "0.3.0"

@@ -17,6 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--key", required=True, help="ed25519 private key (PEM) or pkcs11:LABEL (in the token)"
     )
     b.add_argument("--name", default=None, help="market name shown to clients (default: DIR)")
+    b.add_argument(
+        "--expires-days",
+        type=float,
+        default=30.0,
+        help="clients refuse the index after this many days (default 30): rebuild before",
+    )
     b.set_defaults(func=_build)
     a = ms.add_parser("add", help="read skills from a market (file:// or http(s):// URL)")
     a.add_argument("name", help="a short name for the market")
@@ -47,13 +53,16 @@ def _build(args) -> int:
     from ..skills.packaging import PackageError
 
     try:
-        path = build_index(args.dir, args.key, args.name)
+        path = build_index(args.dir, args.key, args.name, args.expires_days)
     except PackageError as exc:
         print(f"error: {exc}")
         return 1
     index = json.loads(path.read_text(encoding="utf-8"))
     n = sum(len(s["versions"]) for s in index["skills"].values())
-    print(f"wrote {path} and {path.name}.sig: {len(index['skills'])} skill(s), {n} version(s)")
+    print(
+        f"wrote {path} and {path.name}.sig: {len(index['skills'])} skill(s), {n} version(s); "
+        f"index version {index['version']}, expires {index['expires']}"
+    )
     return 0
 
 

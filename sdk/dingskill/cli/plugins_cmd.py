@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -46,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("pubkey", help="a .pub file or the base64 key")
     t.add_argument("--home", default=None, help="DINGSKILL_HOME (default ~/.dingskill)")
     t.add_argument("--require", action="store_true", help="also require signatures from now on")
+    t.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="PREFIX.*",
+        help="skill ids this key may publish in a market index (com.corp.*; repeatable); "
+        "without one the key verifies package signatures only",
+    )
     t.set_defaults(func=_keys_trust)
     r = ks.add_parser("rotate", help="add a new at-rest data key and re-encrypt stored data")
     r.add_argument("--key-file", required=True, help="JSON key file (created if missing)")
@@ -78,16 +87,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="install beside the current version without making it live "
         "(then: dingskill release set / switch)",
     )
+    _market_flags(i)
     i.set_defaults(func=_install)
     se = ps.add_parser("search", help="search the configured markets")
     se.add_argument("query", nargs="?", default="", help="words to look for (default: list all)")
     se.add_argument("--json", action="store_true", help="print JSON")
+    se.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="accept an index older than one seen before, or past its expiry",
+    )
     se.set_defaults(func=_search)
     up = ps.add_parser("upgrade", help="install newer releases of installed skills from markets")
     up.add_argument("--dry-run", action="store_true", help="only list what would be upgraded")
     up.add_argument(
         "--trust", action="store_true", help="allow the packages' Python handlers to run"
     )
+    _market_flags(up)
     up.set_defaults(func=_upgrade)
     ls = ps.add_parser("list", help="installed skills")
     ls.add_argument("--json", action="store_true", help="print JSON")
@@ -100,6 +116,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     rb.set_defaults(func=_rollback)
     v = ps.add_parser("verify", help="re-check every installed file against its RECORD")
     v.set_defaults(func=_verify)
+
+
+def _market_flags(p) -> None:
+    p.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="accept a market index older than one seen before, or past its expiry",
+    )
+    p.add_argument(
+        "--approve",
+        action="store_true",
+        help="accept the permissions and outbound hosts an upgrade adds (shown when refused)",
+    )
 
 
 def _home(args):
@@ -145,13 +174,22 @@ def _keys_trust(args) -> int:
     value = Path(args.pubkey).read_text().strip() if Path(args.pubkey).is_file() else args.pubkey
     home = _home(args)
     try:
-        kid = home.trust_key(value)
+        kid = home.trust_key(value, args.namespace or None)
         if args.require:
             home.set_config(require_signature=True)
     except PackageError as exc:
         print(f"error: {exc}")
         return 1
-    print(f"trusted key {kid}" + (" (signatures now required)" if args.require else ""))
+    spaces = home.config()["key_namespaces"].get(kid)
+    print(
+        f"trusted key {kid}"
+        + (" (signatures now required)" if args.require else "")
+        + (
+            f"; may publish {', '.join(spaces)} in markets"
+            if spaces
+            else "; package signatures only (a market it signs lists nothing: --namespace)"
+        )
+    )
     return 0
 
 
@@ -219,8 +257,12 @@ def _install(args) -> int:
     hosts = [h.strip() for h in args.allow_hosts.split(",") if h.strip()]
     try:
         if args.spec:
-            info = MarketClient(_home(args)).install(
-                args.spec, trust=args.trust, allow_hosts=hosts, activate=not args.stage
+            info = MarketClient(_home(args), args.allow_downgrade).install(
+                args.spec,
+                trust=args.trust,
+                allow_hosts=hosts,
+                activate=not args.stage,
+                approve=args.approve,
             )
         else:
             info = _home(args).install(
@@ -251,10 +293,13 @@ def _search(args) -> int:
     from ..skills.market import MarketClient, MarketError
 
     try:
-        rows = [r.summary() for r in MarketClient(_home(args)).search(args.query)]
+        client = MarketClient(_home(args), args.allow_downgrade)
+        rows = [r.summary() for r in client.search(args.query)]
     except MarketError as exc:
         print(f"error: {exc}")
         return 1
+    for note in client.refused:  # entries a market's key may not publish
+        print(f"warning: not listed: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
         return 0
@@ -272,12 +317,12 @@ def _upgrade(args) -> int:
     from ..skills.market import MarketClient
     from ..skills.packaging import PackageError
 
-    client = MarketClient(_home(args))
+    client = MarketClient(_home(args), args.allow_downgrade)
     try:
         if args.dry_run:
             rows = [(sid, cur, r.version) for sid, cur, r in client.upgrades()]
         else:
-            rows = client.upgrade(trust=args.trust)
+            rows = client.upgrade(trust=args.trust, approve=args.approve)
     except PackageError as exc:
         print(f"error: {exc}")
         return 1

@@ -1,5 +1,17 @@
 """``MarketClient``: the markets an operator configured (``DINGSKILL_HOME/markets.json``),
-searched and installed from with the index signature and every package digest checked."""
+searched and installed from with the index signature and every package digest checked.
+
+The threat model is The Update Framework's, as PEP 458 applies it to PyPI:
+
+- a trusted key publishes only the skill-id namespaces it is bound to (``dingskill keys
+  trust PUBKEY --namespace com.corp.*``); an index entry outside them is not listed;
+- the package installed is the one the operator chose: its manifest id, version,
+  permissions and outbound hosts, and its digest, must equal the index entry;
+- the highest index version seen per market is remembered (``market-state.json``): an older
+  index (a replay) or one past its ``expires`` is refused unless ``allow_downgrade``;
+- a skill installed from one market is resolved, upgraded and reinstalled from that market
+  only (no other market can shadow it), and a skill several markets list is ambiguous;
+- an upgrade that adds permissions or outbound hosts names them and needs ``approve``."""
 
 from __future__ import annotations
 
@@ -7,13 +19,14 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..packaging.home import SkillHome, _write_atomic
 from .fetch import fetch_bytes
-from .index import INDEX, INDEX_SIG, MarketError, parse_version, verify_index
+from .index import INDEX, INDEX_SIG, MarketError, expiry_seconds, parse_version, verify_index
 
 __all__ = ["MarketClient", "MarketSource", "Resolved"]
 
@@ -67,8 +80,32 @@ def _spec(spec: str) -> tuple[str, str | None]:
 class MarketClient:
     """Search, resolve and install from the markets configured in a skill home."""
 
-    def __init__(self, home: SkillHome | None = None) -> None:
+    def __init__(self, home: SkillHome | None = None, allow_downgrade: bool = False) -> None:
         self.home = home or SkillHome()
+        self.allow_downgrade = allow_downgrade
+        self.refused: list[str] = []  # index entries outside their key's namespaces
+
+    # -- what this home remembers -------------------------------------------------------------
+    @property
+    def _state_path(self) -> Path:
+        return self.home.home / "market-state.json"
+
+    def state(self) -> dict:
+        """``{"seen": {market: highest index version}, "origin": {skill id: market}}``."""
+        try:
+            data = json.loads(self._state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            data = {}
+        except ValueError as exc:
+            raise MarketError(f"{self._state_path}: not valid JSON ({exc})") from exc
+        return {"seen": dict(data.get("seen") or {}), "origin": dict(data.get("origin") or {})}
+
+    def _remember(self, **changes) -> None:
+        with self.home._lock():
+            st = self.state()
+            for k, v in changes.items():
+                st[k].update(v)
+            _write_atomic(self._state_path, json.dumps(st, indent=2, sort_keys=True).encode())
 
     # -- configuration ------------------------------------------------------------------------
     @property
@@ -116,7 +153,32 @@ class MarketClient:
                 f"market {src.name}: no trusted keys; trust the market's signing key first "
                 "(dingskill keys trust PUBKEY)"
             )
-        return verify_index(body, sig, trusted, f"market {src.name} ({src.url})")
+        where = f"market {src.name} ({src.url})"
+        index = verify_index(body, sig, trusted, where)
+        seen = int(self.state()["seen"].get(src.name, 0))
+        if not self.allow_downgrade:
+            if index["version"] < seen:
+                raise MarketError(
+                    f"{where}: index version {index['version']} is older than version {seen} "
+                    "seen before (a replayed index?); nothing changed. If the market really "
+                    "went back, pass --allow-downgrade"
+                )
+            if expiry_seconds(index) < time.time():
+                raise MarketError(
+                    f"{where}: index expired at {index['expires']} (a frozen or stale "
+                    "market); ask its publisher to rebuild it, or pass --allow-downgrade"
+                )
+        if index["version"] > seen:
+            self._remember(seen={src.name: index["version"]})
+        spaces = self.home.config()["key_namespaces"].get(index["_signed_by"], [])
+        for sid in list(index["skills"]):
+            if not _in_namespaces(sid, spaces):
+                del index["skills"][sid]
+                self.refused.append(
+                    f"{where}: {sid} is outside the namespaces of key {index['_signed_by']} "
+                    f"({', '.join(spaces) or 'none'}; dingskill keys trust PUBKEY --namespace)"
+                )
+        return index
 
     def _all(self) -> list[Resolved]:
         sources = self.sources()
@@ -163,6 +225,20 @@ class MarketClient:
         if len(matches) > 1:
             raise MarketError(f"{name}: ambiguous ({', '.join(matches)}); give the full id")
         cands = [r for r in rows if r.skill_id == matches[0]]
+        origin = self.state()["origin"].get(matches[0])
+        if origin is not None:  # installed from a market: only that market may supply it
+            cands = [r for r in cands if r.market == origin]
+            if not cands:
+                raise MarketError(
+                    f"{matches[0]}: installed from market {origin}, which no longer lists it; "
+                    "no other market may replace it"
+                )
+        markets = sorted({r.market for r in cands})
+        if len(markets) > 1:
+            raise MarketError(
+                f"{matches[0]}: listed by several markets ({', '.join(markets)}); remove all "
+                "but the one you trust for it (dingskill market remove NAME)"
+            )
         if version is not None:
             exact = [r for r in cands if r.version == version]
             if not exact:
@@ -193,18 +269,21 @@ class MarketClient:
         actor: str = "cli",
         allow_hosts=None,
         activate: bool = True,
+        approve: bool = False,
     ):
         """Resolve, download, check and install ``spec``; returns the InstalledSkill.
 
-        ``allow_hosts``: the outbound hosts the operator approves (see SkillHome.install)."""
+        ``allow_hosts``: the outbound hosts the operator approves (see SkillHome.install);
+        ``approve``: the operator saw and accepts permissions or hosts an upgrade adds."""
         r = self.resolve(spec)
         data = self.download(r)
+        self._check_package(r, data, approve)
         self.home.home.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".market-", suffix=".skill", dir=self.home.home)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            return self.home.install(
+            info = self.home.install(
                 tmp,
                 version=r.version,
                 trust=trust,
@@ -214,6 +293,59 @@ class MarketClient:
             )
         finally:
             os.unlink(tmp)
+        self._remember(origin={r.skill_id: r.market})
+        return info
+
+    def _check_package(self, r: Resolved, data: bytes, approve: bool) -> None:
+        """The package is the index entry the operator chose, and an upgrade adds no
+        permission or host the operator has not approved."""
+        from ..manifest import parse_manifest
+        from ..packaging.verify import read_archive
+
+        members = read_archive(data, self.home.limits)
+        try:
+            m = parse_manifest(members["skill.yaml"].decode("utf-8"), r.entry["file"])
+        except (KeyError, UnicodeDecodeError) as exc:
+            raise MarketError(f"{r.entry['file']}: no readable skill.yaml ({exc})") from None
+        where = f"{r.entry['file']} from market {r.market}"
+        for field_, got, want in (
+            ("id", m.id, r.skill_id),
+            ("version", m.version, r.version),
+            ("permissions", sorted(m.permissions), sorted(r.entry.get("permissions", []))),
+            ("outbound", sorted(m.outbound), sorted(r.entry.get("outbound", m.outbound))),
+        ):
+            if got != want:
+                raise MarketError(
+                    f"{where}: its manifest {field_} {got} differs from the signed index entry "
+                    f"({want}); nothing installed"
+                )
+        if approve or r.skill_id not in {s.id for s in self.home.installed()}:
+            return
+        old = self.home._info(r.skill_id)
+        try:
+            old_m = parse_manifest(
+                (Path(old.path) / "skill.yaml").read_text(encoding="utf-8"), str(old.path)
+            )
+            had_perms, had_hosts = set(old_m.permissions), set(old_m.outbound)
+        except (OSError, ValueError):
+            had_perms, had_hosts = set(), set()
+        had_hosts |= set(old.approved_hosts or [])
+        new_perms = sorted(set(m.permissions) - had_perms)
+        new_hosts = sorted(set(m.outbound) - had_hosts)
+        if new_perms or new_hosts:
+            added = [
+                x
+                for x in (
+                    f"permissions {', '.join(new_perms)}" if new_perms else "",
+                    f"outbound hosts {', '.join(new_hosts)}" if new_hosts else "",
+                )
+                if x
+            ]
+            raise MarketError(
+                f"{r.skill_id} {r.version} asks for more than {old.version} had: "
+                + "; ".join(added)
+                + "; review them, then approve them (--approve)"
+            )
 
     def upgrades(self) -> list[tuple[str, str, Resolved]]:
         """(skill id, installed version, newer release) for each installed skill a market
@@ -230,14 +362,34 @@ class MarketClient:
                 out.append((s.id, s.version, r))
         return out
 
-    def upgrade(self, trust: bool = False, actor: str = "cli") -> list[tuple[str, str, str]]:
+    def upgrade(
+        self, trust: bool = False, actor: str = "cli", approve: bool = False
+    ) -> list[tuple[str, str, str]]:
         """Install every available upgrade; returns (id, from, to) for each."""
         done = []
         for sid, cur, r in self.upgrades():
-            approved = self.home._info(sid).approved_hosts  # a new host needs a new approval
-            self.install(f"{sid}=={r.version}", trust=trust, actor=actor, allow_hosts=approved)
+            approved = self.home._info(sid).approved_hosts or []  # a new host needs approval
+            if approve:  # the operator saw what the upgrade adds and accepts it
+                approved = sorted(set(approved) | set(r.entry.get("outbound", [])))
+            self.install(
+                f"{sid}=={r.version}",
+                trust=trust,
+                actor=actor,
+                allow_hosts=approved,
+                approve=approve,
+            )
             done.append((sid, cur, r.version))
         return done
+
+
+def _in_namespaces(skill_id: str, spaces: list[str]) -> bool:
+    """Is ``skill_id`` one of ``spaces`` (``*``, ``com.corp.*`` or an exact id)?"""
+    for ns in spaces:
+        if ns == "*" or ns == skill_id:
+            return True
+        if ns.endswith(".*") and skill_id.startswith(ns[:-1]):
+            return True
+    return False
 
 
 def _newer(a: str, b: str) -> bool:

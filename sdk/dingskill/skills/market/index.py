@@ -7,9 +7,11 @@ Layout of a market folder (served as it is by any static host)::
     <id>-<version>.skill
 
 Per version the index records the package's file name, SHA-256 and size, the languages,
-permissions, intents and changelog, and the package's own signing key (if signed). A client
-trusts nothing in the index before its signature verifies with a key it trusts, and no package
-before its SHA-256 matches the index.
+permissions, outbound hosts, intents and changelog, and the package's own signing key (if
+signed). The index itself carries a ``version`` (it only grows) and an ``expires`` time, so a
+client can refuse a replayed older index or one frozen past its expiry (The Update
+Framework's rollback and freeze attacks). A client trusts nothing in the index before its
+signature verifies with a key it trusts, and no package before its SHA-256 matches the index.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..packaging.signing import load_signer, sign_bytes, verify_body
 from ..packaging.verify import read_archive, verify_members
 
 __all__ = [
+    "expiry_seconds",
     "FORMAT",
     "INDEX",
     "INDEX_SIG",
@@ -91,6 +94,7 @@ def _entry(path: Path) -> tuple[str, str, dict, dict]:
         "size": len(data),
         "languages": list(m.languages),
         "permissions": list(m.permissions),
+        "outbound": sorted(m.outbound),
         "intents": sorted(m.intents),
         "handlers": pkg.has_handlers,
         "min_dingskill": m.min_dingskill,
@@ -103,10 +107,13 @@ def _entry(path: Path) -> tuple[str, str, dict, dict]:
     return m.id, m.version, skill, version
 
 
-def build_index(directory, key, name: str | None = None) -> Path:
+def build_index(directory, key, name: str | None = None, expires_days: float = 30.0) -> Path:
     """Read every ``*.skill`` in ``directory`` (verified as an install would), write
     ``index.json`` and its signature ``index.json.sig`` made with ``key`` (a PEM key file or
-    ``pkcs11:LABEL``); returns the index path."""
+    ``pkcs11:LABEL``); returns the index path. The index's ``version`` is one more than the
+    index it replaces (at least the current Unix time); it expires after ``expires_days``."""
+    if not 0 < expires_days <= 3650:
+        raise MarketError(f"expires_days: {expires_days} is not in (0, 3650]")
     root = Path(directory)
     packages = sorted(root.glob("*.skill"))
     if not packages:
@@ -131,10 +138,18 @@ def build_index(directory, key, name: str | None = None) -> Path:
         s["latest"] = (releases or order)[-1]
         latest = s["versions"][s["latest"]]
         s["languages"], s["permissions"] = latest["languages"], latest["permissions"]
+    previous = 0
+    try:
+        previous = int(json.loads((root / INDEX).read_text(encoding="utf-8")).get("version", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        previous = 0
+    now = time.time()
     index = {
         "format": FORMAT,
         "name": name or root.resolve().name,
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "version": max(previous + 1, int(now)),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "expires": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expires_days * 86400)),
         "skills": dict(sorted(skills.items())),
     }
     body = (json.dumps(index, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
@@ -144,9 +159,17 @@ def build_index(directory, key, name: str | None = None) -> Path:
     return root / INDEX
 
 
+def expiry_seconds(index: dict) -> float:
+    """The index's ``expires`` as a Unix time."""
+    import calendar
+
+    return float(calendar.timegm(time.strptime(index["expires"], "%Y-%m-%dT%H:%M:%SZ")))
+
+
 def verify_index(body: bytes, signature: bytes, trusted: dict[str, str], where: str) -> dict:
     """The index, once its signature verifies with one of the ``trusted`` keys and its shape
-    is right; raises :class:`MarketError` naming ``where`` otherwise."""
+    is right; raises :class:`MarketError` naming ``where`` otherwise. The key that signed it
+    is returned in ``index["_signed_by"]``."""
     try:
         sig = json.loads(signature)
         if not isinstance(sig, dict):
@@ -154,7 +177,7 @@ def verify_index(body: bytes, signature: bytes, trusted: dict[str, str], where: 
     except ValueError as exc:
         raise MarketError(f"{where}/{INDEX_SIG}: malformed ({exc})") from exc
     try:
-        verify_body(body, sig, trusted, f"{where}/{INDEX_SIG}")
+        signed_by = verify_body(body, sig, trusted, f"{where}/{INDEX_SIG}")
     except SignatureError as exc:
         raise MarketError(str(exc)) from exc
     try:
@@ -165,6 +188,20 @@ def verify_index(body: bytes, signature: bytes, trusted: dict[str, str], where: 
         raise MarketError(f"{where}/{INDEX}: format is not {FORMAT}")
     if not isinstance(index.get("skills"), dict):
         raise MarketError(f"{where}/{INDEX}: field 'skills' must be an object")
+    version = index.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise MarketError(
+            f"{where}/{INDEX}: field 'version' (a growing integer) is missing or not one; "
+            "rebuild the index with `dingskill market build`"
+        )
+    try:
+        expiry_seconds(index)
+    except (KeyError, TypeError, ValueError):
+        raise MarketError(
+            f"{where}/{INDEX}: field 'expires' (YYYY-MM-DDTHH:MM:SSZ) is missing or malformed; "
+            "rebuild the index with `dingskill market build`"
+        ) from None
+    index["_signed_by"] = signed_by
     for sid, s in index["skills"].items():
         versions = s.get("versions") if isinstance(s, dict) else None
         if not isinstance(versions, dict) or not versions:

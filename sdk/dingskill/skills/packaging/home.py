@@ -120,6 +120,7 @@ class SkillHome:
         return {
             "require_signature": bool(cfg.get("require_signature", False)),
             "trusted_keys": dict(cfg.get("trusted_keys", {})),
+            "key_namespaces": {k: list(v) for k, v in (cfg.get("key_namespaces") or {}).items()},
         }
 
     def set_config(self, **changes) -> dict:
@@ -132,8 +133,12 @@ class SkillHome:
             )
         return cfg
 
-    def trust_key(self, public_b64: str) -> str:
+    def trust_key(self, public_b64: str, namespaces: list[str] | None = None) -> str:
+        """Trust an ed25519 public key (base64); ``namespaces`` (``com.corp.*``, or one exact
+        skill id) are the skill ids it may publish in a market index (none: it verifies
+        package signatures only, and a market it signs lists nothing)."""
         import base64
+        import re
 
         try:
             raw = base64.b64decode(public_b64.strip(), validate=True)
@@ -141,10 +146,20 @@ class SkillHome:
             raise PackageError("public key: not base64") from exc
         if len(raw) != 32:
             raise PackageError(f"public key: ed25519 keys are 32 bytes, got {len(raw)}")
+        pattern = re.compile(r"^([a-z][a-z0-9-]*)(\.[a-z0-9][a-z0-9-]*)*(\.\*)?$")
+        for ns in namespaces or []:
+            if ns != "*" and not pattern.match(ns):
+                raise PackageError(
+                    f"namespace {ns!r}: a skill id (com.corp.hr) or a prefix ending in .* "
+                    "(com.corp.*)"
+                )
         kid = key_id(raw)
-        keys = self.config()["trusted_keys"]
+        cfg = self.config()
+        keys, spaces = cfg["trusted_keys"], cfg["key_namespaces"]
         keys[kid] = public_b64.strip()
-        self.set_config(trusted_keys=keys)
+        if namespaces:
+            spaces[kid] = sorted(set(spaces.get(kid, [])) | set(namespaces))
+        self.set_config(trusted_keys=keys, key_namespaces=spaces)
         return kid
 
     @contextlib.contextmanager
