@@ -164,3 +164,48 @@ def test_runtime_serves_the_probed_paths():
     assert {"/metrics", "/healthz", "/readyz"} <= {
         r.path for r in service_app(Metrics(), ready).routes
     }
+
+
+def test_each_service_logs_in_as_its_own_rabbitmq_user():
+    """Compose, Kubernetes and systemd give the gateway, the workers and the audit-writer
+    each their own broker user (made by deploy/rabbitmq/users.sh, which deletes guest), and
+    the message keys only to gateways and workers (tests/broker/test_users.py runs the
+    script against a real node)."""
+    script = (DEPLOY / "rabbitmq" / "users.sh").read_text()
+    for user in ("dingskill-gateway", "dingskill-worker", "dingskill-audit", "dingskill-ops"):
+        assert f"user {user} " in script
+    assert "delete_user guest" in script
+
+    compose = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yml").read_text())
+    svc = compose["services"]
+    for name, user in (
+        ("gateway", "dingskill-gateway"),
+        ("worker", "dingskill-worker"),
+        ("audit-writer", "dingskill-audit"),
+    ):
+        env = svc[name]["environment"]
+        assert env["DINGSKILL_BROKER_URL"].startswith(f"amqp://{user}:"), name
+        assert ("DINGSKILL_BROKER_KEYS" in env) == (name != "audit-writer"), name
+    assert any("users.sh" in v for v in svc["rabbitmq"]["volumes"])
+
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "dingskill.yaml").read_text()))
+    secrets = {}
+    for d in docs:
+        if d and d["kind"] in ("Deployment", "StatefulSet"):
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                secrets[c["name"]] = {s["secretRef"]["name"] for s in c.get("envFrom", [])}
+    assert "dingskill-broker-gateway" in secrets["gateway"]
+    assert "dingskill-broker-worker" in secrets["worker"]
+    assert "dingskill-broker-audit" in secrets["audit-writer"]
+    assert secrets["rabbitmq"] == {"dingskill-rabbitmq-users"}
+
+    units = DEPLOY / "systemd"
+    for unit, env in (
+        ("dingskill-gateway.service", "broker-gateway.env"),
+        ("dingskill-worker@.service", "broker-worker.env"),
+        ("dingskill-audit-writer.service", "broker-audit.env"),
+    ):
+        text = (units / unit).read_text()
+        assert f"EnvironmentFile=/etc/dingskill/{env}" in text
+        assert "dingskill-rabbitmq-users.service" in text
+    assert "rabbitmq-users.sh" in (units / "dingskill-rabbitmq-users.service").read_text()
