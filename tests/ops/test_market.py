@@ -299,3 +299,22 @@ def test_an_upgrade_that_adds_permissions_needs_approval(market, tmp_path, capsy
     assert SkillHome(home).installed()[0].version == "0.2.0"
     assert main([*args, "upgrade", "--approve"]) == 0
     assert SkillHome(home).installed()[0].version == "0.3.0"
+
+
+def test_search_prints_no_terminal_control_sequences_from_an_index(market, tmp_path, capsys):
+    folder = _copy_market(market["dist"], tmp_path / "m")
+
+    def hostile(index):
+        skill = index["skills"]["com.example.office-faq"]
+        skill["name"] = "faq\x1b[2J\x1b[H"  # clear the screen
+        skill["description"] = "hi\x1b]52;c;cHduZWQ=\x07 \x1b]8;;https://evil.example\x1b\\x\x9b1A"
+
+    _resign(folder, market["key"], hostile)
+    home = str(tmp_path / "home")
+    assert main(["market", "--home", home, "add", "team", folder.as_uri()]) == 0
+    assert main(["keys", "trust", str(market["pub"]), "--home", home, "--namespace", "com.*"]) == 0
+    capsys.readouterr()
+    assert main(["plugins", "--home", home, "search", "faq"]) == 0
+    out = capsys.readouterr().out
+    assert "com.example.office-faq" in out and "faq" in out
+    assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out

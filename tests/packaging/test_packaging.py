@@ -123,7 +123,7 @@ def _resign(members: dict[str, bytes]) -> dict[str, bytes]:
 
 def test_refusals_leave_the_home_untouched(home, built, tmp_path):
     m = _members(built["hr-assistant"])
-    altered = dict(m, **{"skill.yaml": m["skill.yaml"].replace("已为".encode(), "已经为".encode())})
+    altered = dict(m, **{"skill.yaml": m["skill.yaml"] + "# 已改动 altered\n".encode()})
     _refused(
         home, _zip(altered), tmp_path, RecordMismatchError, "'skill.yaml' does not match its RECORD"
     )

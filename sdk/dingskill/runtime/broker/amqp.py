@@ -35,6 +35,7 @@ __all__ = [
     "HDR_ERROR",
     "HDR_CHANNEL",
     "HDR_REPLAYED",
+    "login_of",
 ]
 
 HDR_ATTEMPT = "x-dingskill-attempt"  # failed attempts so far
@@ -311,6 +312,15 @@ def _why(exc: BaseException) -> str:
     for part in (text.splitlines() or [""])[:1]:
         return part[:200]
     return type(exc).__name__
+
+
+def login_of(url: str) -> str | None:
+    """The user name of an ``amqp://user:pass@host/`` URL: published as ``user_id``, which the
+    broker checks against the connection's login (a message cannot claim another sender)."""
+    from urllib.parse import unquote, urlsplit
+
+    user = urlsplit(url).username
+    return unquote(user) if user else None
 
 
 def encode(body: dict) -> bytes:

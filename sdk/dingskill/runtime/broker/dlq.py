@@ -9,7 +9,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from .amqp import HDR_ATTEMPT, HDR_ERROR, HDR_REPLAYED, Topology, connect, shard_of
+from .amqp import HDR_ATTEMPT, HDR_ERROR, HDR_REPLAYED, Topology, connect, login_of, shard_of
 from .auth import HDR_REPLAY_TOKEN, MessageKeys
 
 __all__ = ["DeadLetter", "DlqRefused", "dlq_list", "dlq_replay", "dlq_purge", "run_dlq"]
@@ -122,6 +122,7 @@ async def dlq_replay(broker: dict, keys: MessageKeys, msg_id: str | None = None)
                         content_type=m.content_type or "application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         message_id=m.message_id,
+                        user_id=login_of(broker["url"]),
                         headers=headers,
                     ),
                     routing_key=str(shard_of(letter.conversation, topo.shards)),

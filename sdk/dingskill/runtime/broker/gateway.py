@@ -25,6 +25,7 @@ from .amqp import (
     Topology,
     connect,
     encode,
+    login_of,
     shard_of,
 )
 from .auth import MessageKeys
@@ -83,7 +84,7 @@ class Publisher:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=msg_id,
             # the broker checks user_id against the connection's login (defence in depth)
-            user_id=_login(self.broker["url"]),
+            user_id=login_of(self.broker["url"]),
             headers={
                 HDR_CHANNEL: channel,
                 HDR_ATTEMPT: 0,
@@ -113,15 +114,6 @@ class Publisher:
     async def close(self) -> None:
         if self.connection is not None:
             await self.connection.close()
-
-
-def _login(url: str) -> str | None:
-    """The user name of an ``amqp://user:pass@host/`` URL (the broker rejects a message whose
-    ``user_id`` is not the publishing connection's login)."""
-    from urllib.parse import unquote, urlsplit
-
-    user = urlsplit(url).username
-    return unquote(user) if user else None
 
 
 class _GatewayStream(StreamChannel):

@@ -45,7 +45,15 @@ from ..delivery import Delivery
 from ..pipeline import InProgress, ReplyUncertain
 from ..proactive import RobotSender
 from ..replies import CardStreamer
-from .amqp import HDR_ATTEMPT, HDR_CHANNEL, HDR_ERROR, HDR_REPLAYED, Topology, connect
+from .amqp import (
+    HDR_ATTEMPT,
+    HDR_CHANNEL,
+    HDR_ERROR,
+    HDR_REPLAYED,
+    Topology,
+    connect,
+    login_of,
+)
 from .auth import HDR_REPLAY_TOKEN, MessageKeys, WebhookHosts
 from .metrics import BrokerMetrics
 from .service import run_until_signal
@@ -302,6 +310,7 @@ class Worker:
             content_type=msg.content_type or "application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=msg.message_id,
+            user_id=login_of(self.broker["url"]),
             headers=headers,
         )
         if exchange_name:
