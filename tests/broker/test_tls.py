@@ -100,14 +100,28 @@ def test_unknown_ca_is_a_one_line_error_and_verify_false_connects(rabbit, tmp_pa
     """(2) Default verification (system CAs only) refuses the test CA's certificate: the CLI
     prints one line naming the URL (password redacted), the reason and the field to set;
     ``verify: false`` connects (encrypted, unauthenticated)."""
+    import os
+
+    from dingskill.security.rbac import AccessControl
+
     cfg = tmp_path / "c.json"
     url = rabbit.amqps_url.replace("guest:guest", "guest:s3cret")  # refused before the login
-    cfg.write_text(json.dumps({"broker": {"url": url, "connect_timeout_s": 10 * scale()}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "broker": {"url": url, "connect_timeout_s": 10 * scale()},
+                "skills": {"home": str(tmp_path / "home")},
+                "audit": {"path": str(tmp_path / "audit" / "m.jsonl")},
+            }
+        )
+    )
+    admin = AccessControl(tmp_path / "home" / "access.json").create_token("t", "admin")
     out = subprocess.run(
         [sys.executable, "-m", "dingskill.cli.main", "dlq", "list", "--config", str(cfg)],
         capture_output=True,
         text=True,
         timeout=120 * scale(),
+        env={**os.environ, "DINGSKILL_TOKEN": admin},  # the dlq commands need the admin role
     )
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stderr.count("\n") == 1 and "s3cret" not in out.stderr + out.stdout
