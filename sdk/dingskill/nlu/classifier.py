@@ -75,6 +75,29 @@ def _fit_ovr_group(X, labels: np.ndarray, group: np.ndarray, C: float) -> tuple:
     return coef[keep].astype(np.float32), icpt[keep]
 
 
+class _BoundedCache:
+    """A small thread-safe LRU mapping (``get`` -> None when absent)."""
+
+    def __init__(self, size: int) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self._size, self._data, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._data[key] = value
+            if len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+
 def _nearest(unit: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
     """Cosine similarity of each unit row to its most similar prototype (``prototypes`` is
     float32 in memory: converting it per call used to be a quarter of the runtime's CPU)."""
@@ -368,12 +391,14 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state.pop("_views", None)  # a copy gets its own cache, bound to itself
+        state.pop("_gates", None)
         return state
 
     def fit(self, X, y) -> IntentClassifier:
         """Fit on texts ``X`` and intent labels ``y`` ("oos" rows train the oos class)."""
         self._validate_params()
         self.__dict__.pop("_views", None)
+        self.__dict__.pop("_gates", None)
         texts = _check_texts(X)
         if y is None:
             raise InputError("y is required: one intent label per text")
@@ -574,6 +599,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         """Forget cached decisions and utterance encodings (to time cold decisions, or to
         give the memory back)."""
         self.__dict__.pop("_views", None)
+        self.__dict__.pop("_gates", None)
         clear = getattr(getattr(self, "embedder_", None), "clear_cache", None)
         if clear is not None:
             clear()
@@ -624,8 +650,16 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         norm = self._normalized(text)
         if not norm:
             return True
+        gates = self.__dict__.get("_gates")
+        if gates is None:  # a bounded cache: the runtime asks again on the loop what its
+            gates = self.__dict__["_gates"] = _BoundedCache(VIEW_CACHE)  # threads computed
+        hit = gates.get(norm)
+        if hit is not None:
+            return hit
         unit = self.embedder_.transform_one(norm, normalized=True)
-        return bool(_nearest(unit[None], self.prototypes_)[0] < self.gate_)
+        far = bool(_nearest(unit[None], self.prototypes_)[0] < self.gate_)
+        gates.put(norm, far)
+        return far
 
     def _normalized(self, text: str) -> str:
         """``text`` normalised, after the checks every single-utterance call makes."""
