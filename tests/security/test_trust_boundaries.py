@@ -370,3 +370,22 @@ def test_member_names_colliding_on_a_file_system_are_refused(a, b):
         zf.writestr(b, b"two")
     with pytest.raises(UnsafeArchiveError, match="collides"):
         read_archive(buf.getvalue())
+
+
+def test_the_html_evaluation_report_escapes_intent_names_and_utterances():
+    from dingskill import IntentClassifier, evaluate
+
+    bad, other = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>"
+    texts = ["check my payslip", "payslip please", "book a room", "meeting room now"] * 3
+    labels = [bad, bad, other, other] * 3
+    model = IntentClassifier(random_state=0).fit(texts, labels)
+    tests = ["payslip <b>now</b>", "room <script>x</script>", "my payslip", "a room"]
+    page = evaluate(
+        model, tests, [bad, bad, other, other], sweep=False, name="<i>name</i>"
+    ).to_html()
+    import re
+
+    page = re.sub(r'<img alt="plot" src="data:image/png;base64,[A-Za-z0-9+/=]*"/>', "", page)
+    for raw in ("<script", "<img", "<b>", "<i>"):
+        assert raw not in page, raw  # the report's own plots removed above
+    assert "&lt;script&gt;" in page
