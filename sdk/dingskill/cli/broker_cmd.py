@@ -133,7 +133,8 @@ def _dlq(args) -> int:
             print(f"error: no dead letter with id {safe_line(args.id)}", file=sys.stderr)
             return 1
         d = result[0]
-        print(json.dumps({**d.summary(), "text": d.text, "body": d.body}, indent=2))
+        full = {**d.summary(), "text": d.text, "body": d.body}
+        print(json.dumps(full, ensure_ascii=False, indent=2))  # controls stripped on output
     elif args.dlq == "replay":
         if args.id and not result:
             print(f"error: no dead letter with id {safe_line(args.id)}", file=sys.stderr)
