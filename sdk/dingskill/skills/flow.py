@@ -273,6 +273,8 @@ async def _execute(engine: Engine, cmds, skill, spec, state: FlowState, message,
     if state.awaiting == Awaiting.OFFER.value:  # anything else: the offer lapses
         state.offer = None
         state.awaiting = Awaiting.SLOT.value if state.pending else Awaiting.CONFIRM.value
+    if state.awaiting == Awaiting.SUGGESTION.value and act not in (Act.CONFIRM, Act.DENY):
+        state.awaiting, state.suggestion = Awaiting.SLOT.value, None  # the question lapses
     if act is Act.DIGRESSION:
         return await _digression(engine, first, skill, spec, state, message, context)
     if act is Act.SUGGEST:
