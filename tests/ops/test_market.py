@@ -318,3 +318,15 @@ def test_search_prints_no_terminal_control_sequences_from_an_index(market, tmp_p
     out = capsys.readouterr().out
     assert "com.example.office-faq" in out and "faq" in out
     assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out
+
+
+def test_a_key_bound_to_namespaces_signs_no_package_outside_them(market, tmp_path):
+    from dingskill.skills.packaging import PackageError
+
+    home = SkillHome(tmp_path / "home")
+    home.trust_key(market["pub"].read_text(), ["com.corp.*"])
+    with pytest.raises(PackageError, match="may publish only com.corp"):
+        home.install(market["dist"] / "com.example.office-faq-0.1.0.skill")
+    assert home.installed() == []
+    home.trust_key(market["pub"].read_text(), ["com.example.office-faq"])
+    assert home.install(market["dist"] / "com.example.office-faq-0.1.0.skill").version == "0.1.0"

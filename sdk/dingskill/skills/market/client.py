@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..packaging.home import SkillHome, _write_atomic
+from ..packaging.home import in_namespaces as _in_namespaces
 from .fetch import fetch_bytes
 from .index import INDEX, INDEX_SIG, MarketError, expiry_seconds, parse_version, verify_index
 
@@ -380,16 +381,6 @@ class MarketClient:
             )
             done.append((sid, cur, r.version))
         return done
-
-
-def _in_namespaces(skill_id: str, spaces: list[str]) -> bool:
-    """Is ``skill_id`` one of ``spaces`` (``*``, ``com.corp.*`` or an exact id)?"""
-    for ns in spaces:
-        if ns == "*" or ns == skill_id:
-            return True
-        if ns.endswith(".*") and skill_id.startswith(ns[:-1]):
-            return True
-    return False
 
 
 def _newer(a: str, b: str) -> bool:

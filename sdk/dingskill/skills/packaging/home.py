@@ -98,6 +98,16 @@ def declared_hosts(manifest) -> list[str]:
     return [normalize_host(h) for h in manifest.outbound or []]
 
 
+def in_namespaces(skill_id: str, spaces: list[str]) -> bool:
+    """Is ``skill_id`` within one of ``spaces`` (``*``, ``com.corp.*`` or an exact id)?"""
+    for ns in spaces:
+        if ns == "*" or ns == skill_id:
+            return True
+        if ns.endswith(".*") and skill_id.startswith(ns[:-1]):
+            return True
+    return False
+
+
 class SkillHome:
     """Install, upgrade, roll back, remove and verify skill packages."""
 
@@ -282,6 +292,14 @@ class SkillHome:
         members = read_archive(self._fetch(source, remote), self.limits)
         pkg = verify_members(members, cfg["trusted_keys"], cfg["require_signature"], trust)
         pkg.files = members  # keep RECORD and SIGNATURE in the installed copy
+        kid = pkg.signature.key_id if pkg.signature.trusted else None
+        spaces = cfg["key_namespaces"].get(kid) if kid else None
+        if spaces and not in_namespaces(pkg.manifest.id, spaces):
+            # a key bound to namespaces vouches for nothing outside them
+            raise PackageError(
+                f"{pkg.manifest.id}: signed by key {kid}, which may publish only "
+                f"{', '.join(spaces)}; nothing installed"
+            )
         if version is not None and version != pkg.manifest.version:
             raise PackageError(
                 f"--version {version} does not match the package's version {pkg.manifest.version}"
