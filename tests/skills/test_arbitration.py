@@ -181,3 +181,27 @@ def test_the_gate_screen_skips_only_models_that_would_say_oos(three):
                 skipped += 1
                 assert skill.decide(text).intent == "oos", (skill.manifest.id, text)
     assert skipped  # the screen does skip models
+
+
+def test_arbitration_reads_each_skill_as_its_own_decide_does(three):
+    """The arbitration's fast reading of each skill (one normalisation, the novelty gate only
+    where it can change the answer) is the skill's own ``decide``, on every row of every
+    example skill's held-out test set."""
+    import csv
+
+    from dingskill.nlu.normalize import normalize_text
+
+    texts = []
+    for skill in three:
+        with (skill.path / skill.manifest.dataset["test"]).open(encoding="utf-8") as f:
+            texts += [r["text"] for r in csv.DictReader(f)]
+    for skill in three:
+        for text in texts:
+            norm = normalize_text(text)
+            if skill.model.match_rule(norm, normalized=True) is not None:
+                assert skill.match_rule(text) == skill.decide(text)
+                continue
+            assert skill.model.decide_normalized(norm) == skill.decide(text), (
+                skill.manifest.id,
+                text,
+            )

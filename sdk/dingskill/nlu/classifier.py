@@ -640,6 +640,24 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             intent = OUT_OF_SCOPE  # far from every example the skill was trained on
         return Decision(intent, conf, alts, "model", None)
 
+    def decide_normalized(self, norm: str) -> Decision:
+        """:meth:`decide` for an already normalised text that no rule of this model matches
+        (the caller checked :meth:`match_rule`), running the novelty gate only where it can
+        change the answer: when the linear model alone would name an in-scope intent. The
+        same Decision as :meth:`decide`; routing across many skills calls this so that the
+        gate's product with the prototypes runs for one or two skills, not all of them."""
+        if not norm:
+            return Decision(OUT_OF_SCOPE, 0.0, [], "model", None)
+        alts = self._top_k(norm, 3)
+        intent, conf = alts[0]
+        if self.threshold_ is not None and conf < self.threshold_:
+            intent = OUT_OF_SCOPE
+        elif intent != OUT_OF_SCOPE and self.gate_ is not None:
+            unit = self.embedder_.transform_one(norm, normalized=True)  # shared, cached
+            if _nearest(unit[None], self.prototypes_)[0] < self.gate_:
+                intent = OUT_OF_SCOPE  # far from every example the skill was trained on
+        return Decision(intent, conf, alts, "model", None)
+
     def beyond_gate(self, text: str) -> bool:
         """Whether the novelty gate turns ``text`` away, so that :meth:`decide` says "oos"
         unless a rule matches. Cheap: the (shared, cached) sentence encoding and one product
@@ -668,10 +686,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             raise InputError(f"text must be str, got {type(text).__name__}")
         return normalize_text(text)
 
-    def match_rule(self, text: str) -> Decision | None:
+    def match_rule(self, text: str, normalized: bool = False) -> Decision | None:
         """The rule decision :meth:`decide` would return for ``text``, or None when no rule
-        matches (the model is not run unless a rule matches)."""
-        norm = self._normalized(text)
+        matches (the model is not run unless a rule matches). ``normalized``: ``text``
+        already went through ``normalize_text`` (routing normalises a message once)."""
+        norm = text if normalized and isinstance(text, str) else self._normalized(text)
         if not norm or not len(self._ruleset):
             return None
         m = self._ruleset.match(norm, normalized=True)  # alone: the model runs only on a hit

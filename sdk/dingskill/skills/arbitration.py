@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..nlu.normalize import normalize_text
 from ..text import detect_language
 
 __all__ = [
@@ -138,37 +139,55 @@ def _threshold(skill) -> float:
     return 0.0 if t is None else float(t)
 
 
+def _decision(skill, text: str, norm: str):
+    """The skill's own Decision for a message no rule of any skill matched: through the
+    model's ``decide_normalized`` (the novelty gate runs only where it can change the
+    answer) when it has one, else through ``decide``."""
+    fast = getattr(skill.model, "decide_normalized", None)
+    if fast is not None:
+        return fast(norm)
+    return None if skill.beyond_gate(text) else skill.decide(text)
+
+
+def _rule(skill, text: str, norm: str):
+    if hasattr(skill.model, "decide_normalized"):  # takes the normalised text as well
+        return skill.model.match_rule(norm, normalized=True)
+    return skill.match_rule(text)
+
+
 def _candidates(skills: list, text: str, options: ArbitrationOptions):
-    """(rule winner or None, in-scope candidates best first, best Decision seen)."""
+    """(rule winner or None, in-scope candidates best first, best Decision seen).
+
+    The best Decision seen is the most confident in-scope one (the first on a tie), else
+    the most confident out-of-scope one: what the out-of-scope reply reports."""
     lang = detect_language(text)
+    norm = normalize_text(text)  # once, for every skill
     found: list[Candidate] = []
-    best = None
     for skill in skills:  # a rule of any skill wins outright (no model runs)
-        d = skill.match_rule(text)
+        d = _rule(skill, text, norm)
         if d is not None:
             return (skill, d), [], d
+    best = best_oos = None
     for skill in skills:
-        # a skill whose novelty gate turns the message away would say "oos": its n-gram
-        # model is not run (one product with the shared sentence encoding instead)
-        if skill.beyond_gate(text):
+        d = _decision(skill, text, norm)
+        if d is None:
             continue
-        d = skill.decide(text)
-        native = lang == "mixed" or lang in skill.manifest.languages
-        if best is None or (
-            d.intent != "oos" and (best.intent == "oos" or d.confidence > best.confidence)
-        ):
+        if d.intent == "oos":
+            if best_oos is None or d.confidence > best_oos.confidence:
+                best_oos = d
+            continue  # neither its top intent nor its runner-up is a candidate
+        if best is None or d.confidence > best.confidence:
             best = d
+        native = lang == "mixed" or lang in skill.manifest.languages
         floor = _threshold(skill)
         for rank, (intent, p) in enumerate(d.alternatives[:2]):
-            if intent == "oos" or (rank == 0 and d.intent == "oos"):
-                continue
-            if rank == 1 and (d.intent == "oos" or p < floor):
+            if intent == "oos" or (rank == 1 and p < floor):
                 continue
             if intent in SMALL_TALK_INTENTS and (not native or p < options.small_talk_confidence):
                 continue  # small talk is confident and in the user's language, or none
             found.append(Candidate(skill, intent, float(p), native, d))
     found.sort(key=lambda c: -c.confidence)
-    return None, found, best
+    return None, found, best if best is not None else best_oos
 
 
 def _decide(skills: list, text: str, options: ArbitrationOptions) -> Arbitration:
