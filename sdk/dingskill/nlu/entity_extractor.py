@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import threading
 import zipfile
 from collections import Counter
@@ -196,8 +197,6 @@ class EntityExtractor(BaseEstimator):
                 intent=str(intents[i]) if with_intent else None,
             )
             trainer.append(pycrfsuite.ItemSequence(feats), _bio(spans, rows[i]))
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="dingskill-crf-") as tmp:
             path = Path(tmp) / "model.crfsuite"
             trainer.train(str(path))
