@@ -19,9 +19,12 @@ difference per message (wall time, one thread).
 
 Calibration: expected calibration error (15 bins) of each example skill's top confidence on
 its own test set. Joint accuracy: each example skill's test set decided by the arbitration
-over the three example skills together (``with_examples``) and over all the skills
-(``with_all``); an intent of the same name in another skill counts as right, a clarifying
-question does not; beside the skill alone.
+over the skill alone (``with_bot_alone``: the bot with that one skill, small-talk confidence
+and near-tie questions included), the three example skills together (``with_examples``) and
+all the skills (``with_all``); beside the model's own ``decide`` (``accuracy_alone``). An
+in-scope row is right when it reaches its intent, or the intent its ``defer_to`` names in
+another loaded skill (the one equivalence counted); an out-of-scope row when no skill answers
+it; a clarifying question is wrong. ``in_scope_*``: the rows a skill owns.
 """
 
 from __future__ import annotations
@@ -93,6 +96,32 @@ def _copies(folder: Path, n: int) -> list[Path]:
 def _rows(path: Path) -> list[tuple[str, str]]:
     with path.open(encoding="utf-8") as f:
         return [(r["text"], r["intent"]) for r in csv.DictReader(f)]
+
+
+def _owners(skill, intent: str, group: list) -> set[tuple[str, str]]:
+    """The (skill id, intent) pairs that serve ``intent`` of ``skill`` when ``group`` is
+    loaded: the intent itself, and the intent its ``defer_to`` names when that skill is
+    loaded (the one equivalence counted: declared in the manifest, not guessed by name)."""
+    out = {(skill.manifest.id, intent)}
+    target = (skill.manifest.intents.get(intent) or {}).get("defer_to")
+    if target:
+        sid, _, t_intent = target.partition("/")
+        if any(other.manifest.id == sid for other in group):
+            out.add((sid, t_intent))
+    return out
+
+
+def _right(out, skill, want: str, group: list) -> bool:
+    """Whether the arbitration ``out`` serves a test row of ``skill`` labelled ``want``: an
+    out-of-scope row is answered by no skill; an in-scope row by the skill's intent (or the
+    owner its ``defer_to`` names); a clarifying question counts as wrong."""
+    if out.clarify:
+        return False
+    if not out.served:
+        return want == "oos"
+    if want == "oos":
+        return False
+    return (out.skill.manifest.id, out.decision.intent) in _owners(skill, want, group)
 
 
 def _clear(skills) -> None:
@@ -170,24 +199,26 @@ def main() -> None:
         proba = s.model.predict_proba(texts_s)
         top = s.model.classes_[proba.argmax(1)]
         alone = np.array([s.decide(t).intent for t in texts_s])
+        inscope = labels != "oos"
         q = {
             "test_rows": len(rows),
+            "in_scope_rows": int(inscope.sum()),
             "ece": round(expected_calibration_error(proba, top == labels), 4),
             "accuracy_alone": round(float((alone == labels).mean()), 4),
+            "in_scope_alone": round(float((alone == labels)[inscope].mean()), 4),
         }
-        for name, group in (("examples", examples), ("all", skills)):
-            joint, asked = [], 0
+        for name, group in (("bot_alone", [s]), ("examples", examples), ("all", skills)):
+            joint, asked, claimed = [], 0, 0
             for t, want in rows:
                 out = arbitrate(group, t)
-                if out.clarify:
-                    asked += 1
-                    joint.append(False)
-                elif not out.served:
-                    joint.append(want == "oos")
-                else:
-                    joint.append(out.decision.intent == want)
-            q[f"accuracy_with_{name}"] = round(float(np.mean(joint)), 4)
+                asked += bool(out.clarify)
+                joint.append(_right(out, s, want, group))
+                claimed += want == "oos" and out.served
+            joint = np.array(joint)
+            q[f"accuracy_with_{name}"] = round(float(joint.mean()), 4)
+            q[f"in_scope_with_{name}"] = round(float(joint[inscope].mean()), 4)
             q[f"clarified_with_{name}"] = asked
+            q[f"oos_rows_served_with_{name}"] = claimed
         quality[s.manifest.id.rsplit(".", 1)[-1]] = q
 
     result = {

@@ -205,3 +205,22 @@ def test_arbitration_reads_each_skill_as_its_own_decide_does(three):
                 skill.manifest.id,
                 text,
             )
+
+
+def test_a_deferred_intent_goes_to_the_skill_that_owns_it(three, hr):
+    """hr-assistant's IT intents declare ``defer_to`` the help desk: loaded together, the help
+    desk serves 电脑蓝屏 (with its own reading of the request); alone, hr-assistant still
+    points the user to the IT desk."""
+    out = arbitrate(three, "电脑又蓝屏啦")
+    assert (out.skill.manifest.id, out.decision.intent) == (
+        "com.dingskill.it-helpdesk",
+        "report_issue",
+    )
+    out = arbitrate(three, "输错几次密码账号就锁了")
+    assert out.skill.manifest.id == "com.dingskill.it-helpdesk"
+    assert out.decision.intent == "account_unlock"  # the owner's own intent, not a mapping
+    alone = arbitrate([hr], "电脑又蓝屏啦")
+    assert (alone.skill.manifest.id, alone.decision.intent) == (
+        "com.dingskill.hr-assistant",
+        "it_repair",
+    )

@@ -24,6 +24,7 @@ One decision across all loaded skills and languages, on one scale:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -155,6 +156,20 @@ def _rule(skill, text: str, norm: str):
     return skill.match_rule(text)
 
 
+def _owner(skill, intent: str, by_id: dict):
+    """(skill, intent) that owns ``intent``'s requests when loaded (the intent's
+    ``defer_to: SKILL_ID/INTENT``), else None."""
+    spec = skill.manifest.intents.get(intent)
+    target = spec.get("defer_to") if isinstance(spec, dict) else None
+    if not target:
+        return None
+    sid, _, t_intent = target.partition("/")
+    other = by_id.get(sid)
+    if other is None or other is skill or t_intent not in other.manifest.intents:
+        return None
+    return other, t_intent
+
+
 def _candidates(skills: list, text: str, options: ArbitrationOptions):
     """(rule winner or None, in-scope candidates best first, best Decision seen).
 
@@ -168,8 +183,10 @@ def _candidates(skills: list, text: str, options: ArbitrationOptions):
         if d is not None:
             return (skill, d), [], d
     best = best_oos = None
+    by_id = {s.manifest.id: s for s in skills}
+    decisions = {s.manifest.id: _decision(s, text, norm) for s in skills}
     for skill in skills:
-        d = _decision(skill, text, norm)
+        d = decisions[skill.manifest.id]
         if d is None:
             continue
         if d.intent == "oos":
@@ -185,6 +202,16 @@ def _candidates(skills: list, text: str, options: ArbitrationOptions):
                 continue
             if intent in SMALL_TALK_INTENTS and (not native or p < options.small_talk_confidence):
                 continue  # small talk is confident and in the user's language, or none
+            owner = _owner(skill, intent, by_id)
+            if owner is not None:  # another loaded skill owns this request: its candidate
+                target, t_intent = owner
+                own = decisions[target.manifest.id]
+                if own is not None and own.intent != "oos":  # it knows which of its intents
+                    t_intent, p = own.intent, max(p, own.confidence)
+                t_native = lang == "mixed" or lang in target.manifest.languages
+                moved = dataclasses.replace(d, intent=t_intent, alternatives=[(t_intent, p)])
+                found.append(Candidate(target, t_intent, float(p), t_native, moved))
+                continue
             found.append(Candidate(skill, intent, float(p), native, d))
     found.sort(key=lambda c: -c.confidence)
     return None, found, best if best is not None else best_oos
