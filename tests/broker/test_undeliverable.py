@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -44,22 +42,8 @@ def test_reply_without_webhook_or_permission_is_dead_lettered(stack, home_withou
         extra={"sessionWebhookExpiredTime": 4102444800000},
     )
 
-    def listed():
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "dingskill.cli.main",
-                "dlq",
-                "list",
-                "--json",
-                "--config",
-                str(gw.config_path),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    def listed():  # as an admin: the dlq commands need the role
+        out = stack.cli("dlq", "list", "--json", config=gw.config_path)
         return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
     letters = wait_until(listed, 60, 0.5, what="the dead letter")
