@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from dingskill import IntentClassifier
 from dingskill.cli.main import main
+from dingskill.datasets import load
 from dingskill.evaluation import EvaluationReport
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +54,10 @@ def trained(tmp_path_factory):
 def test_train_writes_model_evaluation_and_meta(name, trained):
     model, stdout = trained[name]
     data = ROOT / "datasets" / name / "utterances.csv"
-    assert {p.name for p in model.iterdir()} == {"model.dsm", "evaluation.json", "meta.json"}
+    files = {"model.dsm", "evaluation.json", "meta.json"}
+    if load(data).has_entities:  # annotated data ([西湖厅](room)): the entity extractor too
+        files.add("entities.dse")
+    assert {p.name for p in model.iterdir()} == files
     meta = json.loads((model / "meta.json").read_text(encoding="utf-8"))
     assert meta["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     n_rows = _rows(data)
@@ -76,8 +80,13 @@ def test_evaluate_json_and_html(name, trained, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["in_scope_accuracy"] >= FLOORS[name]
     assert summary["n"] == _rows(test)
-    saved = json.loads((model / "evaluation.json").read_text(encoding="utf-8"))["summary"]
-    assert summary == pytest.approx(saved)  # the same model on the same data
+    saved_report = json.loads((model / "evaluation.json").read_text(encoding="utf-8"))
+    entities = summary.pop("entities", None)  # annotated test data: the entity figures
+    assert summary == pytest.approx(saved_report["summary"])  # the same model on the same data
+    if entities is not None:
+        assert entities["micro_f1"] == pytest.approx(
+            saved_report["entities"]["summary"]["micro_f1"]
+        )
     page = html.read_text(encoding="utf-8")
     assert "Most confused pairs" in page and "data:image/png;base64," in page
 
