@@ -11,8 +11,8 @@ it, copies of the example skills under other ids). Every model shares the proces
 sentence encoder (as in the runtime).
 
 Cost: for each of ``--messages`` distinct held-out utterances (the example skills' test sets
-and CLINC150's test set, interleaved), every decision cache and the encoder's utterance
-cache and the shared n-gram analysis are cleared, then ``arbitrate`` runs over hr-assistant
+and CLINC150's test set, interleaved), every decision cache (the stacked models' too) and the encoder's
+utterance cache and the shared n-gram analysis are cleared, then ``arbitrate`` runs over hr-assistant
 alone, the caches are cleared again and it runs over all the skills (each the fastest of
 ``--repeat`` cold runs, so that a busy machine's interruptions stay out); the figure is the
 difference per message (wall time, one thread).
@@ -127,10 +127,12 @@ def _right(out, skill, want: str, group: list) -> bool:
 def _clear(skills) -> None:
     """Cold caches: decisions, utterance encodings and the shared n-gram analysis."""
     from dingskill.nlu import features
+    from dingskill.skills import arbitration
 
     for s in skills:
         s.model.clear_cache()
     features._counted.cache_clear()
+    arbitration.clear_caches()
 
 
 def _cold_ms(skills, text: str, arbitrate, repeat: int) -> float:

@@ -224,3 +224,27 @@ def test_a_deferred_intent_goes_to_the_skill_that_owns_it(three, hr):
         "com.dingskill.hr-assistant",
         "it_repair",
     )
+
+
+def test_the_stacked_models_read_each_skill_as_its_own_decide_does(three):
+    """One stacked reading of the three skills (``nlu/stack.py``: one pass over the n-grams,
+    one product per block for all models) gives each skill's own Decision on every row of
+    every example skill's test set: the same intents, confidences equal to float32 rounding."""
+    import csv
+
+    from dingskill.nlu.normalize import normalize_text
+    from dingskill.nlu.stack import ModelStack
+
+    stack = ModelStack([s.model for s in three])
+    texts = ["", "🙂"]
+    for skill in three:
+        with (skill.path / skill.manifest.dataset["test"]).open(encoding="utf-8") as f:
+            texts += [r["text"] for r in csv.DictReader(f)]
+    for text in texts:
+        for skill, got in zip(three, stack.decisions(normalize_text(text)), strict=True):
+            want = skill.decide(text)
+            if want.source == "rule":
+                continue  # arbitration checks rules first; the stack reads models only
+            assert got.intent == want.intent, (skill.manifest.id, text)
+            assert [a for a, _ in got.alternatives] == [a for a, _ in want.alternatives]
+            assert got.confidence == pytest.approx(want.confidence, abs=1e-6)  # float32 blocks

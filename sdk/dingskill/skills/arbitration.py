@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..nlu.normalize import normalize_text
+from ..nlu.stack import ModelStack
 from ..text import detect_language
 
 __all__ = [
@@ -140,14 +141,47 @@ def _threshold(skill) -> float:
     return 0.0 if t is None else float(t)
 
 
-def _decision(skill, text: str, norm: str):
-    """The skill's own Decision for a message no rule of any skill matched: through the
-    model's ``decide_normalized`` (the novelty gate runs only where it can change the
-    answer) when it has one, else through ``decide``."""
-    fast = getattr(skill.model, "decide_normalized", None)
-    if fast is not None:
-        return fast(norm)
-    return None if skill.beyond_gate(text) else skill.decide(text)
+_STACKS: dict[tuple, tuple] = {}  # (model, coef) ids -> (the models and coefs, ModelStack)
+_STACKS_MAX = 8
+
+
+def _stack(skills: list):
+    """The :class:`~dingskill.nlu.stack.ModelStack` of the skills' models (built once per set
+    of fitted models, kept for the last few sets), or None when they do not stack."""
+    models = [s.model for s in skills]
+    key = tuple((id(m), id(getattr(m, "coef_", None))) for m in models)
+    hit = _STACKS.get(key)
+    if hit is not None:
+        return hit[1]
+    if not ModelStack.fits(models):
+        return None
+    stack = ModelStack(models)
+    if len(_STACKS) >= _STACKS_MAX:
+        _STACKS.pop(next(iter(_STACKS)))
+    _STACKS[key] = ([(m, m.coef_) for m in models], stack)  # the ids stay those objects'
+    return stack
+
+
+def clear_caches() -> None:
+    """Forget the stacked models' cached readings (to time cold decisions)."""
+    for _, stack in list(_STACKS.values()):
+        stack.clear_cache()
+
+
+def _decisions(skills: list, text: str, norm: str) -> dict:
+    """Each skill's own Decision (None: its novelty gate turned the message away, on the
+    path that does not stack) for a message no rule of any skill matched: the stacked
+    models' one reading when they stack, else each skill's ``decide`` behind its gate."""
+    stack = _stack(skills)
+    if stack is not None:
+        # the stack screens every model at once; a skill it finds in scope is read by its
+        # own decide (exactly its Decision, and its cache warmed for the entity step and for
+        # the runtime's loop, which finds what the classification threads routed ahead)
+        return {
+            s.manifest.id: s.decide(text) if d.intent != "oos" else d
+            for s, d in zip(skills, stack.decisions(norm), strict=True)
+        }
+    return {s.manifest.id: None if s.beyond_gate(text) else s.decide(text) for s in skills}
 
 
 def _rule(skill, text: str, norm: str):
@@ -184,7 +218,7 @@ def _candidates(skills: list, text: str, options: ArbitrationOptions):
             return (skill, d), [], d
     best = best_oos = None
     by_id = {s.manifest.id: s for s in skills}
-    decisions = {s.manifest.id: _decision(s, text, norm) for s in skills}
+    decisions = _decisions(skills, text, norm)
     for skill in skills:
         d = decisions[skill.manifest.id]
         if d is None:
