@@ -617,10 +617,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
 
     def _view_fresh(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool, tuple | None]:
         alts = tuple(self._top_k(norm, 3))
-        far = False
-        if self.gate_ is not None:
-            unit = self.embedder_.transform_one(norm, normalized=True)  # cached encoders: a lookup
-            far = bool(_nearest(unit[None], self.prototypes_)[0] < self.gate_)
+        far = self.far_normalized(norm)  # the shared, cached encoding; a cached answer
         m = self._ruleset.match(norm, normalized=True) if len(self._ruleset) else None
         return alts, far, None if m is None else (m.intent, m.rule)
 
@@ -652,10 +649,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         intent, conf = alts[0]
         if self.threshold_ is not None and conf < self.threshold_:
             intent = OUT_OF_SCOPE
-        elif intent != OUT_OF_SCOPE and self.gate_ is not None:
-            unit = self.embedder_.transform_one(norm, normalized=True)  # shared, cached
-            if _nearest(unit[None], self.prototypes_)[0] < self.gate_:
-                intent = OUT_OF_SCOPE  # far from every example the skill was trained on
+        elif intent != OUT_OF_SCOPE and self.far_normalized(norm):
+            intent = OUT_OF_SCOPE  # far from every example the skill was trained on
         return Decision(intent, conf, alts, "model", None)
 
     def beyond_gate(self, text: str) -> bool:
@@ -668,6 +663,14 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         norm = self._normalized(text)
         if not norm:
             return True
+        return self.far_normalized(norm)
+
+    def far_normalized(self, norm: str) -> bool:
+        """Whether the gate turns the non-empty normalised ``norm`` away (False without a
+        gate); kept in a bounded cache shared by :meth:`beyond_gate`, :meth:`decide` and the
+        stacked reading of several models (one prototype product per text)."""
+        if self.gate_ is None:
+            return False
         gates = self.__dict__.get("_gates")
         if gates is None:  # a bounded cache: the runtime asks again on the loop what its
             gates = self.__dict__["_gates"] = _BoundedCache(VIEW_CACHE)  # threads computed

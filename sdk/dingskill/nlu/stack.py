@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from .. import OUT_OF_SCOPE
-from .classifier import VIEW_CACHE, Decision, IntentClassifier, _nearest
+from .classifier import VIEW_CACHE, Decision, IntentClassifier
 from .features import _counted
 
 __all__ = ["ModelStack"]
@@ -123,8 +123,7 @@ class ModelStack:
             intent, conf = alts[0]
             if m.threshold_ is not None and conf < m.threshold_:
                 intent = OUT_OF_SCOPE
-            elif intent != OUT_OF_SCOPE and m.gate_ is not None:
-                if _nearest(unit[None], m.prototypes_)[0] < m.gate_:
-                    intent = OUT_OF_SCOPE  # far from every example the skill was trained on
+            elif intent != OUT_OF_SCOPE and m.far_normalized(norm):  # cached per model
+                intent = OUT_OF_SCOPE  # far from every example the skill was trained on
             out.append(Decision(intent, conf, alts, "model", None))
         return tuple(out)
