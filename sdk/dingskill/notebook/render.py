@@ -24,7 +24,7 @@ CSS = """
 .ds-who{font-size:11px;color:#8f959e;margin:0 6px}
 .ds-error{color:#b42318}
 .ds-ent{background:#fff3bf;color:#1f2329;border-radius:3px;padding:0 2px}
-.ds-ent sub{font-size:9px;color:#8a6d00;margin-left:2px}
+.ds-ent::after{content:attr(data-entity);font-size:9px;color:#8a6d00;margin-left:2px;vertical-align:sub}
 </style>
 """
 
@@ -105,7 +105,9 @@ def commands_text(commands: list[dict]) -> str:
 
 def highlight_entities(text: str, entities: list[dict]) -> str:
     """``text`` escaped, each entity's span marked with its type (the value, confidence and
-    source in the tooltip). Spans outside the text or overlapping an earlier one are skipped."""
+    source in the tooltip). The type label is drawn by CSS from ``data-entity``, so the
+    bubble's text stays exactly what the user typed (copy, search, screen readers). Spans
+    outside the text or overlapping an earlier one are skipped."""
     out, pos = [], 0
     for e in sorted(entities or [], key=lambda e: (int(e["start"]), -int(e["end"]))):
         s, t = int(e["start"]), int(e["end"])
@@ -118,7 +120,7 @@ def highlight_entities(text: str, entities: list[dict]) -> str:
         out.append(html.escape(text[pos:s]))
         out.append(
             f"<mark class='ds-ent' data-entity='{etype}' title='{html.escape(tip, quote=True)}'>"
-            f"{html.escape(text[s:t])}<sub>{etype}</sub></mark>"
+            f"{html.escape(text[s:t])}</mark>"
         )
         pos = t
     out.append(html.escape(text[pos:]))
