@@ -7,6 +7,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
+from ..nlu.entity import SYSTEM_TYPES
 from ..nlu.safe_regex import compile_safe
 from ..text import dates_to_iso
 
@@ -242,16 +243,7 @@ def extract_slot(spec: dict, text: str, today: dt.date | None = None, whole_answ
 # -- slots from entities -------------------------------------------------------------------------
 # the system entity types a slot may be declared as (``type: date`` ...) and, per slot type,
 # the entity types that can fill it (converted by :func:`slot_value`)
-SYSTEM_SLOT_TYPES = (
-    "date",
-    "time",
-    "part_of_day",
-    "datetime",
-    "date_range",
-    "duration",
-    "number",
-    "amount",
-)
+SYSTEM_SLOT_TYPES = SYSTEM_TYPES
 ACCEPTS = {
     "date": ("date", "datetime", "date_range"),
     "time": ("time", "datetime", "part_of_day"),
