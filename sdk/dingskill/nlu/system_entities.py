@@ -194,18 +194,17 @@ def parse_number(text: str) -> float | None:
     s = _fold(text).strip().replace(",", "")
     if not s:
         return None
-    mult = 1
-    if s[-1] in _CN_BIG or s[-1] == "千":
-        mult = _CN_BIG.get(s[-1], 1000)
-        s = s[:-1].strip()
     try:
-        return float(s) * mult
+        return float(s)
     except ValueError:
         pass
+    if s[-1] in _CN_BIG or s[-1] == "千":  # digits times a unit: 1.5万, 3千 (not 三万二千)
+        try:
+            return float(s[:-1].strip()) * _CN_BIG.get(s[-1], 1000)
+        except ValueError:
+            pass
     value = _cn_value(s)
-    if value is None:
-        value = _en_value(s)
-    return None if value is None else value * mult
+    return _en_value(s) if value is None else value
 
 
 def _intish(x: float) -> int | float:
