@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-
-from .slots import extract_slot
 
 __all__ = [
     "Awaiting",
@@ -14,7 +11,6 @@ __all__ = [
     "FlowEnd",
     "FlowState",
     "end_flow",
-    "fill_slots",
     "is_cancel",
     "missing_slots",
     "new_flow",
@@ -112,27 +108,6 @@ def is_cancel(text: str, extra: list[str] | None = None) -> bool:
 
 def missing_slots(flow_spec: dict, slots: dict) -> list[dict]:
     return [s for s in flow_spec["slots"] if slots.get(s["name"]) in (None, "")]
-
-
-def fill_slots(
-    declared: dict,
-    wanted: list[str],
-    text: str,
-    slots: dict,
-    today: dt.date | None = None,
-    answer_for: str | None = None,
-) -> dict:
-    """Fill the ``wanted`` slots found in ``text`` (the slot being asked for takes a whole
-    free-text answer). Returns the newly filled slots."""
-    new = {}
-    for name in wanted:
-        if slots.get(name) not in (None, ""):
-            continue
-        value = extract_slot(declared.get(name, {}), text, today, whole_answer=name == answer_for)
-        if value is not None:
-            new[name] = value
-    slots.update(new)
-    return new
 
 
 def new_flow(

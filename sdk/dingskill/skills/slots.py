@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ..nlu.entity import SYSTEM_TYPES
 from ..nlu.safe_regex import compile_safe
-from ..text import dates_to_iso
+from ..nlu.system_entities import find_system_entities, parse_number
 
 __all__ = [
     "extract_slot",
@@ -20,183 +20,41 @@ __all__ = [
     "extract_number",
 ]
 
-_CN_DIGITS = {
-    "零": 0,
-    "〇": 0,
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "俩": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-}
-_CN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
-_CN_NUM = "[零〇一二两俩三四五六七八九十百千万]+"
-_NUM = rf"(?:\d+(?:\.\d+)?|{_CN_NUM})"
-_EN_NUMS = {
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "a": 1,
-    "an": 1,
-    "half": 0.5,
-}
-
 
 def parse_cn_number(text: str) -> float | None:
-    """ "三" -> 3, "十五" -> 15, "两百" -> 200, "1.5" -> 1.5, "three" -> 3."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if text.lower() in _EN_NUMS:
-        return float(_EN_NUMS[text.lower()])
-    total, section, digit = 0, 0, None
-    for ch in text:
-        if ch in _CN_DIGITS:
-            digit = _CN_DIGITS[ch]
-        elif ch in _CN_UNITS:
-            unit = _CN_UNITS[ch]
-            if unit == 10000:
-                total += (section + (digit or 0)) * unit
-                section, digit = 0, None
-            else:
-                section += (1 if digit is None else digit) * unit
-                digit = None
-        else:
-            return None
-    return float(total + section + (digit or 0))
+    """ "三" -> 3, "十五" -> 15, "两百" -> 200, "1.5" -> 1.5, "three" -> 3 (the system
+    entities' number reader)."""
+    return parse_number(text)
 
 
-def _num(text: str) -> float | int | None:
-    value = parse_cn_number(text)
-    if value is not None and float(value).is_integer():
-        return int(value)
-    return value
-
-
-_WEEKDAYS_ZH = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}
-_WEEKDAYS_EN = {
-    d: i
-    for i, d in enumerate(
-        ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-    )
-}
+def _system_slot(kind: str, text: str, today: dt.date | None):
+    """The first value of a ``kind`` slot among ``text``'s system entities, or None: the
+    same reading and conversion the dialogue uses (:func:`slot_value`)."""
+    for e in find_system_entities(text, today=today or dt.date.today()):
+        value = slot_value(kind, {"type": kind}, e.entity, e.value)
+        if value is not None:
+            return value
+    return None
 
 
 def extract_date(text: str, today: dt.date | None = None) -> str | None:
-    """An ISO date from 今天/明天/后天/大后天, 下周一/周三/星期五, 3月5日/3月5号, 2026-12-01,
-    12/01, today/tomorrow/day after tomorrow, (next) Monday."""
-    today = today or dt.date.today()
-    # absolute dates: the runtime's preprocessing already made them ISO; the same rule
-    # (idempotent) serves callers that pass raw text
-    t = dates_to_iso(text.lower())
-    m = re.search(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)", t)
-    if m:
-        try:
-            return dt.date(int(m[1]), int(m[2]), int(m[3])).isoformat()
-        except ValueError:
-            return None
-    m = re.search(rf"({_NUM})月({_NUM})[日号]", t)
-    if m:
-        mo, d = _num(m[1]), _num(m[2])
-        try:
-            cand = dt.date(today.year, int(mo), int(d))
-        except (TypeError, ValueError):
-            return None
-        if cand < today - dt.timedelta(days=180):
-            cand = cand.replace(year=today.year + 1)
-        return cand.isoformat()
-    rel = [
-        ("大后天", 3),
-        ("后天", 2),
-        ("明天", 1),
-        ("明日", 1),
-        ("今天", 0),
-        ("今日", 0),
-        ("day after tomorrow", 2),
-        ("tomorrow", 1),
-        ("today", 0),
-    ]
-    for word, days in rel:
-        if word in t:
-            return (today + dt.timedelta(days=days)).isoformat()
-    m = re.search(r"(下下|下|这|本)?(?:周|星期|礼拜)([一二三四五六日天])", t)
-    if m:
-        target = _WEEKDAYS_ZH[m[2]]
-        base = today - dt.timedelta(days=today.weekday())
-        weeks = {"下下": 2, "下": 1}.get(m[1] or "", 0)
-        cand = base + dt.timedelta(weeks=weeks, days=target)
-        if not m[1] and cand < today:
-            cand += dt.timedelta(weeks=1)
-        return cand.isoformat()
-    m = re.search(r"(next\s+)?(monday|tuesday|wednesday|thursday|friday|saturday|sunday)", t)
-    if m:
-        target = _WEEKDAYS_EN[m[2]]
-        ahead = (target - today.weekday()) % 7 or 7
-        if m[1] and ahead < 7 and today.weekday() < target:
-            ahead += 7
-        return (today + dt.timedelta(days=ahead)).isoformat()
-    m = re.search(r"\b(\d{1,2})/(\d{1,2})\b", t)
-    if m:
-        try:
-            return dt.date(today.year, int(m[1]), int(m[2])).isoformat()
-        except ValueError:
-            return None
-    return None
+    """An ISO date from 今天/明天/后天, 下周一/周三, 3月5日, 2026年12月1日, 2026-12-01,
+    tomorrow, (next) Monday..."""
+    return _system_slot("date", text, today)
 
 
 def extract_amount(text: str) -> float | None:
     """¥200, 200元, 两百块, $35.5, 35.5 dollars, RMB 80."""
-    t = text.replace(",", "")
-    for pat in (
-        rf"[¥￥$]\s*({_NUM})",
-        rf"({_NUM})\s*(?:元|块钱|块|rmb|cny|dollars?|usd)",
-        r"(?:rmb|cny|usd)\s*(\d+(?:\.\d+)?)",
-    ):
-        m = re.search(pat, t, re.I)
-        if m:
-            return _num(m[1])
-    return None
+    return _system_slot("amount", text, None)
 
 
 def extract_duration(text: str) -> float | None:
     """Days: 3天, 半天, 一天半, 两个工作日, half a day, 2 days, 1.5 days."""
-    t = text.lower()
-    if re.search(r"一天半|1天半", t):
-        return 1.5
-    if "半天" in t or "half a day" in t or "half day" in t:
-        return 0.5
-    m = re.search(rf"({_NUM})\s*(?:个)?(?:天|日|工作日)", t)
-    if m:
-        return _num(m[1])
-    m = re.search(
-        r"(\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|a)\s*(?:working\s+)?days?",
-        t,
-    )
-    if m:
-        return _num(m[1])
-    return None
+    return _system_slot("duration", text, None)
 
 
 def extract_number(text: str) -> float | None:
-    m = re.search(rf"({_NUM})", text)
-    return _num(m[1]) if m else None
+    return _system_slot("number", text, None)
 
 
 def _words(spec: dict[str, list[str]]) -> Callable[[str], str | None]:
