@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .benchmark import _free_port, _pct, _texts
+from .benchmark import _free_port, _pct, _stop, _texts
 
 __all__ = ["run_ai_card_benchmark"]
 
@@ -173,13 +173,7 @@ def run_ai_card_benchmark(
             "seconds": round(elapsed, 1),
         }
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
         emu.stop()
         if not os.environ.get("DINGSKILL_BENCH_KEEP"):
             shutil.rmtree(work, ignore_errors=True)

@@ -399,13 +399,7 @@ def run_benchmark(
     finally:
         for h in hogs:
             h.kill()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(procs)
         emu.stop()
         if redis_proc is not None:
             redis_proc.terminate()
