@@ -5,6 +5,7 @@ cards, and replies that cannot be delivered (recorded, never dropped silently)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -55,13 +56,12 @@ def _runtime(tmp: Path, emu: Emulator, faq_permissions: str, openapi_qps: float,
     )
 
 
-@pytest.fixture(scope="module")
-def paced(tmp_path_factory):
-    """A runtime pacing its OpenAPI calls at the emulator's limit; faq-en may reply late."""
-    tmp = tmp_path_factory.mktemp("paced")
+@contextlib.contextmanager
+def _running(tmp: Path, permissions: str, openapi_qps: int, **kw):
+    """An emulator held to the QPS limit and a runtime on it, stopped afterwards."""
     emu = Emulator({APP[0]: APP[1]}, card_templates=[TEMPLATE], qps_limit=QPS)
     emu.start()
-    rt = _runtime(tmp, emu, "permissions: [qyapi_robot_sendmsg]", QPS)
+    rt = _runtime(tmp, emu, permissions, openapi_qps, **kw)
     try:
         rt.start()
         emu.wait_connections(1)
@@ -69,23 +69,21 @@ def paced(tmp_path_factory):
     finally:
         rt.stop("term")
         emu.stop()
+
+
+@pytest.fixture(scope="module")
+def paced(tmp_path_factory):
+    """A runtime pacing its OpenAPI calls at the emulator's limit; faq-en may reply late."""
+    with _running(tmp_path_factory.mktemp("paced"), "permissions: [qyapi_robot_sendmsg]", QPS) as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
 def unpaced(tmp_path_factory):
     """A runtime that does not pace (openapi_qps 0): it meets the platform's 403s; faq-en
     lacks qyapi_robot_sendmsg."""
-    tmp = tmp_path_factory.mktemp("unpaced")
-    emu = Emulator({APP[0]: APP[1]}, card_templates=[TEMPLATE], qps_limit=QPS)
-    emu.start()
-    rt = _runtime(tmp, emu, "permissions: []", 0, retries=30)
-    try:
-        rt.start()
-        emu.wait_connections(1)
-        yield emu, rt
-    finally:
-        rt.stop("term")
-        emu.stop()
+    with _running(tmp_path_factory.mktemp("unpaced"), "permissions: []", 0, retries=30) as r:
+        yield r
 
 
 def _finished_cards(emu: Emulator, before: set) -> list[dict]:
