@@ -103,16 +103,18 @@ def cache_figures(ports: list[int]) -> dict:
     }
 
 
-def _proc_cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of processes ``pids`` (from /proc; 0 where unreadable)."""
+def _proc_cpu(pids: list[int], children: bool = False) -> float:
+    """User + system CPU seconds of processes ``pids`` (from /proc; 0 where unreadable);
+    ``children``: with their children that were waited for (cutime, cstime)."""
     tick = os.sysconf("SC_CLK_TCK")
+    last = 15 if children else 13  # utime stime [cutime cstime]
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
+        total += sum(int(f) for f in fields[11:last])
     return total / tick
 
 

@@ -33,6 +33,7 @@ from ..benchmark import (
     _drive,
     _free_port,
     _paced_phase,
+    _proc_cpu,
     _start_redis,
     _stop,
     cache_figures,
@@ -41,20 +42,7 @@ from .node import RabbitNode
 
 __all__ = ["run_broker_benchmark"]
 
-_TICK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parents[4]
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of ``pids`` and their children that were waited for."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total / _TICK
 
 
 def _group_pids(pgid: int) -> list[int]:
@@ -192,7 +180,7 @@ def run_broker_benchmark(
         pids["rabbitmq"] = _group_pids(node.proc.pid)
         pids["redis"] = [redis_proc.pid]
         pids["emulator+driver"] = [os.getpid()]
-        cpu0 = {role: _cpu_seconds(p) for role, p in pids.items()}
+        cpu0 = {role: _proc_cpu(p, children=True) for role, p in pids.items()}
 
         say(f"bench: phase 1: {messages} messages from {users} users, window {window}")
         ids: list[str] = []
@@ -213,7 +201,7 @@ def run_broker_benchmark(
         emu.wait_for(lambda: emu.counters["replies"] - base >= messages, timeout=300)
         elapsed = time.perf_counter() - t0
         sustained = messages / elapsed
-        cpu1 = {role: _cpu_seconds(p) for role, p in pids.items()}
+        cpu1 = {role: _proc_cpu(p, children=True) for role, p in pids.items()}
         say(f"bench: phase 1: {sustained:.0f} msg/s")
         cpu_ms = {role: round((cpu1[role] - cpu0[role]) * 1000 / messages, 3) for role in pids}
         group = {
