@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 from .entity import Entity, EntitySource
 
-__all__ = ["find_system_entities", "parse_number"]
+__all__ = ["find_system_entities", "parse_number", "reads_clock"]
 
 # ---------------------------------------------------------------- folding (offsets unchanged)
 
@@ -1418,6 +1418,18 @@ def _resolve(cands: list[_Cand], n: int) -> list[_Cand]:
         kept.append(c)
     kept.sort(key=lambda c: c.start)
     return kept
+
+
+def reads_clock(text: str) -> bool:
+    """Whether the entities of ``text`` may depend on ``now`` beyond its date: a from-now
+    phrase (两小时后, "in 2 hours", 3天后 ...) is present. When False,
+    :func:`find_system_entities` gives the same result for every ``now`` on ``today`` (so a
+    cache keyed by the text and the date is exact). Conservative: a match anywhere is True."""
+    t = _fold(text)
+    return any(
+        rx.search(t) is not None
+        for rx in (_RE_AFTER_ZH, _RE_AFTER_EN, _RE_IN_A, _RE_HALF_HOUR_AFTER)
+    )
 
 
 def find_system_entities(

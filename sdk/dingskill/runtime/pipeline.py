@@ -280,7 +280,7 @@ class Pipeline:
             clean = dataclasses.replace(message, text=text) if text != message.text else message
             if self.understanding is not None:
                 try:
-                    await self.understanding.prepare(engine, text, waited)
+                    await self.understanding.prepare(engine, text, waited, context)
                 except Overloaded as exc:
                     return self._shed(message, lang, exc)
             t1 = time.perf_counter()

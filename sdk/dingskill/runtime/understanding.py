@@ -33,7 +33,14 @@ from dataclasses import dataclass
 from ..nlu.normalize import normalize_text
 from .batching import BatcherClosed, DynamicBatcher
 
-__all__ = ["BUSY", "Overloaded", "Understanding", "UnderstandingConfig", "default_workers"]
+__all__ = [
+    "BUSY",
+    "Overloaded",
+    "Understanding",
+    "UnderstandingConfig",
+    "default_workers",
+    "entity_skills",
+]
 
 log = logging.getLogger("dingskill.runtime")
 
@@ -74,6 +81,40 @@ class UnderstandingConfig:
     route_ahead: bool = True
 
 
+def entity_skills(engine, context: dict | None) -> tuple[tuple, bool]:
+    """The skills whose entities of a message the engine will look up in ``context``'s
+    state: the pending flow's skill, else the skill of a flow that ended within the stale
+    window (:func:`~dingskill.skills.flow.stale_answer` reads an answer to it); and whether the
+    routed winner's too (no flow pending: the winner's response starts with them). ``((),
+    False)`` for an engine without an entity cache."""
+    if getattr(engine, "entity_cache", None) is None or context is None:
+        return (), False
+    by_id = getattr(engine, "_by_id", {})
+    flow = context.get("flow")
+    if flow:
+        skill = by_id.get(flow.get("skill"))
+        return ((skill,) if skill is not None else ()), False
+    last = context.get("last_flow")
+    if last and not context.get("clarify"):
+        from ..skills.flow import STALE_WINDOW_S
+
+        if engine._now_ms() - int(last.get("ended_ms", 0)) <= STALE_WINDOW_S * 1000:
+            skill = by_id.get(last.get("skill"))
+            if skill is not None:
+                return (skill,), True
+    return (), True
+
+
+def _entities_cached(engine, skills: tuple, winner: bool, text: str) -> bool:
+    cache = getattr(engine, "entity_cache", None)
+    if cache is None or not (skills or winner):
+        return True
+    return cache.ready(skills, text, engine._today(), winner)
+
+
+_NOT_ROUTED = object()
+
+
 class Understanding:
     """Computes the encodings a message's decision needs ahead of the engine, batched."""
 
@@ -103,21 +144,33 @@ class Understanding:
 
     def _compute(self, items: list[tuple]) -> list[None]:
         """In a classification thread: one forward pass per encoder for the batch's new
-        texts, then the engines' routing of each text (its results land in the caches)."""
+        texts, then the engines' routing of each text (its results land in the caches),
+        then the entities the engine will look up (see :func:`entity_skills`)."""
         by_encoder: dict[int, tuple[object, dict[str, None]]] = {}
-        for engine, _text, norm in items:
+        for engine, _text, norm, _skills, _winner in items:
             for enc in self.encoders(engine):
                 by_encoder.setdefault(id(enc), (enc, {}))[1][norm] = None
         for enc, norms in by_encoder.values():
             enc.transform(list(norms), normalized=True)
-        if self.config.route_ahead:
-            for engine, text, _norm in items:
+        for engine, text, _norm, skills, winner in items:
+            routed = _NOT_ROUTED
+            if self.config.route_ahead:
                 route = getattr(engine, "route", None)
-                if route is None:
-                    continue
+                if route is not None:
+                    try:
+                        routed = route(text)[0]
+                    except Exception:  # noqa: BLE001 - the engine meets it again and falls back
+                        routed = _NOT_ROUTED
+            if skills or (winner and routed is not _NOT_ROUTED):
                 try:
-                    route(text)
-                except Exception:  # noqa: BLE001 - the engine meets it again and falls back
+                    engine.entity_cache.fill(
+                        skills,
+                        text,
+                        engine._today(),
+                        engine._now(),
+                        **({"winner": routed} if winner and routed is not _NOT_ROUTED else {}),
+                    )
+                except Exception:  # noqa: BLE001 - the engine finds them itself (and fails)
                     pass
         return [None] * len(items)
 
@@ -155,10 +208,13 @@ class Understanding:
         if wait_ms and waited_s * 1000 > wait_ms:
             raise Overloaded(f"waited {waited_s * 1000:.0f} ms in the pipeline (max {wait_ms:g})")
 
-    async def prepare(self, engine, text: str, waited_s: float = 0.0) -> None:
-        """Have the encodings (and decisions) of ``text`` (preprocessed) cached for
-        ``engine``; raises :class:`Overloaded` when the queue is full or the message has
-        already waited ``waited_s`` seconds, more than ``max_wait_ms``."""
+    async def prepare(
+        self, engine, text: str, waited_s: float = 0.0, context: dict | None = None
+    ) -> None:
+        """Have the encodings (and decisions, and the entities its turn will look up, given
+        the conversation's ``context``) of ``text`` (preprocessed) cached for ``engine``;
+        raises :class:`Overloaded` when the queue is full or the message has already waited
+        ``waited_s`` seconds, more than ``max_wait_ms``."""
         if self._closed:
             return  # shutting down: the engine computes what it needs itself
         self.check_wait(waited_s)
@@ -166,7 +222,11 @@ class Understanding:
         norm = normalize_text(text) if encoders else ""
         if not norm:
             return
-        if all(enc.cached(norm) for enc in encoders):
+        skills, winner = entity_skills(engine, context)
+        winner = winner and self.config.route_ahead
+        if all(enc.cached(norm) for enc in encoders) and _entities_cached(
+            engine, skills, winner, text
+        ):
             self._count("hit")
             return
         limit = self.config.max_queue
@@ -177,7 +237,7 @@ class Understanding:
         if self.metrics is not None:
             self.metrics.understand_queue.set(self.depth + 1)
         try:
-            await batcher.submit((engine, text, norm))
+            await batcher.submit((engine, text, norm, skills, winner))
         except BatcherClosed:
             return  # shutting down: the engine computes what it needs itself
         except Exception as exc:  # noqa: BLE001 - the engine meets it again and falls back

@@ -27,7 +27,7 @@ from .dialogue import (
     missing_slots,
     new_flow,
 )
-from .entities import find_entities
+from .entities import EntityCache, find_entities
 from .fallback import (
     FALLBACK,
     ack_reply,
@@ -104,6 +104,8 @@ class Engine:
         self.today = today
         # arbitration, reply language and human handover (the runtime's ``dialogue`` section)
         self.options = options or ArbitrationOptions()
+        # entities found ahead in the runtime's classification threads (read-only here)
+        self.entity_cache = EntityCache()
 
     # -- helpers --------------------------------------------------------------------------
     def _fallback(self, text: str) -> str:
@@ -124,7 +126,9 @@ class Engine:
         dates resolved against the engine's today."""
         if not text.strip():
             return []
-        return find_entities(skill, text, self._today(), self._now())
+        today = self._today()
+        cached = self.entity_cache.get(skill, text, today)
+        return cached if cached is not None else find_entities(skill, text, today, self._now())
 
     @staticmethod
     def _long_answer(text: str) -> bool:
