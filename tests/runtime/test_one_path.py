@@ -160,6 +160,43 @@ def test_terminal_chat_subprocess(installed, reference):
     assert [got[i] for i in range(len(TRANSCRIPT))] == reference
 
 
+# a form interrupted by a message that is empty once cleaned (a zero-width space) and by an
+# over-long one: both refused politely, neither ends nor changes the form
+FORM = ["我想请假", "年假", "\u200b", LONG, "下周一"]
+
+
+def _form_turn(reply) -> tuple:
+    get = reply.get if isinstance(reply, dict) else lambda k: getattr(reply, k)
+    state = get("state") or {}
+    return (get("text"), get("source"), state.get("pending"), state.get("slots"), get("slots"))
+
+
+def test_refused_messages_keep_the_pending_form(installed):
+    home, skills = installed
+    context: dict = {}
+    fields = dict(sender_id=SENDER, sender_nick=NICK, conversation_id="case-refused")
+    ref = [_form_turn(dingskill.respond(skills, t, context, **fields)) for t in FORM]
+    asked = [t[2] for t in ref]
+    assert asked == ["leave_type", "start_date", "start_date", "start_date", "days"], ref
+    assert ref[2][3] == ref[3][3] == {"leave_type": "年假"}  # Reply.state shows the form
+    assert "您好像没有输入内容" in ref[2][0] and "从哪天开始" in ref[2][0]  # asked again, in zh
+    assert "消息太长" in ref[3][0] and "从哪天开始" in ref[3][0]
+    assert ref[2][1] == ref[3][1] == "fallback" and ref[4][4]["start_date"]
+    env = {**os.environ, "DINGSKILL_HOME": str(home)}
+    args = [sys.executable, "-m", "dingskill.cli.main", "chat", "--json"]
+    args += ["--sender", SENDER, "--nick", NICK, "--conversation", "case-refused"]
+    proc = subprocess.run(
+        args,
+        input="".join(t + "\n" for t in FORM),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120 * SCALE,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [_form_turn(json.loads(line)) for line in proc.stdout.splitlines()] == ref
+
+
 def _cases_file(tmp_path, reference, expected: bool):
     path = tmp_path / "onepath.jsonl"
     rows = []

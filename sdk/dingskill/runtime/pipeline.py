@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ..skills.conversation import Message, Reply, context_key
+from ..skills.refusal import EMPTY, TOO_LONG, Refusal
 from ..text import detect_language
 from .preprocess import PreprocessError, preprocess
 from .ratelimit import POLITE, RateLimiter
@@ -24,14 +25,6 @@ __all__ = ["Pipeline", "ReplySink", "InProgress", "ReplyUncertain"]
 log = logging.getLogger("dingskill.runtime")
 
 ReplySink = Callable[[Reply], Awaitable[bool]]
-TOO_LONG = {
-    "zh": "消息太长了，请精简到 {limit} 字以内再发。",
-    "en": "That message is too long; please keep it under {limit} characters.",
-}
-EMPTY = {
-    "zh": "您好像没有输入内容，请问需要什么帮助？",
-    "en": "It looks like your message was empty. How can I help?",
-}
 
 
 class ReplyUncertain(RuntimeError):
@@ -234,11 +227,7 @@ class Pipeline:
     async def _process(self, message: Message, t0: float | None = None) -> tuple[Reply, str]:
         lang = _lang(message.text or "")
         if len(message.text) > self.limits["max_text_chars"]:
-            return Reply(
-                text=TOO_LONG[lang].format(limit=self.limits["max_text_chars"]),
-                source="fallback",
-                error="text too long",
-            ), "rejected"
+            return await self._refuse(message, Refusal.TOO_LONG, "text too long"), "rejected"
         scope = await self.ratelimiter.check(message)
         if scope is not None:
             if self.metrics is not None:
@@ -254,13 +243,9 @@ class Pipeline:
         try:
             text = preprocess(message.text, self.limits["max_text_chars"])
         except PreprocessError as exc:
-            return Reply(
-                text=TOO_LONG[lang].format(limit=self.limits["max_text_chars"]),
-                source="fallback",
-                error=str(exc),
-            ), "rejected"
+            return await self._refuse(message, Refusal.TOO_LONG, str(exc)), "rejected"
         if not text:
-            return Reply(text=EMPTY[lang], source="fallback", error="empty text"), "empty"
+            return await self._refuse(message, Refusal.EMPTY, "empty text"), "empty"
         if self.admin is not None and text.startswith("/"):
             handled = await self.admin(message, text)
             if handled is not None:
@@ -296,6 +281,28 @@ class Pipeline:
         return reply, (
             "error" if reply.error else ("fallback" if reply.source == "fallback" else "ok")
         )
+
+    async def _refuse(self, message: Message, reason: Refusal, error: str) -> Reply:
+        """The polite reply to a message refused before understanding (empty, too long),
+        given by the engine from the conversation's context (its language; a pending form
+        asked again and shown in ``Reply.state``), which stays as it was."""
+        limit = self.limits["max_text_chars"]
+
+        async def answer(engine, context: dict) -> Reply:
+            refuse = getattr(engine, "refuse", None)
+            if refuse is None:  # an engine without the hook: the plain sentence
+                lang = _lang(message.text[:200])
+                said = (
+                    TOO_LONG[lang].format(limit=limit)
+                    if reason is Refusal.TOO_LONG
+                    else EMPTY[lang]
+                )
+                return Reply(text=said, source="fallback")
+            return await refuse(message, context, reason, limit)
+
+        reply = await self._locked(message, answer)
+        reply.error = error
+        return reply
 
     def _shed(self, message: Message, lang: str, exc: Exception) -> tuple[Reply, str]:
         """The polite "busy, please retry" answer of a message shed under overload."""

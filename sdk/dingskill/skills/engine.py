@@ -45,6 +45,7 @@ from .flow import continue_flow, first_values, localized, stale_answer
 from .http_action import HttpAction, HttpActionError
 from .notify import normalize_all, render_notify
 from .outbound import OutboundPolicy
+from .refusal import Refusal, refusal_reply
 from .smalltalk import SmallTalk, match_small_talk, small_talk_reply
 from .templates import arender, arender_tree, choose_variant
 
@@ -202,6 +203,14 @@ class Engine:
         del hist[:-HISTORY]
         reply.state = dict(context.get("flow") or {})
         return reply
+
+    async def refuse(
+        self, message: Message, context: dict, reason: Refusal, limit: int = 0
+    ) -> Reply:
+        """The reply to a message the pipeline refuses before understanding it (empty once
+        cleaned, over ``limit`` characters), in the conversation's language; a pending form
+        stays as it was and its question is asked again. ``context`` is not changed."""
+        return await refusal_reply(self, message, context, reason, limit)
 
     def _after(self, reply: Reply, message: Message, context: dict) -> None:
         """Count misunderstandings in a row; at ``handover_after`` offer a person."""
