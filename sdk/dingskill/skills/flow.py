@@ -77,6 +77,16 @@ def _show(value, lang: str = "en") -> str:
     return str(value)
 
 
+def _shown(state: FlowState, name: str, lang: str) -> str:
+    """A slot's value as a summary shows it: in English, a Chinese canonical value (西湖厅,
+    年假) as the user's own words for it (West Lake), when an entity of theirs gave it."""
+    shown = _show(state.slots[name], lang)
+    said = (state.entities.get(name) or {}).get("text")
+    if lang == "en" and not shown.isascii() and said and said.isascii():
+        return said
+    return shown
+
+
 def first_values(text: str, entities, declared: dict, wanted: list[str]) -> tuple[dict, dict]:
     """``(slots, entities)`` a first message gives: every slot an entity fits."""
     from .commands import _pick, _values
@@ -133,7 +143,7 @@ async def _summary(engine: Engine, skill, spec, state: FlowState, message, conte
     declared = skill.manifest.slots
     sep = "：" if lang == "zh" else ": "
     lines = [
-        f"- {slot_label(n, declared.get(n, {}), lang)}{sep}{_show(state.slots[n], lang)}"
+        f"- {slot_label(n, declared.get(n, {}), lang)}{sep}{_shown(state, n, lang)}"
         for n in _wanted(spec) + list(spec.get("optional", []))
         if state.slots.get(n) not in (None, "")
     ]
