@@ -1,5 +1,6 @@
-"""Entities found ahead, in the classification threads: the engine on the loop only looks
-them up, and what it looks up is exactly what it would have found itself."""
+"""Entities and routing decisions found ahead, in the classification threads: the engine on
+the loop only looks them up, and what it looks up is exactly what it would have found
+itself."""
 
 from __future__ import annotations
 
@@ -100,6 +101,15 @@ def test_a_conversation_answers_alike_with_entities_found_off_the_loop(skills):
             return real(text, *a, **k)
 
         hr.find_entities = spy
+        import dingskill.skills.engine as engine_module
+
+        real_arbitrate = engine_module.arbitrate
+
+        def arbitrate_spy(skills_, text, options):
+            calls.append((threading.current_thread().name, "arbitrate:" + text))
+            return real_arbitrate(skills_, text, options)
+
+        engine_module.arbitrate = arbitrate_spy
         try:
             if batched:
                 local.pipeline.understanding = Understanding(UnderstandingConfig(workers=2))
@@ -120,6 +130,7 @@ def test_a_conversation_answers_alike_with_entities_found_off_the_loop(skills):
                 await local.pipeline.understanding.close()
         finally:
             del hr.find_entities
+            engine_module.arbitrate = real_arbitrate
         return replies, calls
 
     plain, _ = asyncio.run(converse(False))
@@ -127,5 +138,26 @@ def test_a_conversation_answers_alike_with_entities_found_off_the_loop(skills):
     assert batched == plain
     loop = threading.current_thread().name
     on_loop = {text for name, text in calls if name == loop}
-    assert on_loop == {t for t in TURNS if reads_clock(t)}, on_loop
+    assert on_loop == {t for t in TURNS if reads_clock(t)}, on_loop  # no arbitration either
     assert any(name.startswith("dingskill-classify") for name, _ in calls)
+
+
+def test_the_decision_cache_gives_what_route_and_arbitrate_give(skills):
+    from dingskill.skills.ahead import DecisionCache
+    from dingskill.skills.arbitration import ArbitrationOptions, arbitrate, route
+
+    options = ArbitrationOptions()
+    cache = DecisionCache(size=64)
+    story = "上周我去杭州出差，住的酒店离公司不远。另外问一下，我还有几天年假？"
+    texts = [*TURNS, story, "早上那次打卡成功了吗"]
+    for text in texts:
+        assert cache.fill(skills, text, options, arbitration=True) == route(skills, text, options)
+    for text in texts:
+        assert cache.route(text, options) == route(skills, text, options)
+        assert cache.arbitration(text, options) == arbitrate(skills, text, options)
+        assert cache.route(text, ArbitrationOptions()) is None  # other options: not these
+    copy = cache.arbitration(story, options)
+    copy.text = "changed"
+    assert cache.arbitration(story, options).text != "changed"
+    with pytest.raises(ValueError, match="size must be >= 1, got 0"):
+        DecisionCache(size=0)

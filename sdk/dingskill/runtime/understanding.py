@@ -106,6 +106,10 @@ def entity_skills(engine, context: dict | None) -> tuple[tuple, bool]:
 
 
 def _entities_cached(engine, skills: tuple, winner: bool, text: str) -> bool:
+    """Whether the entities (and decisions) ``text``'s turn looks up are all cached."""
+    decisions = getattr(engine, "decision_cache", None)
+    if decisions is not None and not decisions.has(text, engine.options, winner):
+        return False
     cache = getattr(engine, "entity_cache", None)
     if cache is None or not (skills or winner):
         return True
@@ -113,6 +117,18 @@ def _entities_cached(engine, skills: tuple, winner: bool, text: str) -> bool:
 
 
 _NOT_ROUTED = object()
+
+
+def _route_ahead(engine, text: str, arbitration: bool):
+    """The routed winner's skill of ``text`` (None: no winner), computed for the engine's
+    decision cache (with ``arbitration``, the new request's arbitration as well), or for
+    an engine without one, by its ``route`` (warming the models' caches);
+    ``_NOT_ROUTED`` for an engine that does not route."""
+    cache = getattr(engine, "decision_cache", None)
+    if cache is not None:
+        return cache.fill(engine.skills, text, engine.options, arbitration)[0]
+    route = getattr(engine, "route", None)
+    return route(text)[0] if route is not None else _NOT_ROUTED
 
 
 class Understanding:
@@ -155,12 +171,10 @@ class Understanding:
         for engine, text, _norm, skills, winner in items:
             routed = _NOT_ROUTED
             if self.config.route_ahead:
-                route = getattr(engine, "route", None)
-                if route is not None:
-                    try:
-                        routed = route(text)[0]
-                    except Exception:  # noqa: BLE001 - the engine meets it again and falls back
-                        routed = _NOT_ROUTED
+                try:
+                    routed = _route_ahead(engine, text, winner)
+                except Exception:  # noqa: BLE001 - the engine meets it again and falls back
+                    routed = _NOT_ROUTED
             if skills or (winner and routed is not _NOT_ROUTED):
                 try:
                     engine.entity_cache.fill(

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..nlu.classifier import Decision
 from ..text import detect_language
+from .ahead import DecisionCache
 from .arbitration import ArbitrationOptions, arbitrate, route
 from .clarify import clarify_reply, resolve_pick
 from .conversation import Message, Reply
@@ -105,8 +106,10 @@ class Engine:
         self.today = today
         # arbitration, reply language and human handover (the runtime's ``dialogue`` section)
         self.options = options or ArbitrationOptions()
-        # entities found ahead in the runtime's classification threads (read-only here)
+        # entities and decisions found ahead in the runtime's classification threads
+        # (read-only here)
         self.entity_cache = EntityCache()
+        self.decision_cache = DecisionCache()
 
     # -- helpers --------------------------------------------------------------------------
     def _fallback(self, text: str) -> str:
@@ -182,7 +185,8 @@ class Engine:
 
     def route(self, text: str):
         """(skill, Decision) of the winning skill, or (None, best Decision or None)."""
-        return route(self.skills, text, self.options)
+        hit = self.decision_cache.route(text, self.options)
+        return hit if hit is not None else route(self.skills, text, self.options)
 
     # -- the message path -------------------------------------------------------------------
     async def handle(self, message: Message, context: dict) -> Reply:
@@ -324,7 +328,9 @@ class Engine:
             )
         if is_handover_request(text):
             return self._handover(message, context, self._lang_of(text, context), asked=True)
-        arb = arbitrate(self.skills, text, self.options)
+        arb = self.decision_cache.arbitration(text, self.options) or arbitrate(
+            self.skills, text, self.options
+        )
         if arb.clarify:
             return clarify_reply(arb.clarify, arb.text, self._lang_of(text, context), context)
         if arb.skill is not None:  # a skill that claims the message overrides small talk
