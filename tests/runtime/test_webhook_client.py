@@ -101,6 +101,20 @@ def test_every_answer_shape_reads_alike_and_connections_are_kept():
     assert requests[-1][0] == "POST /sized?session=a HTTP/1.1"
 
 
+def test_a_connection_idle_longer_than_idle_s_is_not_used_again():
+    """Servers close idle connections after a few seconds; a request written as that close
+    is on its way would be lost (and maybe delivered), so old idle connections are dropped."""
+
+    async def go(server, base):
+        http = WebhookClient(timeout_s=5, idle_s=0)  # every idle connection is too old
+        got = [await http.post(base + "/sized", b"{}") for _ in range(3)]
+        await http.close()
+        return got, server.connections
+
+    got, connections = _run(go)
+    assert got == [(200, OK)] * 3 and connections == 3
+
+
 def test_concurrent_posts_share_kept_connections():
     async def go(server, base):
         http = WebhookClient(timeout_s=5, limit_per_host=4)

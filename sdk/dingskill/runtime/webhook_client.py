@@ -13,7 +13,10 @@ Errors keep the distinction the caller needs (a reply must never be sent twice):
 was refused): safe to retry; :class:`WebhookConnectionLost` -- the connection broke after
 the request went out: it may have been delivered; ``TimeoutError`` -- no answer within
 ``timeout_s``: it may have been delivered. A kept-alive connection the server has closed
-is noticed before use (it is dropped, a new one is opened)."""
+is noticed before use (it is dropped, a new one is opened), and one idle longer than
+``idle_s`` is not used again: servers close idle connections after a few seconds (uvicorn
+after 5 s, nginx after 75 s), and a request written as the server's close is on its way
+would be lost, maybe delivered, and never retried."""
 
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ class _Conn(asyncio.Protocol):
         self._chunked = False
         self._head_done = False
         self._body = bytearray()
+        self.idle_since = 0.0  # loop time it went back to the pool
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -188,17 +192,24 @@ class _Conn(asyncio.Protocol):
 
 class WebhookClient:
     """POSTs ``body`` (bytes, JSON) to URLs over connections kept per (scheme, host, port),
-    at most ``limit_per_host`` requests at once to one host. ``timeout_s`` bounds each
+    at most ``limit_per_host`` requests at once to one host, up to ``idle_keep`` idle
+    connections per host kept at most ``idle_s`` seconds. ``timeout_s`` bounds each
     request (connecting included)."""
 
     def __init__(
-        self, timeout_s: float = 5.0, limit_per_host: int = 200, idle_keep: int = 64
+        self,
+        timeout_s: float = 5.0,
+        limit_per_host: int = 200,
+        idle_keep: int = 64,
+        idle_s: float = 4.0,
     ) -> None:
-        if timeout_s <= 0 or limit_per_host < 1 or idle_keep < 0:
+        if timeout_s <= 0 or limit_per_host < 1 or idle_keep < 0 or idle_s < 0:
             raise ValueError(
-                "WebhookClient: timeout_s must be > 0, limit_per_host >= 1, idle_keep >= 0; got "
-                f"timeout_s={timeout_s}, limit_per_host={limit_per_host}, idle_keep={idle_keep}"
+                "WebhookClient: timeout_s must be > 0, limit_per_host >= 1, idle_keep >= 0, "
+                f"idle_s >= 0; got timeout_s={timeout_s}, limit_per_host={limit_per_host}, "
+                f"idle_keep={idle_keep}, idle_s={idle_s}"
             )
+        self.idle_s = float(idle_s)
         self.timeout_s = float(timeout_s)
         self.limit_per_host = int(limit_per_host)
         self.idle_keep = int(idle_keep)
@@ -249,7 +260,7 @@ class WebhookClient:
             sem = self._limits[key] = asyncio.Semaphore(self.limit_per_host)
         loop = asyncio.get_running_loop()
         async with sem, asyncio.timeout(self.timeout_s):
-            conn = self._pooled(key)
+            conn = self._pooled(key, loop.time())
             if conn is None:
                 conn = await self._connect(key, loop)
             try:
@@ -261,17 +272,23 @@ class WebhookClient:
             if not conn.closed:
                 idle = self._idle.setdefault(key, [])
                 if len(idle) < self.idle_keep:
+                    conn.idle_since = loop.time()
                     idle.append(conn)
                 else:
                     conn.transport.close()
             return status, answer
 
-    def _pooled(self, key: tuple) -> _Conn | None:
+    def _pooled(self, key: tuple, now: float) -> _Conn | None:
+        """The most recently used idle connection still open and idle under ``idle_s``."""
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
-            if not conn.closed and not conn.transport.is_closing():
-                return conn
+            if conn.closed or conn.transport.is_closing():
+                continue
+            if now - conn.idle_since > self.idle_s:
+                conn.transport.close()
+                continue
+            return conn
         return None
 
     async def _connect(self, key: tuple, loop: asyncio.AbstractEventLoop) -> _Conn:
