@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..security.crypto import Keyring
+from .redis_batch import CommandBatcher
 from .storage import DedupState
 
 __all__ = ["Store", "MemoryStore", "SqliteStore", "RedisStore", "make_store", "StoreUnavailable"]
@@ -590,7 +591,9 @@ class SqliteStore(Store):
 
 _TAKE_LUA = """
 local s = redis.call('HMGET', KEYS[1], 'tokens', 'last')
-local rate, cap, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')  -- the server's clock keeps replicas consistent
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local tokens, last = tonumber(s[1]), tonumber(s[2])
 if tokens == nil then tokens = cap; last = now end
 tokens = math.min(cap, tokens + (now - last) * rate)
@@ -621,6 +624,7 @@ class RedisStore(Store):
         self.url, self.prefix = url, prefix
         self._r = None
         self._take = None
+        self._cmd = None  # CommandBatcher: a loop turn's commands in one round trip
 
     async def connect(self):
         import redis.asyncio as aioredis
@@ -637,6 +641,7 @@ class RedisStore(Store):
         self._r = aioredis.Redis(connection_pool=pool)
         self._take = self._r.register_script(_TAKE_LUA)
         self._claim = self._r.register_script(_CLAIM_LUA)
+        self._cmd = CommandBatcher(self._r)
         try:  # fail at start-up with the address, not at the first message with a traceback
             await asyncio.wait_for(self._r.ping(), 5)
         except Exception as exc:  # noqa: BLE001 - connection, auth, timeout: all unreachable
@@ -664,38 +669,32 @@ class RedisStore(Store):
             return False
 
     async def get_raw(self, key):
-        return await self._r.get(self._k(key))
+        return await self._cmd.execute("GET", self._k(key))
 
     async def set_raw(self, key, blob, ttl_s):
-        await self._r.set(self._k(key), blob, px=int(ttl_s * 1000))
+        await self._cmd.execute("SET", self._k(key), blob, "PX", max(1, int(ttl_s * 1000)))
 
     async def claim(self, msg_id, ttl_s):
-        old = await self._claim(
-            keys=[self._k(f"msg:{msg_id}")],
-            args=[DedupState.PROCESSING.value, max(1, int(ttl_s * 1000))],
+        old = await self._cmd.script(
+            self._claim,
+            [self._k(f"msg:{msg_id}")],
+            [DedupState.PROCESSING.value, max(1, int(ttl_s * 1000))],
         )
         return DedupState.parse(old)
 
     async def replying(self, msg_id, ttl_s):
-        await self._r.set(
-            self._k(f"msg:{msg_id}"), DedupState.REPLYING.value, px=max(1, int(ttl_s * 1000))
-        )
+        await self.set_raw(f"msg:{msg_id}", DedupState.REPLYING.value, ttl_s)
 
     async def finish(self, msg_id, ttl_s):
-        await self._r.set(
-            self._k(f"msg:{msg_id}"), DedupState.DONE.value, px=max(1, int(ttl_s * 1000))
-        )
+        await self.set_raw(f"msg:{msg_id}", DedupState.DONE.value, ttl_s)
 
     async def release(self, msg_id):
-        await self._r.delete(self._k(f"msg:{msg_id}"))
+        await self._cmd.execute("DEL", self._k(f"msg:{msg_id}"))
 
     async def take(self, bucket, rate, capacity):
-        # the Redis server's clock keeps replicas consistent
-        sec, usec = await self._r.time()
+        # one script reading the server's clock (replicas agree), one round trip
         return bool(
-            await self._take(
-                keys=[self._k(f"bucket:{bucket}")], args=[rate, capacity, sec + usec / 1e6]
-            )
+            await self._cmd.script(self._take, [self._k(f"bucket:{bucket}")], [rate, capacity])
         )
 
     async def append_audit(self, blob):

@@ -279,4 +279,7 @@ def run_broker_benchmark(
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
+        if not os.environ.get("DINGSKILL_BENCH_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"bench: kept {work}")
