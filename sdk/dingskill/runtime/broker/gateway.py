@@ -49,6 +49,7 @@ class Publisher:
         self.topology = Topology.from_config(broker)
         self.timeout = float(broker["confirm_timeout_s"])
         self.connection = self.channel = self.exchange = None
+        self.user_id = login_of(broker["url"])  # parsed once, not per message
 
     async def start(self) -> None:
         self.connection = await connect(self.broker, self.name)
@@ -84,7 +85,7 @@ class Publisher:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=msg_id,
             # the broker checks user_id against the connection's login (defence in depth)
-            user_id=login_of(self.broker["url"]),
+            user_id=self.user_id,
             headers={
                 HDR_CHANNEL: channel,
                 HDR_ATTEMPT: 0,

@@ -67,6 +67,78 @@ class ReplyFailed(RuntimeError):
     """The session webhook refused the reply after its retries: try the message again later."""
 
 
+class _Acks:
+    """The acks of one shard channel. A finished message is acked at the next turn of the
+    loop together with the other messages finished by then: the run of finished messages at
+    the front (in delivery order) goes as one ``multiple`` ack of its last delivery tag,
+    which covers every earlier tag; finished messages behind one still running are acked
+    one by one (never covered by a ``multiple`` ack, so a running or failed message stays
+    unacked). Messages held back (a paused shard) are never started, so never acked: their
+    tags come after every started one. Delivery tags restart on a new channel (a
+    reconnection): what was started on the old one is forgotten (the broker gives it back)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, object] = {}  # started, not acked: delivery tag -> message
+        self.done: set[int] = set()
+        self.last_tag = 0
+        self.scheduled = False
+        self.sending: set[asyncio.Task] = set()
+
+    def delivered(self, msg) -> None:
+        """Every delivery, once, in arrival order."""
+        tag = msg.delivery_tag or 0
+        if tag <= self.last_tag:  # tags start again: a new channel
+            self.pending.clear()
+            self.done.clear()
+        self.last_tag = tag
+
+    def start(self, msg) -> None:
+        self.pending[msg.delivery_tag] = msg
+
+    def finish(self, msg) -> None:
+        tag = msg.delivery_tag
+        if self.pending.get(tag) is not msg:
+            return  # its channel is gone: the broker gives it back (dedup knows it is done)
+        self.done.add(tag)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Ack the finished messages: the run at the front in one frame, the others alone."""
+        self.scheduled = False
+        if not self.done:
+            return
+        run = 0
+        for tag in sorted(self.pending):
+            if tag not in self.done:
+                break
+            run += 1
+        order = sorted(self.done)
+        acks = [(self.pending[order[run - 1]], run > 1)] if run else []
+        acks += [(self.pending[tag], False) for tag in order[run:]]
+        for tag in order:
+            del self.pending[tag]
+        self.done.clear()
+        for msg, multiple in acks:
+            task = asyncio.ensure_future(_ack(msg, multiple))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
+
+    async def drain(self) -> None:
+        """Send the acks due now and wait for them (before a channel closes)."""
+        self.flush()
+        if self.sending:
+            await asyncio.gather(*self.sending, return_exceptions=True)
+
+
+async def _ack(msg, multiple: bool) -> None:
+    try:
+        await msg.ack(multiple=multiple)
+    except Exception as exc:  # noqa: BLE001 - channel gone: the broker gives them back
+        log.warning("ack not sent", extra={"error": repr(exc), "multiple": multiple})
+
+
 class _Shard:
     def __init__(self, index: int, name: str) -> None:
         self.index, self.name = index, name
@@ -75,6 +147,7 @@ class _Shard:
         self.held: list = []
         self.inflight = 0
         self.last_delivery = 0.0
+        self.acks = _Acks()
 
 
 class Worker:
@@ -91,6 +164,7 @@ class Worker:
         self.webhook_hosts = WebhookHosts.from_config(config)
         self.topology = Topology.from_config(self.broker)
         self.prefetch = int(self.broker["prefetch"])
+        self.user_id = login_of(self.broker["url"])
         ch = config["channels"]["enterprise_chat"]
         cc = config.get("cards")
         cards = CardStreamer(
@@ -150,6 +224,7 @@ class Worker:
         await shard.channel.set_qos(prefetch_count=self.prefetch)
         shard.queue = await shard.channel.declare_queue(shard.name, passive=True)
         shard.paused, shard.held = False, []
+        shard.acks = _Acks()  # a new channel: its delivery tags start at 1
         shard.tag = await shard.queue.consume(lambda m, s=shard: self._on_message(s, m))
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
@@ -166,6 +241,8 @@ class Worker:
         deadline = time.monotonic() + drain_timeout
         while self._lanes and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        for shard in self.shards:
+            await shard.acks.drain()
         await self.runtime.audit.flush()
         await self.runtime.stop()
         await self.delivery.cards.close()
@@ -188,19 +265,24 @@ class Worker:
         self.bm.deliveries.inc()
         if msg.redelivered:
             self.bm.redeliveries.inc()
+        shard.acks.delivered(msg)
         if shard.paused or not self.accepting:
             shard.held.append(msg)  # given back unstarted when the channel closes
             return
+        await self._start(shard, msg)
+
+    async def _start(self, shard: _Shard, msg) -> None:
         shard.last_delivery = time.monotonic()
+        shard.acks.start(msg)
         refused = self.keys.verify(msg.body, msg.message_id, msg.headers or {})
         if refused:  # never parsed, never acted on: an operator sees it in the DLQ
-            await self._dead_letter(msg, refused.split(":", 1)[0], refused)
+            await self._dead_letter(shard, msg, refused.split(":", 1)[0], refused)
             return
         try:
             data = json.loads(msg.body)
             conv = str(data["conversationId"])
         except (ValueError, KeyError, TypeError) as exc:
-            await self._dead_letter(msg, "invalid", f"not a robot message: {exc}")
+            await self._dead_letter(shard, msg, "invalid", f"not a robot message: {exc}")
             return
         shard.inflight += 1
         lane = self._lanes.get(conv)
@@ -217,7 +299,7 @@ class Worker:
             while lane:
                 shard, msg, data = lane[0]
                 try:
-                    await self._handle(msg, data)
+                    await self._handle(shard, msg, data)
                 except Exception as exc:  # noqa: BLE001 - never let a lane die
                     log.error("message not handled", extra={"error": repr(exc)})
                 finally:
@@ -226,7 +308,7 @@ class Worker:
         finally:
             self._lanes.pop(conv, None)
 
-    async def _handle(self, msg, data: dict) -> None:
+    async def _handle(self, shard: _Shard, msg, data: dict) -> None:
         headers = msg.headers or {}
         attempt = int(headers.get(HDR_ATTEMPT) or 0)
         try:
@@ -234,10 +316,11 @@ class Worker:
                 data, str(headers.get(HDR_CHANNEL) or "stream")
             )
         except FrameError as exc:
-            await self._dead_letter(msg, "invalid", str(exc))
+            await self._dead_letter(shard, msg, "invalid", str(exc))
             return
         if not self.webhook_hosts.allows(webhook):
             await self._dead_letter(
+                shard,
                 msg,
                 "webhook-host",
                 "its session webhook's host is not on broker.session_webhook_hosts "
@@ -255,7 +338,7 @@ class Worker:
                 if state.value != "new":
                     refused = "replay refused: this replay token was already used"
             if refused and attempt == 0:
-                await self._dead_letter(msg, "replay-refused", refused)
+                await self._dead_letter(shard, msg, "replay-refused", refused)
                 return
             replayed = refused is None
 
@@ -283,6 +366,7 @@ class Worker:
             pass  # another copy is being handled: it answers (or comes back if its holder dies)
         except ReplyUncertain:
             await self._dead_letter(
+                shard,
                 msg,
                 "uncertain",
                 "its previous attempt ended while replying: the user may have the answer; "
@@ -295,12 +379,12 @@ class Worker:
                     await self.pipeline.store.release(message.msg_id)
                 except Exception:  # noqa: BLE001 - the entry expires by itself
                     pass
-            await self._retry(msg, attempt + 1, f"{type(exc).__name__}: {exc}")
+            await self._retry(shard, msg, attempt + 1, f"{type(exc).__name__}: {exc}")
             return
         if undeliverable:
-            await self._dead_letter(msg, "undeliverable", undeliverable[0])
+            await self._dead_letter(shard, msg, "undeliverable", undeliverable[0])
             return
-        await msg.ack()
+        shard.acks.finish(msg)
 
     async def _publish(self, exchange_name: str, routing_key: str, msg, headers: dict) -> None:
         import aio_pika
@@ -310,7 +394,7 @@ class Worker:
             content_type=msg.content_type or "application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=msg.message_id,
-            user_id=login_of(self.broker["url"]),
+            user_id=self.user_id,
             headers=headers,
         )
         if exchange_name:
@@ -322,10 +406,10 @@ class Worker:
             float(self.broker["confirm_timeout_s"]),
         )
 
-    async def _retry(self, msg, failed: int, error: str) -> None:
+    async def _retry(self, shard: _Shard, msg, failed: int, error: str) -> None:
         headers = {**(msg.headers or {}), HDR_ATTEMPT: failed, HDR_ERROR: error[:500]}
         if failed >= self.topology.max_attempts:
-            await self._dead_letter(msg, "attempts", error, headers)
+            await self._dead_letter(shard, msg, "attempts", error, headers)
             return
         log.warning(
             "attempt failed; retrying later",
@@ -335,9 +419,11 @@ class Worker:
             self.topology.retry_exchange(failed), msg.routing_key or "0", msg, headers
         )
         self.bm.retries.inc()
-        await msg.ack()
+        shard.acks.finish(msg)  # after the broker confirmed the copy
 
-    async def _dead_letter(self, msg, reason: str, error: str, headers: dict | None = None) -> None:
+    async def _dead_letter(
+        self, shard: _Shard, msg, reason: str, error: str, headers: dict | None = None
+    ) -> None:
         headers = headers or {**(msg.headers or {}), HDR_ERROR: error[:500]}
         headers["x-dingskill-dead-reason"] = reason
         headers["x-dingskill-dead-ms"] = int(time.time() * 1000)
@@ -347,7 +433,7 @@ class Worker:
             "message dead-lettered",
             extra={"msg_id": msg.message_id, "reason": reason, "error": error[:200]},
         )
-        await msg.ack()
+        shard.acks.finish(msg)  # after the broker confirmed the copy
 
     # ------------------------------------------------------------------ balance and gauges
     async def _balance(self, interval_s: float = 2.0, window_s: float = 6.0) -> None:
@@ -390,10 +476,12 @@ class Worker:
             await asyncio.sleep(0.01)
         if shard.inflight > 0:  # a stuck message: keep the shard
             shard.paused = False
-            for m in shard.held:
-                await self._on_message(shard, m)
+            held, shard.held = shard.held, []
+            for m in held:
+                await self._start(shard, m)
             return
         log.info("handing shard over", extra={"shard": shard.name, "workers": self.workers})
+        await shard.acks.drain()  # the finished ones are acked, not given back
         await shard.channel.close()  # the held, unstarted messages go back first in line
         shard.last_delivery = 0.0
         await asyncio.sleep(0.5)
