@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
 def password_reset(message: dict, slots: dict, context: dict) -> dict:
     """Where the sender resets a password (the example skill creates no reset link itself:
-    the self-service portal checks who the user is)."""
+    the self-service portal checks who the user is); in English when the message has no
+    Chinese in it."""
+    if not _HAN.search(message.get("text", "")):
+        return {
+            "format": "markdown",
+            "title": "Reset password",
+            "text": "### Reset password\nOpen the IT self-service portal → Reset password "
+            "(https://it.example.com/reset), verify yourself by scanning the DingTalk code, "
+            "then set a new password.\nFor a forgotten DingTalk login password, tap "
+            '"Forgot password" on the DingTalk login screen.',
+        }
     return {
         "format": "markdown",
         "title": "重置密码",

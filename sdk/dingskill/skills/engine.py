@@ -37,7 +37,9 @@ from .fallback import (
     fallback_text,
     handover_reply,
     is_acknowledgement,
+    is_bare_cancel,
     is_handover_request,
+    nothing_to_cancel_reply,
     reply_language,
     skill_with_intent,
     suggest,
@@ -175,8 +177,9 @@ class Engine:
             },
             "sender": message.sender_nick or message.sender_id,
             "slots": dict(slots),
-            # per slot, the entity its value came from: {text, value, entity, start, end, ...}
-            "entities": dict(entities or {}),
+            # per slot, the entity its value came from: {text, value, entity, start, end, ...};
+            # None for a slot no entity gave (a suggestion confirmed, an alias), as in slots
+            "entities": {**{name: None for name in slots}, **(entities or {})},
             "context": {k: v for k, v in context.items() if k != "flow"},
             "intent": intent,
             "confidence": round(confidence, 3),
@@ -331,6 +334,10 @@ class Engine:
         arb = self.decision_cache.arbitration(text, self.options) or arbitrate(
             self.skills, text, self.options
         )
+        if is_bare_cancel(text) and (arb.skill is None or arb.decision.source != "rule"):
+            # a model's "cancel my room" is not what a bare 算了 / cancel means (a skill's
+            # own rule for the word still wins)
+            return nothing_to_cancel_reply(self._lang_of(text, context))
         if arb.clarify:
             return clarify_reply(arb.clarify, arb.text, self._lang_of(text, context), context)
         if arb.skill is not None:  # a skill that claims the message overrides small talk
@@ -424,7 +431,12 @@ class Engine:
             skill_id=skill.manifest.id, intent=intent, confidence=confidence, slots=dict(slots)
         )
         api, error = None, None
-        fallback = resp.get("fallback") or skill.manifest.fallback or self._fallback(message.text)
+        lang = self._lang_of(message.text, context)
+        fallback = (
+            choose_variant(localized(resp.get("fallback"), lang) or "", _seed(message, context))
+            or skill.manifest.fallback
+            or self._fallback(message.text)
+        )
         declared = {name: None for name in skill.manifest.slots}
         variables = self._variables(
             message, {**declared, **slots}, context, intent, confidence, entities=entities
@@ -468,7 +480,7 @@ class Engine:
             text = (
                 await arender(
                     choose_variant(
-                        localized(resp["template"], self._lang_of(message.text, context)),
+                        localized(resp["template"], lang),
                         _seed(message, context),
                     ),
                     variables,

@@ -23,6 +23,8 @@ __all__ = [
     "reply_language",
     "is_acknowledgement",
     "ack_reply",
+    "is_bare_cancel",
+    "nothing_to_cancel_reply",
     "is_handover_request",
     "handover_reply",
     "count_miss",
@@ -36,6 +38,10 @@ CAN_DO = {"zh": "我可以帮您：{what}。", "en": " I can help with: {what}."
 SUGGEST_MIN = 0.1  # an alternative below this probability is not offered
 SUGGEST_TITLE = {"zh": "您是不是想：", "en": "Did you mean:"}
 ACK = {"zh": "好的。还有什么可以帮您？", "en": "OK. Anything else I can help with?"}
+NOTHING_TO_CANCEL = {
+    "zh": "好的。目前没有正在办理的事项，不需要取消。还有什么可以帮您？",
+    "en": "OK. Nothing is in progress, so there is nothing to cancel. Anything else?",
+}
 HANDOVER = {
     "zh": "看来我一直没能理解您的问题，抱歉。您可以联系人工：{contact}。",
     "en": "It seems I keep misunderstanding you, sorry. You can reach a person: {contact}.",
@@ -218,6 +224,18 @@ def is_acknowledgement(text: str) -> bool:
 
 def ack_reply(lang: str) -> Reply:
     return Reply(text=ACK[lang], intent="ack", confidence=1.0, source="smalltalk")
+
+
+def is_bare_cancel(text: str) -> bool:
+    """The whole message is a cancel word (算了, 取消, never mind), nothing more: with no
+    form pending it cancels nothing ("取消会议室" is a request, not this)."""
+    from .dialogue import CANCEL_WORDS
+
+    return _bare(text).lower() in CANCEL_WORDS
+
+
+def nothing_to_cancel_reply(lang: str) -> Reply:
+    return Reply(text=NOTHING_TO_CANCEL[lang], intent="cancel", confidence=1.0, source="dialogue")
 
 
 def is_handover_request(text: str) -> bool:
