@@ -128,3 +128,19 @@ def test_baseline_config_is_validated():
     assert cfg.get("baseline.window_s") == 30 and cfg.get("baseline.enabled") is True
     with pytest.raises(ValueError, match="baseline: window_s must be > 0"):
         load_config(None, environ={}, overrides={"baseline": {"window_s": 0}})
+
+
+def test_the_population_kept_between_rolls_is_the_population_scanned():
+    """The population's mean and std are kept until a track rolls a window: on a random
+    event stream they are always what a full scan of the actors gives."""
+    import random
+
+    rnd = random.Random(7)
+    b = BehaviourBaseline(BaselineConfig(window_s=60, warmup=3))
+    at = 0.0
+    for _ in range(3000):
+        at += rnd.random() * 2
+        actor, kind = f"u{rnd.randrange(30)}", rnd.choice(["message", "login"])
+        b.observe(actor, kind, at=at)
+        for k in ("message", "login"):
+            assert b._population(k) == b._population_now(k)
