@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..skills.conversation import Reply
 from .openapi_rate import QPS_CODES, ApiPacer, qps_backoff
+from .webhook_client import WebhookClient, WebhookConnectionLost, WebhookUnreachable
 
 __all__ = [
     "ReplySender",
@@ -94,8 +95,6 @@ class ReplySender:
         self._loop = None
 
     def _client(self):
-        from .webhook_client import WebhookClient
-
         loop = asyncio.get_running_loop()
         if self._http is None or self._http.closed or self._loop is not loop:
             self._http = WebhookClient(timeout_s=self.timeout_s, limit_per_host=200)
@@ -107,8 +106,6 @@ class ReplySender:
             await self._http.close()
 
     async def send(self, webhook: str, reply: Reply, at_user: str | None = None) -> ReplyResult:
-        from .webhook_client import WebhookConnectionLost, WebhookUnreachable
-
         body = json.dumps(reply_body(reply, at_user), ensure_ascii=False).encode()
         error, status = None, None
         http = self._client()
