@@ -248,3 +248,51 @@ def test_the_stacked_models_read_each_skill_as_its_own_decide_does(three):
             assert got.intent == want.intent, (skill.manifest.id, text)
             assert [a for a, _ in got.alternatives] == [a for a, _ in want.alternatives]
             assert got.confidence == pytest.approx(want.confidence, abs=1e-6)  # float32 blocks
+
+
+def test_a_skill_decides_after_arbitration_as_it_decides_fresh(three):
+    """Arbitration keeps each skill's in-scope stacked reading as the model's own view of the
+    text (no second reading); the skill's ``decide`` then returns that very Decision, and a
+    fresh copy of the model with empty caches decides the same: same intent and
+    alternatives, confidences equal to float32 rounding. On every example test row."""
+    import csv
+
+    from dingskill.nlu.classifier import IntentClassifier
+    from dingskill.nlu.normalize import normalize_text
+    from dingskill.skills import arbitration
+
+    texts = []
+    for skill in three:
+        with (skill.path / skill.manifest.dataset["test"]).open(encoding="utf-8") as f:
+            texts += [r["text"] for r in csv.DictReader(f)]
+    fresh = {s.manifest.id: IntentClassifier.from_bytes(s.model.to_bytes()) for s in three}
+    seeded = 0
+    for text in texts:
+        for skill in three:
+            skill.model.clear_cache()
+        arbitration.clear_caches()
+        norm = normalize_text(text)
+        if any(s.model.match_rule(norm, normalized=True) for s in three):
+            continue
+        whole = len(arbitration.sentences(text)) <= 1  # else decided on its sentences
+        read = dict(
+            zip(
+                [s.manifest.id for s in three],
+                arbitration._stack(three).decisions(norm),
+                strict=True,
+            )
+        )
+        arbitrate(three, text)
+        for skill in three:
+            sid = skill.manifest.id
+            cached, new = skill.decide(text), fresh[sid].decide(text)
+            fresh[sid].clear_cache()
+            if whole and read[sid].intent != "oos":
+                seeded += 1
+                assert cached == read[sid], (sid, text)  # the stacked reading, kept
+            assert cached.intent == new.intent, (sid, text)
+            assert [a for a, _ in cached.alternatives] == [a for a, _ in new.alternatives]
+            assert [p for _, p in cached.alternatives] == pytest.approx(
+                [p for _, p in new.alternatives], abs=1e-6
+            )
+    assert seeded > len(texts) // 2

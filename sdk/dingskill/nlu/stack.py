@@ -6,11 +6,17 @@ its embedding block (the shared sentence encoding times its weight). :class:`Mod
 stacks every model's weights so that one message costs one pass over its n-grams and a few
 matrix products for all of them, not a Python loop of small products per model:
 
-- one union vocabulary (n-gram -> row), with each model's idf per row (0 where the model
-  does not know the n-gram) and each model's coefficients per row, side by side;
+- one union vocabulary (n-gram -> row), with each model's coefficients times its idf of the
+  n-gram per row (0 where the model does not know it), side by side, and each model's
+  squared idf per row: a message's n-gram scores are one product of its ``1 + log tf`` with
+  its rows, divided by each model's norm of the TF-IDF row (another product);
 - the embedding blocks' coefficients side by side, each scaled by its model's weight;
-- softmax per model (its own temperature), then each model's own threshold and, only where
-  the linear model names an in-scope intent, its novelty gate.
+- softmax per model (its own temperature) and each model's intents best first, all models
+  at once; then each model's own threshold and, only where the linear model names an
+  in-scope intent, its novelty gate.
+
+Arbitration takes these Decisions as the skills' own and keeps an in-scope one as the model's
+view of the text (``IntentClassifier.remember_in_scope``): no skill reads a message twice.
 
 The Decisions are those of each model's ``decide`` (same intents; the confidences agree to
 float32 rounding, ~1e-7, since the sums run in another order). Models that do not share n-gram ranges
@@ -19,6 +25,7 @@ and one sentence encoder are not stacked (:meth:`ModelStack.fits` says so)."""
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import repeat
 
 import numpy as np
 
@@ -47,7 +54,7 @@ class ModelStack:
         sizes = [len(m.classes_) for m in models]
         self._start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         k_total = int(self._start[-1])
-        self._idf = np.zeros((len(vocab), len(models)), dtype=np.float64)
+        idf = np.zeros((len(vocab), len(models)), dtype=np.float64)
         self._coef = np.zeros((len(vocab), k_total), dtype=np.float32)
         dense = []
         for j, m in enumerate(models):
@@ -55,14 +62,21 @@ class ModelStack:
             rows = np.fromiter((vocab[f] for f in feats), dtype=np.int64, count=len(feats))
             cols = np.fromiter(feats.values(), dtype=np.int64, count=len(feats))
             lo, hi = self._start[j], self._start[j + 1]
-            self._idf[rows, j] = m.featurizer_.idf_[cols]
-            self._coef[rows, lo:hi] = m.coef_[cols]
+            idf[rows, j] = m.featurizer_.idf_[cols]
+            # each coefficient times its model's idf of the n-gram: a message's n-gram
+            # scores are then one product of its (1 + log tf) with these rows, divided by
+            # each model's norm of the row (TF-IDF, L2-normalised per model)
+            self._coef[rows, lo:hi] = m.coef_[cols] * idf[rows, j, None]
             if self._embedder is not None:
                 dense.append(m.coef_[m._n_ngrams :] * np.float32(m._weight))
         self._dense = np.hstack(dense).astype(np.float32) if dense else None
         self._intercept = np.concatenate([np.asarray(m.intercept_, np.float64) for m in models])
+        self._idf2 = idf * idf  # squared: a row's norm per model is one product
         self._owner = np.repeat(np.arange(len(models)), sizes)
         self._temp = np.repeat([float(m.temperature_) for m in models], sizes)
+        self._names = [str(c) for m in models for c in m.classes_]  # column -> intent
+        self._top = [min(3, k) for k in sizes]  # alternatives kept per model
+        self._firsts = self._start[:-1].tolist()
         # a bounded, thread-safe cache: the runtime's classification threads route a message
         # ahead, and the loop's own decision then finds it computed
         self._cached = lru_cache(maxsize=VIEW_CACHE)(self._decisions)
@@ -95,35 +109,46 @@ class ModelStack:
         n = len(self.models)
         if not norm:
             return tuple(Decision(OUT_OF_SCOPE, 0.0, [], "model", None) for _ in range(n))
-        get = self._vocab.get
-        pairs = [(get(f), c) for f, c in _counted(norm, *self._ngrams)]
-        pairs = [(i, c) for i, c in pairs if i is not None]
+        counted = _counted(norm, *self._ngrams)
+        n_grams = len(counted)
+        ids = np.fromiter(
+            map(self._vocab.get, (f for f, _ in counted), repeat(-1, n_grams)),
+            dtype=np.int64,
+            count=n_grams,
+        )
+        known = ids >= 0
         scores = self._intercept.copy()
-        if pairs:
-            rows = np.fromiter((i for i, _ in pairs), dtype=np.int64, count=len(pairs))
-            tf = np.fromiter((c for _, c in pairs), dtype=np.float64, count=len(pairs))
-            vals = (np.log(tf) + 1.0)[:, None] * self._idf[rows]  # n-grams x models
-            norms = np.sqrt(np.einsum("ij,ij->j", vals, vals))
-            norms[norms == 0] = 1.0
-            vals /= norms
-            scores += np.einsum("ik,ik->k", vals[:, self._owner], self._coef[rows])
         unit = None
+        if known.any():
+            rows = ids[known]
+            tf = np.fromiter((c for _, c in counted), dtype=np.float64, count=n_grams)[known]
+            w = np.log(tf) + 1.0
+            norms = np.sqrt((w * w) @ self._idf2[rows])  # per model
+            norms[norms == 0] = 1.0
+            scores += (w @ self._coef[rows]) / norms[self._owner]
         if self._dense is not None:
             unit = self._embedder.transform_one(norm, normalized=True)
             scores += unit @ self._dense
         z = scores / self._temp
+        # softmax per model (segments of z), then each model's intents best first: a stable
+        # sort by (model, -p) orders every segment as a stable argsort of -p would
+        starts = self._start[:-1]
+        z -= np.maximum.reduceat(z, starts)[self._owner]
+        p = np.exp(z)
+        p /= np.add.reduceat(p, starts)[self._owner]
+        order = np.lexsort((-p, self._owner))
+        probs = p[order].tolist()
+        cols = order.tolist()
+        names = self._names
+        firsts = self._firsts
         out = []
         for j, m in enumerate(self.models):
-            lo, hi = self._start[j], self._start[j + 1]
-            p = z[lo:hi] - z[lo:hi].max()
-            np.exp(p, out=p)
-            p /= p.sum()
-            order = np.argsort(-p, kind="stable")[:3]
-            alts = [(str(m.classes_[i]), float(p[i])) for i in order]
+            lo = firsts[j]
+            alts = [(names[c], probs[i]) for i, c in enumerate(cols[lo : lo + self._top[j]], lo)]
             intent, conf = alts[0]
             if m.threshold_ is not None and conf < m.threshold_:
                 intent = OUT_OF_SCOPE
-            elif intent != OUT_OF_SCOPE and m.far_normalized(norm):  # cached per model
+            elif intent != OUT_OF_SCOPE and m.far_normalized(norm, unit):  # cached per model
                 intent = OUT_OF_SCOPE  # far from every example the skill was trained on
             out.append(Decision(intent, conf, alts, "model", None))
         return tuple(out)

@@ -174,13 +174,16 @@ def _decisions(skills: list, text: str, norm: str) -> dict:
     models' one reading when they stack, else each skill's ``decide`` behind its gate."""
     stack = _stack(skills)
     if stack is not None:
-        # the stack screens every model at once; a skill it finds in scope is read by its
-        # own decide (exactly its Decision, and its cache warmed for the entity step and for
-        # the runtime's loop, which finds what the classification threads routed ahead)
-        return {
-            s.manifest.id: s.decide(text) if d.intent != "oos" else d
-            for s, d in zip(skills, stack.decisions(norm), strict=True)
-        }
+        # the stack's reading is each skill's Decision (tests/skills/test_arbitration.py
+        # holds it to decide's); an in-scope one is also kept as the model's own view of the
+        # text, so that a later decide (the entity step, the runtime's loop after the
+        # classification threads routed ahead) returns this very Decision
+        out = {}
+        for s, d in zip(skills, stack.decisions(norm), strict=True):
+            if d.intent != "oos":
+                s.model.remember_in_scope(norm, d)
+            out[s.manifest.id] = d
+        return out
     return {s.manifest.id: None if s.beyond_gate(text) else s.decide(text) for s in skills}
 
 
