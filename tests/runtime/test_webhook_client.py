@@ -182,3 +182,27 @@ def test_reply_sender_retries_only_what_was_not_delivered():
 def test_bad_settings_are_refused_with_the_values():
     with pytest.raises(ValueError, match="timeout_s=0"):
         WebhookClient(timeout_s=0)
+
+
+def test_request_lines_are_built_from_the_url_and_nothing_can_be_smuggled_in():
+    http = WebhookClient()
+    key, head = http._target("http://127.0.0.1:8080/robot/sendBySession?session=a#frag")
+    assert key == ("http", "127.0.0.1", 8080)
+    assert head.startswith(
+        b"POST /robot/sendBySession?session=a HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+    )
+    key, head = http._target("https://OAPI.example.com/x")
+    assert key == ("https", "oapi.example.com", 443)
+    assert b"\r\nHost: oapi.example.com\r\n" in head
+    for bad in (
+        "http://h/a b",
+        "http://h/a\r\nX-Injected: 1",
+        "http://h/\u4f1a\u8bae",
+        "ftp://h/x",
+        "http://user@h/x",
+        "http://h:99999/x",
+        "http:///x",
+        "h/x",
+    ):
+        with pytest.raises(ValueError):
+            http._target(bad)

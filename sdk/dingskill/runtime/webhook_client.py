@@ -215,45 +215,59 @@ class WebhookClient:
         self.idle_keep = int(idle_keep)
         self._idle: dict[tuple, list[_Conn]] = {}
         self._limits: dict[tuple, asyncio.Semaphore] = {}
-        self._targets: dict[str, tuple] = {}  # url -> (key, request head prefix)
+        self._origins: dict[str, tuple] = {}  # scheme://host[:port] -> (key, head tail)
         self._ssl: _ssl.SSLContext | None = None
         self.connections_opened = 0
         self.closed = False
 
     def _target(self, url: str) -> tuple:
-        hit = self._targets.get(url)
-        if hit is not None:
-            return hit
-        parts = urlsplit(url)
+        """``(key, request head up to the Content-Length value)`` of ``url``. The origin
+        (scheme, host, port) is parsed once and kept; the path is checked to be printable
+        ASCII without spaces (nothing can be smuggled into the request line)."""
+        mark = url.find("://")
+        slash = url.find("/", mark + 3) if mark > 0 else -1
+        origin = url[:slash] if slash > 0 else url
+        hit = self._origins.get(origin)
+        if hit is None:
+            if slash < 0 or any(c in origin for c in "?#@"):
+                origin, hit = "", self._origin(url)  # not http(s)://host[:port]/...: refused
+            else:
+                hit = self._origin(origin)
+                if len(self._origins) > 256:
+                    self._origins.clear()
+                self._origins[origin] = hit
+        key, tail = hit
+        path = url[slash:].partition("#")[0] if slash > 0 else "/"
+        if not (path.isascii() and path.isprintable()) or " " in path:
+            raise ValueError(f"webhook URL path must be printable ASCII: {url[:80]!r}")
+        return key, b"".join((b"POST ", path.encode(), tail))
+
+    @staticmethod
+    def _origin(origin: str) -> tuple:
+        parts = urlsplit(origin)
         scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"webhook URL must be http(s)://host/...: {url[:80]!r}")
-        port = parts.port or (443 if scheme == "https" else 80)
+        if scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise ValueError(f"webhook URL must be http(s)://host/...: {origin[:80]!r}")
+        if parts.username is not None or parts.query or parts.fragment:
+            raise ValueError(f"webhook URL must be http(s)://host/...: {origin[:80]!r}")
         host = parts.hostname
-        path = parts.path or "/"
-        if parts.query:
-            path = f"{path}?{parts.query}"
+        if not (host.isascii() and host.isprintable()) or " " in host:
+            raise ValueError(f"webhook URL host must be printable ASCII: {origin[:80]!r}")
+        port = parts.port or (443 if scheme == "https" else 80)
         default = port == (443 if scheme == "https" else 80)
         host_header = (f"[{host}]" if ":" in host else host) + ("" if default else f":{port}")
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\n"
+        tail = (
+            f" HTTP/1.1\r\nHost: {host_header}\r\n"
             "Content-Type: application/json\r\nAccept: */*\r\nUser-Agent: dingskill\r\n"
             "Content-Length: "
-        ).encode("latin-1", "strict")
-        hit = ((scheme, host, port), head)
-        if len(self._targets) > 4096:  # session webhooks change per conversation
-            self._targets.clear()
-        self._targets[url] = hit
-        return hit
+        ).encode()
+        return (scheme, host, port), tail
 
     async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
         """``(status, body)`` of the answer to a POST of ``body`` to ``url``."""
         if self.closed:
             raise RuntimeError("WebhookClient is closed")
-        try:
-            key, head = self._target(url)
-        except UnicodeEncodeError:
-            raise ValueError(f"webhook URL is not ASCII: {url[:80]!r}") from None
+        key, head = self._target(url)
         data = b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
         sem = self._limits.get(key)
         if sem is None:
