@@ -11,7 +11,13 @@ import datetime as dt
 import pytest
 from dingskill.runtime.local import LocalPipeline
 from dingskill.skills import Engine
-from dingskill.skills.arbitration import ArbitrationOptions, arbitrate, asks, sentences
+from dingskill.skills.arbitration import (
+    ArbitrationOptions,
+    _candidates,
+    arbitrate,
+    asks,
+    sentences,
+)
 
 TODAY = dt.date(2026, 12, 7)  # a Monday
 
@@ -296,3 +302,27 @@ def test_a_skill_decides_after_arbitration_as_it_decides_fresh(three):
                 [p for _, p in new.alternatives], abs=1e-6
             )
     assert seeded > len(texts) // 2
+
+
+@pytest.mark.parametrize(
+    "text,skill,intent",
+    [
+        ("我需要一个正版的CorelDRAW", "it-helpdesk", "software_install"),
+        ("需要一个新的鼠标垫", "hr-assistant", "office_supplies"),
+    ],
+)
+def test_two_sure_skills_the_nearest_domain_takes_it(three, text, skill, intent):
+    """hr-assistant (never trained on a software request) and it-helpdesk are both sure of
+    these ("需要一个…" reads as office supplies to hr-assistant): the skill whose own
+    examples lie nearest the message takes it, not the one with the larger confidence."""
+    from dingskill.nlu.normalize import normalize_text
+
+    rule, found, _ = _candidates(three, text, ArbitrationOptions())
+    sure = [c for c in found if c.confidence >= ArbitrationOptions().clarify_below]
+    assert rule is None and len({c.skill.manifest.id for c in sure}) == 2  # a real conflict
+    out = arbitrate(three, text)
+    assert out.served and out.skill.manifest.id.endswith(skill) and out.decision.intent == intent
+    norm = normalize_text(text)
+    assert out.skill.model.closeness_normalized(norm) == max(
+        c.skill.model.closeness_normalized(norm) for c in sure
+    )

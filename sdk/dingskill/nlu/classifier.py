@@ -691,8 +691,16 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         gate); kept in a bounded cache shared by :meth:`beyond_gate`, :meth:`decide` and the
         stacked reading of several models (one prototype product per text). ``unit``: the
         text's sentence encoding when the caller holds it already."""
+        closeness = self.closeness_normalized(norm, unit)
+        return closeness is not None and closeness < 0.0
+
+    def closeness_normalized(self, norm: str, unit: np.ndarray | None = None) -> float | None:
+        """How far inside this model's domain the non-empty normalised ``norm`` lies: its
+        cosine similarity to the nearest in-scope training example (prototype) minus the
+        novelty gate (below 0: the gate turns it away). None without a gate. Cached per
+        text (the gate's one prototype product)."""
         if self.gate_ is None:
-            return False
+            return None
         gates = self.__dict__.get("_gates")
         if gates is None:  # a bounded cache: the runtime asks again on the loop what its
             gates = self.__dict__["_gates"] = _BoundedCache(VIEW_CACHE)  # threads computed
@@ -701,9 +709,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             return hit
         if unit is None:
             unit = self.embedder_.transform_one(norm, normalized=True)
-        far = bool((unit @ self._prototypes_by_column()).max() < self.gate_)
-        gates.put(norm, far)
-        return far
+        nearest = float((unit @ self._prototypes_by_column()).max())
+        closeness = nearest - float(self.gate_)
+        gates.put(norm, closeness)
+        return closeness
 
     def _prototypes_by_column(self) -> np.ndarray:
         """``prototypes_`` transposed into its own contiguous array (dim x prototypes): one

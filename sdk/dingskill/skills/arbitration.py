@@ -16,6 +16,12 @@ One decision across all loaded skills and languages, on one scale:
   low-confidence "goodbye" is not an answer, nor an English "Bye" to a Chinese message;
 - near-ties (the runner-up within ``clarify_margin`` of a winner under ``clarify_below``)
   are a clarifying question with quick replies rather than a guess;
+- two skills each sure of its reading (both at ``clarify_below`` or more) is a conflict
+  their confidences cannot settle: each is calibrated over its own intents, not on whether
+  the message belongs to its domain at all (hr-assistant is 0.99 sure that 需要一个正版Visio
+  is office supplies: it has never seen a software request). The skill whose own training
+  examples lie nearest the message takes it: the novelty gate's similarity to its nearest
+  example, above its own gate (``IntentClassifier.closeness_normalized``);
 - a message of several sentences is decided on the sentence(s) that ask (a long message
   whose question comes last is served); at most a handful of extra decisions are made.
 
@@ -254,6 +260,27 @@ def _candidates(skills: list, text: str, options: ArbitrationOptions):
     return None, found, best if best is not None else best_oos
 
 
+def _nearest_domain(
+    winner: Candidate, pool: list, text: str, options: ArbitrationOptions
+) -> Candidate:
+    """Among the candidates of ``pool`` sure of their reading (``clarify_below`` or more),
+    from two skills or more: the one whose skill's training examples lie nearest ``text``
+    (its closeness above its own novelty gate; the more confident on a tie). ``winner``
+    when only one skill is sure, or when a sure skill's model has no gate to measure it."""
+    sure = [c for c in pool if c.confidence >= options.clarify_below]
+    if len({c.skill.manifest.id for c in sure}) < 2:
+        return winner
+    norm = normalize_text(text)
+    scored = []
+    for c in sure:
+        measure = getattr(c.skill.model, "closeness_normalized", None)
+        closeness = measure(norm) if measure is not None else None
+        if closeness is None:
+            return winner
+        scored.append((closeness, c))
+    return max(scored, key=lambda pair: pair[0])[1]  # the first (more confident) on a tie
+
+
 def _decide(skills: list, text: str, options: ArbitrationOptions) -> Arbitration:
     rule, found, best = _candidates(skills, text, options)
     if rule is not None:
@@ -270,6 +297,8 @@ def _decide(skills: list, text: str, options: ArbitrationOptions) -> Arbitration
     ):
         winner = foreign[0]
     pool = natives if winner.native else found
+    if winner.confidence >= options.clarify_below:
+        winner = _nearest_domain(winner, pool, text, options)
     runner = next((c for c in pool if c.key != winner.key), None)
     if (
         runner is not None
