@@ -66,3 +66,59 @@ def test_a_multiple_ack_never_covers_a_running_message(rabbit):
             await conn.close()
 
     asyncio.run(go())
+
+
+def test_acks_in_shuffled_order_keep_the_channel_open(rabbit):
+    """Hundreds of messages finishing in a shuffled order, a few per loop turn: single and
+    ``multiple`` acks interleave, and none may reach the broker after a ``multiple`` ack that
+    covered it (the client's write queue is short: acks sent side by side can overtake each
+    other, and an ack of a tag already covered closes the channel, "unknown delivery tag")."""
+
+    async def go():
+        import random
+
+        import aio_pika
+
+        name = f"acks-{uuid.uuid4().hex[:8]}"
+        conn = await aio_pika.connect(rabbit.url)
+        n = 400
+        try:
+            setup = await conn.channel()
+            await setup.declare_queue(name, durable=False)
+            for i in range(n):
+                await setup.default_exchange.publish(aio_pika.Message(str(i).encode()), name)
+            ch = await conn.channel()
+            await ch.set_qos(prefetch_count=n)
+            got: list = []
+
+            async def take(message) -> None:
+                got.append(message)
+
+            await (await ch.get_queue(name)).consume(take)
+            for _ in range(int(400 * scale())):
+                if len(got) == n:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(got) == n
+            acks = _Acks()
+            for m in got:
+                acks.delivered(m)
+                acks.start(m)
+            order = list(got)
+            random.Random(3).shuffle(order)
+            while order:
+                for m in order[:7]:
+                    acks.finish(m)
+                del order[:7]
+                await asyncio.sleep(0)
+            await acks.drain()
+            assert not acks.pending
+            await asyncio.sleep(0.3 * scale())  # a channel error would arrive by now
+            assert not ch.is_closed, "the broker closed the channel (an ack it did not know)"
+            await ch.close()
+            declared = await setup.declare_queue(name, passive=True)
+            assert declared.declaration_result.message_count == 0  # every message acked
+        finally:
+            await conn.close()
+
+    asyncio.run(go())

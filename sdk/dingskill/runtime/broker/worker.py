@@ -75,14 +75,21 @@ class _Acks:
     one by one (never covered by a ``multiple`` ack, so a running or failed message stays
     unacked). Messages held back (a paused shard) are never started, so never acked: their
     tags come after every started one. Delivery tags restart on a new channel (a
-    reconnection): what was started on the old one is forgotten (the broker gives it back)."""
+    reconnection): what was started on the old one is forgotten (the broker gives it back).
+
+    The acks leave one after another, each once the previous one is written: the client
+    queues frames in a short queue where a frame sent later can overtake one waiting for room,
+    and a single ack arriving after a ``multiple`` ack that covered it would be an unknown
+    delivery tag to the broker, which then closes the channel (and gives back every message
+    being handled on it: duplicates)."""
 
     def __init__(self) -> None:
         self.pending: dict[int, object] = {}  # started, not acked: delivery tag -> message
         self.done: set[int] = set()
         self.last_tag = 0
         self.scheduled = False
-        self.sending: set[asyncio.Task] = set()
+        self.outbox: collections.deque = collections.deque()  # (message, multiple), in order
+        self.sender: asyncio.Task | None = None
 
     def delivered(self, msg) -> None:
         """Every delivery, once, in arrival order."""
@@ -120,16 +127,21 @@ class _Acks:
         for tag in order:
             del self.pending[tag]
         self.done.clear()
-        for msg, multiple in acks:
-            task = asyncio.ensure_future(_ack(msg, multiple))
-            self.sending.add(task)
-            task.add_done_callback(self.sending.discard)
+        self.outbox.extend(acks)
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.ensure_future(self._send())
 
-    async def drain(self) -> None:
-        """Send the acks due now and wait for them (before a channel closes)."""
+    async def _send(self) -> None:
+        while self.outbox:
+            msg, multiple = self.outbox.popleft()
+            await _ack(msg, multiple)  # returns once the frame is written
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Send the acks due now and wait for them (before a channel closes); what is not
+        written within ``timeout_s`` (the connection is gone) the broker gives back."""
         self.flush()
-        if self.sending:
-            await asyncio.gather(*self.sending, return_exceptions=True)
+        if self.sender is not None and not self.sender.done():
+            await asyncio.wait([self.sender], timeout=timeout_s)
 
 
 async def _ack(msg, multiple: bool) -> None:
