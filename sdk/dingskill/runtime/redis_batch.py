@@ -29,7 +29,7 @@ class CommandBatcher:
     """Coalesces the commands issued on ``client`` (a ``redis.asyncio.Redis``) in one loop
     turn into one non-transactional pipeline."""
 
-    def __init__(self, client, max_inflight: int = 2, max_batch: int = 512) -> None:
+    def __init__(self, client, max_inflight: int = 1, max_batch: int = 512) -> None:
         self.client = client
         self.max_inflight = int(max_inflight)
         self.max_batch = int(max_batch)
