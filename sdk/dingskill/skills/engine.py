@@ -495,7 +495,9 @@ class Engine:
                 text=text,
                 format=resp.get("format", "card" if card else "text"),
                 card=card,
-                title=await arender(resp.get("title", ""), variables),
+                title=await arender(
+                    choose_variant(localized(resp.get("title", ""), lang), "") or "", variables
+                ),
                 **base,
             )
             if resp.get("notify"):  # after the reply rendered: a follow-up never costs it
