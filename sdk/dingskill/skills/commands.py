@@ -85,16 +85,22 @@ class Command:
 
 # -- rules ----------------------------------------------------------------------------------------
 _STRIP = re.compile(r"[\s,，。.!！?？~～、:：;；…\"'“”‘’「」()（）]+")
-_YES = re.compile(
-    r"^(是|是的|对|对的|好|好的|嗯|嗯嗯|确认|确定|没问题|可以|行|提交|没错|就这样|yes|y|yeah|yep|"
-    r"ok|okay|sure|confirm|correct|right|submit|go ahead|thats right|that is right|yes please)"
-    r"(?:吧|啊|呀|的)?$",
-    re.I,
+# one confirmation word or phrase; a message of several ("yep, that's right", "对的没错",
+# "👍 sounds good") is one answer too
+_YES_WORDS = (
+    r"是|是的|对|对的|好|好的|嗯|嗯嗯|确认|确定|没问题|可以|行|提交|没错|就这样|正确|"
+    r"yes|y|yeah|yep|yup|ok|okay|sure|confirm|confirmed|correct|right|submit|go ahead|"
+    r"thats right|that is right|thats correct|yes please|sounds good|looks good|all good|"
+    r"good|great|perfect|fine|exactly|absolutely|👍|👌|✅|✔️|✔"
 )
-_NO = re.compile(
-    r"^(否|不|不是|不对|不要|错了|有误|不行|no|n|nope|wrong|not right|incorrect)(?:吧|啊|呀|的)?$",
-    re.I,
+_NO_WORDS = (
+    r"否|不|不是|不是的|不对|不对的|不要|错了|有误|不行|"
+    r"no|n|nope|nah|wrong|not right|incorrect|thats wrong|not quite|👎|❌"
 )
+_TAIL = r"(?:吧|啊|呀|的|哦|喔)?"
+_APOSTROPHE = re.compile(r"['’]")  # that's -> thats (the strip would split it)
+_YES = re.compile(rf"^(?:{_YES_WORDS}){_TAIL}(?:\s*(?:{_YES_WORDS}){_TAIL})*$", re.I)
+_NO = re.compile(rf"^(?:{_NO_WORDS}){_TAIL}(?:\s*(?:{_NO_WORDS}){_TAIL})*$", re.I)
 # a message that corrects a value it gave before
 _CORRECTION = re.compile(
     r"不对|不是|错了|改成|改为|改到|换成|换到|改一下|改下|哦不|噢不|喔不|应该是|我是说|更正|"
@@ -134,11 +140,11 @@ def _bare(text: str) -> str:
 
 
 def is_yes(text: str) -> bool:
-    return bool(_YES.match(_bare(text).replace("'", "")))
+    return bool(_YES.match(_bare(_APOSTROPHE.sub("", text))))
 
 
 def is_no(text: str) -> bool:
-    return bool(_NO.match(_bare(text)))
+    return bool(_NO.match(_bare(_APOSTROPHE.sub("", text))))
 
 
 def slot_names(name: str, spec: dict) -> list[str]:
