@@ -97,11 +97,13 @@ class Publisher:
         try:
             if self.exchange is None:
                 raise NotQueued("not connected to the broker")
-            await asyncio.wait_for(
-                self.exchange.publish(
-                    msg, routing_key=str(shard_of(conv, self.topology.shards)), mandatory=True
-                ),
-                self.timeout,
+            # the timeout inside the publish (no task per message, as wait_for makes; the
+            # client keeps the cancellation in this task)
+            await self.exchange.publish(
+                msg,
+                routing_key=str(shard_of(conv, self.topology.shards)),
+                mandatory=True,
+                timeout=self.timeout,
             )
         except NotQueued:
             self.metrics.publish_failures.inc()

@@ -413,9 +413,11 @@ class Worker:
             ex = await self.pub.get_exchange(exchange_name, ensure=False)
         else:
             ex = self.pub.default_exchange
-        await asyncio.wait_for(
-            ex.publish(out, routing_key=routing_key, mandatory=True),
-            float(self.broker["confirm_timeout_s"]),
+        await ex.publish(
+            out,
+            routing_key=routing_key,
+            mandatory=True,
+            timeout=float(self.broker["confirm_timeout_s"]),
         )
 
     async def _retry(self, shard: _Shard, msg, failed: int, error: str) -> None:
