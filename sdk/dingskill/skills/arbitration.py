@@ -296,6 +296,20 @@ def _decide(skills: list, text: str, options: ArbitrationOptions) -> Arbitration
         and foreign[0].confidence > natives[0].confidence + options.foreign_margin
     ):
         winner = foreign[0]
+    if winner.intent in SMALL_TALK_INTENTS:
+        # small talk is what is left when nothing asks: a request another skill reads at the
+        # small-talk bar takes the message ("my computer won't start" is no call for help)
+        task = next(
+            (
+                c
+                for c in found
+                if c.intent not in SMALL_TALK_INTENTS
+                and c.confidence >= options.small_talk_confidence
+            ),
+            None,
+        )
+        if task is not None:
+            winner = task
     pool = natives if winner.native else found
     if winner.confidence >= options.clarify_below:
         winner = _nearest_domain(winner, pool, text, options)
