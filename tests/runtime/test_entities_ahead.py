@@ -149,9 +149,13 @@ def test_the_decision_cache_gives_what_route_and_arbitrate_give(skills):
     options = ArbitrationOptions()
     cache = DecisionCache(size=64)
     story = "上周我去杭州出差，住的酒店离公司不远。另外问一下，我还有几天年假？"
-    texts = [*TURNS, story, "早上那次打卡成功了吗"]
-    for text in texts:
+    texts = [*TURNS, story, "早上那次打卡成功了吗", "你好", "thanks!", "帮我订明天下午3点的会议室"]
+    texts += [f"我想请{n}天年假" for n in range(1, 4)] + ["how do I reset my password"]
+    for text in texts:  # one sentence: the route is read off the arbitration
         assert cache.fill(skills, text, options, arbitration=True) == route(skills, text, options)
+    assert DecisionCache().fill(skills, story, options, arbitration=False) == route(
+        skills, story, options
+    )
     for text in texts:
         assert cache.route(text, options) == route(skills, text, options)
         assert cache.arbitration(text, options) == arbitrate(skills, text, options)

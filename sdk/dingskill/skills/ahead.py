@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-from .arbitration import arbitrate, route
+from .arbitration import arbitrate, route, sentences
 
 __all__ = ["DecisionCache"]
 
@@ -51,11 +51,17 @@ class DecisionCache:
         """Compute and keep the route (and, with ``arbitration``, the arbitration) of
         ``text``; returns the route."""
         routed = self.route(text, options)
+        if arbitration and self.arbitration(text, options) is None:
+            arb = arbitrate(skills, text, options)
+            self._put(self._arbitrations, text, (options, arb))
+            if routed is None and len(sentences(text)) <= 1:
+                # one sentence: the arbitration is route's own decision (tested), so it is
+                # not made twice
+                routed = (arb.skill, arb.decision) if arb.served else (None, arb.decision)
+                self._put(self._routes, text, (options, routed))
         if routed is None:
             routed = route(skills, text, options)
             self._put(self._routes, text, (options, routed))
-        if arbitration and self.arbitration(text, options) is None:
-            self._put(self._arbitrations, text, (options, arbitrate(skills, text, options)))
         return routed
 
     def _put(self, items: dict, key: str, value) -> None:

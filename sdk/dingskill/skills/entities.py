@@ -66,6 +66,15 @@ def find_entities(
 
 
 _CLOCK = object()  # EntityCache's mark of a text whose entities read the clock
+_READS_CLOCK: list = []  # nlu.system_entities.reads_clock, imported on first use
+
+
+def _reads_clock():
+    if not _READS_CLOCK:
+        from ..nlu.system_entities import reads_clock
+
+        _READS_CLOCK.append(reads_clock)
+    return _READS_CLOCK[0]
 
 
 class EntityCache:
@@ -116,11 +125,9 @@ class EntityCache:
         """Find and keep the entities of ``text`` for each of ``skills`` and for ``winner``
         (the routed winner's skill, or None: no skill won), the system entities once for
         all; a text whose entities read the clock is only marked."""
-        from ..nlu.system_entities import reads_clock
-
         if not text.strip():
             return
-        if reads_clock(text):
+        if _reads_clock()(text):
             with self._lock:
                 self._marks[(text, today)] = _CLOCK
                 self._trim(self._marks)
