@@ -53,14 +53,43 @@ def _bare(text: str) -> str:
 
 
 def match_small_talk(text: str) -> SmallTalk | None:
-    """The small-talk kind ``text`` is (the whole message, punctuation aside), or None."""
+    """The small-talk kind ``text`` is (the whole message, punctuation aside), or None. A
+    message of several small-talk pieces ("谢谢，再见", "hi, what can you do") is the kind of
+    its last piece."""
     bare = _bare(text)
     if text.strip().lower().startswith("/"):
         bare = "/" + bare.lstrip("/")
     for kind, pattern in _PATTERNS.items():
         if pattern.match(bare):
             return kind
-    return None
+    pieces = bare.split(" ")
+    if len(pieces) < 2:
+        return None
+    last = None
+    for piece in _pieces(pieces):
+        kind = next((k for k, p in _PATTERNS.items() if p.match(piece)), None)
+        if kind is None:
+            return None
+        last = kind
+    return last
+
+
+def _pieces(words: list[str]) -> list[str]:
+    """``words`` regrouped into the longest runs that are small talk ("thank you", "see
+    you"), left to right; a word no run starts with stays alone."""
+    out, i = [], 0
+    while i < len(words):
+        end = next(
+            (
+                j
+                for j in range(len(words), i, -1)
+                if any(p.match(" ".join(words[i:j])) for p in _PATTERNS.values())
+            ),
+            i + 1,
+        )
+        out.append(" ".join(words[i:end]))
+        i = end
+    return out
 
 
 def small_talk_reply(kind: SmallTalk, lang: str, skills: list) -> str:
