@@ -5,12 +5,13 @@ the reply's ``state`` shows the form the next answer goes to."""
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from .conversation import Message, Reply
-from .dialogue import DEFAULT_TIMEOUT_S, FlowState
-from .flow import RESUME, _ask
+from .dialogue import DEFAULT_TIMEOUT_S, Awaiting, FlowState
+from .flow import OFFER, RESUME, SUGGEST, _ask, _show
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
@@ -72,8 +73,26 @@ async def refusal_reply(
     if pending is not None:
         skill, spec, state = pending
         state.lang = lang  # the question in the reply's language (not saved)
-        ask = await _ask(engine, skill, spec, state, message, context)
-        reply.text = f"{said}\n{RESUME[lang].format(ask=ask)}"
+        try:
+            ask = await _question(engine, skill, spec, state, message, context)
+        except Exception:  # noqa: BLE001 - the polite sentence alone, never an error
+            ask = ""
+        reply.text = f"{said}\n{RESUME[lang].format(ask=ask)}" if ask else said
         reply.slots = dict(state.slots)
     reply.state = dict(context.get("flow") or {})
     return reply
+
+
+async def _question(engine: Engine, skill, spec, state: FlowState, message, context) -> str:
+    """The question the form waits on, as it was asked: the pending slot's, the summary to
+    confirm, "did you mean ...?" or "leave it for the new request?"."""
+    lang = state.lang or "zh"
+    if state.awaiting == Awaiting.SUGGESTION.value and state.suggestion:
+        return SUGGEST[lang].format(value=_show(state.suggestion.get("value"), lang))
+    if state.awaiting == Awaiting.OFFER.value:
+        before = Awaiting.SLOT.value if state.pending else Awaiting.CONFIRM.value
+        asked = dataclasses.replace(state, awaiting=before)
+        return OFFER[lang].format(ask=await _ask(engine, skill, spec, asked, message, context))
+    if state.awaiting != Awaiting.CONFIRM.value and not state.pending:
+        state = dataclasses.replace(state, awaiting=Awaiting.CONFIRM.value)
+    return await _ask(engine, skill, spec, state, message, context)
