@@ -32,6 +32,10 @@ def _answers(body: bytes) -> dict[str, bytes]:
         "/http10": b"HTTP/1.0 200 OK\r\nContent-Length: " + n + b"\r\n\r\n" + body,
         "/busy": b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",
         "/garbage": b"SSH-2.0-OpenSSH\r\n\r\n",
+        # a chunk announced larger than any answer may be, and a chunk-size line without end
+        "/hugechunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % (64 * 1024 * 1024) + b"x" * 1024,
+        "/endless": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 70_000,
     }
 
 
@@ -131,7 +135,7 @@ def test_failures_say_whether_the_request_may_have_been_sent():
     async def go(server, base):
         http = WebhookClient(timeout_s=0.5)
         out = {}
-        for path in ("/break", "/garbage", "/hang"):
+        for path in ("/break", "/garbage", "/hugechunk", "/endless", "/hang"):
             try:
                 await http.post(base + path, b"{}")
             except Exception as exc:  # noqa: BLE001 - the test records each kind
@@ -149,6 +153,8 @@ def test_failures_say_whether_the_request_may_have_been_sent():
     assert isinstance(out["/break"], WebhookConnectionLost)
     assert isinstance(out["/garbage"], WebhookConnectionLost)
     assert "not HTTP" in str(out["/garbage"])
+    assert "too long" in str(out["/hugechunk"])  # refused at the size line, nothing buffered
+    assert "chunk-size line is too long" in str(out["/endless"])
     assert isinstance(out["/hang"], TimeoutError)
     assert isinstance(out["refused"], WebhookUnreachable)
     assert out["after"] == (200, OK)

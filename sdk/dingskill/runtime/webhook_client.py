@@ -172,15 +172,21 @@ class _Conn(asyncio.Protocol):
         while True:
             eol = buf.find(b"\r\n")
             if eol < 0:
+                if len(buf) > MAX_HEAD:  # a chunk-size line never ends
+                    raise WebhookConnectionLost("the answer's chunk-size line is too long")
                 return
             size_s = bytes(buf[:eol]).split(b";", 1)[0].strip()
             try:
                 size = int(size_s, 16)
             except ValueError:
                 raise WebhookConnectionLost(f"bad chunk size {size_s[:20]!r}") from None
+            if size < 0 or len(self._body) + size > MAX_BODY:  # refused before it is buffered
+                raise WebhookConnectionLost("the answer is too long")
             if size == 0:  # the last chunk, then trailers (if any) and an empty line
                 if buf.startswith(b"\r\n", eol + 2) or buf.find(b"\r\n\r\n", eol + 2) >= 0:
                     self._finish()
+                elif len(buf) > eol + 2 + MAX_HEAD:
+                    raise WebhookConnectionLost("the answer's trailers are too long")
                 return
             if len(buf) < eol + 2 + size + 2:
                 return
