@@ -34,7 +34,8 @@ def _answers(body: bytes) -> dict[str, bytes]:
         "/garbage": b"SSH-2.0-OpenSSH\r\n\r\n",
         # a chunk announced larger than any answer may be, and a chunk-size line without end
         "/hugechunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + b"%x\r\n" % (64 * 1024 * 1024) + b"x" * 1024,
+        + b"%x\r\n" % (64 * 1024 * 1024)
+        + b"x" * 1024,
         "/endless": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 70_000,
     }
 
