@@ -93,8 +93,14 @@ class AuditWriter:
                 log.error("audit message is not JSON; dropped", extra={"bytes": len(m.body)})
         await asyncio.to_thread(self.chain.append_many, records)
         self.written += len(records)
-        for m in batch:  # on disk: now the broker may forget them
-            await m.ack()
+        # on disk: now the broker may forget them. The batch holds the channel's unacked
+        # deliveries in order (earlier batches are acked), so one multiple ack of the last
+        # covers it; after a reconnection the old channel's ones cannot be acked any more
+        # (the broker gives them back)
+        try:
+            await batch[-1].ack(multiple=len(batch) > 1)
+        except Exception as exc:  # noqa: BLE001 - the channel closed: they come back
+            log.warning("audit batch not acked", extra={"n": len(batch), "error": repr(exc)})
 
     async def readiness(self) -> dict:
         return {"broker": self.connection is not None and not self.connection.is_closed}
