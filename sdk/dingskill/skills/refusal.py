@@ -9,6 +9,7 @@ import dataclasses
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from .clarify import _SEP, QUESTION
 from .conversation import Message, Reply
 from .dialogue import DEFAULT_TIMEOUT_S, Awaiting, FlowState
 from .flow import OFFER, RESUME, SUGGEST, _ask, _show
@@ -70,6 +71,11 @@ async def refusal_reply(
         else (EMPTY_IN_FLOW if pending is not None else EMPTY)[lang]
     )
     reply = Reply(text=said, source="fallback", error=ERRORS[reason])
+    asked = (context.get("clarify") or {}).get("options") if pending is None else None
+    if asked:  # a clarifying question still waits: asked again, its pick still works
+        said = (EMPTY_IN_FLOW[lang] if reason is Refusal.EMPTY else said) + "\n"
+        names = _SEP[lang].join(str(o.get("label", "")) for o in asked)
+        reply.text = said + QUESTION[lang].format(options=names)
     if pending is not None:
         skill, spec, state = pending
         state.lang = lang  # the question in the reply's language (not saved)
