@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass
 
 from ..nlu.normalize import normalize_text
+from ..skills.flow import stale_flow_skill
 from .batching import BatcherClosed, DynamicBatcher
 
 __all__ = [
@@ -94,15 +95,8 @@ def entity_skills(engine, context: dict | None) -> tuple[tuple, bool]:
     if flow:
         skill = by_id.get(flow.get("skill"))
         return ((skill,) if skill is not None else ()), False
-    last = context.get("last_flow")
-    if last and not context.get("clarify"):
-        from ..skills.flow import STALE_WINDOW_S
-
-        if engine._now_ms() - int(last.get("ended_ms", 0)) <= STALE_WINDOW_S * 1000:
-            skill = by_id.get(last.get("skill"))
-            if skill is not None:
-                return (skill,), True
-    return (), True
+    skill = stale_flow_skill(engine, context)
+    return ((skill,) if skill is not None else ()), True
 
 
 def _entities_cached(engine, skills: tuple, winner: bool, text: str) -> bool:

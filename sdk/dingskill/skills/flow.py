@@ -12,7 +12,19 @@ import re
 from typing import TYPE_CHECKING
 
 from ..text import detect_language
-from .commands import Act, Command, Digression, slot_label, understand
+from .commands import (
+    _CORRECTION,
+    Act,
+    Command,
+    Digression,
+    _leftover,
+    _pick,
+    _values,
+    is_no,
+    is_yes,
+    slot_label,
+    understand,
+)
 from .conversation import Message, Reply
 from .dialogue import Awaiting, FlowEnd, FlowState, end_flow, missing_slots
 from .smalltalk import match_small_talk
@@ -89,8 +101,6 @@ def _shown(state: FlowState, name: str, lang: str) -> str:
 
 def first_values(text: str, entities, declared: dict, wanted: list[str]) -> tuple[dict, dict]:
     """``(slots, entities)`` a first message gives: every slot an entity fits."""
-    from .commands import _pick, _values
-
     state = FlowState("", "", {}, "", 0)
     found = _pick(_values(text, entities, wanted, declared, state, []))
     slots = {name: f.value for name, f in found.items()}
@@ -374,18 +384,23 @@ _ENDED = {
 STALE_WINDOW_S = 600.0  # an answer this long after its flow ended is read as a new message
 
 
-def stale_answer(engine: Engine, message: Message, context: dict) -> Reply | None:
-    """An answer to a question no longer pending (是 / 否, 三天, 不对，改成下周一 after the
-    form ended): say so instead of reading it as a new request. None otherwise: a message a
-    rule claims, or that confidently asks for the same thing again, is a new request."""
-    from .commands import _CORRECTION, _leftover, _pick, _values, is_no, is_yes
-
+def stale_flow_skill(engine: Engine, context: dict):
+    """The skill of the flow that ended within ``STALE_WINDOW_S`` and whose questions a
+    message may still answer (no flow, no clarifying question pending), or None."""
     last = context.get("last_flow")
     if not last or context.get("flow") or context.get("clarify"):
         return None
     if engine._now_ms() - int(last.get("ended_ms", 0)) > STALE_WINDOW_S * 1000:
         return None
-    skill = engine._by_id.get(last.get("skill"))
+    return engine._by_id.get(last.get("skill"))
+
+
+def stale_answer(engine: Engine, message: Message, context: dict) -> Reply | None:
+    """An answer to a question no longer pending (是 / 否, 三天, 不对，改成下周一 after the
+    form ended): say so instead of reading it as a new request. None otherwise: a message a
+    rule claims, or that confidently asks for the same thing again, is a new request."""
+    skill = stale_flow_skill(engine, context)
+    last = context.get("last_flow")
     spec = skill.manifest.intents.get(last.get("intent"), {}).get("flow") if skill else None
     if spec is None:
         return None
