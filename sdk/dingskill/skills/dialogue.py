@@ -11,6 +11,8 @@ __all__ = [
     "FlowEnd",
     "FlowState",
     "end_flow",
+    "flow_expired",
+    "flow_spec",
     "is_cancel",
     "missing_slots",
     "new_flow",
@@ -98,6 +100,19 @@ CANCEL_WORDS = (
     "quit",
 )
 DEFAULT_TIMEOUT_S = 300.0
+
+
+def flow_spec(skills_by_id: dict, flow: dict) -> tuple[object, dict | None]:
+    """(skill, flow spec) of a saved flow (``context["flow"]`` or ``["last_flow"]``); the
+    spec is None when its skill is no longer loaded or its intent has no flow any more."""
+    skill = skills_by_id.get(flow.get("skill"))
+    spec = skill.manifest.intents.get(flow.get("intent"), {}).get("flow") if skill else None
+    return skill, spec
+
+
+def flow_expired(flow: dict, spec: dict, now_ms: int) -> bool:
+    """Whether the saved ``flow`` has run past its spec's ``timeout_s``."""
+    return now_ms - flow["started_ms"] > spec.get("timeout_s", DEFAULT_TIMEOUT_S) * 1000
 
 
 def is_cancel(text: str, extra: list[str] | None = None) -> bool:

@@ -21,10 +21,11 @@ from .arbitration import ArbitrationOptions, arbitrate, route
 from .clarify import clarify_reply, resolve_pick
 from .conversation import Message, Reply
 from .dialogue import (
-    DEFAULT_TIMEOUT_S,
     Awaiting,
     FlowEnd,
     end_flow,
+    flow_expired,
+    flow_spec,
     missing_slots,
     new_flow,
 )
@@ -298,12 +299,11 @@ class Engine:
         note = ""
         flow = context.get("flow")
         if flow:
-            skill = self._by_id.get(flow.get("skill"))
-            spec = skill.manifest.intents.get(flow.get("intent"), {}).get("flow") if skill else None
+            skill, spec = flow_spec(self._by_id, flow)
             if spec is None:
                 end_flow(context, FlowEnd.SKILL_GONE, now_ms)
                 note = GONE[_lang(text)]
-            elif now_ms - flow["started_ms"] > spec.get("timeout_s", DEFAULT_TIMEOUT_S) * 1000:
+            elif flow_expired(flow, spec, now_ms):
                 end_flow(context, FlowEnd.TIMEOUT, now_ms)
                 note = EXPIRED[_lang(text)]
             else:

@@ -26,7 +26,7 @@ from .commands import (
     understand,
 )
 from .conversation import Message, Reply
-from .dialogue import Awaiting, FlowEnd, FlowState, end_flow, missing_slots
+from .dialogue import Awaiting, FlowEnd, FlowState, end_flow, flow_spec, missing_slots
 from .smalltalk import match_small_talk
 from .templates import arender, choose_variant
 
@@ -401,7 +401,7 @@ def stale_answer(engine: Engine, message: Message, context: dict) -> Reply | Non
     rule claims, or that confidently asks for the same thing again, is a new request."""
     skill = stale_flow_skill(engine, context)
     last = context.get("last_flow")
-    spec = skill.manifest.intents.get(last.get("intent"), {}).get("flow") if skill else None
+    spec = flow_spec(engine._by_id, last)[1] if skill else None
     if spec is None:
         return None
     text = message.text

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .clarify import _SEP, QUESTION
 from .conversation import Message, Reply
-from .dialogue import DEFAULT_TIMEOUT_S, Awaiting, FlowState
+from .dialogue import Awaiting, FlowState, flow_expired, flow_spec
 from .flow import OFFER, RESUME, SUGGEST, _ask, _show
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,11 +46,8 @@ def _pending(engine: Engine, context: dict):
     flow = context.get("flow")
     if not flow:
         return None
-    skill = engine._by_id.get(flow.get("skill"))
-    spec = skill.manifest.intents.get(flow.get("intent"), {}).get("flow") if skill else None
-    if spec is None:
-        return None
-    if engine._now_ms() - flow["started_ms"] > spec.get("timeout_s", DEFAULT_TIMEOUT_S) * 1000:
+    skill, spec = flow_spec(engine._by_id, flow)
+    if spec is None or flow_expired(flow, spec, engine._now_ms()):
         return None
     return skill, spec, FlowState.from_dict(flow)
 
