@@ -1,7 +1,8 @@
 """``DynamicBatcher``: concurrent requests share one call of a batch function, off the loop.
 
 What inference servers call dynamic batching: the first request of a batch opens a short
-collection window (``window_s``, 1-2 ms); requests arriving meanwhile join it; the batch goes
+collection window (``window_s``, 1-2 ms; 0: the batch goes at the loop's next turn);
+requests arriving meanwhile join it; the batch goes
 to a worker thread when the window closes or it holds ``max_batch`` requests. While every
 worker is busy, requests keep gathering (up to ``max_batch`` a batch), so under load batches
 grow by themselves and the cost per request falls; when idle a lone request waits at most

@@ -179,7 +179,10 @@ class Understanding:
     )
     max_batch: int = setting(32, "utterances per batched encoder forward pass", minimum=1)
     window_ms: float = setting(
-        2.0, "how long a message waits for others to share its forward pass", minimum=0
+        0.0,
+        "how long the first message of a batch waits for others to share its forward pass "
+        "(0: none; batches still form while every thread is busy)",
+        minimum=0,
     )
     max_queue: int = setting(
         256,

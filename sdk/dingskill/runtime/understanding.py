@@ -68,7 +68,8 @@ def default_workers() -> int:
 @dataclass(frozen=True)
 class UnderstandingConfig:
     """``workers``: classification threads (0: :func:`default_workers`); ``max_batch``: utterances per
-    forward pass; ``window_ms``: how long the first message of a batch waits for others;
+    forward pass; ``window_ms``: how long the first message of a batch waits for others (0:
+    not at all; batches still form while every thread is busy);
     ``max_queue``: messages waiting for an encoding before new ones are shed (0: never);
     ``max_wait_ms``: a message that has already waited this long in the Pipeline (a backlog
     on the loop itself, which the queue does not see) is shed too (0: never);
@@ -76,7 +77,7 @@ class UnderstandingConfig:
 
     workers: int = 0
     max_batch: int = 32
-    window_ms: float = 2.0
+    window_ms: float = 0.0
     max_queue: int = 256
     max_wait_ms: float = 2000.0
     route_ahead: bool = True
