@@ -239,6 +239,7 @@ def _paced(emu, batch: list[str], users, rate, wait_s: float, settle_s: float):
 def _drive(emu, texts, messages, users, window, rate, duration, say, label) -> dict:
     """Warm up, then phase 1 (sustained rate, ``window`` in flight) and phase 2 (``rate``
     offered for ``duration`` s, end-to-end latency from push to reply) on the connected bot."""
+    cpu0, sent0 = time.process_time(), texts.pos
     warm = [emu.send(t, sender_id=f"warm-{i}") for i, t in enumerate(texts.take(50))]
     for w in warm:
         emu.wait_reply(w, timeout=60)
@@ -249,7 +250,14 @@ def _drive(emu, texts, messages, users, window, rate, duration, say, label) -> d
     say(f"bench[{label}]: phase 1: {sustained:.0f} msg/s")
     say(f"bench[{label}]: phase 2: {rate:g} msg/s offered for {duration:g} s")
     ids2, lat = _paced_phase(emu, texts, users, rate, duration, wait_s=60, settle_s=0.5)
-    return {"msgs_per_s": round(sustained, 1), **_delivery(emu, ids + ids2, lat, ids2)}
+    # this process's CPU (the emulator and the load driver) per message: it shares the
+    # machine's cores with the bot under test
+    harness_ms = (time.process_time() - cpu0) * 1000 / max(1, texts.pos - sent0)
+    return {
+        "msgs_per_s": round(sustained, 1),
+        **_delivery(emu, ids + ids2, lat, ids2),
+        "harness_cpu_ms_per_message": round(harness_ms, 3),
+    }
 
 
 def _phase1(emu, phase1: list[str], messages: int, users, window) -> tuple[float, list, int]:
@@ -417,7 +425,11 @@ def run_benchmark(
                 procs.append(bot)
                 emu.wait_connections(1, timeout=60)
                 texts.rewind()
+                bot_cpu0 = _proc_cpu([bot.pid])
                 r = _drive(emu, texts, messages, users, window, rate, duration, say, kind)
+                r["cpu_ms_per_message"] = round(
+                    (_proc_cpu([bot.pid]) - bot_cpu0) * 1000 / max(1, texts.pos), 3
+                )
                 r["redelivered"] = emu.counters["redelivered"] - base
                 _stop([bot])
                 result.update({f"{kind}_{k}": v for k, v in r.items()})
