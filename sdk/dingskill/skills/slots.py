@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 from ..nlu.entity import SYSTEM_TYPES
 from ..nlu.safe_regex import compile_safe
@@ -184,17 +185,12 @@ def slot_value(name: str, spec: dict, entity: str, value):
 def word_spans(spec: dict[str, list[str]], text: str) -> list[tuple[int, int, str]]:
     """Every non-overlapping occurrence of a listed word or synonym: ``(start, end,
     canonical)``, longest forms first, case-insensitive."""
-    pairs = sorted(
-        {(syn.lower(), canon) for canon, syns in spec.items() for syn in [canon, *syns] if syn},
-        key=lambda p: (-len(p[0]), p[0]),
-    )
     low = text.lower()
     taken: list[tuple[int, int, str]] = []
-    for syn, canon in pairs:
+    for syn, canon, ascii_word in _word_table(spec):
         start = low.find(syn)
         while start >= 0:
             end = start + len(syn)
-            ascii_word = syn.isascii() and syn[:1].isalnum()
             bounded = not ascii_word or (
                 (start == 0 or not low[start - 1].isalnum())
                 and (end == len(low) or not low[end].isalnum())
@@ -203,6 +199,26 @@ def word_spans(spec: dict[str, list[str]], text: str) -> list[tuple[int, int, st
                 taken.append((start, end, canon))
             start = low.find(syn, start + 1)
     return sorted(taken)
+
+
+def _word_table(spec: dict[str, list[str]]) -> tuple[tuple[str, str, bool], ...]:
+    """``(form, canonical, whole ASCII word)`` of each listed word and synonym, lower case,
+    longest first: made once per word list (keyed by its contents, so an edited list gets
+    a new table)."""
+    try:
+        key = tuple((canon, tuple(syns)) for canon, syns in spec.items())
+        return _word_table_of(key)
+    except TypeError:  # something unhashable in the list: no cache
+        return _word_table_of.__wrapped__(tuple((c, syns) for c, syns in spec.items()))
+
+
+@lru_cache(maxsize=1024)
+def _word_table_of(items: tuple) -> tuple[tuple[str, str, bool], ...]:
+    pairs = sorted(
+        {(syn.lower(), canon) for canon, syns in items for syn in [canon, *syns] if syn},
+        key=lambda p: (-len(p[0]), p[0]),
+    )
+    return tuple((syn, canon, syn.isascii() and syn[:1].isalnum()) for syn, canon in pairs)
 
 
 def _distance(a: str, b: str) -> int:
