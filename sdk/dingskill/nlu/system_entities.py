@@ -1398,9 +1398,12 @@ def _find(rx: re.Pattern, t: str):
     if not _GATES:
         _GATES.update(_gates())
     keys = _GATES.get(rx)
-    if keys is not None and not any(k in t for k in keys):
-        return ()
-    return rx.finditer(t)
+    if keys is None:
+        return rx.finditer(t)
+    for k in keys:  # a plain loop: no generator per call
+        if k in t:
+            return rx.finditer(t)
+    return ()
 
 
 def _resolve(cands: list[_Cand], n: int) -> list[_Cand]:
