@@ -16,6 +16,7 @@ Point the SDK at it with ``DINGTALK_OPENAPI_ENDPOINT=http://127.0.0.1:<port>``.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import socket
 import threading
@@ -231,6 +232,9 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
             ws_ping_interval=None,
             ws_max_size=4 * 2**20,
             access_log=False,
+            # the compiled parser when installed (a dependency): the emulator shares the
+            # benchmark machine's cores with the bot under test, h11 cost it twice the CPU
+            http="httptools" if importlib.util.find_spec("httptools") else "h11",
         )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
