@@ -73,6 +73,29 @@ def test_finds_spans_in_the_text_as_typed(fitted):
     assert fitted.predict(["", "   "]) == [[], []]
 
 
+def test_tagging_only_the_known_attributes_changes_nothing(fitted):
+    """predict leaves out the features the CRF model has no attribute for: the same labels,
+    spans and confidences (to the float) as tagging with every feature."""
+    texts = [
+        "帮我订灵隐厅",
+        "明天想用西湖厅开会，顺便订 lake room",
+        "Book the RIVER ROOM please",
+        "ｒｅｓｅｒｖｅ hill room for friday",
+        "zzz unknown words only ¨ …",
+        "你好",
+    ]
+    intents = ["book_room", "book_room", "book_room", None, "greet", "greet"]
+    known = fitted._attributes()
+    assert known and all(isinstance(a, str) for a in known)  # the model's dump was read
+    fast = fitted.predict(texts, intents)
+    plain = clone(fitted)
+    plain._set_model(fitted.model_bytes_)
+    plain.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    plain._known = None  # no dump: every feature goes to the tagger
+    assert plain.predict(texts, intents) == fast
+    assert plain._attributes() is None
+
+
 def test_synonyms_give_the_canonical_value(fitted):
     (e,) = [e for e in fitted.predict(["帮我订西湖"], ["book_room"])[0] if e.entity == "room"]
     assert (e.start, e.end, e.value) == (3, 5, "西湖厅")

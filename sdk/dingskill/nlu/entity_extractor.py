@@ -243,7 +243,29 @@ class EntityExtractor(BaseEstimator):
         self.model_bytes_ = raw
         self._tagger = tagger
         self._lock = threading.Lock()
+        self._known: frozenset[str] | None | bool = False  # not read yet (see _attributes)
         self.labels_ = sorted(tagger.labels())
+
+    def _attributes(self) -> frozenset[str] | None:
+        """The attribute names the CRF model knows, read once from its dump (under the
+        lock), or None when the dump does not list them all. The tagger gives every other
+        attribute no weight (it drops it when the sequence is set), so leaving those out
+        of a sequence changes no label and no marginal; it only spares CRFsuite the copy
+        and the lookup of each (on new texts most n-grams are unknown)."""
+        if self._known is False:
+            with self._lock:
+                if self._known is False:
+                    self._known = self._read_attributes()
+        return self._known  # type: ignore[return-value]
+
+    def _read_attributes(self) -> frozenset[str] | None:
+        try:
+            info = self._tagger.info()
+            if len(info.attributes) == int(info.header["num_attrs"]):
+                return frozenset(info.attributes)
+        except Exception:  # noqa: BLE001 - an unreadable dump: tag with every feature
+            pass
+        return None
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:
@@ -277,6 +299,9 @@ class EntityExtractor(BaseEstimator):
             gazetteer=self.gazetteer_ if rich else None,
             intent=str(intent) if (self.intent_feature_ and intent is not None) else None,
         )
+        known = self._attributes()
+        if known is not None:
+            feats = [list(filter(known.__contains__, f)) for f in feats]
         with self._lock:
             self._tagger.set(pycrfsuite.ItemSequence(feats))
             labels = self._tagger.tag()
@@ -398,6 +423,7 @@ class EntityExtractor(BaseEstimator):
         state = self.__dict__.copy()
         state.pop("_tagger", None)
         state.pop("_lock", None)
+        state.pop("_known", None)
         return state
 
     def __setstate__(self, state):
