@@ -186,8 +186,11 @@ def word_spans(spec: dict[str, list[str]], text: str) -> list[tuple[int, int, st
     """Every non-overlapping occurrence of a listed word or synonym: ``(start, end,
     canonical)``, longest forms first, case-insensitive."""
     low = text.lower()
+    rows, anywhere = _word_table(spec)
+    if anywhere is None or anywhere.search(low) is None:
+        return []  # one scan for all forms: most texts name none
     taken: list[tuple[int, int, str]] = []
-    for syn, canon, ascii_word in _word_table(spec):
+    for syn, canon, ascii_word in rows:
         start = low.find(syn)
         while start >= 0:
             end = start + len(syn)
@@ -201,10 +204,13 @@ def word_spans(spec: dict[str, list[str]], text: str) -> list[tuple[int, int, st
     return sorted(taken)
 
 
-def _word_table(spec: dict[str, list[str]]) -> tuple[tuple[str, str, bool], ...]:
+_WordTable = tuple[tuple[tuple[str, str, bool], ...], "re.Pattern | None"]
+
+
+def _word_table(spec: dict[str, list[str]]) -> _WordTable:
     """``(form, canonical, whole ASCII word)`` of each listed word and synonym, lower case,
-    longest first: made once per word list (keyed by its contents, so an edited list gets
-    a new table)."""
+    longest first, and one pattern matching any form (None: no forms): made once per word
+    list (keyed by its contents, so an edited list gets a new table)."""
     try:
         key = tuple((canon, tuple(syns)) for canon, syns in spec.items())
         return _word_table_of(key)
@@ -213,12 +219,14 @@ def _word_table(spec: dict[str, list[str]]) -> tuple[tuple[str, str, bool], ...]
 
 
 @lru_cache(maxsize=1024)
-def _word_table_of(items: tuple) -> tuple[tuple[str, str, bool], ...]:
+def _word_table_of(items: tuple) -> _WordTable:
     pairs = sorted(
         {(syn.lower(), canon) for canon, syns in items for syn in [canon, *syns] if syn},
         key=lambda p: (-len(p[0]), p[0]),
     )
-    return tuple((syn, canon, syn.isascii() and syn[:1].isalnum()) for syn, canon in pairs)
+    rows = tuple((syn, canon, syn.isascii() and syn[:1].isalnum()) for syn, canon in pairs)
+    anywhere = re.compile("|".join(re.escape(syn) for syn, _ in pairs)) if pairs else None
+    return rows, anywhere
 
 
 def _distance(a: str, b: str) -> int:
