@@ -1,6 +1,7 @@
 """The entity step's precomputed paths give exactly what the plain code gives: the CRF
 features (with the gazetteer's index by first token), the word-list spans (with their
-table made once per list). The plain versions here are the code before the fast paths."""
+table made once per list), the from-now check (with its word gate). The plain versions
+here are the code before the fast paths."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from dingskill.nlu.entity_features import (
     shape,
     token_features,
     tokenize,
+)
+from dingskill.nlu.system_entities import (
+    _RE_AFTER_EN,
+    _RE_AFTER_ZH,
+    _RE_HALF_HOUR_AFTER,
+    _RE_IN_A,
+    _fold,
+    reads_clock,
 )
 from dingskill.skills.slots import word_spans
 
@@ -202,3 +211,29 @@ def test_word_spans_follow_an_edited_list():
     odd = {"年假": [["annual"]]}  # unhashable: no cache, the plain reading (and its error)
     with pytest.raises(AttributeError):
         word_spans(odd, "annual")
+
+
+CLOCK_TEXTS = [
+    "两小时后提醒我",
+    "3天后",
+    "半小时之后开会",
+    "in 2 hours",
+    "in a day",
+    "3 days later",
+    "2 wee\u212a later",  # Kelvin sign: re.I reads it as k
+    "\u0131n half an hour",  # dotless i
+    "明天下午三点",
+    "next Monday",
+    "后来呢",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", CLOCK_TEXTS + TEXTS)
+def test_reads_clock_gate_equals_the_plain_reading(text):
+    t = _fold(text)
+    plain = any(
+        rx.search(t) is not None
+        for rx in (_RE_AFTER_ZH, _RE_AFTER_EN, _RE_IN_A, _RE_HALF_HOUR_AFTER)
+    )
+    assert reads_clock(text) is plain

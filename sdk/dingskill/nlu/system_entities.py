@@ -1398,12 +1398,17 @@ def _find(rx: re.Pattern, t: str):
     if not _GATES:
         _GATES.update(_gates())
     keys = _GATES.get(rx)
-    if keys is None:
+    if keys is None or _contains_any(t, keys):
         return rx.finditer(t)
-    for k in keys:  # a plain loop: no generator per call
-        if k in t:
-            return rx.finditer(t)
     return ()
+
+
+def _contains_any(t: str, words: tuple[str, ...]) -> bool:
+    """Whether one of ``words`` is in ``t`` (a plain loop: no generator per call)."""
+    for w in words:
+        if w in t:
+            return True
+    return False
 
 
 def _resolve(cands: list[_Cand], n: int) -> list[_Cand]:
@@ -1423,12 +1428,24 @@ def _resolve(cands: list[_Cand], n: int) -> list[_Cand]:
     return kept
 
 
+# the 4 non-ASCII letters an re.I pattern matches to ASCII ones (İ ı: i, ſ: s, K: k)
+_ODD_CASE = ("\u0130", "\u0131", "\u017f", "\u212a")
+# one of these is in every text the English from-now patterns match (the text folded:
+# ASCII lower case); the Chinese ones all need 后
+_CLOCK_WORDS_EN = ("day", "week", "hour", "hr", "min", "in")
+
+
 def reads_clock(text: str) -> bool:
     """Whether the entities of ``text`` may depend on ``now`` beyond its date: a from-now
     phrase (两小时后, "in 2 hours", 3天后 ...) is present. When False,
     :func:`find_system_entities` gives the same result for every ``now`` on ``today`` (so a
     cache keyed by the text and the date is exact). Conservative: a match anywhere is True."""
     t = _fold(text)
+    if "后" not in t and not _contains_any(t, _CLOCK_WORDS_EN):
+        # no word every from-now pattern needs (most texts), unless a letter re.I reads
+        # as an ASCII one hides it
+        if not _contains_any(t, _ODD_CASE):
+            return False
     return any(
         rx.search(t) is not None
         for rx in (_RE_AFTER_ZH, _RE_AFTER_EN, _RE_IN_A, _RE_HALF_HOUR_AFTER)
