@@ -5,6 +5,7 @@ goodbye. A skill overrides one by declaring an intent of the same name (``greeti
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from enum import Enum
 
 __all__ = ["SmallTalk", "match_small_talk", "small_talk_reply", "YES", "NO"]
@@ -29,6 +30,8 @@ _TAIL = r"(?:呀|啊|哦|喔|啦|了|哈|呢|吧|there|so much|a lot|very much|b
 _PATTERNS = {
     kind: re.compile(rf"^(?:{words})\s*{_TAIL}$", re.IGNORECASE) for kind, words in _WORDS.items()
 }
+# any kind at all: one match turns away what is no small talk (most pieces of most messages)
+_ANY = re.compile(rf"^(?:{'|'.join(_WORDS.values())})\s*{_TAIL}$", re.IGNORECASE)
 _PUNCT = re.compile(r"[\s!！。.?？~～,，、:：;；…😀-🙏]+")
 
 YES = re.compile(r"^(是|是的|好|好的|对|要|可以|行|嗯|yes|y|yeah|yep|ok|okay|sure)$", re.I)
@@ -59,37 +62,39 @@ def match_small_talk(text: str) -> SmallTalk | None:
     bare = _bare(text)
     if text.strip().lower().startswith("/"):
         bare = "/" + bare.lstrip("/")
-    for kind, pattern in _PATTERNS.items():
-        if pattern.match(bare):
-            return kind
+    kind = _kind(bare)
+    if kind is not None:
+        return kind
     pieces = bare.split(" ")
     if len(pieces) < 2:
         return None
     last = None
-    for piece in _pieces(pieces):
-        kind = next((k for k, p in _PATTERNS.items() if p.match(piece)), None)
+    for piece in _pieces(pieces):  # made one at a time: the first that is no small talk ends it
+        kind = _kind(piece)
         if kind is None:
             return None
         last = kind
     return last
 
 
-def _pieces(words: list[str]) -> list[str]:
+def _kind(piece: str) -> SmallTalk | None:
+    """The small-talk kind the whole of ``piece`` is, or None."""
+    if _ANY.match(piece) is None:
+        return None
+    return next((k for k, p in _PATTERNS.items() if p.match(piece)), None)
+
+
+def _pieces(words: list[str]) -> Iterator[str]:
     """``words`` regrouped into the longest runs that are small talk ("thank you", "see
     you"), left to right; a word no run starts with stays alone."""
-    out, i = [], 0
+    i = 0
     while i < len(words):
         end = next(
-            (
-                j
-                for j in range(len(words), i, -1)
-                if any(p.match(" ".join(words[i:j])) for p in _PATTERNS.values())
-            ),
+            (j for j in range(len(words), i, -1) if _ANY.match(" ".join(words[i:j]))),
             i + 1,
         )
-        out.append(" ".join(words[i:end]))
+        yield " ".join(words[i:end])
         i = end
-    return out
 
 
 def small_talk_reply(kind: SmallTalk, lang: str, skills: list) -> str:
