@@ -26,6 +26,30 @@ def test_ruleset_matches_words_then_patterns_in_order():
     assert rs.match("订会议室") is None
 
 
+def test_ruleset_patterns_searched_together_keep_their_order_and_flags():
+    rs = RuleSet(
+        [
+            {"intent": "greet", "patterns": ["(?i)^hello"]},
+            {"intent": "shout", "words": ["hey"], "patterns": ["WORLD$", r"^\d{3}$"]},
+            {"intent": "late", "patterns": ["world"]},
+        ]
+    )
+    assert rs._any is not None  # one search tells whether any pattern matches
+    assert rs.match("HELLO WORLD", normalized=True).intent == "greet"  # the first rule
+    assert rs.match("say WORLD", normalized=True).rule == "regex:WORLD$"
+    assert rs.match("say world", normalized=True).intent == "late"  # (?i) is greet's alone
+    assert rs.match("hey world", normalized=True).rule == "word:hey"  # words first
+    assert rs.match("123", normalized=True).rule == r"regex:^\d{3}$"
+    assert rs.match("nothing here", normalized=True) is None
+
+
+def test_ruleset_patterns_that_do_not_combine_are_tried_one_by_one():
+    rs = RuleSet([{"intent": "a", "patterns": [r"\Qa+b"]}, {"intent": "b", "patterns": ["c"]}])
+    assert rs._any is None  # an open \Q quotes the rest: the union does not compile
+    assert rs.match("xa+b").intent == "a" and rs.match("c").intent == "b"
+    assert rs.match("ab") is None
+
+
 @pytest.mark.parametrize(
     ("rules", "message"),
     [

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .normalize import normalize_text
-from .safe_regex import UnsafePattern, compile_safe
+from .safe_regex import UnsafePattern, compile_safe, compile_union
 
 __all__ = ["RuleError", "RuleMatch", "RuleSet"]
 
@@ -44,6 +44,8 @@ class RuleSet:
             words = [(normalize_text(w), w) for w in rule.get("words", [])]
             pats = [(compile_safe(p), p) for p in rule.get("patterns", [])]
             self._compiled.append((rule["intent"], words, pats))
+        # most texts match no pattern: one search of them all says so (None: one by one)
+        self._any = compile_union([p for r in self.rules for p in r.get("patterns", [])])
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -55,12 +57,14 @@ class RuleSet:
     def match(self, text: str, normalized: bool = False) -> RuleMatch | None:
         """First rule matching ``text`` or ``None``."""
         norm = text if normalized else normalize_text(text)
+        data = norm.encode()  # RE2 reads UTF-8: encoded once for every pattern
+        patterns = self._any is None or self._any.search(data) is not None
         for i, (intent, words, pats) in enumerate(self._compiled):
             for w, orig in words:
                 if w and w in norm:
                     return RuleMatch(intent, f"word:{orig}", i)
-            for pat, src in pats:
-                if pat.search(norm):
+            for pat, src in pats if patterns else ():
+                if pat.search(data):
                     return RuleMatch(intent, f"regex:{src}", i)
         return None
 

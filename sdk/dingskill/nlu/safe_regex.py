@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import re2
 
-__all__ = ["UnsafePattern", "compile_safe", "MAX_PATTERN_CHARS"]
+__all__ = ["UnsafePattern", "compile_safe", "compile_union", "MAX_PATTERN_CHARS"]
 
 MAX_PATTERN_CHARS = 500
 _MAX_MEM = 8 << 20  # bytes of automaton per pattern
@@ -51,3 +51,16 @@ def compile_safe(pattern: str):
         msg = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         reason = f"{msg} (patterns run on RE2, linear time: no back-references or look-around)"
         raise UnsafePattern(f"pattern {pattern!r} refused: {reason}", reason) from None
+
+
+def compile_union(patterns: list[str]):
+    """One RE2 regex that matches wherever any of ``patterns`` (each accepted by
+    :func:`compile_safe`) matches, to learn in one search whether any does; each pattern is
+    its own group, so its flags stay its own. None for fewer than two patterns, or when they
+    do not combine (e.g. the automaton grows too large): then try them one by one."""
+    if len(patterns) < 2:
+        return None
+    try:
+        return re2.compile("|".join(f"(?:{p})" for p in patterns), options=_options())
+    except re2.error:
+        return None
