@@ -41,10 +41,14 @@ def is_cjk(text: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _counted(norm: str, char_ngram: tuple, cjk_ngram: tuple) -> tuple[tuple[str, int], ...]:
-    """The feature counts of one normalised text, shared by every featurizer with the same
-    n-gram ranges (each loaded skill's model reads the same message: analysed once)."""
-    return tuple(Counter(analyze(norm, char_ngram, cjk_ngram, True)).items())
+def _counted(
+    norm: str, char_ngram: tuple, cjk_ngram: tuple
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The distinct features of one normalised text (in the order first seen) and their
+    counts, shared by every featurizer with the same n-gram ranges (each loaded skill's model
+    reads the same message: analysed once). Two tuples, so that a caller maps them whole."""
+    counts = Counter(analyze(norm, char_ngram, cjk_ngram, True))
+    return tuple(counts), tuple(counts.values())
 
 
 def analyze(
@@ -148,8 +152,8 @@ class TextFeaturizer:
         get = self.vocabulary_.get
         if not normalized:
             text = normalize_text(text)
-        counted = _counted(text, self.char_ngram, self.cjk_ngram)
-        pairs = [(get(f), c) for f, c in counted]
+        feats, counts = _counted(text, self.char_ngram, self.cjk_ngram)
+        pairs = [(get(f), c) for f, c in zip(feats, counts, strict=True)]
         pairs = [(j, c) for j, c in pairs if j is not None]
         if not pairs:
             return np.zeros(0, dtype=np.int64), np.zeros(0)

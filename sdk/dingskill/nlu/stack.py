@@ -15,8 +15,8 @@ matrix products for all of them, not a Python loop of small products per model:
   at once; then each model's own threshold and, only where the linear model names an
   in-scope intent, its novelty gate.
 
-Arbitration takes these Decisions as the skills' own and keeps an in-scope one as the model's
-view of the text (``IntentClassifier.remember_in_scope``): no skill reads a message twice.
+Arbitration takes these Decisions as the skills' own and keeps each as the model's view of
+the text (``IntentClassifier.remember_reading``): no skill reads a message twice.
 
 The Decisions are those of each model's ``decide`` (same intents; the confidences agree to
 float32 rounding, ~1e-7, since the sums run in another order). Models that do not share n-gram ranges
@@ -109,19 +109,14 @@ class ModelStack:
         n = len(self.models)
         if not norm:
             return tuple(Decision(OUT_OF_SCOPE, 0.0, [], "model", None) for _ in range(n))
-        counted = _counted(norm, *self._ngrams)
-        n_grams = len(counted)
-        ids = np.fromiter(
-            map(self._vocab.get, (f for f, _ in counted), repeat(-1, n_grams)),
-            dtype=np.int64,
-            count=n_grams,
-        )
+        feats, counts = _counted(norm, *self._ngrams)
+        ids = np.fromiter(map(self._vocab.get, feats, repeat(-1)), dtype=np.int64, count=len(feats))
         known = ids >= 0
         scores = self._intercept.copy()
         unit = None
         if known.any():
             rows = ids[known]
-            tf = np.fromiter((c for _, c in counted), dtype=np.float64, count=n_grams)[known]
+            tf = np.array(counts, dtype=np.float64)[known]
             w = np.log(tf) + 1.0
             norms = np.sqrt((w * w) @ self._idf2[rows])  # per model
             norms[norms == 0] = 1.0

@@ -245,7 +245,14 @@ class UseM3Encoder:
         return out
 
     def transform_one(self, text: str, normalized: bool = False) -> np.ndarray:
-        """The unit vector of one text (zeros when it is empty)."""
+        """The unit vector of one text (zeros when it is empty); a copy of the cached
+        encoding when the normalised ``text`` has one (the common case: encoded ahead)."""
+        if normalized and text:
+            with self._lock:
+                hit = self._texts.get(text)
+                if hit is not None:
+                    self._texts.move_to_end(text)
+                    return hit.copy()
         return self.transform([text], normalized=normalized)[0]
 
     # ------------------------------------------------------------------ forward pass
