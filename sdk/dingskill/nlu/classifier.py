@@ -610,9 +610,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             clear()
 
     def _view(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool, tuple | None]:
-        """The model's view of one normalised text: its top 3 intents, whether it lies beyond
-        the novelty gate and the matching rule's (intent, name), if any. Kept in a bounded,
-        thread-safe LRU cache (``VIEW_CACHE``), which :meth:`remember_in_scope` fills too."""
+        """The model's view of one normalised text: its top 3 intents, whether it is out of
+        scope whatever its top intent (beyond the novelty gate, or a kept out-of-scope
+        reading) and the matching rule's (intent, name), if any. Kept in a bounded,
+        thread-safe LRU cache (``VIEW_CACHE``), which :meth:`remember_reading` fills too."""
         views = self._view_cache()
         view = views.get(norm)
         if view is None:
@@ -626,15 +627,17 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             views = self.__dict__["_views"] = _BoundedCache(VIEW_CACHE)
         return views
 
-    def remember_in_scope(self, norm: str, decision: Decision) -> None:
-        """Keep ``decision``, this model's in-scope reading of the normalised ``norm`` made
-        elsewhere (the stacked reading of several models, ``nlu/stack.py``), as its view of
-        ``norm``: a later :meth:`decide` returns it instead of computing it again. Only for
-        a text no rule of this model matches and its novelty gate lets through (what an
-        in-scope model Decision means); anything else is ignored."""
-        if decision.source != "model" or decision.intent == OUT_OF_SCOPE or not norm:
+    def remember_reading(self, norm: str, decision: Decision) -> None:
+        """Keep ``decision``, this model's reading of the normalised ``norm`` made elsewhere
+        (the stacked reading of several models, ``nlu/stack.py``), as its view of ``norm``:
+        a later :meth:`decide` returns it instead of computing it again (an out-of-scope one
+        as well: the entity step asks a pending flow's skill about its answers, which most
+        often are no request). Only for a text no rule of this model matches (what a model
+        Decision means); anything else is ignored."""
+        if decision.source != "model" or not norm:
             return
-        self._view_cache().put(norm, (tuple(decision.alternatives), False, None))
+        away = decision.intent == OUT_OF_SCOPE  # decide says "oos" whatever the top intent
+        self._view_cache().put(norm, (tuple(decision.alternatives), away, None))
 
     def _view_fresh(self, norm: str) -> tuple[tuple[tuple[str, float], ...], bool, tuple | None]:
         alts = tuple(self._top_k(norm, 3))

@@ -181,13 +181,12 @@ def _decisions(skills: list, text: str, norm: str) -> dict:
     stack = _stack(skills)
     if stack is not None:
         # the stack's reading is each skill's Decision (tests/skills/test_arbitration.py
-        # holds it to decide's); an in-scope one is also kept as the model's own view of the
-        # text, so that a later decide (the entity step, the runtime's loop after the
-        # classification threads routed ahead) returns this very Decision
+        # holds it to decide's); it is also kept as the model's own view of the text, so
+        # that a later decide (the entity step, the runtime's loop after the classification
+        # threads routed ahead) returns this very Decision
         out = {}
         for s, d in zip(skills, stack.decisions(norm), strict=True):
-            if d.intent != "oos":
-                s.model.remember_in_scope(norm, d)
+            s.model.remember_reading(norm, d)
             out[s.manifest.id] = d
         return out
     return {s.manifest.id: None if s.beyond_gate(text) else s.decide(text) for s in skills}
