@@ -55,7 +55,7 @@ class ModelStack:
         self._start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         k_total = int(self._start[-1])
         idf = np.zeros((len(vocab), len(models)), dtype=np.float64)
-        self._coef = np.zeros((len(vocab), k_total), dtype=np.float32)
+        coef = np.zeros((len(vocab), k_total), dtype=np.float32)
         dense = []
         for j, m in enumerate(models):
             feats = m.featurizer_.vocabulary_
@@ -66,12 +66,14 @@ class ModelStack:
             # each coefficient times its model's idf of the n-gram: a message's n-gram
             # scores are then one product of its (1 + log tf) with these rows, divided by
             # each model's norm of the row (TF-IDF, L2-normalised per model)
-            self._coef[rows, lo:hi] = m.coef_[cols] * idf[rows, j, None]
+            coef[rows, lo:hi] = m.coef_[cols] * idf[rows, j, None]
             if self._embedder is not None:
                 dense.append(m.coef_[m._n_ngrams :] * np.float32(m._weight))
         self._dense = np.hstack(dense).astype(np.float32) if dense else None
         self._intercept = np.concatenate([np.asarray(m.intercept_, np.float64) for m in models])
-        self._idf2 = idf * idf  # squared: a row's norm per model is one product
+        self._k = k_total
+        self._rows = self._table(coef, idf)
+        self._unknown = len(vocab)  # the zero row: an n-gram no model knows adds nothing
         self._owner = np.repeat(np.arange(len(models)), sizes)
         self._temp = np.repeat([float(m.temperature_) for m in models], sizes)
         self._names = [str(c) for m in models for c in m.classes_]  # column -> intent
@@ -80,6 +82,16 @@ class ModelStack:
         # a bounded, thread-safe cache: the runtime's classification threads route a message
         # ahead, and the loop's own decision then finds it computed
         self._cached = lru_cache(maxsize=VIEW_CACHE)(self._decisions)
+
+    @staticmethod
+    def _table(coef: np.ndarray, idf: np.ndarray) -> np.ndarray:
+        """Per n-gram row: its coefficients times idf, then each model's squared idf (a
+        row's norm per model), and a last row of zeros for n-grams no model knows; float64,
+        so that one gather and one product serve the scores and the norms."""
+        table = np.zeros((coef.shape[0] + 1, coef.shape[1] + idf.shape[1]), dtype=np.float64)
+        table[:-1, : coef.shape[1]] = coef
+        table[:-1, coef.shape[1] :] = idf * idf
+        return table
 
     def clear_cache(self) -> None:
         """Forget cached readings (to time cold decisions)."""
@@ -110,17 +122,19 @@ class ModelStack:
         if not norm:
             return tuple(Decision(OUT_OF_SCOPE, 0.0, [], "model", None) for _ in range(n))
         feats, counts = _counted(norm, *self._ngrams)
-        ids = np.fromiter(map(self._vocab.get, feats, repeat(-1)), dtype=np.int64, count=len(feats))
-        known = ids >= 0
         scores = self._intercept.copy()
         unit = None
-        if known.any():
-            rows = ids[known]
-            tf = np.array(counts, dtype=np.float64)[known]
-            w = np.log(tf) + 1.0
-            norms = np.sqrt((w * w) @ self._idf2[rows])  # per model
-            norms[norms == 0] = 1.0
-            scores += (w @ self._coef[rows]) / norms[self._owner]
+        if feats:
+            rows = np.fromiter(
+                map(self._vocab.get, feats, repeat(self._unknown)), dtype=np.int64, count=len(feats)
+            )
+            w = np.log(np.array(counts, dtype=np.float64)) + 1.0
+            # (1 + log tf) and its square times the rows: the n-gram scores and the squared
+            # norm of the TF-IDF row per model, in one product
+            both = np.array([w, w * w]) @ self._rows[rows]
+            # a model that knows none of the n-grams has norm 0 (else >= 1: w and idf >= 1)
+            norms = np.maximum(np.sqrt(both[1, self._k :]), 1.0)
+            scores += both[0, : self._k] / norms[self._owner]
         if self._dense is not None:
             unit = self._embedder.transform_one(norm, normalized=True)
             scores += unit @ self._dense
