@@ -1396,12 +1396,8 @@ def _find(rx: re.Pattern, t: str):
     """``rx.finditer(t)``, skipped when ``t`` lacks every word the pattern needs (a fast
     substring test before a scan)."""
     keys = _GATES.get(rx)
-    if keys is not None:
-        for k in keys:  # a plain loop: no generator or call per gate
-            if k in t:
-                break
-        else:
-            return ()
+    if keys is not None and not _contains_any(t, keys):
+        return ()
     return rx.finditer(t)
 
 
@@ -1443,11 +1439,12 @@ def reads_clock(text: str) -> bool:
     :func:`find_system_entities` gives the same result for every ``now`` on ``today`` (so a
     cache keyed by the text and the date is exact). Conservative: a match anywhere is True."""
     t = _fold(text)
-    if "后" not in t and not _contains_any(t, _CLOCK_WORDS_EN):
-        # no word every from-now pattern needs (most texts), unless a letter re.I reads
-        # as an ASCII one hides it
-        if not _contains_any(t, _ODD_CASE):
-            return False
+    if (
+        "后" not in t
+        and not _contains_any(t, _CLOCK_WORDS_EN)
+        and not _contains_any(t, _ODD_CASE)  # a letter re.I reads as an ASCII one
+    ):
+        return False  # no word every from-now pattern needs (most texts)
     return any(
         rx.search(t) is not None
         for rx in (_RE_AFTER_ZH, _RE_AFTER_EN, _RE_IN_A, _RE_HALF_HOUR_AFTER)

@@ -211,11 +211,11 @@ def _word_table(spec: dict[str, list[str]]) -> _WordTable:
     """``(form, canonical, whole ASCII word)`` of each listed word and synonym, lower case,
     longest first, and one pattern matching any form (None: no forms): made once per word
     list (keyed by its contents, so an edited list gets a new table)."""
+    key = tuple((canon, tuple(syns)) for canon, syns in spec.items())
     try:
-        key = tuple((canon, tuple(syns)) for canon, syns in spec.items())
         return _word_table_of(key)
     except TypeError:  # something unhashable in the list: no cache
-        return _word_table_of.__wrapped__(tuple((c, syns) for c, syns in spec.items()))
+        return _word_table_of.__wrapped__(key)
 
 
 @lru_cache(maxsize=1024)
