@@ -227,9 +227,8 @@ class UseM3Encoder:
             for i, t in enumerate(texts):
                 if not t:
                     continue
-                hit = self._texts.get(t)
+                hit = self._recall(t)
                 if hit is not None:
-                    self._texts.move_to_end(t)
                     out[i] = hit
                 else:
                     todo.setdefault(t, []).append(i)
@@ -249,11 +248,18 @@ class UseM3Encoder:
         encoding when the normalised ``text`` has one (the common case: encoded ahead)."""
         if normalized and text:
             with self._lock:
-                hit = self._texts.get(text)
-                if hit is not None:
-                    self._texts.move_to_end(text)
-                    return hit.copy()
+                hit = self._recall(text)
+            if hit is not None:
+                return hit.copy()
         return self.transform([text], normalized=normalized)[0]
+
+    def _recall(self, text: str) -> np.ndarray | None:
+        """The cached encoding of the normalised ``text``, marked recently used, or None;
+        the caller holds ``_lock``."""
+        hit = self._texts.get(text)
+        if hit is not None:
+            self._texts.move_to_end(text)
+        return hit
 
     # ------------------------------------------------------------------ forward pass
     def _encode(self, texts: list[str]) -> np.ndarray:
