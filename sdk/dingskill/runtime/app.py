@@ -117,6 +117,7 @@ class Runtime:
             admin=self.admin.chat_command,
             engine_for=self.skills.for_message,
             review=self.review,
+            shared_turns=bool(config.get("storage.shared_turns")),
         )
         from .understanding import Understanding, UnderstandingConfig
 

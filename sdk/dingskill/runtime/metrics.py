@@ -92,8 +92,13 @@ class Metrics:
         )
         self.shed = Counter(
             "dingskill_messages_shed_total",
-            "Messages answered 'busy, please retry' because the classification queue was full",
+            "Messages answered 'busy, please retry' (classification queue full, conversation busy)",
             ["channel"],
+            registry=r,
+        )
+        self.turn_waits = Counter(
+            "dingskill_turn_waits_total",
+            "Turns that waited for their conversation's previous turn in another process",
             registry=r,
         )
         self.understand_cache = Counter(

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,7 +23,7 @@ from .ratelimit import POLITE, RateLimiter
 from .storage import DedupState, Stores
 from .understanding import BUSY, Overloaded
 
-__all__ = ["Pipeline", "ReplySink", "InProgress", "ReplyUncertain"]
+__all__ = ["Pipeline", "ReplySink", "InProgress", "ReplyUncertain", "TurnBusy"]
 
 log = logging.getLogger("dingskill.runtime")
 
@@ -40,6 +43,12 @@ class InProgress(RuntimeError):
     (Stream: an "in progress" ACK; webhook: 409; broker worker: ack the copy)."""
 
 
+class TurnBusy(RuntimeError):
+    """Another process kept the conversation's turn lease for longer than the lease lasts
+    (its turns kept coming): the message is answered "busy, please retry" (outcome ``shed``)
+    rather than run on a context that another turn is changing."""
+
+
 def _lang(text: str) -> str:
     return "en" if detect_language(text) == "en" else "zh"
 
@@ -57,6 +66,7 @@ class Pipeline:
         admin=None,
         engine_for: Callable[[Message], object] | None = None,
         review=None,
+        shared_turns: bool = False,
     ) -> None:
         self.engine_provider = engine_provider
         # optional: the engine for one message (visibility scopes and staged releases choose
@@ -97,6 +107,14 @@ class Pipeline:
         self.inflight = 0
         self._active: set[str] = set()  # message ids this process is handling now
         self._locks: dict[str, asyncio.Lock] = {}
+        # processes sharing the store (``dingskill run`` with several workers, replicas on
+        # one Redis): each turn also holds the store's lease on its conversation, so turns
+        # run one at a time across processes too. Off: the asyncio lock alone (one process).
+        self.shared_turns = shared_turns
+        self.turn_owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.turn_lease_s = float(self.limits.get("handler_timeout_s", 5.0)) + float(
+            self.limits.get("turn_lease_margin_s", 10.0)
+        )
 
     def use_store(self, store) -> None:
         """Switch to another store (the notebook's "new conversation")."""
@@ -169,6 +187,9 @@ class Pipeline:
             try:
                 async with self._slots:
                     reply, outcome = await self._process(message, t0)
+            except TurnBusy as exc:  # another process kept the conversation: "busy, retry"
+                log.warning("turn lease not obtained", extra={"msg_id": message.msg_id})
+                reply, outcome = self._shed(message, _lang(message.text or ""), exc)
             except Exception as exc:  # noqa: BLE001 - storage down, say: let it be redelivered
                 if message.msg_id:
                     await self._release(message.msg_id)
@@ -224,6 +245,29 @@ class Pipeline:
             if self.metrics is not None:
                 self.metrics.inflight.dec()
 
+    async def _lease(self, key: str) -> bool:
+        """Take the conversation's turn lease from the store (True), waiting while another
+        process holds it: short sleeps from 1 ms, until the lease has lasted its whole TTL
+        (a holder that died has lost it by then); raises :class:`TurnBusy` after that."""
+        store, owner, ttl = self.stores.context, self.turn_owner, self.turn_lease_s
+        if await store.acquire_turn(key, owner, ttl):
+            return True
+        if self.metrics is not None:
+            self.metrics.turn_waits.inc()
+        deadline, pause = time.monotonic() + ttl + 1.0, 0.001
+        while time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+            if await store.acquire_turn(key, owner, ttl):
+                return True
+        raise TurnBusy(f"turn of this conversation held elsewhere for over {ttl:.0f} s")
+
+    async def _unlease(self, key: str) -> None:
+        try:
+            await self.stores.context.release_turn(key, self.turn_owner)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself after turn_lease_s
+            log.warning("turn lease not released", extra={"error": f"{type(exc).__name__}: {exc}"})
+
     async def _process(self, message: Message, t0: float | None = None) -> tuple[Reply, str]:
         lang = _lang(message.text or "")
         if len(message.text) > self.limits["max_text_chars"]:
@@ -260,22 +304,29 @@ class Pipeline:
             except Overloaded as exc:
                 return self._shed(message, lang, exc)
         async with lock:  # turns of one conversation run in order within a replica
-            context = await self.stores.context.get_context(key)
-            engine = self.engine_for(message) if self.engine_for else self.engine_provider()
-            clean = dataclasses.replace(message, text=text) if text != message.text else message
-            if self.understanding is not None:
-                try:
-                    await self.understanding.prepare(engine, text, waited, context)
-                except Overloaded as exc:
-                    return self._shed(message, lang, exc)
-            t1 = time.perf_counter()
-            reply = await engine.handle(clean, context)
-            if self.metrics is not None and reply.skill_id:
-                self.metrics.skill_calls.labels(reply.skill_id).inc()
-                self.metrics.skill_latency.labels(reply.skill_id).observe(time.perf_counter() - t1)
-                if reply.error:
-                    self.metrics.skill_failures.labels(reply.skill_id).inc()
-            await self.stores.context.set_context(key, context)
+            leased = self.shared_turns and await self._lease(key)  # ... and across processes
+            try:
+                context = await self.stores.context.get_context(key)
+                engine = self.engine_for(message) if self.engine_for else self.engine_provider()
+                clean = dataclasses.replace(message, text=text) if text != message.text else message
+                if self.understanding is not None:
+                    try:
+                        await self.understanding.prepare(engine, text, waited, context)
+                    except Overloaded as exc:
+                        return self._shed(message, lang, exc)
+                t1 = time.perf_counter()
+                reply = await engine.handle(clean, context)
+                if self.metrics is not None and reply.skill_id:
+                    self.metrics.skill_calls.labels(reply.skill_id).inc()
+                    self.metrics.skill_latency.labels(reply.skill_id).observe(
+                        time.perf_counter() - t1
+                    )
+                    if reply.error:
+                        self.metrics.skill_failures.labels(reply.skill_id).inc()
+                await self.stores.context.set_context(key, context)
+            finally:
+                if leased:
+                    await self._unlease(key)
         if not lock.locked() and len(self._locks) > 10000:
             self._locks.pop(key, None)
         return reply, (
@@ -311,12 +362,18 @@ class Pipeline:
         return Reply(text=BUSY[lang], source="busy", error=f"overloaded: {exc}"), "shed"
 
     async def _locked(self, message: Message, fn) -> tuple[Reply, str]:
-        """Run ``fn(engine, context)`` holding the conversation's turn lock; saves the context."""
+        """Run ``fn(engine, context)`` holding the conversation's turn lock (and lease, with
+        ``shared_turns``); saves the context."""
         key = context_key(message)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            context = await self.stores.context.get_context(key)
-            engine = self.engine_for(message) if self.engine_for else self.engine_provider()
-            result = await fn(engine, context)
-            await self.stores.context.set_context(key, context)
+            leased = self.shared_turns and await self._lease(key)
+            try:
+                context = await self.stores.context.get_context(key)
+                engine = self.engine_for(message) if self.engine_for else self.engine_provider()
+                result = await fn(engine, context)
+                await self.stores.context.set_context(key, context)
+            finally:
+                if leased:
+                    await self._unlease(key)
         return result

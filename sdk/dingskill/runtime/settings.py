@@ -92,6 +92,11 @@ class Storage:
     connection_string: str = setting("redis://localhost:6379/0", "Redis URL for type redis")
     path: str | None = setting(None, "SQLite file (default: <skills.home>/runtime.db)")
     context_ttl_s: float = setting(7 * 86400, "conversation context kept this long", minimum=0)
+    shared_turns: bool = setting(
+        False,
+        "other processes share this store (replicas on one Redis, the workers of one run): "
+        "a conversation's turns also take a lease in it, to run one at a time across them",
+    )
 
 
 @dataclass
@@ -166,6 +171,12 @@ class Limits:
     claim_ttl_s: float = setting(
         120,
         "a message's 'processing' mark expires after this (then a resend is handled again)",
+        minimum=0,
+    )
+    turn_lease_margin_s: float = setting(
+        10.0,
+        "processes sharing the store: a conversation's turn lease lasts handler_timeout_s plus "
+        "this (a killed process blocks its conversation no longer)",
         minimum=0,
     )
 

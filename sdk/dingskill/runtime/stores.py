@@ -127,6 +127,17 @@ class Store:
     async def keys(self, prefix: str) -> list[str]:
         raise NotImplementedError
 
+    # conversation turns across processes -------------------------------------------------------
+    async def acquire_turn(self, key: str, owner: str, ttl_s: float) -> bool:
+        """Take the turn lease of conversation ``key`` for ``owner`` (unique per process) for
+        ``ttl_s`` seconds, in one atomic step; False while someone else holds an unexpired
+        one. Processes sharing the store use it to run a conversation's turns one at a time."""
+        raise NotImplementedError
+
+    async def release_turn(self, key: str, owner: str) -> None:
+        """Give the lease back if ``owner`` still holds it (never someone else's)."""
+        raise NotImplementedError
+
     async def get_context(self, key: str) -> dict:
         name = await self.hash_id(f"ctx:{key}")
         return self._open(name, await self.get_raw(name)) or {}
@@ -238,6 +249,12 @@ class MemoryStore(Store):
 
     async def keys(self, prefix):
         return [k for k in self._kv if k.startswith(prefix)]
+
+    async def acquire_turn(self, key, owner, ttl_s):
+        return True  # one process: its asyncio lock already orders the turns
+
+    async def release_turn(self, key, owner):
+        pass
 
 
 class _SqliteWorker:
@@ -483,6 +500,7 @@ class SqliteStore(Store):
             CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, exp REAL, state TEXT);
             CREATE TABLE IF NOT EXISTS buckets (k TEXT PRIMARY KEY, tokens REAL, last REAL);
             CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, v BLOB);
+            CREATE TABLE IF NOT EXISTS turns (k TEXT PRIMARY KEY, owner TEXT, exp REAL);
         """)
         return db
 
@@ -588,6 +606,28 @@ class SqliteStore(Store):
         )
         return [r[0] for r in rows]
 
+    async def acquire_turn(self, key, owner, ttl_s):
+        name = await self.hash_id(f"turn:{key}")
+        now = time.time()
+        # one statement: insert, or take over an expired lease; 0 rows changed: it is held
+        return bool(
+            await self._run(
+                lambda db: (
+                    db.execute(
+                        "INSERT INTO turns VALUES (?,?,?) ON CONFLICT(k) DO UPDATE"
+                        " SET owner=excluded.owner, exp=excluded.exp WHERE turns.exp <= ?",
+                        (name, owner, now + ttl_s, now),
+                    ).rowcount
+                )
+            )
+        )
+
+    async def release_turn(self, key, owner):
+        name = await self.hash_id(f"turn:{key}")
+        await self._run(
+            lambda db: db.execute("DELETE FROM turns WHERE k=? AND owner=?", (name, owner))
+        )
+
 
 _TAKE_LUA = """
 local s = redis.call('HMGET', KEYS[1], 'tokens', 'last')
@@ -611,6 +651,13 @@ local old = redis.call('GET', KEYS[1])
 if old then return old end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
+"""
+
+
+# delete the turn lease only if this owner still holds it
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -641,6 +688,7 @@ class RedisStore(Store):
         self._r = aioredis.Redis(connection_pool=pool)
         self._take = self._r.register_script(_TAKE_LUA)
         self._claim = self._r.register_script(_CLAIM_LUA)
+        self._turn_release = self._r.register_script(_RELEASE_LUA)
         self._cmd = CommandBatcher(self._r)
         try:  # fail at start-up with the address, not at the first message with a traceback
             await asyncio.wait_for(self._r.ping(), 5)
@@ -696,6 +744,15 @@ class RedisStore(Store):
         return bool(
             await self._cmd.script(self._take, [self._k(f"bucket:{bucket}")], [rate, capacity])
         )
+
+    async def acquire_turn(self, key, owner, ttl_s):
+        name = self._k(await self.hash_id(f"turn:{key}"))
+        ms = max(1, int(ttl_s * 1000))
+        return bool(await self._cmd.execute("SET", name, owner, "NX", "PX", ms))
+
+    async def release_turn(self, key, owner):
+        name = self._k(await self.hash_id(f"turn:{key}"))
+        await self._cmd.script(self._turn_release, [name], [owner])
 
     async def append_audit(self, blob):
         await self._r.rpush(self._k("audit"), blob)

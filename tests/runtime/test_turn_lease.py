@@ -1,0 +1,226 @@
+"""Turns of one conversation run one at a time across processes sharing a store (the turn
+lease of runtime/stores.py, taken by the Pipeline with ``shared_turns``): real OS processes
+on one SQLite file or one real redis-server add 1 to a counter in the same context."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dingskill.runtime.metrics import Metrics
+from dingskill.runtime.pipeline import Pipeline
+from dingskill.runtime.stores import MemoryStore, SqliteStore
+from dingskill.skills.conversation import Message
+
+from .harness import reap, scaled, spawn, tail, wait_until
+from .turn_worker import NO_LIMITS, CountingEngine, open_store
+
+WORKER = Path(__file__).with_name("turn_worker.py")
+SDK = Path(__file__).resolve().parents[2] / "sdk"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def spec(request, tmp_path) -> str:
+    """Where the processes' shared store is: a SQLite file, or a fresh redis-server."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_server").url
+    return str(tmp_path / "shared.db")
+
+
+def _worker(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+    out = tmp_path / f"{name}.out"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SDK), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = spawn(
+        [sys.executable, str(WORKER), *args],
+        env=env,
+        stdout=out.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    return proc, out
+
+
+def _run_counters(
+    tmp_path: Path, spec: str, shared: bool, procs: int, turns: int
+) -> list[list[int]]:
+    """``procs`` processes start together and each runs ``turns`` turns of conversation c1;
+    the counter values each saw."""
+    go = tmp_path / "go"
+    started = []
+    try:
+        for i in range(procs):
+            ready = tmp_path / f"ready{i}"
+            proc, out = _worker(
+                tmp_path, f"count{i}", "count", spec, "1" if shared else "0", str(turns),
+                str(ready), str(go), "c1",
+            )  # fmt: skip
+            started.append((proc, out, ready))
+        for proc, out, ready in started:
+            wait_until(
+                lambda p=proc, r=ready: r.exists() or p.poll() is not None,
+                60,
+                what="worker ready",
+                output=lambda o=out: tail(o),
+            )
+            assert proc.poll() is None, tail(out)
+        go.write_text("go")
+        seen = []
+        for proc, out, _ in started:
+            code = proc.wait(scaled(120))
+            assert code == 0, tail(out)
+            seen.append(json.loads(out.read_text().strip().splitlines()[-1]))
+        return seen
+    finally:
+        for proc, _, _ in started:
+            reap(proc, "kill", 10)
+
+
+async def _counter(spec: str) -> int:
+    store = open_store(spec)
+    await store.connect()
+    try:
+        return (await store.get_context("c1")).get("n", 0)
+    finally:
+        await store.close()
+
+
+def test_turns_of_one_conversation_run_one_at_a_time_across_processes(tmp_path, spec):
+    procs, turns = 3, 60
+    seen = _run_counters(tmp_path, spec, True, procs, turns)
+    # every turn saw the one before it: the values are 1..N, each once, and none was lost
+    assert sorted(v for s in seen for v in s) == list(range(1, procs * turns + 1))
+    assert asyncio.run(_counter(spec)) == procs * turns
+
+
+def test_without_the_lease_processes_overwrite_each_others_turns(tmp_path):
+    """The control: the same turns with only the in-process lock lose updates."""
+    spec = str(tmp_path / "shared.db")
+    procs, turns = 3, 60
+    seen = _run_counters(tmp_path, spec, False, procs, turns)
+    assert asyncio.run(_counter(spec)) < procs * turns
+    assert len({v for s in seen for v in s}) < procs * turns  # two turns saw the same value
+
+
+def test_a_killed_holder_blocks_the_conversation_only_until_its_lease_expires(tmp_path, spec):
+    ready = tmp_path / "held"
+    proc, out = _worker(tmp_path, "hold", "hold", spec, "1.5", str(ready), "c1")
+    try:
+        wait_until(
+            lambda: ready.exists() or proc.poll() is not None,
+            60,
+            what="lease held",
+            output=lambda: tail(out),
+        )
+        assert proc.poll() is None, tail(out)
+        proc.send_signal(signal.SIGKILL)  # dies holding it
+        proc.wait(scaled(10))
+    finally:
+        reap(proc, "kill", 10)
+
+    async def go():
+        store = open_store(spec)
+        await store.connect()
+        metrics = Metrics()
+        engine = CountingEngine()
+        pipeline = Pipeline(lambda: engine, store, metrics, limits=NO_LIMITS, shared_turns=True)
+        try:
+            reply = await pipeline.process(
+                Message(text="add one", conversation_id="c1", msg_id="m")
+            )
+            return reply, metrics.turn_waits._value.get(), await store.get_context("c1")
+        finally:
+            await store.close()
+
+    reply, waits, context = asyncio.run(go())
+    # it waited for the dead holder, then got the turn (not "busy") once the lease expired
+    assert (reply.source, reply.text, waits, context) == ("skill", "1", 1, {"n": 1})
+
+
+def test_a_turn_held_past_the_lease_gets_a_polite_busy_answer(tmp_path):
+    async def go():
+        store = SqliteStore(tmp_path / "shared.db")
+        metrics = Metrics()
+        engine = CountingEngine()
+        limits = {**NO_LIMITS, "handler_timeout_s": 0.2, "turn_lease_margin_s": 0.1}
+        pipeline = Pipeline(lambda: engine, store, metrics, limits=limits, shared_turns=True)
+        try:
+            assert await store.acquire_turn("c1", "someone-else", 60)
+            replies = [  # a turn of the engine, and a refusal (empty text) that reads the context
+                await pipeline.process(Message(text=text, conversation_id="c1", msg_id=text))
+                for text in ("add one", "  ")
+            ]
+            shed = metrics.messages.labels("local", "shed")._value.get()
+            return [r.source for r in replies], shed, await store.get_context("c1")
+        finally:
+            await store.close()
+
+    sources, shed, context = asyncio.run(go())
+    assert (sources, shed, context) == (["busy", "busy"], 2, {})  # answered, context untouched
+
+
+def test_a_lease_is_released_only_by_its_owner_and_taken_over_once_expired(tmp_path, spec):
+    async def go():
+        store = open_store(spec)
+        await store.connect()
+        try:
+            assert await store.acquire_turn("k", "a", 0.3)
+            assert not await store.acquire_turn("k", "b", 10)
+            await store.release_turn("k", "b")  # not b's: stays a's
+            assert not await store.acquire_turn("k", "b", 10)
+            await asyncio.sleep(0.4)
+            assert await store.acquire_turn("k", "b", 10)  # a's expired
+            await store.release_turn("k", "a")  # a late release of the expired one: a no-op
+            assert not await store.acquire_turn("k", "a", 10)
+            await store.release_turn("k", "b")
+            assert await store.acquire_turn("k", "a", 10)
+            assert await store.acquire_turn("other", "b", 10)  # one lease per conversation
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_single_process_pipelines_never_touch_the_lease():
+    class NoLeases(MemoryStore):
+        async def acquire_turn(self, key, owner, ttl_s):
+            raise AssertionError("lease taken with shared_turns off")
+
+    async def go():
+        engine = CountingEngine()
+        pipeline = Pipeline(lambda: engine, NoLeases(), limits=NO_LIMITS)
+        msgs = [Message(text="x", conversation_id="c1", msg_id=f"m{i}") for i in range(5)]
+        return [r.text for r in await asyncio.gather(*(pipeline.process(m) for m in msgs))]
+
+    assert sorted(asyncio.run(go())) == ["1", "2", "3", "4", "5"]
+
+
+def test_the_runtime_takes_leases_when_its_config_says_the_store_is_shared(tmp_path):
+    from dingskill.runtime.app import Runtime
+    from dingskill.runtime.config import load_config
+
+    def runtime(**storage) -> Runtime:
+        cfg = load_config(
+            None,
+            environ={"DINGSKILL_APP_KEY": "k", "DINGSKILL_APP_SECRET": "s"},
+            overrides={
+                "storage": {"type": "memory", **storage},
+                "channels": {"enterprise_chat": {"enabled": False}},
+                "skills": {"home": str(tmp_path / "home")},
+                "audit": {"path": str(tmp_path / "audit.jsonl")},
+                "security": {"encrypt": False},
+                "limits": {"handler_timeout_s": 3, "turn_lease_margin_s": 4},
+            },
+        )
+        return Runtime(cfg)
+
+    assert runtime().pipeline.shared_turns is False
+    pipeline = runtime(shared_turns=True).pipeline
+    assert (pipeline.shared_turns, pipeline.turn_lease_s) == (True, 7.0)
