@@ -1,4 +1,9 @@
-"""Prometheus metrics of the runtime (its own registry, plus process CPU and memory)."""
+"""Prometheus metrics of the runtime (its own registry, plus process CPU and memory).
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (several worker processes, see
+:mod:`dingskill.runtime.metrics_multiproc`), :meth:`Metrics.render` sums every worker's
+metrics; the ``process_*`` figures stay those of the rendering process.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["Metrics", "METRIC_NAMES"]
+from dingskill.runtime.metrics_multiproc import AllWorkers, multiprocess_dir, worker_exited
+
+__all__ = ["Metrics", "METRIC_NAMES", "worker_exited"]
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -41,7 +48,16 @@ METRIC_NAMES = (
 
 
 class Metrics:
+    """The runtime's metrics. Gauges carry a ``multiprocess_mode`` (used only with several
+    worker processes): ``livesum`` for what each worker holds, ``livemax`` for what they
+    all share."""
+
     def __init__(self) -> None:
+        directory = multiprocess_dir()  # before any metric: a bad directory fails here
+        self._all_workers: CollectorRegistry | None = None
+        if directory is not None:
+            self._all_workers = CollectorRegistry()
+            self._all_workers.register(AllWorkers(directory))
         r = self.registry = CollectorRegistry()
         ProcessCollector(registry=r)
         self.latency = Histogram(
@@ -76,8 +92,15 @@ class Metrics:
         self.reply_failures = Counter(
             "dingskill_reply_failures_total", "Replies that failed after retries", registry=r
         )
-        self.inflight = Gauge("dingskill_inflight_messages", "Messages being processed", registry=r)
-        self.skills_loaded = Gauge("dingskill_skills_loaded", "Skills loaded", registry=r)
+        self.inflight = Gauge(
+            "dingskill_inflight_messages",
+            "Messages being processed",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.skills_loaded = Gauge(
+            "dingskill_skills_loaded", "Skills loaded", registry=r, multiprocess_mode="livemax"
+        )
         self.duplicates = Counter(
             "dingskill_duplicates_total", "Redelivered messages ignored", registry=r
         )
@@ -111,6 +134,7 @@ class Metrics:
             "dingskill_understanding_queue",
             "Messages waiting for (or in) a batched encoder forward pass",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.understand_batch = Histogram(
             "dingskill_understanding_batch_size",
@@ -165,4 +189,6 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition: this process's registry, or every worker's metrics summed."""
+        registry = self.registry if self._all_workers is None else self._all_workers
+        return generate_latest(registry)

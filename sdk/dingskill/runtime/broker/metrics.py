@@ -24,6 +24,12 @@ BROKER_METRIC_NAMES = (
 
 
 class BrokerMetrics:
+    """Broker counters and gauges. With several processes in one multiprocess directory
+    (:mod:`dingskill.runtime.metrics_multiproc`): queue depth and consumer count are the last
+    reading of any live process (all read the same broker), connected is 1 only if every live
+    process is, active shards add up. Outside that mode the modes change nothing, but the
+    ``livemostrecent`` gauges only accept ``set`` (not ``inc``/``dec``)."""
+
     def __init__(self, registry) -> None:
         r = registry
         self.published = Counter(
@@ -61,17 +67,28 @@ class BrokerMetrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "dingskill_broker_queue_depth", "Ready messages in a queue", ["queue"], registry=r
+            "dingskill_broker_queue_depth",
+            "Ready messages in a queue",
+            ["queue"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.consumers = Gauge(
             "dingskill_broker_consumers",
             "Live consumers (workers, audit writers)",
             ["role"],
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.connected = Gauge(
-            "dingskill_broker_connected", "1 while the broker connection is open", registry=r
+            "dingskill_broker_connected",
+            "1 while the broker connection is open",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.shards_active = Gauge(
-            "dingskill_broker_shards_active", "Shards this worker is delivering", registry=r
+            "dingskill_broker_shards_active",
+            "Shards this worker is delivering",
+            registry=r,
+            multiprocess_mode="livesum",
         )
