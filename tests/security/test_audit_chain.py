@@ -111,3 +111,25 @@ def test_reencrypt_after_rotation_keeps_chain(tmp_path):
     for line in _lines(c.path):
         assert Keyring.key_id_of(__import__("base64").b64decode(json.loads(line)["sealed"])) == "k2"
     assert verify_chain(c.path, Keyring({"k2": new._keys["k2"]}, "k2")) == []
+
+
+def test_two_writers_take_turns_on_one_chain(tmp_path):
+    """Two chain objects on one file (as two worker processes of one `dingskill run`): each
+    append after the other's finds the tail by reading backwards, past records longer than
+    the read block, and the chain stays whole."""
+    from dingskill.security.audit_chain import _last_line
+
+    path = tmp_path / "messages.jsonl"
+    a, b = AuditChain(path), AuditChain(path)
+    for n in range(30):
+        (a if n % 2 else b).append({"kind": "message", "n": n, "pad": "x" * (n * 5000)})
+    assert [r["n"] for r in AuditChain(path).records()] == list(range(30))
+    assert AuditChain(path).verify() == []
+    with path.open("rb") as fh:
+        assert _last_line(fh, block=100).endswith(b"}")
+        fh.seek(0)
+        assert _last_line(fh) == path.read_bytes().splitlines()[-1]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with empty.open("rb") as fh:
+        assert _last_line(fh) == b""

@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--replicas", type=int, default=1, help="runtime processes (Redis storage when > 1)"
     )
     rt.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes of each runtime (processes.count; 0: one per core)",
+    )
+    rt.add_argument(
         "--messages",
         type=int,
         default=None,
@@ -217,6 +223,7 @@ def _runtime(args: argparse.Namespace) -> int:
 
     result = run_benchmark(
         replicas=args.replicas,
+        processes=args.processes,
         messages=args.messages,
         users=args.users,
         rate=args.rate,

@@ -18,6 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--home", default=None, help="DINGSKILL_HOME holding the installed skills")
     p.add_argument("--port", type=int, default=None, help="override server.port")
     p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="override processes.count: N worker processes, each with its own Stream "
+        "connection (0: one per core)",
+    )
+    p.add_argument(
         "--print-config", action="store_true", help="print the effective configuration (redacted)"
     )
     p.set_defaults(func=_run)
@@ -46,6 +54,8 @@ def _run(args) -> int:
         overrides["skills"] = {"home": args.home}
     if args.port is not None:
         overrides["server"] = {"port": args.port}
+    if args.processes is not None:
+        overrides["processes"] = {"count": args.processes}
     try:
         config = load_config(args.config, overrides=overrides or None)
     except ConfigError as exc:
@@ -58,9 +68,15 @@ def _run(args) -> int:
 
     from ..runtime.app import Runtime
     from ..runtime.logs import setup_logging
+    from ..runtime.supervisor import check_processes, process_count, worker_role
 
     try:
-        runtime = Runtime(config)
+        role = worker_role()
+        count = process_count(config) if role is None else role.count
+        check_processes(config, count)
+        if role is None and count > 1:
+            return _supervise(config, count)
+        runtime = Runtime(config, role=role)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -90,6 +106,23 @@ def _run(args) -> int:
         )
         return 1
     return 0
+
+
+def _supervise(config, count: int) -> int:
+    """Start ``count`` workers running this same command and keep them running."""
+    from ..runtime.logs import setup_logging
+    from ..runtime.supervisor import Supervisor
+    from ..security.redact import Redactor
+
+    setup_logging(
+        config.get("logging.level"),
+        Redactor([config.app_secret or ""]),
+        config.get("logging.path"),
+        config.get("logging.format"),
+        config.get("logging.service_name"),
+    )
+    argv = [sys.executable, "-m", "dingskill.cli.main", *sys.argv[1:]]
+    return Supervisor(argv, count, config.get("processes.restart_max_backoff_s")).run()
 
 
 def _send(args) -> int:

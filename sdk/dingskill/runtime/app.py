@@ -25,6 +25,7 @@ from .replies import ReplySender
 from .server import build_app, make_server
 from .skills_loader import SkillSet, arbitration_options
 from .stores import make_store
+from .supervisor import WorkerRole
 
 __all__ = ["Runtime"]
 
@@ -32,8 +33,16 @@ log = logging.getLogger("dingskill.runtime")
 
 
 class Runtime:
-    def __init__(self, config: RuntimeConfig, keyring: Keyring | None = None) -> None:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        keyring: Keyring | None = None,
+        role: WorkerRole | None = None,
+    ) -> None:
+        """``role``: which worker of a multi-process ``dingskill run`` this is (None: the only
+        process); only worker 0 serves HTTP and writes the periodic reports."""
         self.config = config
+        self.role = role
         enc = config.get("security.encrypt")
         self.keyring = (
             keyring if keyring is not None else (Keyring.from_env() if enc is not False else None)
@@ -117,7 +126,8 @@ class Runtime:
             admin=self.admin.chat_command,
             engine_for=self.skills.for_message,
             review=self.review,
-            shared_turns=bool(config.get("storage.shared_turns")),
+            # several processes of one `dingskill run` share the conversations
+            shared_turns=bool(config.get("storage.shared_turns")) or role is not None,
         )
         from .understanding import Understanding, UnderstandingConfig
 
@@ -153,7 +163,7 @@ class Runtime:
                 metrics=self.metrics,
                 cards_config=config.get("cards"),
                 events=config.get("events.subscribe"),
-                openapi=openapi_options(ch),
+                openapi=openapi_options(ch, role.count if role else 1),
             )
         elif ch["enabled"]:
             from .channels.webhook import WebhookChannel
@@ -209,32 +219,40 @@ class Runtime:
         await self.audit.start()
         self._start_checks()
         await asyncio.to_thread(self.skills.reload)
-        self.server = make_server(build_app(self), self.config)
-        self._tasks.append(asyncio.create_task(self.server.serve()))
+        primary = self.role is None or self.role.primary
+        if primary:  # one HTTP server and one set of periodic reports per `dingskill run`
+            self.server = make_server(build_app(self), self.config)
+            self._server_task = asyncio.create_task(self.server.serve())
+            self._tasks.append(self._server_task)
         self._tasks.append(
             asyncio.create_task(self.skills.watch(self.config.get("skills.reload_interval_s")))
         )
         self._tasks.append(asyncio.create_task(self.loopwatch.run()))
-        self._tasks.append(
-            asyncio.create_task(
-                self._access_report(self.config.get("audit.access_report_interval_s"))
+        if primary:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._access_report(self.config.get("audit.access_report_interval_s"))
+                )
             )
-        )
         self._tasks.append(asyncio.create_task(self._review_writer(2.0)))
-        if self.config.get("report.daily_at"):
+        if primary and self.config.get("report.daily_at"):
             self._tasks.append(asyncio.create_task(self._daily_report()))
-        while not self.server.started:
+        while self.server is not None and not self.server.started:
             if self._tasks[0].done():
                 self._tasks[0].result()  # raises the bind error
             await asyncio.sleep(0.01)
         channel = self.stream or self.webhook
         if channel is not None:
             await channel.start()
-        self.audit.admin("system", "runtime", "runtime.start", "ok", skills=len(self.skills.skills))
+        worker = {"worker": str(self.role)} if self.role else {}
+        self.audit.admin(
+            "system", "runtime", "runtime.start", "ok", skills=len(self.skills.skills), **worker
+        )
         log.info(
             "runtime started",
             extra={
-                "port": self.server.config.port,
+                **worker,
+                "port": self.server.config.port if self.server is not None else None,
                 "channel": channel.describe() if channel else None,
                 "storage": self.store.kind,
                 "skills": [s.manifest.id for s in self.skills.skills],
@@ -323,8 +341,9 @@ class Runtime:
         self.audit.admin("system", "runtime", "runtime.stop", "ok")
         if self.server is not None:
             self.server.should_exit = True
-        for t in self._tasks[1:]:
-            t.cancel()
+        for t in self._tasks:  # all but the server's, which exits by itself (should_exit)
+            if t is not getattr(self, "_server_task", None):
+                t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.understanding.close()
         await asyncio.to_thread(self.review.flush)
@@ -340,14 +359,24 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        await stop.wait()
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # told to stop while starting (e.g. still connecting)
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        else:
+            starting.result()  # a failed start (a port in use) raises here
+            await stopping
+        stopping.cancel()
         await self.stop()
 
 
-def openapi_options(channel: dict) -> dict:
-    """The OpenAPI pacing options of ``channels.enterprise_chat``."""
+def openapi_options(channel: dict, processes: int = 1) -> dict:
+    """The OpenAPI pacing options of ``channels.enterprise_chat``; with ``processes`` workers
+    of one ``dingskill run``, each paces itself to its share of ``openapi_qps`` (the
+    platform's limit is per app, not per connection)."""
     return {
-        "qps": float(channel.get("openapi_qps", 20)),
+        "qps": float(channel.get("openapi_qps", 20)) / max(1, processes),
         "qps_retries": int(channel.get("openapi_qps_retries", 6)),
     }

@@ -120,6 +120,34 @@ def _proc_cpu(pids: list[int], children: bool = False) -> float:
     return total / tick
 
 
+class _Counted:
+    """The one setting :func:`process_count` reads, without a whole configuration."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def get(self, dotted: str) -> int:
+        return self.count
+
+
+def _tree(pids: list[int]) -> list[int]:
+    """``pids`` and all their descendants alive now (from /proc)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(c for c, pp in parent.items() if pp == pid)
+    return out
+
+
 def _latency_ms(m) -> float:
     """Push of message ``m`` to its first reply, in ms to the microsecond (the emulator's
     monotonic clock; its wire timestamps are whole ms, which would round a 1.4 ms p99 to 1)."""
@@ -292,6 +320,7 @@ def _phase1(emu, phase1: list[str], messages: int, users, window) -> tuple[float
 
 def run_benchmark(
     replicas: int = 1,
+    processes: int = 1,
     messages: int = 10_000,
     users: int = 200,
     rate: float = 200.0,
@@ -306,7 +335,8 @@ def run_benchmark(
     traffic: str = "mixed",
     data_home=None,
 ) -> dict:
-    """``project``: the folder holding the example skills and datasets (default:
+    """``processes``: worker processes of each runtime (``processes.count``; 0: one per
+    core). ``project``: the folder holding the example skills and datasets (default:
     :func:`dingskill.project.find_project`). ``anchor``: also drive the bare SDK echo bot
     and the harness's raw ceiling bot through the same phases (``echo_*``, ``raw_*`` keys).
     ``starve``: CPU-bound processes running beside everything (a starved machine).
@@ -365,6 +395,7 @@ def run_benchmark(
                 },
                 "audit": {"path": str(work / f"audit-{i}" / "messages.jsonl")},
                 "logging": {"level": "WARNING"},
+                "processes": {"count": processes},
             }
             for section, values in json.loads(
                 os.environ.get("DINGSKILL_BENCH_CONFIG", "{}")
@@ -380,7 +411,10 @@ def run_benchmark(
                     stderr=(work / f"runtime-{i}.log").open("w"),
                 )
             )
-        emu.wait_connections(replicas, timeout=60)
+        from .supervisor import process_count
+
+        per_runtime = process_count(_Counted(processes))
+        emu.wait_connections(replicas * per_runtime, timeout=60)
         texts = Texts(traffic, 50 + messages + int(rate * duration), root, data_home)
         for _ in range(starve):
             hogs.append(
@@ -389,10 +423,14 @@ def run_benchmark(
                 )
             )
         say(f"bench: {replicas} runtime process(es) connected ({starve} CPU hogs beside)")
-        cpu0 = _proc_cpu([p.pid for p in procs])
+        roots = [p.pid for p in procs]
+        # with every process under them: the workers of a multi-process runtime and the
+        # template sandboxes (started when first needed)
+        cpu0 = {pid: _proc_cpu([pid]) for pid in _tree(roots)}
         result = _drive(emu, texts, messages, users, window, rate, duration, say, "runtime")
         # CPU of the runtime process(es) per message handled (warm-up and both phases)
-        cpu_ms = (_proc_cpu([p.pid for p in procs]) - cpu0) * 1000 / max(1, texts.pos)
+        spent = sum(_proc_cpu([pid]) - cpu0.get(pid, 0.0) for pid in _tree(roots))
+        cpu_ms = spent * 1000 / max(1, texts.pos)
         result["cpu_ms_per_message"] = round(cpu_ms, 3)
         result["projected_msgs_per_s"] = {  # as many runtime processes as cores (replicas)
             f"{cores}_cores": round(cores * 1000 / cpu_ms) if cpu_ms else None
@@ -400,6 +438,7 @@ def run_benchmark(
         }
         result.update(
             replicas=replicas,
+            processes=per_runtime,
             messages=messages,
             users=users,
             window=window,

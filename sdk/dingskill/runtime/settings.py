@@ -130,8 +130,9 @@ class EnterpriseChat:
     webhook: Webhook = setting(Webhook(), "webhook mode")
     openapi_qps: float = setting(
         20,
-        "OpenAPI calls a second this process makes to each API (the platform allows 20 per "
-        "app per API: split it between replicas; 0: no pacing)",
+        "OpenAPI calls a second one `dingskill run` makes to each API (the platform allows "
+        "20 per app per API: its worker processes split it; split it between replicas by "
+        "hand; 0: no pacing)",
         minimum=0,
     )
     openapi_qps_retries: int = setting(
@@ -208,6 +209,22 @@ class Understanding:
     )
     route_ahead: bool = setting(
         True, "also run the engine's routing in the threads (decisions cached off the loop)"
+    )
+
+
+@dataclass
+class Processes:
+    """Worker processes of one ``dingskill run``: each is a whole runtime with its own Stream
+    connection (the platform hands every message to one of them), sharing the storage."""
+
+    count: int = setting(
+        1,
+        "runtime processes one `dingskill run` starts (0: one per core); more than one needs "
+        "Stream mode and sqlite or redis storage",
+        minimum=0,
+    )
+    restart_max_backoff_s: float = setting(
+        30.0, "longest wait before a worker that died is started again", minimum=0.1
     )
 
 
@@ -407,6 +424,7 @@ SECTIONS: dict[str, type] = {
     "skills": Skills,
     "limits": Limits,
     "understanding": Understanding,
+    "processes": Processes,
     "audit": Audit,
     "security": Security,
     "baseline": Baseline,

@@ -75,6 +75,24 @@ def _write_durable(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _last_line(fh, block: int = 65536) -> bytes:
+    """The last non-blank line of the binary file ``fh``, read backwards from its end (the
+    chain is appended to by several processes: each append after another process's must
+    find the tail without reading the whole file)."""
+    fh.seek(0, os.SEEK_END)
+    end = fh.tell()
+    tail = b""
+    while end > 0:
+        start = max(0, end - block)
+        fh.seek(start)
+        tail = fh.read(end - start) + tail
+        end = start
+        lines = [ln for ln in tail.split(b"\n") if ln.strip()]
+        if len(lines) > 1 or (lines and start == 0):
+            return lines[-1]
+    return b""
+
+
 class AuditChain:
     """Append-only, MAC-chained JSON Lines audit file (safe across processes)."""
 
@@ -105,14 +123,25 @@ class AuditChain:
         return self.path.with_name(f".{self.path.name}.mac-key")
 
     def _local_ring(self, create: bool) -> Keyring | None:
+        """The chain's own MAC key file (when no keyring is given), read again only when the
+        file changes; created by the first append, which holds the chain's file lock (several
+        processes may append to one chain)."""
         p = self.mac_key_path
-        if p.exists():
-            return Keyring.from_file(p)
-        if not create:
-            return None
-        ring = Keyring({"audit-1": os.urandom(32)}, "audit-1")
-        ring.to_file(p)
-        return ring
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            if not create:
+                return None
+            ring = Keyring({"audit-1": os.urandom(32)}, "audit-1")
+            ring.to_file(p)
+            st = p.stat()
+            self._ring_cache = ((st.st_ino, st.st_mtime_ns), ring)
+            return ring
+        stamp = (st.st_ino, st.st_mtime_ns)
+        cached = getattr(self, "_ring_cache", None)
+        if cached is None or cached[0] != stamp:
+            cached = self._ring_cache = (stamp, Keyring.from_file(p))
+        return cached[1]
 
     def _signing_key(self) -> tuple[str, bytes]:
         ring = self.keyring or self._local_ring(create=True)
@@ -147,10 +176,7 @@ class AuditChain:
         seq, prev = self._read_anchor()
         if self.path.exists():
             with self.path.open("rb") as fh:
-                last = b""
-                for line in fh:
-                    if line.strip():
-                        last = line
+                last = _last_line(fh)
             if last:
                 entry = json.loads(last)
                 seq, prev = int(entry["seq"]), str(entry["mac"])
@@ -165,11 +191,11 @@ class AuditChain:
         if not records:
             return []
         entries = []
-        kid, key = self._signing_key()
         sealed = self.keyring is not None
         with open(self.path, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                kid, key = self._signing_key()  # under the lock: one process creates the key
                 seq, prev = self._last_cached(fh)
                 out = []
                 for record in records:

@@ -1,0 +1,188 @@
+"""One `dingskill run` with several worker processes (processes.count): each worker holds its
+own Stream connection to the emulator, they share the SQLite file, one audit chain and one
+/metrics page, and the supervisor restarts a worker that dies and stops them all together."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import APP
+from .harness import scaled, spawn, tail, wait_until
+
+
+def _text(body: dict) -> str:
+    return body.get("text", {}).get("content") or body.get("markdown", {}).get("text", "")
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (the workers)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(d.name))
+    return out
+
+
+def _workers(rt) -> list[int]:
+    """The worker processes of runtime ``rt`` (its template sandboxes are their children)."""
+    return [p for p in _children(rt.proc.pid) if b"DINGSKILL_WORKER" in _environ(p)]
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _samples(rt, name: str) -> float:
+    total = 0.0
+    for fam in text_string_to_metric_families(rt.metrics()):
+        for s in fam.samples:
+            if s.name == name:
+                total += s.value
+    return total
+
+
+def test_two_workers_share_conversations_metrics_and_audit(home, emulator, start_runtime):
+    rt = start_runtime(home, extra={"processes": {"count": 2}})
+    emulator.wait_connections(2, timeout=scaled(30))
+    assert len(_workers(rt)) == 2
+    # a leave request over four turns: the platform hands each turn to either connection
+    ids, texts = [], []
+    for t in ["我想请假", "年假", "明天", "两天"]:
+        i = emulator.send(t, sender_id="staff-31", sender_nick="小林")
+        texts.append(_text(emulator.wait_reply(i)))
+        ids.append(i)
+    assert len({emulator.messages[i].conn_id for i in ids}) == 2  # both workers took turns
+    assert texts[-1].startswith("小林，您的年假申请") and "共 2 天" in texts[-1], texts
+    # many senders at once: every message answered once, by one of the two workers
+    more = [emulator.send("工资条什么时候发", sender_id=f"staff-{n}") for n in range(40)]
+    for i in more:
+        assert _text(emulator.wait_reply(i))
+    assert emulator.counters["replies"] == len(ids) + len(more)
+    # worker 0's /metrics is the sum over both workers
+    handled = len(ids) + len(more)
+    wait_until(
+        lambda: _samples(rt, "dingskill_messages_total") >= handled,
+        20,
+        what="/metrics summing both workers",
+        output=rt.metrics,
+    )
+    assert _samples(rt, "dingskill_messages_total") == handled
+    # one audit chain written by both processes, intact
+    from dingskill.security.audit_chain import AuditChain
+
+    chain = AuditChain(rt.config_path.parent / "audit" / "messages.jsonl")
+
+    def audited():
+        return sum(1 for r in chain.records() if r.get("kind", "message") == "message") >= handled
+
+    wait_until(audited, 20, what="every message audited")
+    assert chain.verify() == []
+    assert rt.stop("term") == 0
+
+
+def test_a_killed_worker_is_started_again(home, emulator, start_runtime):
+    rt = start_runtime(home, extra={"processes": {"count": 2}})
+    emulator.wait_connections(2, timeout=scaled(30))
+    before = _workers(rt)
+    os.kill(before[1], signal.SIGKILL)
+    wait_until(
+        lambda: len(w := _workers(rt)) == 2 and before[1] not in w,
+        30,
+        what="the killed worker started again",
+        output=lambda: tail(rt.log),
+    )
+    emulator.wait_connections(2, timeout=scaled(30))
+    for n in range(6):
+        assert _text(emulator.wait_reply(emulator.send("工资条", sender_id=f"staff-k{n}")))
+    assert "worker exited; starting it again" in tail(rt.log, 20000)
+
+
+def test_stopping_or_killing_the_supervisor_stops_every_worker(home, emulator, start_runtime):
+    rt = start_runtime(home, extra={"processes": {"count": 2}})
+    emulator.wait_connections(2, timeout=scaled(30))
+    workers = _workers(rt)
+    assert rt.stop("term") == 0  # graceful: each worker finishes its messages
+    assert not any(_alive(p) for p in workers)
+    rt2 = start_runtime(home, extra={"processes": {"count": 2}})
+    emulator.wait_connections(2, timeout=scaled(30))
+    workers = _workers(rt2)
+    rt2.proc.kill()  # a supervisor killed outright: its workers get SIGTERM from the kernel
+    rt2.proc.wait(scaled(10))
+    wait_until(
+        lambda: not any(_alive(p) for p in workers),
+        30,
+        what="workers of a killed supervisor stopping",
+    )
+
+
+def _cli_run(tmp_path: Path, cfg: dict, *args: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    env = {**os.environ, "DINGSKILL_APP_KEY": APP[0], "DINGSKILL_APP_SECRET": APP[1]}
+    proc = spawn(
+        [sys.executable, "-m", "dingskill.cli.main", "run", "--config", str(path), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate(timeout=scaled(60))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_settings_several_workers_cannot_serve_are_refused(tmp_path, home, emulator):
+    base = {"skills": {"home": str(home)}, "server": {"port": 0}}
+    webhook = {**base, "channels": {"enterprise_chat": {"mode": "webhook"}}}
+    r = _cli_run(tmp_path, webhook, "--processes", "2")
+    assert r.returncode == 2 and "mode: stream" in r.stderr, r.stderr
+    memory = {
+        **base,
+        "storage": {"type": "memory"},
+        "channels": {"enterprise_chat": {"mode": "stream", "endpoint": emulator.url}},
+    }
+    r = _cli_run(tmp_path, memory, "--processes", "2")
+    assert r.returncode == 2 and "storage.type sqlite" in r.stderr, r.stderr
+
+
+def test_a_worker_failing_at_start_fails_the_command(tmp_path, home, emulator):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = {
+            "skills": {"home": str(home)},
+            "server": {"port": port},
+            "storage": {"type": "sqlite", "path": str(tmp_path / "rt.db")},
+            "channels": {"enterprise_chat": {"mode": "stream", "endpoint": emulator.url}},
+            "audit": {"path": str(tmp_path / "audit" / "messages.jsonl")},
+            "processes": {"count": 2},
+        }
+        r = _cli_run(tmp_path, cfg)
+    assert r.returncode > 0, r.stderr  # the worker's own exit code, as one process gives
+    assert "address already in use" in r.stderr
+    assert f"worker 0 of 2 exited with code {r.returncode}" in r.stderr
