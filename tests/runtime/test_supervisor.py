@@ -186,3 +186,21 @@ def test_a_worker_failing_at_start_fails_the_command(tmp_path, home, emulator):
     assert r.returncode > 0, r.stderr  # the worker's own exit code, as one process gives
     assert "address already in use" in r.stderr
     assert f"worker 0 of 2 exited with code {r.returncode}" in r.stderr
+
+
+def test_an_unreachable_endpoint_is_one_line_before_any_worker(tmp_path, home):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there now
+    cfg = {
+        "skills": {"home": str(home)},
+        "storage": {"type": "sqlite", "path": str(tmp_path / "rt.db")},
+        "channels": {"enterprise_chat": {"mode": "stream", "endpoint": f"http://127.0.0.1:{port}"}},
+        "processes": {"count": 2},
+    }
+    r = _cli_run(tmp_path, cfg)
+    assert r.returncode == 1
+    errors = [line for line in r.stderr.splitlines() if not line.startswith("{")]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], r.stderr
+    assert "supervisor started" not in r.stderr  # no worker was started

@@ -121,6 +121,17 @@ def _supervise(config, count: int) -> int:
         config.get("logging.format"),
         config.get("logging.service_name"),
     )
+    import asyncio
+
+    from ..runtime.channels.stream import EndpointUnreachable
+    from ..runtime.stores import StoreUnavailable
+    from ..runtime.supervisor import preflight
+
+    try:  # one line for an unreachable store or endpoint, not one per worker
+        asyncio.run(preflight(config))
+    except (StoreUnavailable, EndpointUnreachable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     argv = [sys.executable, "-m", "dingskill.cli.main", *sys.argv[1:]]
     return Supervisor(argv, count, config.get("processes.restart_max_backoff_s")).run()
 

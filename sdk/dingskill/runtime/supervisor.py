@@ -38,6 +38,7 @@ __all__ = [
     "WorkerRole",
     "Supervisor",
     "check_processes",
+    "preflight",
     "process_count",
     "worker_role",
 ]
@@ -126,6 +127,22 @@ def _stop_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+async def preflight(config: RuntimeConfig) -> None:
+    """What every worker would check first, checked once before any starts: the store
+    answers (:class:`~dingskill.runtime.stores.StoreUnavailable`) and the Stream endpoint
+    accepts connections (:class:`~dingskill.runtime.channels.stream.EndpointUnreachable`)."""
+    from .channels.stream import DEFAULT_ENDPOINT, check_reachable
+    from .stores import make_store
+
+    store = make_store(config)
+    await store.connect()
+    await store.close()
+    endpoint = config["channels"]["enterprise_chat"].get("endpoint") or os.environ.get(
+        "DINGTALK_OPENAPI_ENDPOINT", DEFAULT_ENDPOINT
+    )
+    await check_reachable(endpoint)
 
 
 @dataclass
