@@ -45,9 +45,33 @@ def _canonical(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _mac_bytes(keyed, seq: int, prev: str, sealed: bool, canonical: bytes) -> str:
+    """The MAC of a record given its canonical JSON; ``keyed`` is ``hmac.new(key,
+    digestmod=hashlib.sha256)``, copied (the key's padding is hashed once per key, not per
+    record)."""
+    h = keyed.copy()
+    h.update(f"{seq}\n{prev}\n{'sealed' if sealed else 'plain'}\n".encode())
+    h.update(canonical)
+    return h.hexdigest()
+
+
 def _mac(key: bytes, seq: int, prev: str, sealed: bool, record: dict) -> str:
     msg = f"{seq}\n{prev}\n{'sealed' if sealed else 'plain'}\n".encode() + _canonical(record)
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+_jstr = json.encoder.encode_basestring  # a str as json.dumps(ensure_ascii=False) writes it
+
+
+def _entry_line(seq: int, prev: str, mac: str, kid: str, field: str, body: bytes) -> bytes:
+    """``_canonical(entry) + b"\\n"`` of an entry whose ``record`` (or ``sealed``) field has the
+    canonical JSON ``body``, without serialising the record again (keys in sorted order:
+    kid, mac, prev, record | sealed, seq)."""
+    return (
+        f'{{"kid":{_jstr(kid)},"mac":{_jstr(mac)},"prev":{_jstr(prev)},"{field}":'.encode()
+        + body
+        + f',"seq":{seq}}}\n'.encode()
+    )
 
 
 def _tag(key: bytes, *parts) -> str:
@@ -165,11 +189,22 @@ class AuditChain:
             return 0, GENESIS
         return int(data["seq"]), str(data["mac"])
 
-    def _write_head(self, seq: int, mac: str, sealed: bool) -> None:
-        kid, key = self._signing_key()
+    def _write_head(self, seq: int, mac: str, sealed: bool, signing=None) -> None:
+        kid, key = signing or self._signing_key()
         head = {"seq": seq, "mac": mac, "sealed": sealed, "kid": kid}
         head["head_mac"] = _tag(key, "head", seq, mac, sealed)
         _write_durable(self.head_path, json.dumps(head).encode())
+
+    def _signing(self) -> tuple[str, bytes, object]:
+        """(kid, key, keyed HMAC) to sign with; the HKDF derivation and the keyed HMAC are
+        kept while the keyring object and its active key stay the same."""
+        ring = self.keyring or self._local_ring(create=True)
+        kid = ring.active
+        cached = getattr(self, "_signing_cache", None)
+        if cached is None or cached[0] is not ring or cached[1] != kid:
+            key = ring.derive(kid, PURPOSE)
+            cached = self._signing_cache = (ring, kid, key, hmac.new(key, digestmod=hashlib.sha256))
+        return cached[1], cached[2], cached[3]
 
     # -- writing -----------------------------------------------------------------------------
     def _last(self) -> tuple[int, str]:
@@ -192,35 +227,38 @@ class AuditChain:
             return []
         entries = []
         sealed = self.keyring is not None
+        field = "sealed" if sealed else "record"
         with open(self.path, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                kid, key = self._signing_key()  # under the lock: one process creates the key
+                kid, key, keyed = self._signing()  # under the lock: one process creates the key
                 seq, prev = self._last_cached(fh)
                 out = []
+                now_ms = None
                 for record in records:
                     record = dict(record)
-                    record.setdefault("ts_ms", int(time.time() * 1000))
+                    if "ts_ms" not in record:
+                        if now_ms is None:
+                            now_ms = int(time.time() * 1000)
+                        record["ts_ms"] = now_ms
                     seq += 1
-                    entry: dict = {
-                        "seq": seq,
-                        "prev": prev,
-                        "mac": _mac(key, seq, prev, sealed, record),
-                        "kid": kid,
-                    }
+                    canonical = _canonical(record)
+                    mac = _mac_bytes(keyed, seq, prev, sealed, canonical)
+                    entry: dict = {"seq": seq, "prev": prev, "mac": mac, "kid": kid}
                     if sealed:
-                        entry["sealed"] = self.keyring.encrypt_text(
-                            _canonical(record).decode(), aad=f"audit:{seq}"
-                        )
+                        token = self.keyring.encrypt_text(canonical.decode(), aad=f"audit:{seq}")
+                        entry["sealed"] = token
+                        body = _jstr(token).encode()
                     else:
                         entry["record"] = record
-                    prev = entry["mac"]
-                    out.append(_canonical(entry) + b"\n")
+                        body = canonical
+                    out.append(_entry_line(seq, prev, mac, kid, field, body))
+                    prev = mac
                     entries.append(entry)
                 fh.write(b"".join(out))
                 fh.flush()
                 os.fsync(fh.fileno())
-                self._write_head(seq, prev, sealed)
+                self._write_head(seq, prev, sealed, (kid, key))
                 self._tail = (fh.tell(), seq, prev)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
