@@ -148,3 +148,71 @@ def test_batched_chain_verifies_and_tampering_is_found(tmp_path, sealed):
     rest = chain.path.read_text(encoding="utf-8").splitlines()[len(lines) :]
     chain.path.write_text("".join(ln + "\n" for ln in lines + rest), encoding="utf-8")
     assert [(p.line, p.kind) for p in verify_chain(chain.path, ring)] == [(11, "altered")]
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_head_is_one_sector_overwritten_in_place(tmp_path, sealed):
+    from dingskill.security.audit_chain import HEAD_SIZE
+
+    ring = Keyring({"k1": os.urandom(32)}, "k1") if sealed else None
+    chain = AuditChain(tmp_path / "audit.jsonl", keyring=ring)
+    chain.append({"actor": "a"})
+    ino = chain.head_path.stat().st_ino
+    for i in range(3):
+        chain.append_many([{"actor": f"b{i}"}, {"actor": f"c{i}"}])
+    raw = chain.head_path.read_bytes()
+    assert len(raw) == HEAD_SIZE and chain.head_path.stat().st_ino == ino
+    head = json.loads(raw)
+    assert head["seq"] == 7 and head["sealed"] is sealed
+    assert not (tmp_path / "audit.jsonl.head.tmp").exists()
+    assert verify_chain(chain.path, ring) == []
+    # the last records cut: still found against the in-place head
+    lines = chain.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    chain.path.write_text("".join(lines[:-2]), encoding="utf-8")
+    assert [p.kind for p in verify_chain(chain.path, ring)] == ["truncated"]
+
+
+def test_a_head_that_is_not_one_sector_is_rewritten_whole(tmp_path):
+    chain = AuditChain(tmp_path / "audit.jsonl")
+    chain.append({"actor": "a"})
+    head = json.loads(chain.head_path.read_text())
+    chain.head_path.write_text(json.dumps(head))  # an older writer's head: no padding
+    chain.append({"actor": "b"})
+    assert len(chain.head_path.read_bytes()) == 512 and verify_chain(chain.path) == []
+    # a head that is a link to elsewhere is replaced, not written through
+    target = tmp_path / "elsewhere"
+    target.write_bytes(chain.head_path.read_bytes())
+    chain.head_path.unlink()
+    chain.head_path.symlink_to(target)
+    chain.append({"actor": "c"})
+    assert not chain.head_path.is_symlink() and json.loads(target.read_text())["seq"] == 2
+    assert verify_chain(chain.path) == []
+
+
+def test_a_forged_head_still_fails_and_a_head_read_mid_write_is_read_again(tmp_path, monkeypatch):
+    chain = AuditChain(tmp_path / "audit.jsonl")
+    for i in range(3):
+        chain.append({"actor": f"u{i}"})
+    good = chain.head_path.read_bytes()
+    head = json.loads(good)
+    # half the next head written over the last one: parses, but its MAC does not match
+    torn = dict(head, seq=head["seq"] + 1)
+    reads = iter([torn, good[:100].decode()])
+    real = AuditChain._read_json
+
+    def read_json(self, path):
+        if path == chain.head_path:
+            nxt = next(reads, None)
+            if isinstance(nxt, dict):
+                return nxt
+            if isinstance(nxt, str):
+                return json.loads(nxt)  # a cut read: does not parse
+        return real(self, path)
+
+    monkeypatch.setattr(AuditChain, "_read_json", read_json)
+    assert verify_chain(chain.path) == []
+    monkeypatch.undo()
+    head["seq"] = 2  # forged: points back before the last record
+    chain.head_path.write_text(json.dumps(head).ljust(511) + "\n")
+    kinds = [(p.line, p.kind) for p in verify_chain(chain.path)]
+    assert kinds == [(0, "altered"), (0, "truncated")]  # and taken as no head at all

@@ -9,8 +9,8 @@ can recompute). The MAC key comes from the data keyring when one is configured, 
 key file created at the first write beside the log (``.<name>.mac-key``, mode 0600; keep a
 copy elsewhere: a log whose key is lost can no longer be verified).
 
-The head (``<file>.head``: last seq and mac, whether the log is encrypted, itself MACed) is
-written after every append, so removing the last records, emptying the file or swapping it
+The head (``<file>.head``: last seq and mac, whether the log is encrypted, itself MACed; one
+JSON object padded to one disk sector, overwritten in place) is written after every append, so removing the last records, emptying the file or swapping it
 for an older copy is found: the file no longer reaches the head. Retention writes a MACed
 anchor (``<file>.anchor``) for the records it drops; an anchor someone wrote to match a cut
 head does not verify. In an encrypted log a plaintext record is refused.
@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,6 +98,33 @@ def _write_durable(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+# The head file is one JSON object padded with spaces to HEAD_SIZE bytes: one disk sector,
+# which a drive writes whole or not at all (PostgreSQL overwrites its pg_control in place,
+# fsynced, on the same guarantee, keeping it under 512 bytes), so after the first write the
+# head is overwritten in place and fdatasync'ed: no temporary file, rename and freed inode per
+# append, and after a crash it is still the previous head or the new one, as with the rename.
+HEAD_SIZE = 512
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> bool:
+    """Overwrite the regular file ``path`` (one link, exactly ``len(data)`` bytes) from its
+    start and fdatasync it; False, having written nothing, when it is not such a file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != len(data):
+            return False
+        if os.pwrite(fd, data, 0) != len(data):
+            return False  # rewritten whole by the caller
+        os.fdatasync(fd)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _last_line(fh, block: int = 65536) -> bytes:
@@ -193,7 +221,36 @@ class AuditChain:
         kid, key = signing or self._signing_key()
         head = {"seq": seq, "mac": mac, "sealed": sealed, "kid": kid}
         head["head_mac"] = _tag(key, "head", seq, mac, sealed)
-        _write_durable(self.head_path, json.dumps(head).encode())
+        data = json.dumps(head).encode()
+        if len(data) < HEAD_SIZE:
+            data = data.ljust(HEAD_SIZE - 1) + b"\n"
+            if _overwrite_in_place(self.head_path, data):
+                return
+        _write_durable(self.head_path, data)
+
+    def _read_head(self, verify: bool = True) -> dict | None:
+        """The head file, read again (up to 3 times) while it does not parse or (``verify``)
+        its MAC does not verify: a head read while a writer overwrites it in place may be half
+        old, half new. A head that stays wrong is returned as it is, for the caller to report
+        (or its JSON error raised)."""
+        for attempt in range(3):
+            try:
+                head = self._read_json(self.head_path)
+            except ValueError:
+                if attempt == 2:
+                    raise
+            else:
+                if head is None or not verify or attempt == 2 or self._head_verifies(head):
+                    return head
+            time.sleep(0.005)
+        return None  # not reached
+
+    def _head_verifies(self, head: dict) -> bool:
+        key = self._key(str(head.get("kid")))
+        if not key:
+            return False
+        tag = _tag(key, "head", head.get("seq"), head.get("mac"), head.get("sealed"))
+        return hmac.compare_digest(tag, str(head.get("head_mac")))
 
     def _signing(self) -> tuple[str, bytes, object]:
         """(kid, key, keyed HMAC) to sign with; the HKDF derivation and the keyed HMAC are
@@ -281,7 +338,7 @@ class AuditChain:
             return json.loads(
                 self.keyring.decrypt_text(entry["sealed"], aad=f"audit:{entry['seq']}")
             )
-        if self.keyring is not None and (self._read_json(self.head_path) or {}).get("sealed"):
+        if self.keyring is not None and (self._read_head(verify=False) or {}).get("sealed"):
             raise CryptoError(f"seq {entry.get('seq')}: plaintext record in an encrypted log")
         return entry["record"]
 
@@ -422,12 +479,10 @@ def verify_chain(path: str | os.PathLike, keyring: Keyring | None = None) -> lis
             problems.append(
                 ChainProblem(0, "altered", f"{chain.anchor_path.name}: anchor does not verify")
             )
-    head = chain._read_json(chain.head_path)
+    head = chain._read_head()
     sealed = keyring is not None
     if head is not None:
-        key = chain._key(str(head.get("kid")))
-        tag = _tag(key, "head", head.get("seq"), head.get("mac"), head.get("sealed")) if key else ""
-        if not key or not hmac.compare_digest(tag, str(head.get("head_mac"))):
+        if not chain._head_verifies(head):
             problems.append(
                 ChainProblem(0, "altered", f"{chain.head_path.name}: head does not verify")
             )
@@ -492,7 +547,7 @@ def verify_copy(records: list[dict], chain: AuditChain, name: str) -> list[Chain
                 ChainProblem(i, "altered", f"{name}: seq {rseq} does not match its MAC")
             )
         seq, prev = rseq, r["mac"]
-    head = chain._read_json(chain.head_path)
+    head = chain._read_head()
     if head is not None and (seq or 0) < int(head["seq"]) and mine:
         problems.append(
             ChainProblem(len(mine), "truncated", f"{name}: copy ends at {seq}, head {head['seq']}")
