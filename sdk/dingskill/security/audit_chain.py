@@ -10,10 +10,10 @@ key file created at the first write beside the log (``.<name>.mac-key``, mode 06
 copy elsewhere: a log whose key is lost can no longer be verified).
 
 The head (``<file>.head``: last seq and mac, whether the log is encrypted, itself MACed; one
-JSON object padded to one disk sector, overwritten in place) is written after every append, so removing the last records, emptying the file or swapping it
-for an older copy is found: the file no longer reaches the head. Retention writes a MACed
-anchor (``<file>.anchor``) for the records it drops; an anchor someone wrote to match a cut
-head does not verify. In an encrypted log a plaintext record is refused.
+JSON object padded to one disk sector, overwritten in place) is written after every append,
+so removing the last records, emptying the file or swapping it for an older copy is found:
+the file no longer reaches the head. Retention writes a MACed anchor (``<file>.anchor``) for
+the records it drops; an anchor someone wrote to match a cut head does not verify. In an encrypted log a plaintext record is refused.
 
 What a keyed chain cannot stop: someone holding the MAC key (or root on the machine) can
 rewrite everything consistently; ship the log, or its heads, to another machine to guard
