@@ -462,6 +462,68 @@ def test_sqlite_runs_operations_inline_unless_locked_queued_or_crowded(tmp_path)
     asyncio.run(go())
 
 
+def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_path):
+    """Operations of one SQL statement run in the thread's group without a savepoint: one
+    that fails reports its error to its caller and the other operations of the same group
+    still commit; one whose failure aborted the whole transaction fails the whole group."""
+    from dingskill.runtime.stores import _single
+
+    async def go():
+        store = SqliteStore(tmp_path / "rt.db")
+        w = store._worker
+        await store.connect()
+        await store.append_audit(b"first")
+        seq = await store._run(
+            _single(lambda db: db.execute("SELECT max(seq) FROM audit").fetchone()[0])
+        )
+
+        def group(*calls):  # queued behind another writer's lock: one group in the thread
+            other = sqlite3.connect(tmp_path / "rt.db", isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            futs = [asyncio.ensure_future(c) for c in calls]
+            return other, futs
+
+        commits = w.commits
+        other, futs = group(
+            store.set_context("c1", {"n": 1}),
+            store._run(  # a primary key taken: this statement alone fails
+                _single(
+                    lambda db: db.execute("INSERT INTO audit (seq, v) VALUES (?, ?)", (seq, b"x"))
+                )
+            ),
+            store.finish("m1", 60),
+        )
+        await asyncio.sleep(0.1)
+        assert not any(f.done() for f in futs)
+        other.execute("COMMIT")
+        other.close()
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], sqlite3.IntegrityError)
+        assert w.commits == commits + 1  # one group, committed
+        assert (await store.get_context("c1")) == {"n": 1}
+        assert await store.claim("m1", 60) is DedupState.DONE
+        assert await store.audit_records() == [b"first"]
+
+        def aborts(db):  # what SQLITE_FULL / IOERR do: the whole transaction is rolled back
+            db.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+
+        other, futs = group(
+            store.set_context("c2", {"n": 2}), store._run(_single(aborts)), store.finish("m2", 60)
+        )
+        await asyncio.sleep(0.1)
+        other.execute("COMMIT")
+        other.close()
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results)
+        assert await store.get_context("c2") == {}  # nothing of the group was written
+        assert await store.claim("m2", 60) is DedupState.NEW
+        await store.close()
+
+    asyncio.run(go())
+
+
 def test_a_store_failing_after_the_reply_went_out_does_not_retry_it():
     """The reply was sent; only marking it done failed (Redis away a moment): the message
     counts as answered (no retry, which would find it "replying" and dead-letter it)."""

@@ -264,7 +264,11 @@ class _SqliteWorker:
     thread runs everything queued so far in one transaction (one commit, one WAL append for
     up to ``batch`` operations: a message's claim, context and audit writes share it with
     its neighbours'), then resolves the futures on their loops. Operations run in submission
-    order, so a read sees every earlier write.
+    order, so a read sees every earlier write. Each operation runs in a savepoint, so a
+    failing one is undone alone and reported to its caller while the rest of the group
+    commits; one marked :func:`_single` (one SQL statement, atomic by itself) runs without
+    it (a savepoint is three statements more), unless its failure aborted the whole
+    transaction: then the whole group fails, as it would at the savepoint's rollback.
 
     WAL checkpoints (the only fsyncs with ``synchronous=NORMAL``) run in a second thread on
     its own connection, PASSIVE (they never block a writer), every ``checkpoint_s``: inside
@@ -426,6 +430,15 @@ class _SqliteWorker:
                     db = self._open_db()
                 db.execute("BEGIN IMMEDIATE")
                 for fn, fut, loop in batch:
+                    if getattr(fn, "single", False):
+                        # one statement: atomic by itself, no savepoint (3 statements) needed
+                        try:
+                            results.append((fut, loop, None, fn(db)))
+                        except Exception as exc:  # noqa: BLE001 - handed to the caller
+                            if not db.in_transaction:  # it aborted the whole transaction
+                                raise
+                            results.append((fut, loop, exc, None))
+                        continue
                     db.execute("SAVEPOINT op")
                     try:
                         results.append((fut, loop, None, fn(db)))
@@ -457,6 +470,13 @@ class _SqliteWorker:
                 break
         if db is not None:
             db.close()
+
+
+def _single(fn):
+    """Mark ``fn(db)`` as one SQL statement: atomic by itself (a failing statement undoes
+    only its own changes), so the worker's group runs it without a savepoint."""
+    fn.single = True
+    return fn
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -508,21 +528,21 @@ class SqliteStore(Store):
         return await self._worker.submit(fn, bulk)
 
     async def connect(self):
-        await self._run(lambda db: db.execute("SELECT 1"))
+        await self._run(_single(lambda db: db.execute("SELECT 1")))
 
     async def close(self):
         await asyncio.to_thread(self._worker.stop)
 
     async def ping(self):
         try:
-            await self._run(lambda db: db.execute("SELECT 1").fetchone())
+            await self._run(_single(lambda db: db.execute("SELECT 1").fetchone()))
             return True
         except sqlite3.Error:
             return False
 
     async def get_raw(self, key):
         row = await self._run(
-            lambda db: db.execute("SELECT v, exp FROM kv WHERE k=?", (key,)).fetchone()
+            _single(lambda db: db.execute("SELECT v, exp FROM kv WHERE k=?", (key,)).fetchone())
         )
         if row is None or row[1] < time.time():
             return None
@@ -531,7 +551,9 @@ class SqliteStore(Store):
     async def set_raw(self, key, blob, ttl_s):
         exp = time.time() + ttl_s
         await self._run(
-            lambda db: db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (key, blob, exp))
+            _single(
+                lambda db: db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (key, blob, exp))
+            )
         )
 
     async def claim(self, msg_id, ttl_s):
@@ -552,8 +574,10 @@ class SqliteStore(Store):
     async def _mark(self, msg_id: str, state: DedupState, ttl_s: float) -> None:
         exp = time.time() + ttl_s
         await self._run(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO claims VALUES (?,?,?)", (msg_id, exp, state.value)
+            _single(
+                lambda db: db.execute(
+                    "INSERT OR REPLACE INTO claims VALUES (?,?,?)", (msg_id, exp, state.value)
+                )
             )
         )
 
@@ -564,7 +588,7 @@ class SqliteStore(Store):
         await self._mark(msg_id, DedupState.DONE, ttl_s)
 
     async def release(self, msg_id):
-        await self._run(lambda db: db.execute("DELETE FROM claims WHERE id=?", (msg_id,)))
+        await self._run(_single(lambda db: db.execute("DELETE FROM claims WHERE id=?", (msg_id,))))
 
     async def take(self, bucket, rate, capacity):
         now = time.time()
@@ -578,7 +602,7 @@ class SqliteStore(Store):
         return await self._run(op)
 
     async def append_audit(self, blob):
-        await self._run(lambda db: db.execute("INSERT INTO audit (v) VALUES (?)", (blob,)))
+        await self._run(_single(lambda db: db.execute("INSERT INTO audit (v) VALUES (?)", (blob,))))
 
     async def append_audit_many(self, blobs):
         rows = [(b,) for b in blobs]
@@ -612,12 +636,14 @@ class SqliteStore(Store):
         # one statement: insert, or take over an expired lease; 0 rows changed: it is held
         return bool(
             await self._run(
-                lambda db: (
-                    db.execute(
-                        "INSERT INTO turns VALUES (?,?,?) ON CONFLICT(k) DO UPDATE"
-                        " SET owner=excluded.owner, exp=excluded.exp WHERE turns.exp <= ?",
-                        (name, owner, now + ttl_s, now),
-                    ).rowcount
+                _single(
+                    lambda db: (
+                        db.execute(
+                            "INSERT INTO turns VALUES (?,?,?) ON CONFLICT(k) DO UPDATE"
+                            " SET owner=excluded.owner, exp=excluded.exp WHERE turns.exp <= ?",
+                            (name, owner, now + ttl_s, now),
+                        ).rowcount
+                    )
                 )
             )
         )
@@ -625,7 +651,7 @@ class SqliteStore(Store):
     async def release_turn(self, key, owner):
         name = await self.hash_id(f"turn:{key}")
         await self._run(
-            lambda db: db.execute("DELETE FROM turns WHERE k=? AND owner=?", (name, owner))
+            _single(lambda db: db.execute("DELETE FROM turns WHERE k=? AND owner=?", (name, owner)))
         )
 
 
