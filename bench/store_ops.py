@@ -23,11 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+COMBINED = True  # --separate: the lease and the context as four calls (the old Pipeline)
+
 
 async def _one(store, i: int, conv: str, shared: bool) -> None:
     msg = f"msg-{i}"
     await store.claim(msg, 120)
-    if shared and hasattr(store, "begin_turn"):
+    if shared and COMBINED and hasattr(store, "begin_turn"):
         context = await store.begin_turn(conv, "owner", 15.0)
         assert context is not None
         context["turns"] = context.get("turns", 0) + 1
@@ -73,7 +75,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--keyring", action="store_true", help="sealed contexts and hashed ids")
+    ap.add_argument("--separate", action="store_true", help="no begin_turn/end_turn")
     args = ap.parse_args()
+    global COMBINED
+    COMBINED = not args.separate
     keyring = None
     if args.keyring:
         import os
@@ -81,7 +86,12 @@ def main() -> None:
         from dingskill.security.crypto import Keyring
 
         keyring = Keyring({"k1": os.urandom(32)}, "k1")
-    out = {"messages": args.messages, "concurrency": args.concurrency, "keyring": args.keyring}
+    out = {
+        "messages": args.messages,
+        "concurrency": args.concurrency,
+        "keyring": args.keyring,
+        "combined_turn_calls": COMBINED,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for shared in (False, True):
             runs = []

@@ -193,6 +193,12 @@ def test_single_process_pipelines_never_touch_the_lease():
         async def acquire_turn(self, key, owner, ttl_s):
             raise AssertionError("lease taken with shared_turns off")
 
+        async def begin_turn(self, key, owner, ttl_s):
+            raise AssertionError("lease taken with shared_turns off")
+
+        async def end_turn(self, key, owner, context):
+            raise AssertionError("lease given back with shared_turns off")
+
     async def go():
         engine = CountingEngine()
         pipeline = Pipeline(lambda: engine, NoLeases(), limits=NO_LIMITS)
@@ -224,3 +230,90 @@ def test_the_runtime_takes_leases_when_its_config_says_the_store_is_shared(tmp_p
     assert runtime().pipeline.shared_turns is False
     pipeline = runtime(shared_turns=True).pipeline
     assert (pipeline.shared_turns, pipeline.turn_lease_s) == (True, 7.0)
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_begin_and_end_turn_take_the_lease_with_the_context_in_one_step(tmp_path, spec, sealed):
+    """``begin_turn``: the lease and the context (None, nothing taken, while another owner
+    holds it); ``end_turn``: the context saved and the lease given back (only its owner's)."""
+    from dingskill.runtime.stores import RedisStore
+    from dingskill.security.crypto import Keyring
+
+    async def go():
+        keyring = Keyring({"k1": os.urandom(32)}, "k1") if sealed else None
+        cls = RedisStore if spec.startswith("redis://") else SqliteStore
+        store = cls(spec, keyring=keyring)
+        await store.connect()
+        try:
+            assert await store.begin_turn("c1", "a", 10) == {}  # nothing stored yet
+            assert await store.begin_turn("c1", "b", 10) is None  # a holds it
+            assert not await store.acquire_turn("c1", "b", 10)
+            await store.end_turn("c1", "b", {"n": 99})  # not b's lease ...
+            assert await store.begin_turn("c1", "b", 10) is None  # ... still a's
+            await store.end_turn("c1", "a", {"n": 1})
+            assert await store.get_context("c1") == {"n": 1}
+            assert await store.begin_turn("c1", "b", 0.3) == {"n": 1}  # released: b's now
+            assert await store.begin_turn("c1", "a", 10) is None
+            await asyncio.sleep(0.4)
+            assert await store.begin_turn("c1", "a", 10) == {"n": 1}  # b's expired
+            await store.end_turn("c1", "a", {"n": 2})
+            assert await store.acquire_turn("c1", "b", 10)
+            await store.release_turn("c1", "b")
+            assert await store.get_context("c1") == {"n": 2}
+            # the base class's two-call defaults agree
+            base = MemoryStore()
+            assert await base.begin_turn("c1", "a", 10) == {}
+            await base.end_turn("c1", "a", {"n": 3})
+            assert await base.get_context("c1") == {"n": 3}
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_a_failing_combined_turn_call_falls_back_to_the_separate_calls(tmp_path):
+    """``end_turn`` failing: the context is saved and the lease given back one call at a
+    time; ``begin_turn`` failing: the lease is given back and the message is not handled."""
+
+    class Flaky(SqliteStore):
+        fail_begin = fail_end = 0
+
+        async def begin_turn(self, key, owner, ttl_s):
+            if self.fail_begin:
+                self.fail_begin -= 1
+                await self.acquire_turn(key, owner, ttl_s)  # taken, then the read fails
+                raise OSError("read failed")
+            return await super().begin_turn(key, owner, ttl_s)
+
+        async def end_turn(self, key, owner, context):
+            if self.fail_end:
+                self.fail_end -= 1
+                raise OSError("write failed")
+            return await super().end_turn(key, owner, context)
+
+    async def go():
+        store = Flaky(tmp_path / "shared.db")
+        engine = CountingEngine()
+        pipeline = Pipeline(lambda: engine, store, limits=NO_LIMITS, shared_turns=True)
+        try:
+            store.fail_end = 1
+            reply = await pipeline.process(
+                Message(text="add one", conversation_id="c1", msg_id="m1")
+            )
+            assert reply.text == "1" and await store.get_context("c1") == {"n": 1}
+            assert await store.acquire_turn("c1", "other", 10)  # given back
+            await store.release_turn("c1", "other")
+
+            store.fail_begin = 1
+            with pytest.raises(RuntimeError, match="read failed"):
+                await pipeline.process(Message(text="add one", conversation_id="c1", msg_id="m2"))
+            assert await store.acquire_turn("c1", "other", 10)  # given back
+            await store.release_turn("c1", "other")
+            reply = await pipeline.process(
+                Message(text="add one", conversation_id="c1", msg_id="m2")
+            )
+            assert reply.text == "2" and await store.get_context("c1") == {"n": 2}
+        finally:
+            await store.close()
+
+    asyncio.run(go())

@@ -466,7 +466,7 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
     """Operations of one SQL statement run in the thread's group without a savepoint: one
     that fails reports its error to its caller and the other operations of the same group
     still commit; one whose failure aborted the whole transaction fails the whole group."""
-    from dingskill.runtime.stores import _single
+    from dingskill.runtime.stores import _atomic
 
     async def go():
         store = SqliteStore(tmp_path / "rt.db")
@@ -474,7 +474,7 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
         await store.connect()
         await store.append_audit(b"first")
         seq = await store._run(
-            _single(lambda db: db.execute("SELECT max(seq) FROM audit").fetchone()[0])
+            _atomic(lambda db: db.execute("SELECT max(seq) FROM audit").fetchone()[0])
         )
 
         def group(*calls):  # queued behind another writer's lock: one group in the thread
@@ -487,7 +487,7 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
         other, futs = group(
             store.set_context("c1", {"n": 1}),
             store._run(  # a primary key taken: this statement alone fails
-                _single(
+                _atomic(
                     lambda db: db.execute("INSERT INTO audit (seq, v) VALUES (?, ?)", (seq, b"x"))
                 )
             ),
@@ -510,7 +510,7 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
             raise sqlite3.OperationalError("database or disk is full")
 
         other, futs = group(
-            store.set_context("c2", {"n": 2}), store._run(_single(aborts)), store.finish("m2", 60)
+            store.set_context("c2", {"n": 2}), store._run(_atomic(aborts)), store.finish("m2", 60)
         )
         await asyncio.sleep(0.1)
         other.execute("COMMIT")

@@ -245,22 +245,48 @@ class Pipeline:
             if self.metrics is not None:
                 self.metrics.inflight.dec()
 
-    async def _lease(self, key: str) -> bool:
-        """Take the conversation's turn lease from the store (True), waiting while another
-        process holds it: short sleeps from 1 ms, until the lease has lasted its whole TTL
-        (a holder that died has lost it by then); raises :class:`TurnBusy` after that."""
-        store, owner, ttl = self.stores.context, self.turn_owner, self.turn_lease_s
-        if await store.acquire_turn(key, owner, ttl):
-            return True
-        if self.metrics is not None:
-            self.metrics.turn_waits.inc()
-        deadline, pause = time.monotonic() + ttl + 1.0, 0.001
-        while time.monotonic() < deadline:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02)
-            if await store.acquire_turn(key, owner, ttl):
-                return True
+    async def _begin(self, key: str) -> dict:
+        """The conversation's context; with ``shared_turns``, read with the conversation's
+        turn lease taken from the store (one store operation), waiting while another process
+        holds it: short sleeps from 1 ms, until the lease has lasted its whole TTL (a holder
+        that died has lost it by then); raises :class:`TurnBusy` after that."""
+        store = self.stores.context
+        if not self.shared_turns:
+            return await store.get_context(key)
+        owner, ttl = self.turn_owner, self.turn_lease_s
+        try:
+            context = await store.begin_turn(key, owner, ttl)
+            if context is not None:
+                return context
+            if self.metrics is not None:
+                self.metrics.turn_waits.inc()
+            deadline, pause = time.monotonic() + ttl + 1.0, 0.001
+            while time.monotonic() < deadline:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.02)
+                context = await store.begin_turn(key, owner, ttl)
+                if context is not None:
+                    return context
+        except BaseException:  # failed or cancelled: the lease may be taken, the read not
+            await self._unlease(key)
+            raise
         raise TurnBusy(f"turn of this conversation held elsewhere for over {ttl:.0f} s")
+
+    async def _end(self, key: str, context: dict) -> None:
+        """Save the context; with ``shared_turns`` and the lease given back in the same store
+        operation. If that fails, both again one at a time: the context (its failure raised)
+        and the lease (its failure only logged, it expires by itself)."""
+        store = self.stores.context
+        if not self.shared_turns:
+            await store.set_context(key, context)
+            return
+        try:
+            await store.end_turn(key, self.turn_owner, context)
+        except Exception:  # noqa: BLE001 - either half may have happened: both again
+            try:
+                await store.set_context(key, context)
+            finally:
+                await self._unlease(key)
 
     async def _unlease(self, key: str) -> None:
         try:
@@ -304,9 +330,9 @@ class Pipeline:
             except Overloaded as exc:
                 return self._shed(message, lang, exc)
         async with lock:  # turns of one conversation run in order within a replica
-            leased = self.shared_turns and await self._lease(key)  # ... and across processes
+            context = await self._begin(key)  # ... and across processes (shared_turns)
+            leased = self.shared_turns
             try:
-                context = await self.stores.context.get_context(key)
                 engine = self.engine_for(message) if self.engine_for else self.engine_provider()
                 clean = dataclasses.replace(message, text=text) if text != message.text else message
                 if self.understanding is not None:
@@ -323,7 +349,8 @@ class Pipeline:
                     )
                     if reply.error:
                         self.metrics.skill_failures.labels(reply.skill_id).inc()
-                await self.stores.context.set_context(key, context)
+                leased = False
+                await self._end(key, context)
             finally:
                 if leased:
                     await self._unlease(key)
@@ -367,12 +394,13 @@ class Pipeline:
         key = context_key(message)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            leased = self.shared_turns and await self._lease(key)
+            context = await self._begin(key)
+            leased = self.shared_turns
             try:
-                context = await self.stores.context.get_context(key)
                 engine = self.engine_for(message) if self.engine_for else self.engine_provider()
                 result = await fn(engine, context)
-                await self.stores.context.set_context(key, context)
+                leased = False
+                await self._end(key, context)
             finally:
                 if leased:
                     await self._unlease(key)

@@ -43,6 +43,11 @@ class CommandBatcher:
         """``client.execute_command(*args, **options)``, sent with its neighbours."""
         return await self._queue(lambda pipe: pipe.execute_command(*args, **options))
 
+    def submit(self, *args, **options) -> asyncio.Future:
+        """:meth:`execute` without a coroutine: the command is queued now (commands queued
+        one after another in a turn leave together, in that order); await the future."""
+        return self._queue(lambda pipe: pipe.execute_command(*args, **options))
+
     async def script(self, script, keys: list, args: list):
         """The result of a registered script (``client.register_script``) on ``keys``/``args``."""
         from redis.exceptions import NoScriptError

@@ -138,6 +138,21 @@ class Store:
         """Give the lease back if ``owner`` still holds it (never someone else's)."""
         raise NotImplementedError
 
+    async def begin_turn(self, key: str, owner: str, ttl_s: float) -> dict | None:
+        """:meth:`acquire_turn` and then :meth:`get_context` in one step where the backend
+        can (one operation, one round trip): the context, or None while someone else holds
+        the lease. On failure the lease may be held: the caller gives it back."""
+        if not await self.acquire_turn(key, owner, ttl_s):
+            return None
+        return await self.get_context(key)
+
+    async def end_turn(self, key: str, owner: str, context: dict) -> None:
+        """:meth:`set_context` and then :meth:`release_turn` in one step where the backend
+        can. On failure either may have happened: the caller makes both calls again (each
+        can be repeated), the context first."""
+        await self.set_context(key, context)
+        await self.release_turn(key, owner)
+
     async def get_context(self, key: str) -> dict:
         name = await self.hash_id(f"ctx:{key}")
         return self._open(name, await self.get_raw(name)) or {}
@@ -266,7 +281,7 @@ class _SqliteWorker:
     its neighbours'), then resolves the futures on their loops. Operations run in submission
     order, so a read sees every earlier write. Each operation runs in a savepoint, so a
     failing one is undone alone and reported to its caller while the rest of the group
-    commits; one marked :func:`_single` (one SQL statement, atomic by itself) runs without
+    commits; one marked :func:`_atomic` (one SQL statement, atomic by itself) runs without
     it (a savepoint is three statements more), unless its failure aborted the whole
     transaction: then the whole group fails, as it would at the savepoint's rollback.
 
@@ -472,9 +487,10 @@ class _SqliteWorker:
             db.close()
 
 
-def _single(fn):
-    """Mark ``fn(db)`` as one SQL statement: atomic by itself (a failing statement undoes
-    only its own changes), so the worker's group runs it without a savepoint."""
+def _atomic(fn):
+    """Mark ``fn(db)`` as needing no savepoint in the worker's group: one SQL statement
+    (a failing statement undoes only its own changes), or reads before one such write, or
+    an operation whose callers handle a partial failure (:meth:`Store.end_turn`)."""
     fn.single = True
     return fn
 
@@ -528,21 +544,21 @@ class SqliteStore(Store):
         return await self._worker.submit(fn, bulk)
 
     async def connect(self):
-        await self._run(_single(lambda db: db.execute("SELECT 1")))
+        await self._run(_atomic(lambda db: db.execute("SELECT 1")))
 
     async def close(self):
         await asyncio.to_thread(self._worker.stop)
 
     async def ping(self):
         try:
-            await self._run(_single(lambda db: db.execute("SELECT 1").fetchone()))
+            await self._run(_atomic(lambda db: db.execute("SELECT 1").fetchone()))
             return True
         except sqlite3.Error:
             return False
 
     async def get_raw(self, key):
         row = await self._run(
-            _single(lambda db: db.execute("SELECT v, exp FROM kv WHERE k=?", (key,)).fetchone())
+            _atomic(lambda db: db.execute("SELECT v, exp FROM kv WHERE k=?", (key,)).fetchone())
         )
         if row is None or row[1] < time.time():
             return None
@@ -551,7 +567,7 @@ class SqliteStore(Store):
     async def set_raw(self, key, blob, ttl_s):
         exp = time.time() + ttl_s
         await self._run(
-            _single(
+            _atomic(
                 lambda db: db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (key, blob, exp))
             )
         )
@@ -574,7 +590,7 @@ class SqliteStore(Store):
     async def _mark(self, msg_id: str, state: DedupState, ttl_s: float) -> None:
         exp = time.time() + ttl_s
         await self._run(
-            _single(
+            _atomic(
                 lambda db: db.execute(
                     "INSERT OR REPLACE INTO claims VALUES (?,?,?)", (msg_id, exp, state.value)
                 )
@@ -588,7 +604,7 @@ class SqliteStore(Store):
         await self._mark(msg_id, DedupState.DONE, ttl_s)
 
     async def release(self, msg_id):
-        await self._run(_single(lambda db: db.execute("DELETE FROM claims WHERE id=?", (msg_id,))))
+        await self._run(_atomic(lambda db: db.execute("DELETE FROM claims WHERE id=?", (msg_id,))))
 
     async def take(self, bucket, rate, capacity):
         now = time.time()
@@ -602,7 +618,7 @@ class SqliteStore(Store):
         return await self._run(op)
 
     async def append_audit(self, blob):
-        await self._run(_single(lambda db: db.execute("INSERT INTO audit (v) VALUES (?)", (blob,))))
+        await self._run(_atomic(lambda db: db.execute("INSERT INTO audit (v) VALUES (?)", (blob,))))
 
     async def append_audit_many(self, blobs):
         rows = [(b,) for b in blobs]
@@ -636,7 +652,7 @@ class SqliteStore(Store):
         # one statement: insert, or take over an expired lease; 0 rows changed: it is held
         return bool(
             await self._run(
-                _single(
+                _atomic(
                     lambda db: (
                         db.execute(
                             "INSERT INTO turns VALUES (?,?,?) ON CONFLICT(k) DO UPDATE"
@@ -651,8 +667,41 @@ class SqliteStore(Store):
     async def release_turn(self, key, owner):
         name = await self.hash_id(f"turn:{key}")
         await self._run(
-            _single(lambda db: db.execute("DELETE FROM turns WHERE k=? AND owner=?", (name, owner)))
+            _atomic(lambda db: db.execute("DELETE FROM turns WHERE k=? AND owner=?", (name, owner)))
         )
+
+    async def begin_turn(self, key, owner, ttl_s):
+        turn, name = await self.hash_id(f"turn:{key}"), await self.hash_id(f"ctx:{key}")
+        now = time.time()
+
+        def op(db):
+            # the context first, then the lease: reading changes nothing, so a failure of
+            # either leaves nothing behind (no savepoint), and inside the write transaction
+            # nobody writes between them (the read is thrown away if the lease is held)
+            row = db.execute("SELECT v, exp FROM kv WHERE k=?", (name,)).fetchone()
+            took = db.execute(
+                "INSERT INTO turns VALUES (?,?,?) ON CONFLICT(k) DO UPDATE"
+                " SET owner=excluded.owner, exp=excluded.exp WHERE turns.exp <= ?",
+                (turn, owner, now + ttl_s, now),
+            ).rowcount
+            return took, row
+
+        took, row = await self._run(_atomic(op))
+        if not took:
+            return None
+        if row is None or row[1] < time.time():
+            return {}
+        return self._open(name, bytes(row[0])) or {}
+
+    async def end_turn(self, key, owner, context):
+        turn, name = await self.hash_id(f"turn:{key}"), await self.hash_id(f"ctx:{key}")
+        blob, exp = self._seal(name, context), time.time() + self.context_ttl_s
+
+        def op(db):  # no savepoint: a failure after the first write is redone by the caller
+            db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (name, blob, exp))
+            db.execute("DELETE FROM turns WHERE k=? AND owner=?", (turn, owner))
+
+        await self._run(_atomic(op))
 
 
 _TAKE_LUA = """
@@ -779,6 +828,28 @@ class RedisStore(Store):
     async def release_turn(self, key, owner):
         name = self._k(await self.hash_id(f"turn:{key}"))
         await self._cmd.script(self._turn_release, [name], [owner])
+
+    async def begin_turn(self, key, owner, ttl_s):
+        turn, name = self._k(await self.hash_id(f"turn:{key}")), await self.hash_id(f"ctx:{key}")
+        ms = max(1, int(ttl_s * 1000))
+        # one pipeline, in order: the lease, then the context (unused if the lease is held;
+        # nobody else writes it while we hold it)
+        took, blob = await asyncio.gather(
+            self._cmd.submit("SET", turn, owner, "NX", "PX", ms),
+            self._cmd.submit("GET", self._k(name)),
+        )
+        if not took:
+            return None
+        return self._open(name, blob) or {}
+
+    async def end_turn(self, key, owner, context):
+        turn, name = self._k(await self.hash_id(f"turn:{key}")), await self.hash_id(f"ctx:{key}")
+        ms = max(1, int(self.context_ttl_s * 1000))
+        saved = self._cmd.submit("SET", self._k(name), self._seal(name, context), "PX", ms)
+        try:  # queued right behind it: one pipeline
+            await self._cmd.script(self._turn_release, [turn], [owner])
+        finally:
+            await saved
 
     async def append_audit(self, blob):
         await self._r.rpush(self._k("audit"), blob)
