@@ -480,18 +480,18 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
         def group(*calls):  # queued behind another writer's lock: one group in the thread
             other = sqlite3.connect(tmp_path / "rt.db", isolation_level=None)
             other.execute("BEGIN IMMEDIATE")
-            futs = [asyncio.ensure_future(c) for c in calls]
+            futs = [asyncio.ensure_future(c()) for c in calls]
             return other, futs
 
         commits = w.commits
         other, futs = group(
-            store.set_context("c1", {"n": 1}),
-            store._run(  # a primary key taken: this statement alone fails
+            lambda: store.set_context("c1", {"n": 1}),
+            lambda: store._run(  # a primary key taken: this statement alone fails
                 _atomic(
                     lambda db: db.execute("INSERT INTO audit (seq, v) VALUES (?, ?)", (seq, b"x"))
                 )
             ),
-            store.finish("m1", 60),
+            lambda: store.finish("m1", 60),
         )
         await asyncio.sleep(0.1)
         assert not any(f.done() for f in futs)
@@ -510,7 +510,9 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
             raise sqlite3.OperationalError("database or disk is full")
 
         other, futs = group(
-            store.set_context("c2", {"n": 2}), store._run(_atomic(aborts)), store.finish("m2", 60)
+            lambda: store.set_context("c2", {"n": 2}),
+            lambda: store._run(_atomic(aborts)),
+            lambda: store.finish("m2", 60),
         )
         await asyncio.sleep(0.1)
         other.execute("COMMIT")

@@ -281,9 +281,9 @@ class _SqliteWorker:
     its neighbours'), then resolves the futures on their loops. Operations run in submission
     order, so a read sees every earlier write. Each operation runs in a savepoint, so a
     failing one is undone alone and reported to its caller while the rest of the group
-    commits; one marked :func:`_atomic` (one SQL statement, atomic by itself) runs without
-    it (a savepoint is three statements more), unless its failure aborted the whole
-    transaction: then the whole group fails, as it would at the savepoint's rollback.
+    commits; one marked :func:`_atomic` (one SQL statement, atomic by itself, or reads and
+    then one) runs without it (a savepoint is three statements more), unless its failure
+    aborted the whole transaction: then the whole group fails, as at a savepoint's rollback.
 
     WAL checkpoints (the only fsyncs with ``synchronous=NORMAL``) run in a second thread on
     its own connection, PASSIVE (they never block a writer), every ``checkpoint_s``: inside
@@ -316,6 +316,7 @@ class _SqliteWorker:
         self._window_start, self._window_ops, self._crowded = 0.0, 0, False
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._serving = False  # the thread runs (cheaper to read than is_alive() per op)
         self._start_lock = threading.Lock()
         self.commits = 0
         self.checkpoint_s = checkpoint_s
@@ -339,12 +340,15 @@ class _SqliteWorker:
                 db.close()
 
     def _ensure(self) -> None:
+        if self._serving:
+            return
         if self._thread is None or not self._thread.is_alive():
             with self._start_lock:
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(
                         target=self._serve, name="sqlite-store", daemon=True
                     )
+                    self._serving = True
                     self._thread.start()
                 if self._checkpointer is None or not self._checkpointer.is_alive():
                     self._stop_checkpoints.clear()
@@ -423,6 +427,12 @@ class _SqliteWorker:
         self._checkpointer = None
 
     def _serve(self) -> None:
+        try:
+            self._serve_groups()
+        finally:
+            self._serving = False
+
+    def _serve_groups(self) -> None:
         db = None
         while True:
             item = self._q.get()
@@ -540,8 +550,8 @@ class SqliteStore(Store):
         """)
         return db
 
-    async def _run(self, fn, bulk: bool = False):
-        return await self._worker.submit(fn, bulk)
+    def _run(self, fn, bulk: bool = False) -> asyncio.Future:
+        return self._worker.submit(fn, bulk)  # a future to await (no coroutine in between)
 
     async def connect(self):
         await self._run(_atomic(lambda db: db.execute("SELECT 1")))
@@ -575,7 +585,8 @@ class SqliteStore(Store):
     async def claim(self, msg_id, ttl_s):
         now = time.time()
 
-        def op(db):  # atomic: the worker runs it inside its transaction (BEGIN IMMEDIATE)
+        def op(db):  # atomic: the worker runs it inside its transaction (BEGIN IMMEDIATE);
+            # a read and then one write: a failure leaves nothing behind (no savepoint)
             row = db.execute("SELECT exp, state FROM claims WHERE id=?", (msg_id,)).fetchone()
             if row and row[0] > now:
                 return DedupState.parse(row[1])
@@ -585,7 +596,7 @@ class SqliteStore(Store):
             )
             return DedupState.NEW
 
-        return await self._run(op)
+        return await self._run(_atomic(op))
 
     async def _mark(self, msg_id: str, state: DedupState, ttl_s: float) -> None:
         exp = time.time() + ttl_s
@@ -609,13 +620,13 @@ class SqliteStore(Store):
     async def take(self, bucket, rate, capacity):
         now = time.time()
 
-        def op(db):
+        def op(db):  # a read and then one write: no savepoint
             row = db.execute("SELECT tokens, last FROM buckets WHERE k=?", (bucket,)).fetchone()
             ok, state = _bucket_take(tuple(row) if row else None, now, rate, capacity)
             db.execute("INSERT OR REPLACE INTO buckets VALUES (?,?,?)", (bucket, *state))
             return ok
 
-        return await self._run(op)
+        return await self._run(_atomic(op))
 
     async def append_audit(self, blob):
         await self._run(_atomic(lambda db: db.execute("INSERT INTO audit (v) VALUES (?)", (blob,))))
