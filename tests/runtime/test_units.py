@@ -466,6 +466,8 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
     """Operations of one SQL statement run in the thread's group without a savepoint: one
     that fails reports its error to its caller and the other operations of the same group
     still commit; one whose failure aborted the whole transaction fails the whole group."""
+    import threading
+
     from dingskill.runtime.stores import _atomic
 
     async def go():
@@ -477,14 +479,22 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
             _atomic(lambda db: db.execute("SELECT max(seq) FROM audit").fetchone()[0])
         )
 
-        def group(*calls):  # queued behind another writer's lock: one group in the thread
-            other = sqlite3.connect(tmp_path / "rt.db", isolation_level=None)
-            other.execute("BEGIN IMMEDIATE")
-            futs = [asyncio.ensure_future(c()) for c in calls]
-            return other, futs
+        async def group(*calls):  # queued while the thread is busy: its next group
+            entered, gate = threading.Event(), threading.Event()
+            blocker = store._run(lambda db: entered.set() or gate.wait(10), bulk=True)
+            assert await asyncio.to_thread(entered.wait, 10)
+            futs = []
+            for c in calls:  # queued in this order
+                futs.append(asyncio.ensure_future(c()))
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.1)
+            assert not any(f.done() for f in futs)
+            commits = w.commits
+            gate.set()
+            await asyncio.gather(blocker, return_exceptions=True)
+            return await asyncio.gather(*futs, return_exceptions=True), w.commits - commits
 
-        commits = w.commits
-        other, futs = group(
+        results, commits = await group(
             lambda: store.set_context("c1", {"n": 1}),
             lambda: store._run(  # a primary key taken: this statement alone fails
                 _atomic(
@@ -493,14 +503,9 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
             ),
             lambda: store.finish("m1", 60),
         )
-        await asyncio.sleep(0.1)
-        assert not any(f.done() for f in futs)
-        other.execute("COMMIT")
-        other.close()
-        results = await asyncio.gather(*futs, return_exceptions=True)
         assert results[0] is None and results[2] is None
+        assert commits == 2  # the blocker's group, then theirs
         assert isinstance(results[1], sqlite3.IntegrityError)
-        assert w.commits == commits + 1  # one group, committed
         assert (await store.get_context("c1")) == {"n": 1}
         assert await store.claim("m1", 60) is DedupState.DONE
         assert await store.audit_records() == [b"first"]
@@ -509,15 +514,11 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
             db.execute("ROLLBACK")
             raise sqlite3.OperationalError("database or disk is full")
 
-        other, futs = group(
+        results, _ = await group(
             lambda: store.set_context("c2", {"n": 2}),
             lambda: store._run(_atomic(aborts)),
             lambda: store.finish("m2", 60),
         )
-        await asyncio.sleep(0.1)
-        other.execute("COMMIT")
-        other.close()
-        results = await asyncio.gather(*futs, return_exceptions=True)
         assert all(isinstance(r, sqlite3.OperationalError) for r in results)
         assert await store.get_context("c2") == {}  # nothing of the group was written
         assert await store.claim("m2", 60) is DedupState.NEW
