@@ -554,3 +554,23 @@ def test_a_store_failing_after_the_reply_went_out_does_not_retry_it():
         assert await store.claim("m1", 10) is DedupState.REPLYING  # never answered again
 
     asyncio.run(run())
+
+
+def test_hashed_names_are_remembered_boundedly_and_stay_the_same(tmp_path):
+    """hash_id keeps the names it hashed lately (an HMAC each), at most 4096, and a store
+    that remembers none (another process) hashes them the same."""
+
+    async def go():
+        keyring = Keyring({"k1": os.urandom(32)}, "k1")
+        a = SqliteStore(tmp_path / "rt.db", keyring=keyring)
+        names = [f"ctx:conv-{n}:staff-{n}" for n in range(5000)]
+        first = [await a.hash_id(n) for n in names]
+        assert len(a._hashed) <= 4096
+        assert [await a.hash_id(n) for n in names[-10:]] == first[-10:]
+        b = SqliteStore(tmp_path / "rt.db", keyring=keyring)
+        assert [await b.hash_id(n) for n in names[:10]] == first[:10]
+        assert all("conv-" not in h and h.startswith("ctx:h:") for h in first)
+        await a.close()
+        await b.close()
+
+    asyncio.run(go())
