@@ -87,6 +87,9 @@ def _service(args) -> int:
         Redactor([config.app_secret or ""]),
         config.get("logging.path"),
     )
+    from ..runtime.app import tune_collector
+
+    tune_collector(config.get("processes.gc_thresholds"))
     try:
         asyncio.run(service.run())
     except BrokerUnavailable as exc:

@@ -87,9 +87,11 @@ def _run(args) -> int:
         config.get("logging.format"),
         config.get("logging.service_name"),
     )
+    from ..runtime.app import tune_collector
     from ..runtime.channels.stream import EndpointUnreachable
     from ..runtime.stores import StoreUnavailable
 
+    tune_collector(config.get("processes.gc_thresholds"))
     try:
         asyncio.run(runtime.run())
     except (StoreUnavailable, EndpointUnreachable) as exc:  # one line: the address, the fix

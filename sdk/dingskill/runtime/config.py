@@ -168,6 +168,15 @@ def _checks(d: dict) -> None:
     port = d["server"]["port"]
     if not 0 <= port <= 65535:
         raise ConfigError(f"server.port: {port} is not a port (0-65535)")
+    gct = d["processes"]["gc_thresholds"]
+    if (
+        not isinstance(gct, list)
+        or len(gct) != 3
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in gct)
+    ):
+        raise ConfigError(
+            f"processes.gc_thresholds: three integers >= 1 (gen0, gen1, gen2), got {gct!r}"
+        )
     if d["storage"]["type"] not in ("sqlite", "memory", "redis"):
         raise ConfigError(
             f"storage.type: {d['storage']['type']!r} is not one of sqlite, memory, redis"

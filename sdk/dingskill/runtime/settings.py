@@ -226,6 +226,11 @@ class Processes:
     restart_max_backoff_s: float = setting(
         30.0, "longest wait before a worker that died is started again", minimum=0.1
     )
+    gc_thresholds: list[int] = setting(
+        [10000, 20, 20],
+        "the cyclic garbage collector's thresholds in each serving process (gen0 allocations, "
+        "gen1, gen2; Python's 700, 10, 10 ran a young collection every message or two)",
+    )
 
 
 @dataclass
