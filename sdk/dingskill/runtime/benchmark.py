@@ -120,16 +120,6 @@ def _proc_cpu(pids: list[int], children: bool = False) -> float:
     return total / tick
 
 
-class _Counted:
-    """The one setting :func:`process_count` reads, without a whole configuration."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def get(self, dotted: str) -> int:
-        return self.count
-
-
 def _tree(pids: list[int]) -> list[int]:
     """``pids`` and all their descendants alive now (from /proc)."""
     parent: dict[int, int] = {}
@@ -411,9 +401,9 @@ def run_benchmark(
                     stderr=(work / f"runtime-{i}.log").open("w"),
                 )
             )
-        from .supervisor import process_count
+        from .supervisor import resolve_count
 
-        per_runtime = process_count(_Counted(processes))
+        per_runtime = resolve_count(processes)
         emu.wait_connections(replicas * per_runtime, timeout=60)
         texts = Texts(traffic, 50 + messages + int(rate * duration), root, data_home)
         for _ in range(starve):

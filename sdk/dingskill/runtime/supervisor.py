@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .config import ConfigError, RuntimeConfig
 
@@ -40,6 +40,7 @@ __all__ = [
     "check_processes",
     "preflight",
     "process_count",
+    "resolve_count",
     "worker_role",
 ]
 
@@ -85,7 +86,11 @@ def worker_role(environ: dict | None = None) -> WorkerRole | None:
 
 def process_count(config: RuntimeConfig) -> int:
     """Worker processes to start: ``processes.count``, 0 meaning one per usable core."""
-    n = int(config.get("processes.count"))
+    return resolve_count(int(config.get("processes.count")))
+
+
+def resolve_count(n: int) -> int:
+    """``n`` worker processes, 0 meaning one per core this process may run on."""
     if n == 0:
         try:
             n = len(os.sched_getaffinity(0))
@@ -153,7 +158,6 @@ class _Worker:
     backoff_s: float = 1.0
     restart_at: float | None = None
     restarts: int = 0
-    pids: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -206,10 +210,6 @@ class Supervisor:
         log.info("supervisor stopped", extra={"exit_code": code})
         return code
 
-    def stop(self) -> None:
-        """Ask :meth:`run` to stop the workers and return (from any thread)."""
-        self._stop.set()
-
     def _start(self, w: _Worker) -> None:
         env = {
             **self.environ,
@@ -217,7 +217,6 @@ class Supervisor:
             "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir,
         }
         w.proc = subprocess.Popen(self.argv, env=env, preexec_fn=_stop_with_parent)
-        w.pids.append(w.proc.pid)
         w.started = time.monotonic()
         w.restart_at = None
 
