@@ -67,7 +67,6 @@ def _run(args) -> int:
     import asyncio
 
     from ..runtime.app import Runtime
-    from ..runtime.logs import setup_logging
     from ..runtime.supervisor import check_processes, process_count, worker_role
 
     try:
@@ -80,13 +79,7 @@ def _run(args) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(
-        config.get("logging.level"),
-        runtime.redactor,
-        config.get("logging.path"),
-        config.get("logging.format"),
-        config.get("logging.service_name"),
-    )
+    _logging(config, runtime.redactor)
     from ..runtime.app import tune_collector
     from ..runtime.channels.stream import EndpointUnreachable
     from ..runtime.stores import StoreUnavailable
@@ -110,19 +103,25 @@ def _run(args) -> int:
     return 0
 
 
-def _supervise(config, count: int) -> int:
-    """Start ``count`` workers running this same command and keep them running."""
+def _logging(config, redactor) -> None:
+    """Logging as ``config.logging`` says, with ``redactor`` keeping secrets out."""
     from ..runtime.logs import setup_logging
-    from ..runtime.supervisor import Supervisor
-    from ..security.redact import Redactor
 
     setup_logging(
         config.get("logging.level"),
-        Redactor([config.app_secret or ""]),
+        redactor,
         config.get("logging.path"),
         config.get("logging.format"),
         config.get("logging.service_name"),
     )
+
+
+def _supervise(config, count: int) -> int:
+    """Start ``count`` workers running this same command and keep them running."""
+    from ..runtime.supervisor import Supervisor
+    from ..security.redact import Redactor
+
+    _logging(config, Redactor([config.app_secret or ""]))
     import asyncio
 
     from ..runtime.channels.stream import EndpointUnreachable

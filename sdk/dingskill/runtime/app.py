@@ -180,6 +180,7 @@ class Runtime:
         self.server = None
         self.loopwatch = LoopWatch(self.metrics)
         self._tasks: list[asyncio.Task] = []
+        self._server_task: asyncio.Task | None = None
 
     def _robot_delivery(self, endpoint: str | None):
         """Follow-ups in webhook mode: the robot OpenAPI of the app (AppKey = robot code),
@@ -219,28 +220,26 @@ class Runtime:
         await self.audit.start()
         self._start_checks()
         await asyncio.to_thread(self.skills.reload)
-        primary = self.role is None or self.role.primary
-        if primary:  # one HTTP server and one set of periodic reports per `dingskill run`
-            self.server = make_server(build_app(self), self.config)
-            self._server_task = asyncio.create_task(self.server.serve())
-            self._tasks.append(self._server_task)
         self._tasks.append(
             asyncio.create_task(self.skills.watch(self.config.get("skills.reload_interval_s")))
         )
         self._tasks.append(asyncio.create_task(self.loopwatch.run()))
-        if primary:
+        self._tasks.append(asyncio.create_task(self._review_writer(2.0)))
+        if self.role is None or self.role.primary:  # one server and one set of reports
+            self.server = make_server(build_app(self), self.config)
+            self._server_task = asyncio.create_task(self.server.serve())
+            self._tasks.append(self._server_task)
             self._tasks.append(
                 asyncio.create_task(
                     self._access_report(self.config.get("audit.access_report_interval_s"))
                 )
             )
-        self._tasks.append(asyncio.create_task(self._review_writer(2.0)))
-        if primary and self.config.get("report.daily_at"):
-            self._tasks.append(asyncio.create_task(self._daily_report()))
-        while self.server is not None and not self.server.started:
-            if self._tasks[0].done():
-                self._tasks[0].result()  # raises the bind error
-            await asyncio.sleep(0.01)
+            if self.config.get("report.daily_at"):
+                self._tasks.append(asyncio.create_task(self._daily_report()))
+            while not self.server.started:
+                if self._server_task.done():
+                    self._server_task.result()  # raises the bind error
+                await asyncio.sleep(0.01)
         channel = self.stream or self.webhook
         if channel is not None:
             await channel.start()
@@ -342,7 +341,7 @@ class Runtime:
         if self.server is not None:
             self.server.should_exit = True
         for t in self._tasks:  # all but the server's, which exits by itself (should_exit)
-            if t is not getattr(self, "_server_task", None):
+            if t is not self._server_task:
                 t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.understanding.close()
