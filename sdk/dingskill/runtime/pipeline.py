@@ -7,6 +7,7 @@ It never raises to the channel: failures become fallback replies, counted and au
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -245,6 +246,26 @@ class Pipeline:
             if self.metrics is not None:
                 self.metrics.inflight.dec()
 
+    @contextlib.asynccontextmanager
+    async def _turn(self, key: str):
+        """One turn of conversation ``key``: yields ``(context, save)``; ``await save()``
+        stores the context (with ``shared_turns``, giving the lease back in the same store
+        operation). Leaving without saving (a shed, an error) gives the lease back and leaves
+        the stored context as it was."""
+        context = await self._begin(key)
+        saved = False
+
+        async def save() -> None:
+            nonlocal saved
+            saved = True  # from here _end answers for the lease, whatever happens
+            await self._end(key, context)
+
+        try:
+            yield context, save
+        finally:
+            if not saved and self.shared_turns:
+                await self._unlease(key)
+
     async def _begin(self, key: str) -> dict:
         """The conversation's context; with ``shared_turns``, read with the conversation's
         turn lease taken from the store (one store operation), waiting while another process
@@ -329,31 +350,24 @@ class Pipeline:
                 self.understanding.check_wait(waited)
             except Overloaded as exc:
                 return self._shed(message, lang, exc)
-        async with lock:  # turns of one conversation run in order within a replica
-            context = await self._begin(key)  # ... and across processes (shared_turns)
-            leased = self.shared_turns
-            try:
-                engine = self.engine_for(message) if self.engine_for else self.engine_provider()
-                clean = dataclasses.replace(message, text=text) if text != message.text else message
-                if self.understanding is not None:
-                    try:
-                        await self.understanding.prepare(engine, text, waited, context)
-                    except Overloaded as exc:
-                        return self._shed(message, lang, exc)
-                t1 = time.perf_counter()
-                reply = await engine.handle(clean, context)
-                if self.metrics is not None and reply.skill_id:
-                    self.metrics.skill_calls.labels(reply.skill_id).inc()
-                    self.metrics.skill_latency.labels(reply.skill_id).observe(
-                        time.perf_counter() - t1
-                    )
-                    if reply.error:
-                        self.metrics.skill_failures.labels(reply.skill_id).inc()
-                leased = False
-                await self._end(key, context)
-            finally:
-                if leased:
-                    await self._unlease(key)
+        # turns of one conversation run in order within a replica (the lock) and across
+        # processes (the store's lease, with shared_turns)
+        async with lock, self._turn(key) as (context, save):
+            engine = self.engine_for(message) if self.engine_for else self.engine_provider()
+            clean = dataclasses.replace(message, text=text) if text != message.text else message
+            if self.understanding is not None:
+                try:
+                    await self.understanding.prepare(engine, text, waited, context)
+                except Overloaded as exc:
+                    return self._shed(message, lang, exc)
+            t1 = time.perf_counter()
+            reply = await engine.handle(clean, context)
+            if self.metrics is not None and reply.skill_id:
+                self.metrics.skill_calls.labels(reply.skill_id).inc()
+                self.metrics.skill_latency.labels(reply.skill_id).observe(time.perf_counter() - t1)
+                if reply.error:
+                    self.metrics.skill_failures.labels(reply.skill_id).inc()
+            await save()
         if not lock.locked() and len(self._locks) > 10000:
             self._locks.pop(key, None)
         return reply, (
@@ -393,15 +407,8 @@ class Pipeline:
         ``shared_turns``); saves the context."""
         key = context_key(message)
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            context = await self._begin(key)
-            leased = self.shared_turns
-            try:
-                engine = self.engine_for(message) if self.engine_for else self.engine_provider()
-                result = await fn(engine, context)
-                leased = False
-                await self._end(key, context)
-            finally:
-                if leased:
-                    await self._unlease(key)
+        async with lock, self._turn(key) as (context, save):
+            engine = self.engine_for(message) if self.engine_for else self.engine_provider()
+            result = await fn(engine, context)
+            await save()
         return result
