@@ -196,8 +196,8 @@ class AuditChain:
         return cached[1]
 
     def _signing_key(self) -> tuple[str, bytes]:
-        ring = self.keyring or self._local_ring(create=True)
-        return ring.active, ring.derive(ring.active, PURPOSE)
+        kid, key, _ = self._signing()
+        return kid, key
 
     def _key(self, kid: str) -> bytes | None:
         for ring in (self.keyring, self._local_ring(create=False)):
@@ -217,8 +217,8 @@ class AuditChain:
             return 0, GENESIS
         return int(data["seq"]), str(data["mac"])
 
-    def _write_head(self, seq: int, mac: str, sealed: bool, signing=None) -> None:
-        kid, key = signing or self._signing_key()
+    def _write_head(self, seq: int, mac: str, sealed: bool) -> None:
+        kid, key = self._signing_key()  # the append's own key (kept: no second derivation)
         head = {"seq": seq, "mac": mac, "sealed": sealed, "kid": kid}
         head["head_mac"] = _tag(key, "head", seq, mac, sealed)
         data = json.dumps(head).encode()
@@ -315,7 +315,7 @@ class AuditChain:
                 fh.write(b"".join(out))
                 fh.flush()
                 os.fsync(fh.fileno())
-                self._write_head(seq, prev, sealed, (kid, key))
+                self._write_head(seq, prev, sealed)
                 self._tail = (fh.tell(), seq, prev)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
