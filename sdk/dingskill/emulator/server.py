@@ -348,7 +348,10 @@ class Emulator(Cards, OpenApi, Webhooks, Gateway, DevApi):
         now = now_ms()
         conv = m.conversation_id or (f"cid-{m.sender_id}" if not group else "cid-group-1")
         webhook, expires = self._new_session(
-            msg_id, a.client_id, self.webhook_ttl_ms if webhook_ttl_ms is None else webhook_ttl_ms
+            msg_id,
+            a.client_id,
+            self.webhook_ttl_ms if webhook_ttl_ms is None else webhook_ttl_ms,
+            now=now,
         )
         if m.msgtype in _MEDIA_MIME and not m.download_code:
             m.download_code = f"dc-{uuid.uuid4().hex}"

@@ -86,11 +86,14 @@ def check_webhook_body(body) -> str | None:
 class Webhooks:
     """Mixin of :class:`~dingskill.emulator.Emulator`: session webhooks and their replies."""
 
-    def _new_session(self, msg_id: str, app: str, ttl_ms: int) -> tuple[str, int]:
+    def _new_session(
+        self, msg_id: str, app: str, ttl_ms: int, now: int | None = None
+    ) -> tuple[str, int]:
+        """A session webhook for ``msg_id`` living ``ttl_ms`` from ``now`` (the message's createAt)."""
         import secrets
 
         session = secrets.token_urlsafe(16)
-        expires = now_ms() + ttl_ms
+        expires = (now_ms() if now is None else now) + ttl_ms
         self.sessions[session] = (msg_id, expires, app)
         return f"{self.url}/robot/sendBySession?session={session}", expires
 
