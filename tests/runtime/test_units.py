@@ -448,6 +448,7 @@ def test_sqlite_runs_operations_inline_unless_locked_queued_or_crowded(tmp_path)
         await pending
         assert (await then)["slots"] == {"days": 2}
         assert w.commits > commits
+        assert w.busy_waits >= 1  # the thread waited in its own short steps
 
         await asyncio.sleep(2 * w.WINDOW_S)
         before = w.commits
@@ -465,7 +466,8 @@ def test_sqlite_runs_operations_inline_unless_locked_queued_or_crowded(tmp_path)
 def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_path):
     """Operations of one SQL statement run in the thread's group without a savepoint: one
     that fails reports its error to its caller and the other operations of the same group
-    still commit; one whose failure aborted the whole transaction fails the whole group."""
+    still commit; one whose failure aborted the whole transaction fails the whole group; one
+    that meets another process's write lock (busy) makes the whole group run again."""
     import threading
 
     from dingskill.runtime.stores import _atomic
@@ -522,6 +524,25 @@ def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_p
         assert all(isinstance(r, sqlite3.OperationalError) for r in results)
         assert await store.get_context("c2") == {}  # nothing of the group was written
         assert await store.claim("m2", 60) is DedupState.NEW
+
+        tries = []
+
+        def busy_once(db):  # another process's lock met inside the group: all of it again
+            tries.append(1)
+            if len(tries) == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return db.execute("SELECT count(*) FROM kv").fetchone()[0]
+
+        waits = w.busy_waits
+        results, commits = await group(
+            lambda: store.set_context("c3", {"n": 3}),
+            lambda: store._run(busy_once),
+            lambda: store.finish("m3", 60),
+        )
+        assert results[0] is None and results[2] is None and isinstance(results[1], int)
+        assert len(tries) == 2 and w.busy_waits == waits + 1 and commits == 2
+        assert await store.get_context("c3") == {"n": 3}
+        assert await store.claim("m3", 60) is DedupState.DONE
         await store.close()
 
     asyncio.run(go())
