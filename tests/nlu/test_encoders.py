@@ -105,6 +105,45 @@ def test_token_table_is_reserved_once_and_starts_over_when_full(use):
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+def test_the_onnx_graph_and_the_numpy_forward_pass_agree(use, monkeypatch):
+    """Above the per-token rows the forward pass runs as one ONNX Runtime graph; it gives
+    the numpy path's vectors up to float rounding, on every sample utterance (Chinese,
+    English, mixed), one at a time and in batches; ``DINGSKILL_USE_M3_GRAPH=0`` (or no
+    onnxruntime) is the numpy path."""
+    import sys
+
+    from dingskill.nlu import use_m3_graph
+
+    assert use._graph is not None  # onnxruntime is a dependency
+    texts = _corpus()[:600] + ["请帮我 book 会议室", "a", "好"]
+    texts = [normalize_text(t) for t in texts if normalize_text(t)]
+    graph = use._graph
+    use.clear_cache()
+    batched = use._encode(texts)
+    single = np.vstack([use._encode([t]) for t in texts[:50]])
+    try:
+        use._graph = None
+        plain = use._encode(texts)
+    finally:
+        use._graph = graph
+    np.testing.assert_allclose(batched, plain, atol=2e-6)
+    np.testing.assert_allclose(single, plain[:50], atol=2e-6)
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, rtol=1e-5)
+
+    # the bytes written by hand are a valid ONNX model by the onnx package's own checker
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load_from_string(use_m3_graph._model(use, 512, 256, ((2, 0), (3, 1), (5, 2)), 2))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["rows", "idx", "pool", "flens", "inv_sqrt_len"]
+    assert model.opset_import[0].version == 17
+
+    monkeypatch.setenv(use_m3_graph.ENV, "0")
+    assert use_m3_graph.build_forward(use, 512, 256, ((2, 0), (3, 1), (5, 2)), 2) is None
+    monkeypatch.delenv(use_m3_graph.ENV)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    assert use_m3_graph.build_forward(use, 512, 256, ((2, 0), (3, 1), (5, 2)), 2) is None
+
+
 def _rewrite_meta(data: bytes, change) -> bytes:
     src = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()

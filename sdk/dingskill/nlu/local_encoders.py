@@ -13,7 +13,7 @@ the classifier at the folder. Two layouts are read:
     ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` when it declares it) as
     int64 (batch, tokens); its first output is either (batch, dim) sentence vectors or
     (batch, tokens, dim) token vectors, which are mean-pooled over the attention mask. Needs
-    ``onnxruntime`` (``pip install 'dingskill[onnx]'``); runs on one thread.
+    ``onnxruntime`` (a dependency of dingskill); runs on one thread.
 
 Rows are L2-normalised. Loading never executes anything from the folder: tensors are read
 with ``safetensors`` (no pickle), the tokenizer from JSON, the ONNX graph from the bytes that

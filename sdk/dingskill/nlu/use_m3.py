@@ -12,7 +12,9 @@ backend with three changes that make it fast on two cores:
   (``token_cache`` rows, ~15 kB each);
 * token ids come from the compiled ``sentencepiece`` library when it is installed (the
   same ids as the package's pure-Python tokenizer, checked in the tests), else from it;
-* encodings of whole utterances are kept in a bounded LRU cache (``text_cache`` entries).
+* encodings of whole utterances are kept in a bounded LRU cache (``text_cache`` entries);
+* everything above the per-token rows runs as one ONNX Runtime graph built from the same
+  weights (:mod:`dingskill.nlu.use_m3_graph`), numpy's path when onnxruntime is missing.
 
 BLAS runs on one thread (the package's default of 4 oversubscribes a 2-core machine;
 the runtime gets its parallelism from several batches at once instead, see
@@ -181,6 +183,9 @@ class UseM3Encoder:
         # doubling copied up to 50 MB under the lock: a 130 ms stall of every message)
         self._rows = np.empty((max(self._tok_cap, _TOKEN_BUDGET), _ROW), dtype=np.float32)
         self._slot: dict[int, int] = {}
+        from .use_m3_graph import build_forward
+
+        self._graph = build_forward(self, _EMB, _CNN, _ORDERS, _MAX_LEFT)
         try:
             from threadpoolctl import ThreadpoolController
 
@@ -336,6 +341,8 @@ class UseM3Encoder:
         inside = base >= np.repeat(starts, lens)[:, None]
         inside &= base < np.repeat(starts + lens, lens)[:, None]
         idx = np.where(inside, base, n_tok)  # n_tok: the zero row (outside the sentence)
+        if self._graph is not None:  # the rest as one ONNX Runtime call (use_m3_graph)
+            return self._graph.run(rows, idx, starts, lens)
         buf = np.empty((n_tok + 1, _CNN), dtype=np.float32)
         buf[n_tok] = 0.0
         off = _EMB + 3 * _CNN
