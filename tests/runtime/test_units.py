@@ -595,3 +595,32 @@ def test_hashed_names_are_remembered_boundedly_and_stay_the_same(tmp_path):
         await b.close()
 
     asyncio.run(go())
+
+
+def test_a_store_opening_while_another_process_creates_the_file_waits_for_it(tmp_path):
+    """A new file's switch to WAL answers "locked" at once (SQLite calls no busy handler for
+    it) while another connection writes the file, as the second worker of a first
+    `dingskill run --processes 2` met the first one creating it: the store waits and
+    starts instead of failing."""
+    path = tmp_path / "rt.db"
+    other = sqlite3.connect(path, isolation_level=None)  # another process, creating it
+    other.execute("CREATE TABLE early (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO early VALUES (1)")
+
+    async def go():
+        store = SqliteStore(path)
+        connecting = asyncio.ensure_future(store.connect())
+        await asyncio.sleep(0.2)
+        assert not connecting.done()  # waiting for the lock, not failed
+        other.execute("COMMIT")
+        await connecting
+        await store.set_context("c1", {"n": 1})
+        assert await store.get_context("c1") == {"n": 1}
+        await store.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        other.close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -582,7 +582,19 @@ class SqliteStore(Store):
         db = sqlite3.connect(
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
-        db.execute("PRAGMA journal_mode=WAL")
+        # a new file's switch to WAL takes an exclusive lock and answers "locked" at once
+        # (no busy handler) while another process is creating the same file: both workers
+        # of a first `dingskill run --processes 2` did; try again for up to ``timeout``
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    db.close()
+                    raise
+                time.sleep(0.005)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
         if checkpointer:
