@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from dingskill.evaluation import benchmark
@@ -80,3 +82,27 @@ def test_unseen_bench_runs_on_the_chinese_set(capsys):
     # the default classifier beats the plain baseline on this data it was not tuned on
     assert row["default, closed set"] > row["baseline"]
     assert 80.0 <= row["default answered %"] <= 100.0
+
+
+def test_encoder_and_store_contention_benches_run(tmp_path):
+    """bench/encoder_forward.py and bench/store_contention.py (figures in bench/RESULTS.md)
+    run as written there, briefly: the graph and numpy agree, both processes answer."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root / "sdk")}
+
+    def last_json(*args: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, *args, "--json"], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    enc = last_json("bench/encoder_forward.py", "--utterances", "32")
+    assert enc["max_abs_difference"] < 1e-5 and enc["utterances"] == 32
+    assert all(enc[f"{p}_batch{b}_cpu_ms"] > 0 for p in ("graph", "numpy") for b in (1, 4, 16))
+    store = last_json("bench/store_contention.py", "--messages", "60", "--rate", "600")
+    assert len(store["processes"]) == 2
+    assert all(p["p50_ms"] > 0 and p["inline"] > 0 for p in store["processes"])
