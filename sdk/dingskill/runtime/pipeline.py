@@ -248,23 +248,28 @@ class Pipeline:
 
     @contextlib.asynccontextmanager
     async def _turn(self, key: str):
-        """One turn of conversation ``key``: yields ``(context, save)``; ``await save()``
-        stores the context (with ``shared_turns``, giving the lease back in the same store
-        operation). Leaving without saving (a shed, an error) gives the lease back and leaves
-        the stored context as it was."""
-        context = await self._begin(key)
-        saved = False
+        """One turn of conversation ``key``, in order with its other turns within this
+        replica (the conversation's lock) and across processes (the store's lease, with
+        ``shared_turns``): yields ``(context, save)``; ``await save()`` stores the context
+        (giving the lease back in the same store operation). Leaving without saving (a shed,
+        an error) gives the lease back and leaves the stored context as it was."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            context = await self._begin(key)
+            saved = False
 
-        async def save() -> None:
-            nonlocal saved
-            saved = True  # from here _end answers for the lease, whatever happens
-            await self._end(key, context)
+            async def save() -> None:
+                nonlocal saved
+                saved = True  # from here _end answers for the lease, whatever happens
+                await self._end(key, context)
 
-        try:
-            yield context, save
-        finally:
-            if not saved and self.shared_turns:
-                await self._unlease(key)
+            try:
+                yield context, save
+            finally:
+                if not saved and self.shared_turns:
+                    await self._unlease(key)
+        if not lock.locked() and len(self._locks) > 10000:
+            self._locks.pop(key, None)
 
     async def _begin(self, key: str) -> dict:
         """The conversation's context; with ``shared_turns``, read with the conversation's
@@ -341,8 +346,6 @@ class Pipeline:
             handled = await self.admin(message, text)
             if handled is not None:
                 return handled, "admin"
-        key = context_key(message)
-        lock = self._locks.setdefault(key, asyncio.Lock())
         # how long it waited for the loop so far (a backlog), not for its conversation's turn
         waited = time.perf_counter() - t0 if t0 is not None else 0.0
         if self.understanding is not None:
@@ -350,9 +353,7 @@ class Pipeline:
                 self.understanding.check_wait(waited)
             except Overloaded as exc:
                 return self._shed(message, lang, exc)
-        # turns of one conversation run in order within a replica (the lock) and across
-        # processes (the store's lease, with shared_turns)
-        async with lock, self._turn(key) as (context, save):
+        async with self._turn(context_key(message)) as (context, save):
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             clean = dataclasses.replace(message, text=text) if text != message.text else message
             if self.understanding is not None:
@@ -368,8 +369,6 @@ class Pipeline:
                 if reply.error:
                     self.metrics.skill_failures.labels(reply.skill_id).inc()
             await save()
-        if not lock.locked() and len(self._locks) > 10000:
-            self._locks.pop(key, None)
         return reply, (
             "error" if reply.error else ("fallback" if reply.source == "fallback" else "ok")
         )
@@ -405,9 +404,7 @@ class Pipeline:
     async def _locked(self, message: Message, fn) -> tuple[Reply, str]:
         """Run ``fn(engine, context)`` holding the conversation's turn lock (and lease, with
         ``shared_turns``); saves the context."""
-        key = context_key(message)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock, self._turn(key) as (context, save):
+        async with self._turn(context_key(message)) as (context, save):
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             result = await fn(engine, context)
             await save()
