@@ -402,7 +402,7 @@ class _SqliteWorker:
             except Exception as exc:  # noqa: BLE001 - handed to the caller, like the thread's
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+                if _busy(exc):
                     return False  # nothing done: the thread runs it, waiting for the lock
                 fut.set_exception(exc)
             else:
@@ -444,24 +444,17 @@ class _SqliteWorker:
     def _group(self, db: sqlite3.Connection, batch: list) -> list:
         """Run ``batch`` in one transaction and commit it; ``(fut, loop, exc, value)`` per
         operation. While another process holds the write lock (SQLITE_BUSY, anywhere in the
-        group) nothing of the group is kept and it runs again after a pause of 50 us, doubling
-        to at most 2 ms, for up to ``busy_wait_s``: another process's transaction lasts tens
-        of microseconds, where SQLite's own busy handler would sleep at least 1 ms, then 2,
-        then 5. Operations are functions of the connection alone, so running one again
-        after a rollback is the same as running it once."""
+        group) nothing of the group is kept and it runs again (:func:`_while_busy`) for up to
+        ``busy_wait_s``. Operations are functions of the connection alone, so running one
+        again after a rollback is the same as running it once."""
+
+        def rollback() -> None:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self.busy_waits += 1
+
         deadline = time.monotonic() + self.busy_wait_s
-        pause = 50e-6
-        while True:
-            try:
-                return self._group_once(db, batch)
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc) or time.monotonic() + pause > deadline:
-                    raise
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                self.busy_waits += 1
-                time.sleep(pause)
-                pause = min(pause * 2, 0.002)
+        return _while_busy(lambda: self._group_once(db, batch), deadline, rollback)
 
     @staticmethod
     def _group_once(db: sqlite3.Connection, batch: list) -> list:
@@ -473,7 +466,7 @@ class _SqliteWorker:
                 try:
                     results.append((fut, loop, None, fn(db)))
                 except Exception as exc:  # noqa: BLE001 - handed to the caller
-                    if not db.in_transaction or _is_busy(exc):  # the whole group's failure
+                    if not db.in_transaction or _busy(exc):  # the whole group's failure
                         raise
                     results.append((fut, loop, exc, None))
                 continue
@@ -482,7 +475,7 @@ class _SqliteWorker:
                 results.append((fut, loop, None, fn(db)))
                 db.execute("RELEASE op")
             except Exception as exc:  # noqa: BLE001 - handed to the caller
-                if _is_busy(exc):  # not this operation's fault: the group waits and reruns
+                if _busy(exc):  # not this operation's fault: the group waits and reruns
                     raise
                 db.execute("ROLLBACK TO op")
                 db.execute("RELEASE op")
@@ -539,6 +532,17 @@ class _SqliteWorker:
             db.close()
 
 
+# statements more than one operation runs
+_KV_GET = "SELECT v, exp FROM kv WHERE k=?"
+_KV_PUT = "INSERT OR REPLACE INTO kv VALUES (?,?,?)"
+# insert, or take over an expired lease; 0 rows changed: someone else holds it
+_TURN_TAKE = (
+    "INSERT INTO turns VALUES (?,?,?) ON CONFLICT(k) DO UPDATE"
+    " SET owner=excluded.owner, exp=excluded.exp WHERE turns.exp <= ?"
+)
+_TURN_GIVE = "DELETE FROM turns WHERE k=? AND owner=?"
+
+
 def _atomic(fn):
     """Mark ``fn(db)`` as needing no savepoint in the worker's group: one SQL statement
     (a failing statement undoes only its own changes), or reads before one such write, or
@@ -547,13 +551,30 @@ def _atomic(fn):
     return fn
 
 
-def _busy(exc: sqlite3.OperationalError) -> bool:
+def _busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "another connection holds the lock" (SQLITE_BUSY)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
     text = str(exc).lower()
     return "locked" in text or "busy" in text
 
 
-def _is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and _busy(exc)
+def _while_busy(attempt, deadline: float, before_retry=None):
+    """``attempt()``, again while SQLite answers busy, after pauses of 50 us doubling to
+    2 ms, until the monotonic ``deadline`` (then the busy error is raised): another
+    process's write transaction lasts tens of microseconds, where SQLite's own busy handler
+    sleeps at least 1 ms, then 2, then 5. ``before_retry()`` runs before each pause."""
+    pause = 50e-6
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() + pause > deadline:
+                raise
+            if before_retry is not None:
+                before_retry()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
 
 
 def _resolve(results: list) -> None:
@@ -585,16 +606,13 @@ class SqliteStore(Store):
         # a new file's switch to WAL takes an exclusive lock and answers "locked" at once
         # (no busy handler) while another process is creating the same file: both workers
         # of a first `dingskill run --processes 2` did; try again for up to ``timeout``
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc) or time.monotonic() >= deadline:
-                    db.close()
-                    raise
-                time.sleep(0.005)
+        try:
+            _while_busy(
+                lambda: db.execute("PRAGMA journal_mode=WAL"), time.monotonic() + max(timeout, 0.0)
+            )
+        except sqlite3.Error:
+            db.close()
+            raise
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
         if checkpointer:
@@ -625,20 +643,14 @@ class SqliteStore(Store):
             return False
 
     async def get_raw(self, key):
-        row = await self._run(
-            _atomic(lambda db: db.execute("SELECT v, exp FROM kv WHERE k=?", (key,)).fetchone())
-        )
+        row = await self._run(_atomic(lambda db: db.execute(_KV_GET, (key,)).fetchone()))
         if row is None or row[1] < time.time():
             return None
         return bytes(row[0])
 
     async def set_raw(self, key, blob, ttl_s):
         exp = time.time() + ttl_s
-        await self._run(
-            _atomic(
-                lambda db: db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (key, blob, exp))
-            )
-        )
+        await self._run(_atomic(lambda db: db.execute(_KV_PUT, (key, blob, exp))))
 
     async def claim(self, msg_id, ttl_s):
         now = time.time()
@@ -718,26 +730,14 @@ class SqliteStore(Store):
     async def acquire_turn(self, key, owner, ttl_s):
         name = await self.hash_id(f"turn:{key}")
         now = time.time()
-        # one statement: insert, or take over an expired lease; 0 rows changed: it is held
-        return bool(
-            await self._run(
-                _atomic(
-                    lambda db: (
-                        db.execute(
-                            "INSERT INTO turns VALUES (?,?,?) ON CONFLICT(k) DO UPDATE"
-                            " SET owner=excluded.owner, exp=excluded.exp WHERE turns.exp <= ?",
-                            (name, owner, now + ttl_s, now),
-                        ).rowcount
-                    )
-                )
-            )
+        took = await self._run(
+            _atomic(lambda db: db.execute(_TURN_TAKE, (name, owner, now + ttl_s, now)).rowcount)
         )
+        return bool(took)
 
     async def release_turn(self, key, owner):
         name = await self.hash_id(f"turn:{key}")
-        await self._run(
-            _atomic(lambda db: db.execute("DELETE FROM turns WHERE k=? AND owner=?", (name, owner)))
-        )
+        await self._run(_atomic(lambda db: db.execute(_TURN_GIVE, (name, owner))))
 
     async def begin_turn(self, key, owner, ttl_s):
         turn, name = await self.hash_id(f"turn:{key}"), await self.hash_id(f"ctx:{key}")
@@ -747,12 +747,8 @@ class SqliteStore(Store):
             # the context first, then the lease: reading changes nothing, so a failure of
             # either leaves nothing behind (no savepoint), and inside the write transaction
             # nobody writes between them (the read is thrown away if the lease is held)
-            row = db.execute("SELECT v, exp FROM kv WHERE k=?", (name,)).fetchone()
-            took = db.execute(
-                "INSERT INTO turns VALUES (?,?,?) ON CONFLICT(k) DO UPDATE"
-                " SET owner=excluded.owner, exp=excluded.exp WHERE turns.exp <= ?",
-                (turn, owner, now + ttl_s, now),
-            ).rowcount
+            row = db.execute(_KV_GET, (name,)).fetchone()
+            took = db.execute(_TURN_TAKE, (turn, owner, now + ttl_s, now)).rowcount
             return took, row
 
         took, row = await self._run(_atomic(op))
@@ -767,8 +763,8 @@ class SqliteStore(Store):
         blob, exp = self._seal(name, context), time.time() + self.context_ttl_s
 
         def op(db):  # no savepoint: a failure after the first write is redone by the caller
-            db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (name, blob, exp))
-            db.execute("DELETE FROM turns WHERE k=? AND owner=?", (turn, owner))
+            db.execute(_KV_PUT, (name, blob, exp))
+            db.execute(_TURN_GIVE, (turn, owner))
 
         await self._run(_atomic(op))
 
