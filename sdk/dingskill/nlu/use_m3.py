@@ -334,8 +334,6 @@ class UseM3Encoder:
         uniq, inv = np.unique(flat, return_inverse=True)
         rows = self._gather(uniq, inv)  # (n_tok, _ROW)
 
-        feats = np.empty((n_tok, _EMB + 3 * _CNN), dtype=np.float32)
-        feats[:, :_EMB] = rows[:, :_EMB]
         pos = np.arange(n_tok, dtype=np.int64)[:, None]
         base = pos + np.arange(-_MAX_LEFT, _MAX_RIGHT + 1, dtype=np.int64)
         inside = base >= np.repeat(starts, lens)[:, None]
@@ -343,6 +341,8 @@ class UseM3Encoder:
         idx = np.where(inside, base, n_tok)  # n_tok: the zero row (outside the sentence)
         if self._graph is not None:  # the rest as one ONNX Runtime call (use_m3_graph)
             return self._graph.run(rows, idx, starts, lens)
+        feats = np.empty((n_tok, _EMB + 3 * _CNN), dtype=np.float32)
+        feats[:, :_EMB] = rows[:, :_EMB]
         buf = np.empty((n_tok + 1, _CNN), dtype=np.float32)
         buf[n_tok] = 0.0
         off = _EMB + 3 * _CNN

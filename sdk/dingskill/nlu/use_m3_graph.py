@@ -50,7 +50,6 @@ class GraphForward:
     def __init__(self, enc, emb: int, cnn: int, orders, max_left: int) -> None:
         import onnxruntime as ort
 
-        self.emb = emb
         model = _model(enc, emb, cnn, orders, max_left)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1

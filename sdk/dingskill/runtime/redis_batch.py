@@ -41,7 +41,7 @@ class CommandBatcher:
 
     async def execute(self, *args, **options):
         """``client.execute_command(*args, **options)``, sent with its neighbours."""
-        return await self._queue(lambda pipe: pipe.execute_command(*args, **options))
+        return await self.submit(*args, **options)
 
     def submit(self, *args, **options) -> asyncio.Future:
         """:meth:`execute` without a coroutine: the command is queued now (commands queued

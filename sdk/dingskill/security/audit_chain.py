@@ -13,7 +13,8 @@ The head (``<file>.head``: last seq and mac, whether the log is encrypted, itsel
 JSON object padded to one disk sector, overwritten in place) is written after every append,
 so removing the last records, emptying the file or swapping it for an older copy is found:
 the file no longer reaches the head. Retention writes a MACed anchor (``<file>.anchor``) for
-the records it drops; an anchor someone wrote to match a cut head does not verify. In an encrypted log a plaintext record is refused.
+the records it drops; an anchor someone wrote to match a cut head does not verify. In an
+encrypted log a plaintext record is refused.
 
 What a keyed chain cannot stop: someone holding the MAC key (or root on the machine) can
 rewrite everything consistently; ship the log, or its heads, to another machine to guard
@@ -57,8 +58,8 @@ def _mac_bytes(keyed, seq: int, prev: str, sealed: bool, canonical: bytes) -> st
 
 
 def _mac(key: bytes, seq: int, prev: str, sealed: bool, record: dict) -> str:
-    msg = f"{seq}\n{prev}\n{'sealed' if sealed else 'plain'}\n".encode() + _canonical(record)
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
+    return _mac_bytes(keyed, seq, prev, sealed, _canonical(record))
 
 
 _jstr = json.encoder.encode_basestring  # a str as json.dumps(ensure_ascii=False) writes it
@@ -160,6 +161,7 @@ class AuditChain:
         self.keyring = keyring
         self.retention_days = retention_days
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._signing_cache: tuple | None = None  # (ring, kid, key, keyed HMAC): _signing
 
     # -- keys and side files -----------------------------------------------------------------
     @property
@@ -257,7 +259,7 @@ class AuditChain:
         kept while the keyring object and its active key stay the same."""
         ring = self.keyring or self._local_ring(create=True)
         kid = ring.active
-        cached = getattr(self, "_signing_cache", None)
+        cached = self._signing_cache
         if cached is None or cached[0] is not ring or cached[1] != kid:
             key = ring.derive(kid, PURPOSE)
             cached = self._signing_cache = (ring, kid, key, hmac.new(key, digestmod=hashlib.sha256))
