@@ -81,7 +81,12 @@ def main() -> None:
             subprocess.Popen([*cmd, "--child", db, tag], stdout=subprocess.PIPE, text=True)
             for tag in ("a", "b")
         ]
-        results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        try:
+            outs = [p.communicate(timeout=600)[0] for p in procs]
+        finally:
+            for p in procs:
+                p.kill()
+        results = [json.loads(out.strip().splitlines()[-1]) for out in outs]
     for tag, r in zip("ab", results, strict=True):
         print(f"process {tag}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
     if args.json:

@@ -93,9 +93,16 @@ def test_encoder_and_store_contention_benches_run(tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root / "sdk")}
 
+    from tests.runtime.harness import timeout_scale
+
     def last_json(*args: str) -> dict:
-        done = subprocess.run(
-            [sys.executable, *args, "--json"], cwd=root, env=env, capture_output=True, text=True
+        done = subprocess.run(  # killed if it outlives the limit
+            [sys.executable, *args, "--json"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180 * timeout_scale(),
         )
         assert done.returncode == 0, done.stdout + done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -614,7 +614,9 @@ def test_a_store_opening_while_another_process_creates_the_file_waits_for_it(tmp
         await asyncio.sleep(0.2)
         assert not connecting.done()  # waiting for the lock, not failed
         other.execute("COMMIT")
-        await connecting
+        from tests.runtime.harness import timeout_scale
+
+        await asyncio.wait_for(connecting, 30 * timeout_scale())
         await store.set_context("c1", {"n": 1})
         assert await store.get_context("c1") == {"n": 1}
         await store.close()
