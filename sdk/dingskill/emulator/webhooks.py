@@ -89,7 +89,10 @@ class Webhooks:
     def _new_session(
         self, msg_id: str, app: str, ttl_ms: int, now: int | None = None
     ) -> tuple[str, int]:
-        """A session webhook for ``msg_id`` living ``ttl_ms`` from ``now`` (the message's createAt)."""
+        """A session webhook for ``msg_id`` living ``ttl_ms`` from ``now`` (the message's
+        createAt): the protocol page's sample message (developerpedia
+        ``docs/learn/stream/protocol.md``) gives ``sessionWebhookExpiredTime`` 90 min after
+        its ``createAt``; the SDKs only pass both fields on to the handler."""
         import secrets
 
         session = secrets.token_urlsafe(16)
