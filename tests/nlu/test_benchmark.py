@@ -85,8 +85,9 @@ def test_unseen_bench_runs_on_the_chinese_set(capsys):
 
 
 def test_encoder_and_store_contention_benches_run(tmp_path):
-    """bench/encoder_forward.py and bench/store_contention.py (figures in bench/RESULTS.md)
-    run as written there, briefly: the graph and numpy agree, both processes answer."""
+    """bench/encoder_forward.py, bench/store_contention.py and bench/idle_gap.py (figures in
+    bench/RESULTS.md) run as written there, briefly: the graph and numpy agree, both
+    processes answer, every gap is measured."""
     import subprocess
     import sys
 
@@ -113,3 +114,8 @@ def test_encoder_and_store_contention_benches_run(tmp_path):
     store = last_json("bench/store_contention.py", "--messages", "60", "--rate", "600")
     assert len(store["processes"]) == 2
     assert all(p["p50_ms"] > 0 and p["inline"] > 0 for p in store["processes"])
+    gap = last_json("bench/idle_gap.py", "--utterances", "12", "--gaps", "0,5", "--warm", "100")
+    assert {(r["pause"], r["gap_ms"]) for r in gap["rows"]} == {
+        (kind, ms) for kind in ("sleep", "spin") for ms in (0.0, 5.0)
+    }
+    assert all(r["p50_ms"] > 0 for r in gap["rows"])
