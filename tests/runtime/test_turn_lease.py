@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from dingskill.runtime.metrics import Metrics
 from dingskill.runtime.pipeline import Pipeline
+from dingskill.runtime.storage import DedupState, Stores
 from dingskill.runtime.stores import MemoryStore, SqliteStore
 from dingskill.skills.conversation import Message
 
@@ -196,7 +197,7 @@ def test_single_process_pipelines_never_touch_the_lease():
         async def begin_turn(self, key, owner, ttl_s):
             raise AssertionError("lease taken with shared_turns off")
 
-        async def end_turn(self, key, owner, context):
+        async def end_turn(self, key, owner, context, replying=None):
             raise AssertionError("lease given back with shared_turns off")
 
     async def go():
@@ -260,11 +261,74 @@ def test_begin_and_end_turn_take_the_lease_with_the_context_in_one_step(tmp_path
             assert await store.acquire_turn("c1", "b", 10)
             await store.release_turn("c1", "b")
             assert await store.get_context("c1") == {"n": 2}
+            # with a message's "replying" mark in the same step, with the lease or without
+            assert await store.begin_turn("c1", "a", 10) == {"n": 2}
+            await store.end_turn("c1", "a", {"n": 3}, replying=("m1", 60))
+            await store.set_context("c2", {"n": 4}, replying=("m2", 60))
+            assert [await store.claim(m, 60) for m in ("m1", "m2")] == [DedupState.REPLYING] * 2
+            assert await store.get_context("c1") == {"n": 3}
+            assert await store.get_context("c2") == {"n": 4}
+            assert await store.acquire_turn("c1", "b", 10)  # given back with the mark
+            await store.release_turn("c1", "b")
             # the base class's two-call defaults agree
             base = MemoryStore()
             assert await base.begin_turn("c1", "a", 10) == {}
             await base.end_turn("c1", "a", {"n": 3})
             assert await base.get_context("c1") == {"n": 3}
+            await base.end_turn("c1", "a", {"n": 4}, replying=("m3", 60))
+            await base.set_context("c2", {"n": 5}, replying=("m4", 60))
+            assert [await base.claim(m, 60) for m in ("m3", "m4")] == [DedupState.REPLYING] * 2
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_replying_mark_is_stored_with_the_turn(tmp_path, spec, shared):
+    """A message answered through a reply sink: its "replying" mark goes to the store in
+    the operation that saves its turn's context (one store operation fewer, and a turn's
+    effects are never stored while its message still looks unanswered: a crash between the
+    two would have had a resend handled, and the turn applied, twice)."""
+    from dingskill.runtime.stores import RedisStore
+
+    class Counting(RedisStore if spec.startswith("redis://") else SqliteStore):
+        separate_marks = 0
+
+        async def replying(self, msg_id, ttl_s):
+            self.separate_marks += 1
+            await super().replying(msg_id, ttl_s)
+
+    async def go():
+        store = Counting(spec)
+        await store.connect()
+        engine = CountingEngine()
+        pipeline = Pipeline(lambda: engine, store, limits=NO_LIMITS, shared_turns=shared)
+        seen = []
+
+        async def sink(reply) -> bool:  # when the reply goes out: context and mark stored
+            seen.append((await store.get_context("c1"), await store.claim("m1", 60)))
+            return True
+
+        try:
+            reply = await pipeline.process(
+                Message(text="add one", conversation_id="c1", msg_id="m1"), sink
+            )
+            assert reply.text == "1"
+            assert seen == [({"n": 1}, DedupState.REPLYING)]
+            assert store.separate_marks == 0
+            assert await store.claim("m1", 60) is DedupState.DONE  # answered
+            if shared:
+                assert await store.acquire_turn("c1", "other", 10)  # given back
+            # a context store that is not the dedup store: the mark on its own, as before
+            other = MemoryStore()
+            split = Pipeline(
+                lambda: engine,
+                Stores(context=other, dedup=store, limits=store, audit=None),
+                limits=NO_LIMITS,
+            )
+            await split.process(Message(text="add one", conversation_id="c9", msg_id="m2"), sink)
+            assert store.separate_marks == 1 and await other.get_context("c9") == {"n": 1}
         finally:
             await store.close()
 
@@ -285,11 +349,11 @@ def test_a_failing_combined_turn_call_falls_back_to_the_separate_calls(tmp_path)
                 raise OSError("read failed")
             return await super().begin_turn(key, owner, ttl_s)
 
-        async def end_turn(self, key, owner, context):
+        async def end_turn(self, key, owner, context, replying=None):
             if self.fail_end:
                 self.fail_end -= 1
                 raise OSError("write failed")
-            return await super().end_turn(key, owner, context)
+            return await super().end_turn(key, owner, context, replying)
 
     async def go():
         store = Flaky(tmp_path / "shared.db")

@@ -31,6 +31,16 @@ log = logging.getLogger("dingskill.runtime")
 ReplySink = Callable[[Reply], Awaitable[bool]]
 
 
+@dataclasses.dataclass
+class _Mark:
+    """A message's "replying" mark to store with its turn's context (one store operation
+    instead of two, and the turn's effects never stored without it); ``stored``: it was."""
+
+    msg_id: str
+    ttl_s: float
+    stored: bool = False
+
+
 class ReplyUncertain(RuntimeError):
     """A redelivered message whose previous attempt ended while replying (its process died
     mid-reply): the reply may have reached the user, and the session webhook has no
@@ -180,6 +190,14 @@ class Pipeline:
         if message.msg_id:
             if not await self._admit(message, redelivered):
                 return None
+        mark = None
+        if (
+            reply_sink is not None
+            and message.msg_id
+            and self.stores.context is self.store
+            and getattr(self.store, "replying_with_turn", False)
+        ):
+            mark = _Mark(message.msg_id, self.limits["dedup_ttl_s"])
         self.inflight += 1
         self._active.add(message.msg_id)
         if self.metrics is not None:
@@ -187,7 +205,7 @@ class Pipeline:
         try:
             try:
                 async with self._slots:
-                    reply, outcome = await self._process(message, t0)
+                    reply, outcome = await self._process(message, t0, mark)
             except TurnBusy as exc:  # another process kept the conversation: "busy, retry"
                 log.warning("turn lease not obtained", extra={"msg_id": message.msg_id})
                 reply, outcome = self._shed(message, _lang(message.text or ""), exc)
@@ -199,7 +217,7 @@ class Pipeline:
                 ) from exc
             sent = True
             if reply_sink is not None:
-                if message.msg_id:
+                if message.msg_id and not (mark is not None and mark.stored):
                     await self.store.replying(message.msg_id, self.limits["dedup_ttl_s"])
                 sent = await reply_sink(reply)
                 if not sent:
@@ -247,12 +265,13 @@ class Pipeline:
                 self.metrics.inflight.dec()
 
     @contextlib.asynccontextmanager
-    async def _turn(self, key: str):
+    async def _turn(self, key: str, mark: _Mark | None = None):
         """One turn of conversation ``key``, in order with its other turns within this
         replica (the conversation's lock) and across processes (the store's lease, with
         ``shared_turns``): yields ``(context, save)``; ``await save()`` stores the context
-        (giving the lease back in the same store operation). Leaving without saving (a shed,
-        an error) gives the lease back and leaves the stored context as it was."""
+        (giving the lease back, and storing ``mark``, in the same store operation). Leaving
+        without saving (a shed, an error) gives the lease back and leaves the stored context
+        as it was."""
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             context = await self._begin(key)
@@ -261,7 +280,7 @@ class Pipeline:
             async def save() -> None:
                 nonlocal saved
                 saved = True  # from here _end answers for the lease, whatever happens
-                await self._end(key, context)
+                await self._end(key, context, mark)
 
             try:
                 yield context, save
@@ -298,17 +317,24 @@ class Pipeline:
             raise
         raise TurnBusy(f"turn of this conversation held elsewhere for over {ttl:.0f} s")
 
-    async def _end(self, key: str, context: dict) -> None:
+    async def _end(self, key: str, context: dict, mark: _Mark | None = None) -> None:
         """Save the context; with ``shared_turns`` and the lease given back in the same store
-        operation. If that fails, both again one at a time: the context (its failure raised)
-        and the lease (its failure only logged, it expires by itself)."""
+        operation, and with ``mark``, the message's "replying" mark too. If that fails, the
+        context and the lease again one at a time: the context (its failure raised) and the
+        lease (its failure only logged, it expires by itself); the mark is left to the
+        caller (``mark.stored`` stays False)."""
         store = self.stores.context
+        extra = {"replying": (mark.msg_id, mark.ttl_s)} if mark is not None else {}
         if not self.shared_turns:
-            await store.set_context(key, context)
+            await store.set_context(key, context, **extra)
+            if mark is not None:
+                mark.stored = True
             return
         try:
-            await store.end_turn(key, self.turn_owner, context)
-        except Exception:  # noqa: BLE001 - either half may have happened: both again
+            await store.end_turn(key, self.turn_owner, context, **extra)
+            if mark is not None:
+                mark.stored = True
+        except Exception:  # noqa: BLE001 - any part may have happened: context, lease again
             try:
                 await store.set_context(key, context)
             finally:
@@ -320,10 +346,12 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - it expires by itself after turn_lease_s
             log.warning("turn lease not released", extra={"error": f"{type(exc).__name__}: {exc}"})
 
-    async def _process(self, message: Message, t0: float | None = None) -> tuple[Reply, str]:
+    async def _process(
+        self, message: Message, t0: float | None = None, mark: _Mark | None = None
+    ) -> tuple[Reply, str]:
         lang = _lang(message.text or "")
         if len(message.text) > self.limits["max_text_chars"]:
-            return await self._refuse(message, Refusal.TOO_LONG, "text too long"), "rejected"
+            return await self._refuse(message, Refusal.TOO_LONG, "text too long", mark), "rejected"
         scope = await self.ratelimiter.check(message)
         if scope is not None:
             if self.metrics is not None:
@@ -334,14 +362,14 @@ class Pipeline:
         if not message.text.strip() and message.msgtype != "text" and self.media is not None:
             # a picture, file, video or an unknown type: its skill, or a polite answer
             return await self._locked(
-                message, lambda engine, ctx: self.media.answer(engine, message, ctx)
+                message, lambda engine, ctx: self.media.answer(engine, message, ctx), mark
             )
         try:
             text = preprocess(message.text, self.limits["max_text_chars"])
         except PreprocessError as exc:
-            return await self._refuse(message, Refusal.TOO_LONG, str(exc)), "rejected"
+            return await self._refuse(message, Refusal.TOO_LONG, str(exc), mark), "rejected"
         if not text:
-            return await self._refuse(message, Refusal.EMPTY, "empty text"), "empty"
+            return await self._refuse(message, Refusal.EMPTY, "empty text", mark), "empty"
         if self.admin is not None and text.startswith("/"):
             handled = await self.admin(message, text)
             if handled is not None:
@@ -353,7 +381,7 @@ class Pipeline:
                 self.understanding.check_wait(waited)
             except Overloaded as exc:
                 return self._shed(message, lang, exc)
-        async with self._turn(context_key(message)) as (context, save):
+        async with self._turn(context_key(message), mark) as (context, save):
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             clean = dataclasses.replace(message, text=text) if text != message.text else message
             if self.understanding is not None:
@@ -373,7 +401,9 @@ class Pipeline:
             "error" if reply.error else ("fallback" if reply.source == "fallback" else "ok")
         )
 
-    async def _refuse(self, message: Message, reason: Refusal, error: str) -> Reply:
+    async def _refuse(
+        self, message: Message, reason: Refusal, error: str, mark: _Mark | None = None
+    ) -> Reply:
         """The polite reply to a message refused before understanding (empty, too long),
         given by the engine from the conversation's context (its language; a pending form
         asked again and shown in ``Reply.state``), which stays as it was."""
@@ -391,7 +421,7 @@ class Pipeline:
                 return Reply(text=said, source="fallback")
             return await refuse(message, context, reason, limit)
 
-        reply = await self._locked(message, answer)
+        reply = await self._locked(message, answer, mark)
         reply.error = error
         return reply
 
@@ -401,10 +431,10 @@ class Pipeline:
             self.metrics.shed.labels(message.channel).inc()
         return Reply(text=BUSY[lang], source="busy", error=f"overloaded: {exc}"), "shed"
 
-    async def _locked(self, message: Message, fn) -> tuple[Reply, str]:
+    async def _locked(self, message: Message, fn, mark: _Mark | None = None) -> tuple[Reply, str]:
         """Run ``fn(engine, context)`` holding the conversation's turn lock (and lease, with
-        ``shared_turns``); saves the context."""
-        async with self._turn(context_key(message)) as (context, save):
+        ``shared_turns``); saves the context (with ``mark``)."""
+        async with self._turn(context_key(message), mark) as (context, save):
             engine = self.engine_for(message) if self.engine_for else self.engine_provider()
             result = await fn(engine, context)
             await save()

@@ -20,6 +20,10 @@ __all__ = [
 ]
 
 
+# a message's "replying" mark stored with its turn's context: ``(msg_id, ttl_s)``
+Replying = tuple[str, float]
+
+
 @runtime_checkable
 class ContextStore(Protocol):
     """Conversation context: a JSON-able dict per :func:`~dingskill.skills.context_key`."""

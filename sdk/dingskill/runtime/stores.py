@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..security.crypto import Keyring
 from .redis_batch import CommandBatcher
-from .storage import DedupState
+from .storage import DedupState, Replying
 
 __all__ = ["Store", "MemoryStore", "SqliteStore", "RedisStore", "make_store", "StoreUnavailable"]
 
@@ -36,6 +36,8 @@ class Store:
     """Interface of the storage backends (all methods async)."""
 
     kind = "abstract"
+    # end_turn / set_context take ``replying``: a message's mark stored with its turn
+    replying_with_turn = True
 
     def __init__(self, keyring: Keyring | None = None, context_ttl_s: float = 7 * 86400) -> None:
         self.keyring = keyring
@@ -153,20 +155,30 @@ class Store:
             return None
         return await self.get_context(key)
 
-    async def end_turn(self, key: str, owner: str, context: dict) -> None:
+    async def end_turn(
+        self, key: str, owner: str, context: dict, replying: Replying | None = None
+    ) -> None:
         """:meth:`set_context` and then :meth:`release_turn` in one step where the backend
-        can. On failure either may have happened: the caller makes both calls again (each
-        can be repeated), the context first."""
+        can, and with ``replying``, that message's :meth:`replying` mark too (the turn's
+        effects and "its reply may go out" stored together). On failure any of them may
+        have happened: the caller makes the calls again (each can be repeated), the context
+        first."""
         await self.set_context(key, context)
         await self.release_turn(key, owner)
+        if replying is not None:
+            await self.replying(*replying)
 
     async def get_context(self, key: str) -> dict:
         name = await self.hash_id(f"ctx:{key}")
         return self._open(name, await self.get_raw(name)) or {}
 
-    async def set_context(self, key: str, context: dict) -> None:
+    async def set_context(self, key: str, context: dict, replying: Replying | None = None) -> None:
+        """Store ``context`` (sealed); with ``replying`` (``(msg_id, ttl_s)``), that
+        message's :meth:`replying` mark too, in one step where the backend can."""
         name = await self.hash_id(f"ctx:{key}")
         await self.set_raw(name, self._seal(name, context), self.context_ttl_s)
+        if replying is not None:
+            await self.replying(*replying)
 
     async def add_audit(self, record: dict) -> None:
         await self.append_audit(self._seal("audit", record))
@@ -541,6 +553,7 @@ _TURN_TAKE = (
     " SET owner=excluded.owner, exp=excluded.exp WHERE turns.exp <= ?"
 )
 _TURN_GIVE = "DELETE FROM turns WHERE k=? AND owner=?"
+_CLAIM_PUT = "INSERT OR REPLACE INTO claims VALUES (?,?,?)"
 
 
 def _atomic(fn):
@@ -660,23 +673,14 @@ class SqliteStore(Store):
             row = db.execute("SELECT exp, state FROM claims WHERE id=?", (msg_id,)).fetchone()
             if row and row[0] > now:
                 return DedupState.parse(row[1])
-            db.execute(
-                "INSERT OR REPLACE INTO claims VALUES (?,?,?)",
-                (msg_id, now + ttl_s, DedupState.PROCESSING.value),
-            )
+            db.execute(_CLAIM_PUT, (msg_id, now + ttl_s, DedupState.PROCESSING.value))
             return DedupState.NEW
 
         return await self._run(_atomic(op))
 
     async def _mark(self, msg_id: str, state: DedupState, ttl_s: float) -> None:
         exp = time.time() + ttl_s
-        await self._run(
-            _atomic(
-                lambda db: db.execute(
-                    "INSERT OR REPLACE INTO claims VALUES (?,?,?)", (msg_id, exp, state.value)
-                )
-            )
-        )
+        await self._run(_atomic(lambda db: db.execute(_CLAIM_PUT, (msg_id, exp, state.value))))
 
     async def replying(self, msg_id, ttl_s):
         await self._mark(msg_id, DedupState.REPLYING, ttl_s)
@@ -758,15 +762,46 @@ class SqliteStore(Store):
             return {}
         return self._open(name, bytes(row[0])) or {}
 
-    async def end_turn(self, key, owner, context):
+    async def end_turn(self, key, owner, context, replying=None):
         turn, name = await self.hash_id(f"turn:{key}"), await self.hash_id(f"ctx:{key}")
-        blob, exp = self._seal(name, context), time.time() + self.context_ttl_s
+        blob, now = self._seal(name, context), time.time()
+        mark = _mark_row(replying, now)
 
         def op(db):  # no savepoint: a failure after the first write is redone by the caller
-            db.execute(_KV_PUT, (name, blob, exp))
+            db.execute(_KV_PUT, (name, blob, now + self.context_ttl_s))
             db.execute(_TURN_GIVE, (turn, owner))
+            if mark is not None:
+                db.execute(_CLAIM_PUT, mark)
 
         await self._run(_atomic(op))
+
+    async def set_context(self, key, context, replying=None):
+        name = await self.hash_id(f"ctx:{key}")
+        blob, now = self._seal(name, context), time.time()
+        mark = _mark_row(replying, now)
+
+        def op(db):  # no savepoint: a failure after the first write is redone by the caller
+            db.execute(_KV_PUT, (name, blob, now + self.context_ttl_s))
+            if mark is not None:
+                db.execute(_CLAIM_PUT, mark)
+
+        await self._run(_atomic(op))
+
+
+async def _all(*futures) -> None:
+    """Await every future given (None: skipped), then raise the first one's exception."""
+    done = await asyncio.gather(*(f for f in futures if f is not None), return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _mark_row(replying: Replying | None, now: float) -> tuple | None:
+    """The claims row of a :meth:`Store.replying` mark (None for none)."""
+    if replying is None:
+        return None
+    msg_id, ttl_s = replying
+    return (msg_id, now + ttl_s, DedupState.REPLYING.value)
 
 
 _TAKE_LUA = """
@@ -907,14 +942,29 @@ class RedisStore(Store):
             return None
         return self._open(name, blob) or {}
 
-    async def end_turn(self, key, owner, context):
+    async def end_turn(self, key, owner, context, replying=None):
         turn, name = self._k(await self.hash_id(f"turn:{key}")), await self.hash_id(f"ctx:{key}")
         ms = max(1, int(self.context_ttl_s * 1000))
         saved = self._cmd.submit("SET", self._k(name), self._seal(name, context), "PX", ms)
-        try:  # queued right behind it: one pipeline
+        marked = self._mark_submit(replying)  # queued right behind it: one pipeline
+        try:
             await self._cmd.script(self._turn_release, [turn], [owner])
         finally:
-            await saved
+            await _all(saved, marked)
+
+    async def set_context(self, key, context, replying=None):
+        name = await self.hash_id(f"ctx:{key}")
+        ms = max(1, int(self.context_ttl_s * 1000))
+        saved = self._cmd.submit("SET", self._k(name), self._seal(name, context), "PX", ms)
+        await _all(saved, self._mark_submit(replying))  # one pipeline
+
+    def _mark_submit(self, replying: Replying | None):
+        """The :meth:`replying` mark queued on the command pipeline (None for none)."""
+        if replying is None:
+            return None
+        msg_id, ttl_s = replying
+        value, ms = DedupState.REPLYING.value, max(1, int(ttl_s * 1000))
+        return self._cmd.submit("SET", self._k(f"msg:{msg_id}"), value, "PX", ms)
 
     async def append_audit(self, blob):
         await self._r.rpush(self._k("audit"), blob)
