@@ -85,9 +85,10 @@ def test_unseen_bench_runs_on_the_chinese_set(capsys):
 
 
 def test_encoder_and_store_contention_benches_run(tmp_path):
-    """bench/encoder_forward.py, bench/store_contention.py and bench/idle_gap.py (figures in
-    bench/RESULTS.md) run as written there, briefly: the graph and numpy agree, both
-    processes answer, every gap is measured."""
+    """bench/encoder_forward.py, bench/store_contention.py, bench/pipeline.py with the
+    runtime's store and bench/idle_gap.py (figures in bench/RESULTS.md) run as written there,
+    briefly: the graph and numpy agree, both processes answer, lone messages go through the
+    SQLite store, every gap is measured."""
     import subprocess
     import sys
 
@@ -114,6 +115,11 @@ def test_encoder_and_store_contention_benches_run(tmp_path):
     store = last_json("bench/store_contention.py", "--messages", "60", "--rate", "600")
     assert len(store["processes"]) == 2
     assert all(p["p50_ms"] > 0 and p["inline"] > 0 for p in store["processes"])
+    lone = last_json(
+        "bench/pipeline.py", "--messages", "40", "--distinct", "--window", "1", "--store", "sqlite"
+    )
+    assert (lone["store"], lone["window"], lone["messages"]) == ("sqlite", 1, 40)
+    assert lone["cpu_ms_per_message"] > 0 and lone["new_share"] == 1.0
     gap = last_json("bench/idle_gap.py", "--utterances", "12", "--gaps", "0,5", "--warm", "100")
     assert {(r["pause"], r["gap_ms"]) for r in gap["rows"]} == {
         (kind, ms) for kind in ("sleep", "spin") for ms in (0.0, 5.0)
