@@ -135,6 +135,19 @@ def test_out_of_scope_says_what_the_bot_can_do(three, text, lang):
         assert "I can help with:" in r.text and "Take leave" in r.text
 
 
+def test_what_the_bot_can_do_follows_the_loaded_skills(three):
+    """The headline labels are worked out once per set of skills (every out-of-scope reply
+    names them): the same skills give the same sentence, another set (a reload) its own."""
+    from dingskill.skills.fallback import can_do
+
+    full = can_do(list(three), "zh")
+    assert full == can_do(list(three), "zh") and "请假" in full
+    hr = [s for s in three if "请假" in can_do([s], "zh")]
+    others = [s for s in three if s not in hr]
+    assert hr and others and "请假" not in can_do(others, "zh")
+    assert "请假" in can_do(hr + others, "zh")  # a new set: worked out again
+
+
 def test_repeated_misunderstanding_offers_the_operator_contact(three):
     local = _local(three, handover_contact="HR 服务台（分机 8000）", handover_group="cid-hr")
     texts = ["今天天气怎么样", "你喜欢什么颜色", "火星上有水吗"]

@@ -5,6 +5,7 @@ reply language and the short labels of intents."""
 
 from __future__ import annotations
 
+import operator
 import re
 
 from ..text import detect_language
@@ -144,6 +145,27 @@ def _headline(skills: list, lang: str) -> list[tuple[object, str]]:
     return out
 
 
+# (skills, lang) -> the labels of their headline intents, in order, each once: the same for
+# every out-of-scope reply until the skills change (a reload builds new skill objects)
+_HEADLINES: dict[tuple, tuple[tuple, tuple[str, ...]]] = {}
+
+
+def _headline_labels(skills: list, lang: str) -> tuple[str, ...]:
+    key = (*map(id, skills), lang)
+    hit = _HEADLINES.get(key)
+    if hit is not None and len(hit[0]) == len(skills) and all(map(operator.is_, hit[0], skills)):
+        return hit[1]
+    labels: list[str] = []
+    for skill, intent in _headline(skills, lang):
+        text = label(skill, intent, lang)
+        if text not in labels:
+            labels.append(text)
+    if len(_HEADLINES) >= 64:  # skill sets of long-gone reloads
+        _HEADLINES.clear()
+    _HEADLINES[key] = (tuple(skills), tuple(labels))  # the skills kept: ids stay theirs
+    return tuple(labels)
+
+
 def suggest(reply: Reply, lang: str, skills: list, fill: bool = False, limit: int = 4) -> Reply:
     """Quick-reply buttons on an out-of-scope reply: the closest in-scope intents, then (with
     ``fill``) what the loaded skills offer first. The button sends its label as a message."""
@@ -159,8 +181,7 @@ def suggest(reply: Reply, lang: str, skills: list, fill: bool = False, limit: in
         if text and text not in options:
             options.append(text)
     if fill:
-        for skill, intent in _headline(skills, lang):
-            text = label(skill, intent, lang)
+        for text in _headline_labels(skills, lang):
             if len(options) >= limit:
                 break
             if text not in options:
@@ -179,11 +200,7 @@ def suggest(reply: Reply, lang: str, skills: list, fill: bool = False, limit: in
 
 def can_do(skills: list, lang: str) -> str:
     """ "I can help with: ..." naming the loaded skills' headline intents (else the skills)."""
-    names: list[str] = []
-    for skill, intent in _headline(skills, lang):
-        text = label(skill, intent, lang)
-        if text not in names:
-            names.append(text)
+    names = list(_headline_labels(skills, lang))
     if not names:
         names = [s.manifest.name for s in skills]
     if not names:
