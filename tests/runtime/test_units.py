@@ -422,6 +422,50 @@ def test_sqlite_checkpoints_run_beside_the_writer(tmp_path):
     assert db.execute("SELECT count(*) FROM kv").fetchone()[0] == 300
 
 
+def test_sqlite_keyed_tables_are_one_btree_each_and_older_files_still_work(tmp_path):
+    """New files: kv, claims, buckets and turns WITHOUT ROWID (a text key on a rowid table
+    is a second B-tree: every write dirtied twice the pages and the WAL grew twice as fast);
+    a file made before keeps its rowid tables, which the same statements use."""
+    old = tmp_path / "old.db"
+    db = sqlite3.connect(old)
+    db.executescript("""
+        CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB, exp REAL);
+        CREATE TABLE claims (id TEXT PRIMARY KEY, exp REAL, state TEXT);
+        CREATE TABLE buckets (k TEXT PRIMARY KEY, tokens REAL, last REAL);
+        CREATE TABLE turns (k TEXT PRIMARY KEY, owner TEXT, exp REAL);
+    """)
+    db.close()
+
+    async def messages(path, n: int) -> int:
+        """WAL bytes appended by ``n`` messages' store work (after 100 to fill the tables)."""
+        store = SqliteStore(path)
+        store._worker.checkpoint_s = 3600  # no checkpoint resets the WAL meanwhile
+        await store.connect()
+        try:
+            size = 0
+            for i in range(100 + n):
+                if i == 100:
+                    size = os.path.getsize(f"{path}-wal")
+                mid, conv = f"m{i}-{os.urandom(6).hex()}", f"c{i % 40}"
+                assert await store.claim(mid, 60) is DedupState.NEW
+                assert await store.take(f"u{i % 40}", 1000.0, 1000.0)
+                assert await store.begin_turn(conv, "w", 10) is not None
+                await store.end_turn(conv, "w", {"n": i, "said": ["x" * 40] * 4}, (mid, 600))
+                await store.finish(mid, 600)
+            assert await store.claim(mid, 60) is DedupState.DONE
+            assert await store.get_context(conv) == {"n": i, "said": ["x" * 40] * 4}
+            return os.path.getsize(f"{path}-wal") - size
+        finally:
+            await store.close()
+
+    old_bytes = asyncio.run(messages(old, 200))
+    new_bytes = asyncio.run(messages(tmp_path / "new.db", 200))
+    schema = sqlite3.connect(tmp_path / "new.db").execute("SELECT name, sql FROM sqlite_master")
+    keyed = {name: sql for name, sql in schema if name in ("kv", "claims", "buckets", "turns")}
+    assert len(keyed) == 4 and all("WITHOUT ROWID" in sql for sql in keyed.values())
+    assert new_bytes < 0.7 * old_bytes, (new_bytes, old_bytes)
+
+
 def test_sqlite_runs_operations_inline_unless_locked_queued_or_crowded(tmp_path):
     """An operation runs on the caller's thread when nothing is queued and the write lock is
     free; another writer holding the lock sends it to the thread (which waits for the lock),

@@ -630,12 +630,19 @@ class SqliteStore(Store):
         db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
         if checkpointer:
             return db
+        # keyed tables WITHOUT ROWID: one B-tree each, where a text primary key on a rowid
+        # table is two (the table and its index), so each write dirties half the pages and
+        # a message's commits append less than half as much to the WAL (60 -> 26 KB); a
+        # file made before keeps its tables, which the same statements read and write
         db.executescript("""
-            CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB, exp REAL);
-            CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, exp REAL, state TEXT);
-            CREATE TABLE IF NOT EXISTS buckets (k TEXT PRIMARY KEY, tokens REAL, last REAL);
+            CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB, exp REAL) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, exp REAL, state TEXT)
+                WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS buckets (k TEXT PRIMARY KEY, tokens REAL, last REAL)
+                WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, v BLOB);
-            CREATE TABLE IF NOT EXISTS turns (k TEXT PRIMARY KEY, owner TEXT, exp REAL);
+            CREATE TABLE IF NOT EXISTS turns (k TEXT PRIMARY KEY, owner TEXT, exp REAL)
+                WITHOUT ROWID;
         """)
         return db
 
