@@ -466,6 +466,64 @@ def test_sqlite_keyed_tables_are_one_btree_each_and_older_files_still_work(tmp_p
     assert new_bytes < 0.7 * old_bytes, (new_bytes, old_bytes)
 
 
+def test_expired_entries_leave_the_sqlite_file_and_the_memory_store(tmp_path):
+    """Message ids, contexts and leases past their TTL are deleted (the SQLite store's sweep
+    beside the checkpoints; the memory store on each write), live ones stay: the store
+    holds what the TTLs keep, not every message ever seen."""
+    from tests.runtime.harness import wait_until
+
+    path = tmp_path / "sweep.db"
+
+    def count(table: str) -> int:
+        db = sqlite3.connect(path)
+        try:
+            return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        finally:
+            db.close()
+
+    async def sqlite_store():
+        store = SqliteStore(path)
+        store._worker.checkpoint_s, store._worker.sweep_rows = 0.02, 7  # small laps
+        await store.connect()
+        try:
+            for i in range(40):
+                await store.claim(f"gone{i}", 0.01)
+                await store.set_raw(f"ctx-gone{i}", b"x", 0.01)
+            assert await store.acquire_turn("c-gone", "w", 0.01)
+            for i in range(5):
+                await store.claim(f"kept{i}", 600)
+                await store.set_raw(f"ctx-kept{i}", b"y", 600)
+            await asyncio.to_thread(
+                wait_until,
+                lambda: (count("claims"), count("kv"), count("turns")) == (5, 5, 0),
+                timeout=30,
+                what="the expired rows deleted",
+            )
+            assert [await store.claim(f"kept{i}", 600) for i in range(5)] == [
+                DedupState.PROCESSING
+            ] * 5
+            assert await store.get_raw("ctx-kept0") == b"y"
+            assert store._worker.swept == 81
+        finally:
+            await store.close()
+
+    asyncio.run(sqlite_store())
+
+    async def memory_store():
+        store = MemoryStore()
+        for i in range(5000):
+            assert await store.claim(f"m{i}", 0.0) is DedupState.NEW
+            await store.finish(f"m{i}", 0.0)
+            await store.set_raw(f"k{i}", b"x", 0.0)
+        assert len(store._claims) <= 10 and len(store._kv) <= 10
+        assert await store.claim("kept", 600) is DedupState.NEW
+        for i in range(100):
+            await store.claim(f"n{i}", 0.0)
+        assert await store.claim("kept", 600) is DedupState.PROCESSING
+
+    asyncio.run(memory_store())
+
+
 def test_sqlite_runs_operations_inline_unless_locked_queued_or_crowded(tmp_path):
     """An operation runs on the caller's thread when nothing is queued and the write lock is
     free; another writer holding the lock sends it to the thread (which waits for the lock),

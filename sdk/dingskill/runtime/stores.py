@@ -15,6 +15,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from ..security.crypto import Keyring
@@ -225,6 +226,24 @@ def _bucket_take(
     return False, (tokens, now)
 
 
+def _put_last(entries: OrderedDict, key, value) -> None:
+    entries[key] = value
+    entries.move_to_end(key)
+
+
+def _drop_expired(entries: OrderedDict, expired, most: int = 8) -> None:
+    """Drop up to ``most`` expired entries from the front of ``entries`` (oldest write
+    first): more than the one entry a write adds, so the front keeps up at any rate, and
+    never more than ``most`` in one write."""
+    for _ in range(most):
+        if not entries:
+            return
+        key = next(iter(entries))
+        if not expired(entries[key]):
+            return
+        del entries[key]
+
+
 class MemoryStore(Store):
     """In-process store (tests, notebooks, a single replica without persistence)."""
 
@@ -232,9 +251,12 @@ class MemoryStore(Store):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._kv: dict[str, tuple[bytes, float]] = {}
-        self._claims: dict[str, tuple[float, DedupState]] = {}
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # each kept in the order of its last write, which is (nearly) the order its entries
+        # expire in: every write drops the expired ones at the front (a few at a time), so
+        # memory holds what the TTLs keep, not every message id ever seen
+        self._kv: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._claims: OrderedDict[str, tuple[float, DedupState]] = OrderedDict()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._audit: list[bytes] = []
 
     async def ping(self) -> bool:
@@ -247,29 +269,34 @@ class MemoryStore(Store):
         return entry[0]
 
     async def set_raw(self, key, blob, ttl_s):
-        self._kv[key] = (blob, time.time() + ttl_s)
+        now = time.time()
+        _put_last(self._kv, key, (blob, now + ttl_s))
+        _drop_expired(self._kv, lambda e: e[1] < now)
 
     async def claim(self, msg_id, ttl_s):
         now = time.time()
         entry = self._claims.get(msg_id)
         if entry and entry[0] > now:
             return entry[1]
-        self._claims[msg_id] = (now + ttl_s, DedupState.PROCESSING)
+        _put_last(self._claims, msg_id, (now + ttl_s, DedupState.PROCESSING))
+        _drop_expired(self._claims, lambda e: e[0] < now)
         return DedupState.NEW
 
     async def replying(self, msg_id, ttl_s):
-        self._claims[msg_id] = (time.time() + ttl_s, DedupState.REPLYING)
+        _put_last(self._claims, msg_id, (time.time() + ttl_s, DedupState.REPLYING))
 
     async def finish(self, msg_id, ttl_s):
-        self._claims[msg_id] = (time.time() + ttl_s, DedupState.DONE)
+        _put_last(self._claims, msg_id, (time.time() + ttl_s, DedupState.DONE))
 
     async def release(self, msg_id):
         self._claims.pop(msg_id, None)
 
     async def take(self, bucket, rate, capacity):
-        ok, self._buckets[bucket] = _bucket_take(
-            self._buckets.get(bucket), time.monotonic(), rate, capacity
-        )
+        now = time.monotonic()
+        ok, state = _bucket_take(self._buckets.get(bucket), now, rate, capacity)
+        _put_last(self._buckets, bucket, state)
+        # untouched for a day: long refilled (an absent bucket reads as full)
+        _drop_expired(self._buckets, lambda e: e[1] < now - 86400.0)
         return ok
 
     async def append_audit(self, blob):
@@ -342,6 +369,9 @@ class _SqliteWorker:
         self.busy_wait_s = 10.0
         self.checkpoint_s = checkpoint_s
         self.checkpoints = 0
+        self.sweep_rows = 2000  # rows of each table looked at per round (see _sweep)
+        self.swept = 0  # expired rows deleted
+        self._swept_to: dict[str, str] = {}
         self._stop_checkpoints = threading.Event()
         self._checkpointer: threading.Thread | None = None
 
@@ -354,11 +384,37 @@ class _SqliteWorker:
                         db = self._open_db(checkpointer=True)
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
+                    self._sweep(db)
                 except sqlite3.Error:  # busy or the disk: the next round tries again
-                    pass
+                    if db is not None and db.in_transaction:
+                        db.execute("ROLLBACK")
         finally:
             if db is not None:
                 db.close()
+
+    def _sweep(self, db: sqlite3.Connection) -> None:
+        """Delete expired rows: the next ``sweep_rows`` rows of each keyed table in key order
+        (a read: writers go on), then the expired among them in one short write (each row's
+        expiry checked again: one renewed meanwhile stays). Round after round the sweep goes
+        through every table and starts over, so the file holds what the TTLs keep (a
+        message id ``limits.dedup_ttl_s``, a context ``storage.context_ttl_s``) plus a lap,
+        not every message ever seen."""
+        now = time.time()
+        for table, key, column, grace in _SWEPT:
+            after = self._swept_to.get(table, "")
+            rows = db.execute(
+                f"SELECT {key}, {column} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
+                (after, self.sweep_rows),
+            ).fetchall()
+            self._swept_to[table] = rows[-1][0] if len(rows) == self.sweep_rows else ""
+            cutoff = now - grace
+            dead = [(k, cutoff) for k, t in rows if t is not None and t < cutoff]
+            if not dead:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(f"DELETE FROM {table} WHERE {key}=? AND {column} < ?", dead)
+            db.execute("COMMIT")
+            self.swept += len(dead)
 
     def _ensure(self) -> None:
         if self._serving:
@@ -543,6 +599,15 @@ class _SqliteWorker:
         if db is not None:
             db.close()
 
+
+# the keyed tables the sweep clears: (table, key, expiry column, grace in seconds); a rate
+# limit's bucket untouched for a day has long refilled, and an absent one reads as full
+_SWEPT = (
+    ("claims", "id", "exp", 0.0),
+    ("kv", "k", "exp", 0.0),
+    ("turns", "k", "exp", 0.0),
+    ("buckets", "k", "last", 86400.0),
+)
 
 # statements more than one operation runs
 _KV_GET = "SELECT v, exp FROM kv WHERE k=?"
