@@ -1,4 +1,4 @@
-"""The runtime benchmarks' traffic draws: distinct never repeats, mixed is mostly new."""
+"""The runtime benchmarks' traffic draws (distinct never repeats, mixed is mostly new) and rounds."""
 
 from __future__ import annotations
 
@@ -45,3 +45,24 @@ def test_repeat_cycles_the_test_utterances_and_bad_kind_is_named():
     assert draw("repeat", 2 * len(base), ROOT) == base + base
     with pytest.raises(ValueError, match="repeat, distinct, mixed"):
         draw("zipf", 10, ROOT)
+
+
+def test_rounds_are_reported_each_and_by_their_median(capsys):
+    """``dingskill bench runtime --rounds N``: every round's headline figures, their medians
+    and the messages lost or duplicated in any round; a round count below 1 is refused."""
+    from dingskill.cli.main import main
+    from dingskill.runtime.benchmark import summarize_rounds
+
+    rounds = [
+        {"msgs_per_s": 1390.0, "echo_msgs_per_s": 1014.0, "ratio_msgs_per_s": 1.37, "lost": 0},
+        {"msgs_per_s": 1449.0, "echo_msgs_per_s": 957.0, "ratio_msgs_per_s": 1.51, "lost": 1},
+        {"msgs_per_s": 1200.0, "echo_msgs_per_s": 844.0, "ratio_msgs_per_s": 1.42, "lost": 0},
+    ]
+    out = summarize_rounds([{**r, "traffic": "distinct"} for r in rounds])
+    assert out["median_ratio_msgs_per_s"] == 1.42 and out["median_msgs_per_s"] == 1390.0
+    assert out["rounds"] == rounds and out["lost_total"] == 1 and out["duplicated_total"] == 0
+    assert out["traffic"] == "distinct" and out["msgs_per_s"] == 1200.0  # the last round's
+    with pytest.raises(ValueError, match="no rounds"):
+        summarize_rounds([])
+    assert main(["bench", "runtime", "--rounds", "0", "--json"]) == 2
+    assert "--rounds must be at least 1, got 0" in capsys.readouterr().err

@@ -78,6 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--starve", type=int, default=0, help="CPU-bound processes running beside (default 0)"
     )
     rt.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the whole benchmark this many times back to back and report each round "
+        "and the medians (the machine's speed drifts between runs; default 1)",
+    )
+    rt.add_argument(
         "--resend-after",
         type=float,
         default=30.0,
@@ -201,40 +208,46 @@ def _runtime(args: argparse.Namespace) -> int:
         )
         _print(result, args.json)
         return 0
-    args.messages = args.messages or 10_000
-    if args.broker:
-        from ..runtime.broker.benchmark import run_broker_benchmark
+    if args.rounds < 1:
+        import sys
 
-        result = run_broker_benchmark(
-            workers=args.workers,
-            shards=args.shards,
+        print(f"error: --rounds must be at least 1, got {args.rounds}", file=sys.stderr)
+        return 2
+    args.messages = args.messages or 10_000
+    from ..runtime.benchmark import run_benchmark, summarize_rounds
+
+    def one_round() -> dict:
+        if args.broker:
+            from ..runtime.broker.benchmark import run_broker_benchmark
+
+            return run_broker_benchmark(
+                workers=args.workers,
+                shards=args.shards,
+                messages=args.messages,
+                users=args.users,
+                rate=args.rate,
+                duration=args.duration,
+                progress=not args.json,
+                traffic=args.traffic,
+                data_home=args.data_home,
+                anchor=not args.no_anchor,
+            )
+        return run_benchmark(
+            replicas=args.replicas,
+            processes=args.processes,
             messages=args.messages,
             users=args.users,
             rate=args.rate,
             duration=args.duration,
             progress=not args.json,
+            anchor=not args.no_anchor,
+            starve=args.starve,
+            resend_after=args.resend_after,
+            delivery=args.delivery,
             traffic=args.traffic,
             data_home=args.data_home,
-            anchor=not args.no_anchor,
         )
-        _print(result, args.json)
-        return 0
-    from ..runtime.benchmark import run_benchmark
 
-    result = run_benchmark(
-        replicas=args.replicas,
-        processes=args.processes,
-        messages=args.messages,
-        users=args.users,
-        rate=args.rate,
-        duration=args.duration,
-        progress=not args.json,
-        anchor=not args.no_anchor,
-        starve=args.starve,
-        resend_after=args.resend_after,
-        delivery=args.delivery,
-        traffic=args.traffic,
-        data_home=args.data_home,
-    )
-    _print(result, args.json)
+    results = [one_round() for _ in range(args.rounds)]
+    _print(summarize_rounds(results) if args.rounds > 1 else results[0], args.json)
     return 0

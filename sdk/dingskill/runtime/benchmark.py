@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -306,6 +307,42 @@ def _phase1(emu, phase1: list[str], messages: int, users, window) -> tuple[float
     except TimeoutError:
         pass
     return messages / (time.perf_counter() - t0), ids, base
+
+
+# the headline figures of one round, kept per round by summarize_rounds
+ROUND_FIGURES = (
+    "msgs_per_s",
+    "echo_msgs_per_s",
+    "ratio_msgs_per_s",
+    "p50_ms",
+    "p99_ms",
+    "echo_p99_ms",
+    "ratio_p99",
+    "cpu_ms_per_message",
+    "lost",
+    "duplicated",
+)
+
+
+def summarize_rounds(results: list[dict]) -> dict:
+    """Several rounds of one benchmark, run back to back: the last round's figures, each
+    round's headline figures (``rounds``), their medians (``median_<figure>``) and the lost
+    and duplicated messages of every round added up (``lost_total``, ``duplicated_total``).
+
+    A shared machine's speed drifts within minutes (the echo alone: 650-1,080 msg/s in one
+    afternoon here), and each round measures the runtime and then its anchor, so a ratio is
+    quoted as the median of rounds, with the spread beside it."""
+    if not results:
+        raise ValueError("summarize_rounds: no rounds to summarize")
+    out = dict(results[-1])
+    out["rounds"] = [{k: r[k] for k in ROUND_FIGURES if k in r} for r in results]
+    for key in ROUND_FIGURES:
+        values = [r[key] for r in results if isinstance(r.get(key), int | float)]
+        if values and key not in ("lost", "duplicated"):
+            out[f"median_{key}"] = round(statistics.median(values), 3)
+    out["lost_total"] = sum(r.get("lost", 0) or 0 for r in results)
+    out["duplicated_total"] = sum(r.get("duplicated", 0) or 0 for r in results)
+    return out
 
 
 def run_benchmark(
