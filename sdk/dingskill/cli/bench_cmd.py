@@ -216,36 +216,29 @@ def _runtime(args: argparse.Namespace) -> int:
     args.messages = args.messages or 10_000
     from ..runtime.benchmark import run_benchmark, summarize_rounds
 
+    common = {  # what both deployments' benchmarks take
+        "messages": args.messages,
+        "users": args.users,
+        "rate": args.rate,
+        "duration": args.duration,
+        "progress": not args.json,
+        "traffic": args.traffic,
+        "data_home": args.data_home,
+        "anchor": not args.no_anchor,
+    }
+
     def one_round() -> dict:
         if args.broker:
             from ..runtime.broker.benchmark import run_broker_benchmark
 
-            return run_broker_benchmark(
-                workers=args.workers,
-                shards=args.shards,
-                messages=args.messages,
-                users=args.users,
-                rate=args.rate,
-                duration=args.duration,
-                progress=not args.json,
-                traffic=args.traffic,
-                data_home=args.data_home,
-                anchor=not args.no_anchor,
-            )
+            return run_broker_benchmark(workers=args.workers, shards=args.shards, **common)
         return run_benchmark(
             replicas=args.replicas,
             processes=args.processes,
-            messages=args.messages,
-            users=args.users,
-            rate=args.rate,
-            duration=args.duration,
-            progress=not args.json,
-            anchor=not args.no_anchor,
             starve=args.starve,
             resend_after=args.resend_after,
             delivery=args.delivery,
-            traffic=args.traffic,
-            data_home=args.data_home,
+            **common,
         )
 
     results = [one_round() for _ in range(args.rounds)]
