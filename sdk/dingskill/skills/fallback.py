@@ -5,7 +5,6 @@ reply language and the short labels of intents."""
 
 from __future__ import annotations
 
-import operator
 import re
 
 from ..text import detect_language
@@ -146,24 +145,24 @@ def _headline(skills: list, lang: str) -> list[tuple[object, str]]:
 
 
 # (skills, lang) -> the labels of their headline intents, in order, each once: the same for
-# every out-of-scope reply until the skills change (a reload builds new skill objects)
-_HEADLINES: dict[tuple, tuple[tuple, tuple[str, ...]]] = {}
+# every out-of-scope reply until the skills change (a reload builds new skill objects, which
+# hash by identity; the key keeps them alive, so it never matches another set)
+_HEADLINES: dict[tuple, tuple[str, ...]] = {}
 
 
 def _headline_labels(skills: list, lang: str) -> tuple[str, ...]:
-    key = (*map(id, skills), lang)
-    hit = _HEADLINES.get(key)
-    if hit is not None and len(hit[0]) == len(skills) and all(map(operator.is_, hit[0], skills)):
-        return hit[1]
-    labels: list[str] = []
-    for skill, intent in _headline(skills, lang):
-        text = label(skill, intent, lang)
-        if text not in labels:
-            labels.append(text)
-    if len(_HEADLINES) >= 64:  # skill sets of long-gone reloads
-        _HEADLINES.clear()
-    _HEADLINES[key] = (tuple(skills), tuple(labels))  # the skills kept: ids stay theirs
-    return tuple(labels)
+    key = (tuple(skills), lang)
+    labels = _HEADLINES.get(key)
+    if labels is None:
+        found: list[str] = []
+        for skill, intent in _headline(skills, lang):
+            text = label(skill, intent, lang)
+            if text not in found:
+                found.append(text)
+        if len(_HEADLINES) >= 64:  # skill sets of long-gone reloads
+            _HEADLINES.clear()
+        labels = _HEADLINES[key] = tuple(found)
+    return labels
 
 
 def suggest(reply: Reply, lang: str, skills: list, fill: bool = False, limit: int = 4) -> Reply:
