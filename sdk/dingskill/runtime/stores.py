@@ -745,14 +745,14 @@ class SqliteStore(Store):
             row = db.execute("SELECT exp, state FROM claims WHERE id=?", (msg_id,)).fetchone()
             if row and row[0] > now:
                 return DedupState.parse(row[1])
-            db.execute(_CLAIM_PUT, (msg_id, now + ttl_s, DedupState.PROCESSING.value))
+            db.execute(_CLAIM_PUT, _claim_row(msg_id, ttl_s, DedupState.PROCESSING, now))
             return DedupState.NEW
 
         return await self._run(_atomic(op))
 
     async def _mark(self, msg_id: str, state: DedupState, ttl_s: float) -> None:
-        exp = time.time() + ttl_s
-        await self._run(_atomic(lambda db: db.execute(_CLAIM_PUT, (msg_id, exp, state.value))))
+        row = _claim_row(msg_id, ttl_s, state, time.time())
+        await self._run(_atomic(lambda db: db.execute(_CLAIM_PUT, row)))
 
     async def replying(self, msg_id, ttl_s):
         await self._mark(msg_id, DedupState.REPLYING, ttl_s)
@@ -835,25 +835,22 @@ class SqliteStore(Store):
         return self._open(name, bytes(row[0])) or {}
 
     async def end_turn(self, key, owner, context, replying=None):
-        turn, name = await self.hash_id(f"turn:{key}"), await self.hash_id(f"ctx:{key}")
-        blob, now = self._seal(name, context), time.time()
-        mark = _mark_row(replying, now)
-
-        def op(db):  # no savepoint: a failure after the first write is redone by the caller
-            db.execute(_KV_PUT, (name, blob, now + self.context_ttl_s))
-            db.execute(_TURN_GIVE, (turn, owner))
-            if mark is not None:
-                db.execute(_CLAIM_PUT, mark)
-
-        await self._run(_atomic(op))
+        await self._save(key, context, replying, (await self.hash_id(f"turn:{key}"), owner))
 
     async def set_context(self, key, context, replying=None):
+        await self._save(key, context, replying)
+
+    async def _save(self, key, context, replying, lease: tuple | None = None) -> None:
+        """The context, and in the same transaction the ``lease`` ``(turn, owner)`` given
+        back and the ``replying`` mark, when given."""
         name = await self.hash_id(f"ctx:{key}")
         blob, now = self._seal(name, context), time.time()
-        mark = _mark_row(replying, now)
+        mark = None if replying is None else _claim_row(*replying, DedupState.REPLYING, now)
 
         def op(db):  # no savepoint: a failure after the first write is redone by the caller
             db.execute(_KV_PUT, (name, blob, now + self.context_ttl_s))
+            if lease is not None:
+                db.execute(_TURN_GIVE, lease)
             if mark is not None:
                 db.execute(_CLAIM_PUT, mark)
 
@@ -861,19 +858,16 @@ class SqliteStore(Store):
 
 
 async def _all(*futures) -> None:
-    """Await every future given (None: skipped), then raise the first one's exception."""
-    done = await asyncio.gather(*(f for f in futures if f is not None), return_exceptions=True)
+    """Await every future given, then raise the first one's exception."""
+    done = await asyncio.gather(*futures, return_exceptions=True)
     for result in done:
         if isinstance(result, BaseException):
             raise result
 
 
-def _mark_row(replying: Replying | None, now: float) -> tuple | None:
-    """The claims row of a :meth:`Store.replying` mark (None for none)."""
-    if replying is None:
-        return None
-    msg_id, ttl_s = replying
-    return (msg_id, now + ttl_s, DedupState.REPLYING.value)
+def _claim_row(msg_id: str, ttl_s: float, state: DedupState, now: float) -> tuple:
+    """A row of the claims table: ``state`` kept ``ttl_s`` from ``now``."""
+    return (msg_id, now + ttl_s, state.value)
 
 
 _TAKE_LUA = """
@@ -967,7 +961,11 @@ class RedisStore(Store):
         return await self._cmd.execute("GET", self._k(key))
 
     async def set_raw(self, key, blob, ttl_s):
-        await self._cmd.execute("SET", self._k(key), blob, "PX", max(1, int(ttl_s * 1000)))
+        await self._set(key, blob, ttl_s)
+
+    def _set(self, key: str, blob, ttl_s: float) -> asyncio.Future:
+        """``SET key blob PX ttl``, queued now on the command pipeline."""
+        return self._cmd.submit("SET", self._k(key), blob, "PX", max(1, int(ttl_s * 1000)))
 
     async def claim(self, msg_id, ttl_s):
         old = await self._cmd.script(
@@ -1015,28 +1013,24 @@ class RedisStore(Store):
         return self._open(name, blob) or {}
 
     async def end_turn(self, key, owner, context, replying=None):
-        turn, name = self._k(await self.hash_id(f"turn:{key}")), await self.hash_id(f"ctx:{key}")
-        ms = max(1, int(self.context_ttl_s * 1000))
-        saved = self._cmd.submit("SET", self._k(name), self._seal(name, context), "PX", ms)
-        marked = self._mark_submit(replying)  # queued right behind it: one pipeline
-        try:
+        turn = self._k(await self.hash_id(f"turn:{key}"))
+        saved = await self._save(key, context, replying)
+        try:  # queued right behind them: one pipeline
             await self._cmd.script(self._turn_release, [turn], [owner])
         finally:
-            await _all(saved, marked)
+            await _all(*saved)
 
     async def set_context(self, key, context, replying=None):
-        name = await self.hash_id(f"ctx:{key}")
-        ms = max(1, int(self.context_ttl_s * 1000))
-        saved = self._cmd.submit("SET", self._k(name), self._seal(name, context), "PX", ms)
-        await _all(saved, self._mark_submit(replying))  # one pipeline
+        await _all(*await self._save(key, context, replying))  # one pipeline
 
-    def _mark_submit(self, replying: Replying | None):
-        """The :meth:`replying` mark queued on the command pipeline (None for none)."""
-        if replying is None:
-            return None
-        msg_id, ttl_s = replying
-        value, ms = DedupState.REPLYING.value, max(1, int(ttl_s * 1000))
-        return self._cmd.submit("SET", self._k(f"msg:{msg_id}"), value, "PX", ms)
+    async def _save(self, key, context, replying) -> list[asyncio.Future]:
+        """The context's ``SET`` (and the ``replying`` mark's, when given), queued."""
+        name = await self.hash_id(f"ctx:{key}")
+        queued = [self._set(name, self._seal(name, context), self.context_ttl_s)]
+        if replying is not None:
+            msg_id, ttl_s = replying
+            queued.append(self._set(f"msg:{msg_id}", DedupState.REPLYING.value, ttl_s))
+        return queued
 
     async def append_audit(self, blob):
         await self._r.rpush(self._k("audit"), blob)
