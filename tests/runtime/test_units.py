@@ -508,6 +508,23 @@ def test_expired_entries_leave_the_sqlite_file_and_the_memory_store(tmp_path):
             await store.close()
 
     asyncio.run(sqlite_store())
+    # the workers of one `dingskill run` share the file: the first one alone sweeps it
+    from dingskill.runtime.app import Runtime
+    from dingskill.runtime.supervisor import WorkerRole
+
+    cfg = load_config(
+        None,
+        environ={"DINGSKILL_APP_KEY": "k", "DINGSKILL_APP_SECRET": "s"},
+        overrides={
+            "storage": {"path": str(path)},
+            "channels": {"enterprise_chat": {"enabled": False}},
+            "skills": {"home": str(tmp_path / "home")},
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+            "security": {"encrypt": False},
+        },
+    )
+    sweeps = [Runtime(cfg, role=WorkerRole(i, 2)).store._worker.sweep_rows for i in (0, 1)]
+    assert sweeps == [2000, 0] and Runtime(cfg).store._worker.sweep_rows == 2000
 
     async def memory_store():
         store = MemoryStore()

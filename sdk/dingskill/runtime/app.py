@@ -53,7 +53,8 @@ class Runtime:
             )
         self.redactor = Redactor([config.app_secret or ""])
         self.metrics = Metrics()
-        self.store = make_store(config, self.keyring)
+        # the workers of one `dingskill run` share the file: worker 0 alone sweeps it
+        self.store = make_store(config, self.keyring, sweep=role is None or role.primary)
         self.audit = AuditLog(
             config.get("audit.path"),
             self.store if config.get("audit.store") else None,

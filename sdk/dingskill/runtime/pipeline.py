@@ -37,7 +37,6 @@ class _Mark:
     instead of two, and the turn's effects never stored without it); ``stored``: it was."""
 
     msg_id: str
-    ttl_s: float
     stored: bool = False
 
 
@@ -197,7 +196,7 @@ class Pipeline:
             and self.stores.context is self.store
             and getattr(self.store, "replying_with_turn", False)
         ):
-            mark = _Mark(message.msg_id, self.limits["dedup_ttl_s"])
+            mark = _Mark(message.msg_id)
         self.inflight += 1
         self._active.add(message.msg_id)
         if self.metrics is not None:
@@ -324,7 +323,8 @@ class Pipeline:
         lease (its failure only logged, it expires by itself); the mark is left to the
         caller (``mark.stored`` stays False)."""
         store = self.stores.context
-        extra = {"replying": (mark.msg_id, mark.ttl_s)} if mark is not None else {}
+        ttl = self.limits["dedup_ttl_s"]
+        extra = {"replying": (mark.msg_id, ttl)} if mark is not None else {}
         if not self.shared_turns:
             await store.set_context(key, context, **extra)
             if mark is not None:

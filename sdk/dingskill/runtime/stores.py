@@ -369,7 +369,7 @@ class _SqliteWorker:
         self.busy_wait_s = 10.0
         self.checkpoint_s = checkpoint_s
         self.checkpoints = 0
-        self.sweep_rows = 2000  # rows of each table looked at per round (see _sweep)
+        self.sweep_rows = 2000  # rows of each table looked at per round (0: no sweep)
         self.swept = 0  # expired rows deleted
         self._swept_to: dict[str, str] = {}
         self._stop_checkpoints = threading.Event()
@@ -399,6 +399,8 @@ class _SqliteWorker:
         through every table and starts over, so the file holds what the TTLs keep (a
         message id ``limits.dedup_ttl_s``, a context ``storage.context_ttl_s``) plus a lap,
         not every message ever seen."""
+        if not self.sweep_rows:  # another process sharing the file sweeps it
+            return
         now = time.time()
         for table, key, column, grace in _SWEPT:
             after = self._swept_to.get(table, "")
@@ -671,10 +673,14 @@ class SqliteStore(Store):
 
     kind = "sqlite"
 
-    def __init__(self, path, **kw) -> None:
+    def __init__(self, path, sweep: bool = True, **kw) -> None:
+        """``sweep``: delete expired rows (:meth:`_SqliteWorker._sweep`); one process of
+        several sharing the file is enough."""
         super().__init__(**kw)
         self.path = Path(path)
         self._worker = _SqliteWorker(self._connect_db)
+        if not sweep:
+            self._worker.sweep_rows = 0
 
     def _connect_db(self, checkpointer: bool = False, timeout: float = 10) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -1056,11 +1062,13 @@ class RedisStore(Store):
         return out
 
 
-def make_store(config, keyring: Keyring | None = None) -> Store:
+def make_store(config, keyring: Keyring | None = None, sweep: bool = True) -> Store:
+    """The store ``config`` names; ``sweep``: this process deletes the SQLite file's
+    expired rows (one process of several sharing the file is enough)."""
     s = config["storage"]
     kw = {"keyring": keyring, "context_ttl_s": s["context_ttl_s"]}
     if s["type"] == "memory":
         return MemoryStore(**kw)
     if s["type"] == "redis":
         return RedisStore(s["connection_string"], **kw)
-    return SqliteStore(s["path"], **kw)
+    return SqliteStore(s["path"], sweep=sweep, **kw)
