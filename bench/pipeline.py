@@ -64,7 +64,8 @@ def main() -> None:
 
         from dingskill.runtime.stores import SqliteStore
 
-        sqlite = SqliteStore(Path(tempfile.mkdtemp(prefix="dingskill-bench-")) / "runtime.db")
+        folder = tempfile.TemporaryDirectory(prefix="dingskill-bench-")  # gone at exit
+        sqlite = SqliteStore(Path(folder.name) / "runtime.db")
         pipeline.use_store(sqlite)
         pipeline.shared_turns = True  # as every worker of `dingskill run --processes N`
     warm_n = 300
@@ -104,6 +105,7 @@ def main() -> None:
         await close_outbound_sessions()  # the it-helpdesk skill's HTTP action opened one
         if sqlite is not None:
             await sqlite.close()
+            folder.cleanup()
         return {
             "cpu_ms_per_message": round(ms, 3),
             "messages": args.messages,
