@@ -6,6 +6,8 @@ reply language and the short labels of intents."""
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 
 from ..text import detect_language
 from .arbitration import SMALL_TALK_INTENTS
@@ -146,22 +148,29 @@ def _headline(skills: list, lang: str) -> list[tuple[object, str]]:
 
 # (skills, lang) -> the labels of their headline intents, in order, each once: the same for
 # every out-of-scope reply until the skills change (a reload builds new skill objects, which
-# hash by identity; the key keeps them alive, so it never matches another set)
-_HEADLINES: dict[tuple, tuple[str, ...]] = {}
+# hash by identity, so its set gets its own entry); the key keeps its skills alive, so only
+# the few sets used last are kept: an old reload's skills are let go soon after
+_HEADLINES: OrderedDict[tuple, tuple[str, ...]] = OrderedDict()
+_HEADLINES_KEPT = 8
+_HEADLINES_LOCK = threading.Lock()  # engines on several loops (notebooks, tests) share it
 
 
 def _headline_labels(skills: list, lang: str) -> tuple[str, ...]:
     key = (tuple(skills), lang)
-    labels = _HEADLINES.get(key)
-    if labels is None:
-        found: list[str] = []
-        for skill, intent in _headline(skills, lang):
-            text = label(skill, intent, lang)
-            if text not in found:
-                found.append(text)
-        if len(_HEADLINES) >= 64:  # skill sets of long-gone reloads
-            _HEADLINES.clear()
-        labels = _HEADLINES[key] = tuple(found)
+    with _HEADLINES_LOCK:
+        labels = _HEADLINES.get(key)
+        if labels is not None:
+            _HEADLINES.move_to_end(key)
+            return labels
+    found: list[str] = []
+    for skill, intent in _headline(skills, lang):
+        text = label(skill, intent, lang)
+        if text not in found:
+            found.append(text)
+    with _HEADLINES_LOCK:
+        _HEADLINES[key] = labels = tuple(found)
+        while len(_HEADLINES) > _HEADLINES_KEPT:
+            _HEADLINES.popitem(last=False)
     return labels
 
 
