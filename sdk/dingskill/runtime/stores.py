@@ -360,7 +360,8 @@ class _SqliteWorker:
         self._inline_db: sqlite3.Connection | None = None
         self.inline_ops = 0
         self._window_start, self._window_ops, self._crowded = 0.0, 0, False
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._q: queue.SimpleQueue = queue.SimpleQueue()  # lists of operations; None: stop
+        self._pending: dict = {}  # per event loop: operations queued in its current turn
         self._thread: threading.Thread | None = None
         self._serving = False  # the thread runs (cheaper to read than is_alive() per op)
         self._start_lock = threading.Lock()
@@ -451,8 +452,20 @@ class _SqliteWorker:
             return fut
         with self._queued_lock:
             self._queued += 1
-        self._q.put((fn, fut, loop))
+        # handed to the thread once per turn of the loop, with whatever else this turn
+        # queues: one wake-up of the thread for all of them (waking it costs the loop more
+        # than queueing the operation)
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append((fn, fut, loop))
         return fut
+
+    def _hand_over(self, loop) -> None:
+        ops = self._pending.pop(loop, None)
+        if ops:
+            self._q.put(ops)
 
     def _run_inline(self, fn, fut: asyncio.Future) -> bool:
         """Run ``fn`` here if nothing is queued and the write lock is free; False if not."""
@@ -495,6 +508,8 @@ class _SqliteWorker:
 
     def stop(self) -> None:
         if self._thread is not None and self._thread.is_alive():
+            for loop in list(self._pending):  # queued in a turn that did not end yet
+                self._hand_over(loop)
             self._q.put(None)
             self._thread.join(10)
         self._thread = None
@@ -559,7 +574,7 @@ class _SqliteWorker:
             item = self._q.get()
             if item is None:
                 break
-            batch = [item]
+            batch = list(item)
             stop = False
             while len(batch) < self.batch:
                 try:
@@ -569,7 +584,7 @@ class _SqliteWorker:
                 if nxt is None:
                     stop = True
                     break
-                batch.append(nxt)
+                batch.extend(nxt)
             results: list = []
             try:
                 if db is None:

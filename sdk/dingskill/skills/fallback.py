@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from functools import lru_cache
 
 from ..text import detect_language
 from .arbitration import SMALL_TALK_INTENTS
 from .conversation import Reply
+from .dialogue import CANCEL_WORDS
 
 __all__ = [
     "FALLBACK",
@@ -238,7 +240,10 @@ def fallback_reply(
     return reply
 
 
+@lru_cache(maxsize=256)
 def _bare(text: str) -> str:
+    # several checks of one message ask for it (acknowledgement, cancel, hand-over, small
+    # talk, the form's commands): worked out once
     return _BARE.sub(" ", text).strip().lower()
 
 
@@ -254,9 +259,7 @@ def ack_reply(lang: str) -> Reply:
 def is_bare_cancel(text: str) -> bool:
     """The whole message is a cancel word (算了, 取消, never mind), nothing more: with no
     form pending it cancels nothing ("取消会议室" is a request, not this)."""
-    from .dialogue import CANCEL_WORDS
-
-    return _bare(text).lower() in CANCEL_WORDS
+    return _bare(text) in CANCEL_WORDS
 
 
 def nothing_to_cancel_reply(lang: str) -> Reply:

@@ -254,7 +254,13 @@ def closest_word(spec: dict[str, list[str]], answer: str) -> tuple[str, float] |
             s = syn.lower()
             if len(s) < 2:
                 continue
-            sim = 1 - _distance(t, s) / max(len(t), len(s))
+            longest = max(len(t), len(s))
+            # the distance is at least the difference in length: a word that cannot be
+            # half alike changes neither the best value nor a tie for it (the answer of
+            # most messages in a pending form, which are not a typo of any value)
+            if 2 * abs(len(t) - len(s)) > longest:
+                continue
+            sim = 1 - _distance(t, s) / longest
             best[canon] = max(best.get(canon, 0.0), sim)
     ranked = sorted(best.items(), key=lambda kv: -kv[1])
     if not ranked or ranked[0][1] < 0.5:
