@@ -582,6 +582,48 @@ def test_sqlite_runs_operations_inline_unless_locked_queued_or_crowded(tmp_path)
     asyncio.run(go())
 
 
+def test_sqlite_operations_of_one_loop_turn_reach_the_thread_together(tmp_path):
+    """What the loop queues for the store's thread in one turn of the event loop is handed
+    over as one list (one wake-up of the thread), in submission order; stopping the store
+    hands over what a turn queued before its end, so every caller gets its answer."""
+
+    async def go():
+        store = SqliteStore(tmp_path / "rt.db")
+        w = store._worker
+        await store.connect()
+        w._run_inline = lambda fn, fut: False  # as when crowded: everything to the thread
+        handed = []
+        real = w._q
+
+        class Counting:
+            def put(self, item):
+                handed.append(None if item is None else len(item))
+                real.put(item)
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        w._q = Counting()
+        writes = [store._run(lambda db, n=n: _put(db, n)) for n in range(50)]
+        read = store._run(lambda db: db.execute("SELECT max(n) FROM t").fetchone()[0])
+        assert handed == []  # still this turn: nothing handed over yet
+        await asyncio.gather(*writes)
+        assert await read == 49  # run after every write queued before it
+        assert handed == [51]
+
+        last = store._run(lambda db: _put(db, 50))  # queued, and the store stops this turn
+        w.stop()
+        await asyncio.wait_for(last, 10)
+        assert handed[1:] == [1, None]  # handed over before the end marker
+        await store.close()
+
+    def _put(db, n):
+        db.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+        db.execute("INSERT INTO t VALUES (?)", (n,))
+
+    asyncio.run(go())
+
+
 def test_sqlite_single_statement_operations_fail_alone_without_a_savepoint(tmp_path):
     """Operations of one SQL statement run in the thread's group without a savepoint: one
     that fails reports its error to its caller and the other operations of the same group
