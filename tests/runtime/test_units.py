@@ -586,6 +586,7 @@ def test_sqlite_operations_of_one_loop_turn_reach_the_thread_together(tmp_path):
     """What the loop queues for the store's thread in one turn of the event loop is handed
     over as one list (one wake-up of the thread), in submission order; stopping the store
     hands over what a turn queued before its end, so every caller gets its answer."""
+    from tests.runtime.harness import timeout_scale
 
     async def go():
         store = SqliteStore(tmp_path / "rt.db")
@@ -613,7 +614,7 @@ def test_sqlite_operations_of_one_loop_turn_reach_the_thread_together(tmp_path):
 
         last = store._run(lambda db: _put(db, 50))  # queued, and the store stops this turn
         w.stop()
-        await asyncio.wait_for(last, 10)
+        await asyncio.wait_for(last, 10 * timeout_scale())
         assert handed[1:] == [1, None]  # handed over before the end marker
         await store.close()
 

@@ -364,7 +364,7 @@ class _SqliteWorker:
         self._window_start, self._window_ops, self._crowded = 0.0, 0, False
         self._q: queue.SimpleQueue = queue.SimpleQueue()  # lists of operations; None: stop
         self._pending: dict = {}  # per event loop: operations queued in its current turn
-        self._hand_lock = threading.Lock()
+        self._hand_lock = threading.RLock()  # stop() hands over under it too
         self._thread: threading.Thread | None = None
         self._serving = False  # the thread runs (cheaper to read than is_alive() per op)
         self._start_lock = threading.Lock()
@@ -514,7 +514,7 @@ class _SqliteWorker:
         if self._thread is not None and self._thread.is_alive():
             with self._hand_lock:
                 for loop in list(self._pending):  # queued in a turn that did not end yet
-                    self._q.put(self._pending.pop(loop))
+                    self._hand_over(loop)
                 self._q.put(None)
             self._thread.join(10)
         self._thread = None

@@ -242,8 +242,8 @@ def fallback_reply(
 
 @lru_cache(maxsize=256)
 def _bare(text: str) -> str:
-    # several checks of one message ask for it (acknowledgement, cancel, hand-over, small
-    # talk, the form's commands): worked out once
+    # the acknowledgement, cancel and hand-over checks of one message each ask for it:
+    # worked out once
     return _BARE.sub(" ", text).strip().lower()
 
 
