@@ -136,6 +136,14 @@ def _install_in_worker() -> None:
     atexit.register(dump)
 
 
+def _in_window(record, since: float, spans: dict) -> bool:
+    """Whether a record is of the window: a loop stage inside one of its task's messages
+    there, a classification batch started in it."""
+    if not record[3]:
+        return record[0] >= since
+    return any(a <= record[0] <= b for a, b in spans.get(record[3], ()))
+
+
 def summarize(runs: list[list], window_s: float) -> dict:
     """Per-stage percentiles (ms) over the last ``window_s`` seconds of each worker's
     records, and the loop stages' means for the slowest 3 % of messages."""
@@ -149,10 +157,16 @@ def summarize(runs: list[list], window_s: float) -> dict:
         if not starts:
             continue
         since = max(starts) - window_s
-        recent = [r for r in records if r[0] >= since]
+        procs = [r for r in records if r[1] == "process" and r[0] >= since]
+        # a loop stage counts when its message's process() started in the window (a stage
+        # starting just inside it may belong to a message that started before); the
+        # classification thread's batches by their own start
+        spans: dict[int, list[tuple[float, float]]] = {}  # task id -> its messages' times
+        for t0, _s, seconds, task in procs:  # (an id may be reused by a later task)
+            spans.setdefault(task, []).append((t0, t0 + seconds))
+        recent = [r for r in records if _in_window(r, since, spans)]
         for _t, stage, seconds, _task in recent:
             by_stage[stage].append(seconds * 1000)
-        procs = [r for r in recent if r[1] == "process"]
         messages += len(procs)
         limit = float(np.percentile([p[2] for p in procs], 97))
         by_task: dict[int, list] = {}
