@@ -131,6 +131,8 @@ def test_stopping_or_killing_the_supervisor_stops_every_worker(home, emulator, s
     rt2 = start_runtime(home, extra={"processes": {"count": 2}})
     emulator.wait_connections(2, timeout=scaled(30))
     workers = _workers(rt2)
+    owned = _metrics_folders_of(rt2.proc.pid)
+    assert len(owned) == 1  # its workers' metric files, marked with its pid
     rt2.proc.kill()  # a supervisor killed outright: its workers get SIGTERM from the kernel
     rt2.proc.wait(scaled(10))
     wait_until(
@@ -138,6 +140,55 @@ def test_stopping_or_killing_the_supervisor_stops_every_worker(home, emulator, s
         30,
         what="workers of a killed supervisor stopping",
     )
+    # it could not clean up: the next supervisor's start sweeps its folder away
+    assert owned[0].is_dir()
+    from dingskill.runtime.supervisor import sweep_stale_metrics
+
+    assert sweep_stale_metrics() >= 1
+    assert not owned[0].exists()
+
+
+def _metrics_folders_of(pid: int) -> list[Path]:
+    import tempfile
+
+    from dingskill.runtime.supervisor import METRICS_PREFIX, OWNER_FILE
+
+    return [
+        d
+        for d in Path(tempfile.gettempdir()).glob(METRICS_PREFIX + "*")
+        if (d / OWNER_FILE).is_file() and (d / OWNER_FILE).read_text().strip() == str(pid)
+    ]
+
+
+def test_stale_metrics_folders_are_swept_and_live_or_foreign_ones_kept(tmp_path):
+    """A supervisor killed outright leaves its metrics folder behind; the next one removes
+    the folders whose recorded supervisor no longer runs, and only those."""
+    from dingskill.runtime.supervisor import METRICS_PREFIX, OWNER_FILE, sweep_stale_metrics
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(gone.stdout)
+    folders = {}
+    for name, owner in (("dead", str(dead_pid)), ("live", str(os.getpid())), ("bad", "x")):
+        d = tmp_path / f"{METRICS_PREFIX}{name}"
+        d.mkdir()
+        (d / OWNER_FILE).write_text(owner)
+        (d / "counter_1.db").write_bytes(b"\0" * 16)
+        folders[name] = d
+    unmarked = tmp_path / f"{METRICS_PREFIX}unmarked"  # an older layout: not ours to judge
+    unmarked.mkdir()
+    other = tmp_path / "something-else"
+    other.mkdir()
+    (other / OWNER_FILE).write_text(str(dead_pid))
+    assert sweep_stale_metrics(str(tmp_path)) == 1
+    assert not folders["dead"].exists()
+    assert folders["live"].is_dir() and folders["bad"].is_dir()
+    assert unmarked.is_dir() and other.is_dir()
+    assert sweep_stale_metrics(str(tmp_path / "missing")) == 0
 
 
 def _cli_run(tmp_path: Path, cfg: dict, *args: str) -> subprocess.CompletedProcess:

@@ -35,6 +35,7 @@ from .config import ConfigError, RuntimeConfig
 
 __all__ = [
     "WORKER_ENV",
+    "sweep_stale_metrics",
     "WorkerRole",
     "Supervisor",
     "check_processes",
@@ -122,6 +123,44 @@ def check_processes(config: RuntimeConfig, count: int) -> None:
         )
 
 
+METRICS_PREFIX = "dingskill-metrics-"  # the workers' metric files, one folder per supervisor
+OWNER_FILE = "supervisor.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale_metrics(folder: str | None = None) -> int:
+    """Remove the metrics folders of supervisors that are gone without cleaning up (killed
+    outright: SIGKILL, the OOM killer); returns how many. A folder counts as stale when the
+    supervisor whose pid it records no longer runs; folders without that record, or of a
+    running process, are left alone."""
+    root = folder or tempfile.gettempdir()
+    removed = 0
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(METRICS_PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            with open(os.path.join(path, OWNER_FILE)) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def _stop_with_parent() -> None:
     """In the worker, before it runs: SIGTERM when the supervisor dies, however it dies (a
     killed supervisor must not leave workers serving on their own). Linux only."""
@@ -193,7 +232,10 @@ class Supervisor:
             sig: signal.signal(sig, lambda *_: self._stop.set())
             for sig in (signal.SIGTERM, signal.SIGINT)
         }
-        self._metrics_dir = tempfile.mkdtemp(prefix="dingskill-metrics-")
+        sweep_stale_metrics()
+        self._metrics_dir = tempfile.mkdtemp(prefix=METRICS_PREFIX)
+        with open(os.path.join(self._metrics_dir, OWNER_FILE), "w") as f:
+            f.write(str(os.getpid()))
         try:
             for w in self.workers:
                 self._start(w)
