@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+from dingskill.runtime.supervisor import METRICS_PREFIX, OWNER_FILE, sweep_stale_metrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import APP
@@ -142,17 +144,11 @@ def test_stopping_or_killing_the_supervisor_stops_every_worker(home, emulator, s
     )
     # it could not clean up: the next supervisor's start sweeps its folder away
     assert owned[0].is_dir()
-    from dingskill.runtime.supervisor import sweep_stale_metrics
-
     assert sweep_stale_metrics() >= 1
     assert not owned[0].exists()
 
 
 def _metrics_folders_of(pid: int) -> list[Path]:
-    import tempfile
-
-    from dingskill.runtime.supervisor import METRICS_PREFIX, OWNER_FILE
-
     return [
         d
         for d in Path(tempfile.gettempdir()).glob(METRICS_PREFIX + "*")
@@ -163,15 +159,9 @@ def _metrics_folders_of(pid: int) -> list[Path]:
 def test_stale_metrics_folders_are_swept_and_live_or_foreign_ones_kept(tmp_path):
     """A supervisor killed outright leaves its metrics folder behind; the next one removes
     the folders whose recorded supervisor no longer runs, and only those."""
-    from dingskill.runtime.supervisor import METRICS_PREFIX, OWNER_FILE, sweep_stale_metrics
-
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead_pid = int(gone.stdout)
+    gone = spawn([sys.executable, "-c", "pass"])
+    assert gone.wait(scaled(30)) == 0
+    dead_pid = gone.pid
     folders = {}
     for name, owner in (("dead", str(dead_pid)), ("live", str(os.getpid())), ("bad", "x")):
         d = tmp_path / f"{METRICS_PREFIX}{name}"
@@ -189,6 +179,23 @@ def test_stale_metrics_folders_are_swept_and_live_or_foreign_ones_kept(tmp_path)
     assert folders["live"].is_dir() and folders["bad"].is_dir()
     assert unmarked.is_dir() and other.is_dir()
     assert sweep_stale_metrics(str(tmp_path / "missing")) == 0
+
+
+def test_the_sweep_never_follows_a_planted_link(tmp_path):
+    """In a shared /tmp anybody can name a link like a metrics folder and point it at a
+    folder of ours that records a dead pid: the sweep leaves the link and what it points to."""
+    gone = spawn([sys.executable, "-c", "pass"])
+    assert gone.wait(scaled(30)) == 0
+    target = tmp_path / "precious"
+    target.mkdir()
+    (target / OWNER_FILE).write_text(str(gone.pid))
+    (target / "data.txt").write_text("keep me")
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    (shared / f"{METRICS_PREFIX}planted").symlink_to(target, target_is_directory=True)
+    assert sweep_stale_metrics(str(shared)) == 0
+    assert (target / "data.txt").read_text() == "keep me"
+    assert (shared / f"{METRICS_PREFIX}planted").is_symlink()
 
 
 def _cli_run(tmp_path: Path, cfg: dict, *args: str) -> subprocess.CompletedProcess:

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,13 +36,13 @@ from .config import ConfigError, RuntimeConfig
 
 __all__ = [
     "WORKER_ENV",
-    "sweep_stale_metrics",
     "WorkerRole",
     "Supervisor",
     "check_processes",
     "preflight",
     "process_count",
     "resolve_count",
+    "sweep_stale_metrics",
     "worker_role",
 ]
 
@@ -140,8 +141,9 @@ def _alive(pid: int) -> bool:
 def sweep_stale_metrics(folder: str | None = None) -> int:
     """Remove the metrics folders of supervisors that are gone without cleaning up (killed
     outright: SIGKILL, the OOM killer); returns how many. A folder counts as stale when the
-    supervisor whose pid it records no longer runs; folders without that record, or of a
-    running process, are left alone."""
+    supervisor whose pid it records no longer runs; folders without that record, of a
+    running process, of another user, and symbolic links (a shared /tmp: never followed) are
+    left alone."""
     root = folder or tempfile.gettempdir()
     removed = 0
     try:
@@ -151,6 +153,9 @@ def sweep_stale_metrics(folder: str | None = None) -> int:
     for name in names:
         path = os.path.join(root, name)
         try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
             with open(os.path.join(path, OWNER_FILE)) as f:
                 pid = int(f.read().strip())
         except (OSError, ValueError):
