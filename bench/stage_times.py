@@ -80,9 +80,13 @@ def install() -> None:
     from dingskill.skills import engine, entities
 
     P = pipeline.Pipeline
-    for name, stage in (("process", "process"), ("_admit", "claim"), ("_begin", "begin")):
+    for name, stage in (
+        ("process", "process"),
+        ("_admit", "claim"),
+        ("_begin", "begin"),
+        ("_end", "end"),
+    ):
         _wrap_async(P, name, stage)
-    _wrap_async(P, "_end", "end")
     _wrap_async(understanding.Understanding, "prepare", "understand")
     _wrap_async(engine.Engine, "handle", "engine")
     _wrap_async(delivery.Delivery, "deliver", "deliver")
@@ -136,12 +140,13 @@ def _install_in_worker() -> None:
     atexit.register(dump)
 
 
-def _in_window(record, since: float, spans: dict) -> bool:
-    """Whether a record is of the window: a loop stage inside one of its task's messages
-    there, a classification batch started in it."""
-    if not record[3]:
-        return record[0] >= since
-    return any(a <= record[0] <= b for a, b in spans.get(record[3], ()))
+def _message_of(record, spans: dict) -> float | None:
+    """The start of the message (of the window) a loop stage's record belongs to: its task's
+    message whose ``process()`` encloses it (a task id may be reused later), or None."""
+    for start, end in spans.get(record[3], ()):
+        if start <= record[0] <= end:
+            return start
+    return None
 
 
 def summarize(runs: list[list], window_s: float) -> dict:
@@ -158,27 +163,27 @@ def summarize(runs: list[list], window_s: float) -> dict:
             continue
         since = max(starts) - window_s
         procs = [r for r in records if r[1] == "process" and r[0] >= since]
+        messages += len(procs)
         # a loop stage counts when its message's process() started in the window (a stage
         # starting just inside it may belong to a message that started before); the
         # classification thread's batches by their own start
         spans: dict[int, list[tuple[float, float]]] = {}  # task id -> its messages' times
-        for t0, _s, seconds, task in procs:  # (an id may be reused by a later task)
-            spans.setdefault(task, []).append((t0, t0 + seconds))
-        recent = [r for r in records if _in_window(r, since, spans)]
-        for _t, stage, seconds, _task in recent:
-            by_stage[stage].append(seconds * 1000)
-        messages += len(procs)
-        limit = float(np.percentile([p[2] for p in procs], 97))
-        by_task: dict[int, list] = {}
-        for r in recent:
-            if r[3]:
-                by_task.setdefault(r[3], []).append(r)
         for t0, _s, seconds, task in procs:
-            if seconds < limit:
+            spans.setdefault(task, []).append((t0, t0 + seconds))
+        limit = float(np.percentile([p[2] for p in procs], 97))
+        slowest = {(p[3], p[0]) for p in procs if p[2] >= limit}
+        for record in records:
+            t0, stage, seconds, task = record
+            if not task:
+                if t0 >= since:
+                    by_stage[stage].append(seconds * 1000)
                 continue
-            for r in by_task.get(task, ()):  # this message's own calls
-                if t0 <= r[0] <= t0 + seconds:
-                    slow[r[1]].append(r[2] * 1000)
+            start = _message_of(record, spans)
+            if start is None:
+                continue
+            by_stage[stage].append(seconds * 1000)
+            if (task, start) in slowest:
+                slow[stage].append(seconds * 1000)
     rows = []
     for stage, values in by_stage.items():
         if values:
