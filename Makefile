@@ -21,13 +21,18 @@ setup-demo:
 demo: setup-demo
 	$(PY) -m dingskill.cli.main demo
 
+## The suite's files run side by side, one worker a logical CPU (at most four; pytest-xdist,
+## a file's tests stay together in one worker). TEST_WORKERS=0 runs them one after another.
+TEST_WORKERS ?= logical
+XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
+
 ## The whole test suite (what CI runs).
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 ## The edit loop: everything but the slow and browser tests.
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not browser"
+	$(PY) -m pytest $(XDIST) -m "not slow and not browser"
 
 doctor: setup-demo
 	$(PY) -m dingskill.cli.main doctor
