@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from dingskill.runtime.supervisor import METRICS_PREFIX, OWNER_FILE, sweep_stale_metrics
@@ -124,16 +123,22 @@ def test_a_killed_worker_is_started_again(home, emulator, start_runtime):
     assert "worker exited; starting it again" in tail(rt.log, 20000)
 
 
-def test_stopping_or_killing_the_supervisor_stops_every_worker(home, emulator, start_runtime):
+def test_stopping_or_killing_the_supervisor_stops_every_worker(
+    home, emulator, start_runtime, tmp_path
+):
     rt = start_runtime(home, extra={"processes": {"count": 2}})
     emulator.wait_connections(2, timeout=scaled(30))
     workers = _workers(rt)
     assert rt.stop("term") == 0  # graceful: each worker finishes its messages
     assert not any(_alive(p) for p in workers)
-    rt2 = start_runtime(home, extra={"processes": {"count": 2}})
+    # a temporary folder of its own: a runtime that another test starts meanwhile (the suite
+    # runs files side by side) would otherwise sweep the killed supervisor's folder first
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    rt2 = start_runtime(home, extra={"processes": {"count": 2}}, env={"TMPDIR": str(private_tmp)})
     emulator.wait_connections(2, timeout=scaled(30))
     workers = _workers(rt2)
-    owned = _metrics_folders_of(rt2.proc.pid)
+    owned = _metrics_folders_of(rt2.proc.pid, private_tmp)
     assert len(owned) == 1  # its workers' metric files, marked with its pid
     rt2.proc.kill()  # a supervisor killed outright: its workers get SIGTERM from the kernel
     rt2.proc.wait(scaled(10))
@@ -144,14 +149,14 @@ def test_stopping_or_killing_the_supervisor_stops_every_worker(home, emulator, s
     )
     # it could not clean up: the next supervisor's start sweeps its folder away
     assert owned[0].is_dir()
-    assert sweep_stale_metrics() >= 1
+    assert sweep_stale_metrics(str(private_tmp)) == 1
     assert not owned[0].exists()
 
 
-def _metrics_folders_of(pid: int) -> list[Path]:
+def _metrics_folders_of(pid: int, folder: Path) -> list[Path]:
     return [
         d
-        for d in Path(tempfile.gettempdir()).glob(METRICS_PREFIX + "*")
+        for d in folder.glob(METRICS_PREFIX + "*")
         if (d / OWNER_FILE).is_file() and (d / OWNER_FILE).read_text().strip() == str(pid)
     ]
 
