@@ -243,8 +243,8 @@ def main() -> None:
         runs = [json.loads(f.read_text()) for f in sorted(out.glob("*.json"))]
     if not any(r[1] == "process" for run in runs for r in run):
         sys.exit(
-            f"no message was timed ({len(runs)} workers wrote timings): see the workers' "
-            "output above for 'stage_times: not installed'"
+            f"no message was timed ({len(runs)} workers wrote timings); the benchmark's "
+            f"output (look for 'stage_times: not installed'):\n{done.stderr[-4000:]}"
         )
     report = summarize(runs, args.duration - 0.5)
     report.update(

@@ -6,27 +6,43 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.runtime.harness import timeout_scale
+from tests.runtime.harness import scaled, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_stage_times_bench_times_every_stage_in_both_workers():
-    done = subprocess.run(  # killed if it outlives the limit
+    # its own process group, registered before the wait: the benchmark's runtime, workers and
+    # emulator are stopped with it whatever happens
+    proc = spawn(
         [sys.executable, "bench/stage_times.py", "--messages", "300", "--rate", "100"]
         + ["--duration", "2", "--json"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "sdk")},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240 * timeout_scale(),
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        stdout, stderr = proc.communicate(timeout=scaled(240))
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        code = "still running after its limit"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever the benchmark left running
+        except ProcessLookupError:
+            pass
+    assert code == 0, f"exit {code}\n{stdout[-4000:]}{stderr[-4000:]}"
+    report = json.loads(stdout.strip().splitlines()[-1])
     assert report["workers"] == 2 and report["traffic"] == "distinct"
     stages = {row["stage"]: row for row in report["stages"]}
     # distinct texts: every message of the phase goes through every stage once
@@ -39,4 +55,4 @@ def test_stage_times_bench_times_every_stage_in_both_workers():
         assert 0 < stages[name]["p50_ms"] <= stages["process"]["p99_ms"]
     assert stages["graph"]["p50_ms"] <= stages["encoder"]["p50_ms"] <= stages["compute"]["p99_ms"]
     # the table is printed before the JSON line
-    assert "stage" in done.stdout and "understand" in done.stdout
+    assert "stage" in stdout and "understand" in stdout
